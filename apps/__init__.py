@@ -1,0 +1,1 @@
+"""One sub-package per application: ecg, materials, plants."""

@@ -1,0 +1,1 @@
+"""What every application shares: HSIC, models, losses, training, estimators, io, plots, cli."""

@@ -1,0 +1,5 @@
+"""The one error class hsickit raises for bad input."""
+
+
+class HsickitError(ValueError):
+    """Bad input or state. The message names the offending input and says how to fix it."""

@@ -1,0 +1,339 @@
+"""scikit-learn estimators around hsickit's models and trainer.
+
+``DeepClassifier`` and ``DeepRegressor`` drop into ``Pipeline`` and ``GridSearchCV``;
+``training="hsic"`` trains with the HSIC bottleneck, ``"backprop"`` end to end.
+``warm_start=True`` continues from the fitted model on new data (fine-tuning), optionally
+with the first ``frozen_blocks`` blocks frozen.
+
+Examples
+--------
+>>> from sklearn.datasets import load_iris
+>>> from hsickit.core.estimators import DeepClassifier
+>>> X, y = load_iris(return_X_y=True)
+>>> clf = DeepClassifier(model_params={"hidden": (32, 32)}, epochs=30, random_state=0)
+>>> clf.fit(X, y).score(X, y) > 0.8
+True
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from hsickit.core.errors import HsickitError
+from hsickit.core.io import load_model, save_model, write_json, read_json
+from hsickit.core.models import create_model
+from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
+
+
+class _DeepEstimator(TransformerMixin, BaseEstimator):
+    _task = "regression"
+
+    def __init__(self, model="mlp", model_params=None, training="backprop", epochs=50, batch_size="auto",
+                 lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
+                 sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
+                 format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
+                 warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu"):
+        self.model = model
+        self.model_params = model_params
+        self.training = training
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.loss = loss
+        self.lr_schedule = lr_schedule
+        self.sigma = sigma
+        self.beta = beta
+        self.hsic_estimator = hsic_estimator
+        self.kernel_convention = kernel_convention
+        self.hsic_lr = hsic_lr
+        self.format_epochs = format_epochs
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.frozen_blocks = frozen_blocks
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # --- hooks the two subclasses fill in ------------------------------------------------
+    def _encode_targets(self, y, fitting: bool):
+        raise NotImplementedError
+
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _class_weight(self, y_enc):
+        return None
+
+    # --- shared machinery ----------------------------------------------------------------
+    def _validate_X(self, X, reset: bool):
+        return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=self.model == "conv1d")
+
+    def _validate_Xy(self, X, y, reset: bool):
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=self.model == "conv1d",
+                             ensure_min_samples=2, multi_output=True, y_numeric=self._task == "regression")
+        if self._task == "classification" and y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _train_config(self, n_train: int, y_enc) -> TrainConfig:
+        bs = self.batch_size
+        if bs == "auto":
+            bs = max(2, min(128, n_train))
+        elif not isinstance(bs, (int, np.integer)) or bs < 2:
+            raise HsickitError(f"batch_size must be an integer >= 2 or 'auto', got {bs!r}")
+        elif bs > n_train:
+            raise HsickitError(f"batch_size={bs} is larger than the {n_train} training samples (after the validation split); pass batch_size <= {n_train} or 'auto'")
+        if self.training not in ("backprop", "hsic"):
+            raise HsickitError(f"training must be 'backprop' or 'hsic', got {self.training!r}")
+        return TrainConfig(
+            mode=self.training, task=self._task, epochs=self.epochs, batch_size=int(bs), lr=self.lr,
+            optimizer=self.optimizer, weight_decay=self.weight_decay, loss=self.loss, lr_schedule=self.lr_schedule,
+            class_weight=self._class_weight(y_enc), patience=self.patience, sigma=self.sigma, beta=self.beta,
+            hsic_estimator=self.hsic_estimator, kernel_convention=self.kernel_convention, hsic_lr=self.hsic_lr,
+            format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self._seed_,
+            device=self.device, verbose=self.verbose)
+
+    def _build_model(self, X) -> torch.nn.Module:
+        params = dict(self.model_params or {})
+        key = "in_channels" if self.model == "conv1d" else "in_features"
+        params.setdefault(key, X.shape[1])
+        params.setdefault("out_features", self._n_outputs())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._seed_)
+            return create_model(self.model, **params)
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Train on (X, y); validation data default to a split carved from X."""
+        warm = self.warm_start and hasattr(self, "model_")
+        X, y = self._validate_Xy(X, y, reset=not warm)
+        y_enc = self._encode_targets(y, fitting=not warm)
+        if not warm:
+            self._seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self.model_ = self._build_model(X)
+        if X_val is None:
+            strat = y_enc if self._task == "classification" else None
+            tr, va = validation_split(len(X), self.validation_fraction if self.patience is not None else 0.0, self._seed_, strat)
+            X_tr, y_tr, X_va, y_va = X[tr], y_enc[tr], X[va], y_enc[va]
+        else:
+            X_tr, y_tr = X, y_enc
+            X_va, y_va = self._validate_X(X_val, reset=False), self._encode_targets(np.asarray(y_val), fitting=False)
+        config = self._train_config(len(X_tr), y_tr)
+        ckpt = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
+        history = train(self.model_, X_tr, y_tr, config, X_val=X_va, y_val=y_va, run_dir=ckpt, resume=ckpt is not None)
+        self.history_ = (getattr(self, "history_", []) if warm else []) + history
+        self.train_config_ = config.to_dict()
+        if ckpt is not None and (ckpt / CHECKPOINT).exists():
+            (ckpt / CHECKPOINT).unlink()
+        return self
+
+    @torch.no_grad()
+    def _forward(self, X, features: bool = False) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = self._validate_X(X, reset=False)
+        self.model_.eval()
+        dev = next(self.model_.parameters()).device
+        outs = []
+        for i in range(0, len(X), 4096):
+            xb = torch.as_tensor(X[i:i + 4096], device=dev)
+            outs.append((self.model_.features(xb) if features else self.model_(xb)).float().cpu())
+        return torch.cat(outs).numpy()
+
+    def transform(self, X) -> np.ndarray:
+        """The last block's representation of X (an embedding, e.g. for fusion)."""
+        return self._forward(X, features=True)
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return self.fit(X, y, **fit_params).transform(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.target_tags.required = True
+        return tags
+
+    # --- persistence ---------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {}
+
+    def _set_state(self, state: dict) -> None:
+        pass
+
+    def save(self, path) -> Path:
+        """Write ``model.safetensors`` and ``estimator.json`` into the folder ``path``."""
+        check_is_fitted(self, "model_")
+        path = Path(path)
+        params = {k: v for k, v in self.get_params().items() if not callable(v)}
+        save_model(self.model_, path / "model.safetensors")
+        write_json(path / "estimator.json", {
+            "estimator": type(self).__name__, "params": params, "n_features_in_": self.n_features_in_,
+            "seed": self._seed_, "history": self.history_, "train_config": self.train_config_, **self._state()})
+        return path
+
+    @classmethod
+    def load(cls, path, **overrides):
+        """Load an estimator saved with :meth:`save` (a callable loss must be passed again in ``overrides``)."""
+        path = Path(path)
+        meta = read_json(path / "estimator.json")
+        if meta.get("estimator") != cls.__name__:
+            raise HsickitError(f"{path} holds a {meta.get('estimator')}, not a {cls.__name__}; load it with {meta.get('estimator')}.load")
+        params = {**meta["params"], **overrides}
+        if params.get("model_params"):
+            params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
+        est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
+        est.model_ = load_model(path / "model.safetensors")
+        est.n_features_in_, est._seed_ = meta["n_features_in_"], meta["seed"]
+        est.history_, est.train_config_ = meta["history"], meta["train_config"]
+        est._set_state(meta)
+        return est
+
+
+class DeepClassifier(ClassifierMixin, _DeepEstimator):
+    """Deep classifier (multi-class, or multi-label from a 2-D 0/1 ``y``).
+
+    Extra parameters: ``class_weight`` (None or "balanced"), ``classes`` (fix the label
+    set and its order, e.g. all species of a taxonomy, even those absent from ``y``).
+    See :class:`~hsickit.core.training.TrainConfig` for the training parameters.
+    """
+
+    _task = "classification"
+
+    def __init__(self, model="mlp", model_params=None, training="backprop", epochs=50, batch_size="auto",
+                 lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
+                 sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
+                 format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
+                 warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu",
+                 class_weight=None, classes=None):
+        super().__init__(model=model, model_params=model_params, training=training, epochs=epochs, batch_size=batch_size,
+                         lr=lr, optimizer=optimizer, weight_decay=weight_decay, loss=loss, lr_schedule=lr_schedule,
+                         sigma=sigma, beta=beta, hsic_estimator=hsic_estimator, kernel_convention=kernel_convention,
+                         hsic_lr=hsic_lr, format_epochs=format_epochs, validation_fraction=validation_fraction,
+                         patience=patience, frozen_blocks=frozen_blocks, warm_start=warm_start,
+                         checkpoint_dir=checkpoint_dir, random_state=random_state, verbose=verbose, device=device)
+        self.class_weight = class_weight
+        self.classes = classes
+
+    def _encode_targets(self, y, fitting: bool):
+        kind = type_of_target(y)
+        if kind == "multilabel-indicator":
+            if fitting:
+                self.multilabel_, self.classes_ = True, np.arange(y.shape[1])
+            elif not getattr(self, "multilabel_", False) or y.shape[1] != len(self.classes_):
+                raise HsickitError(f"y has {y.shape[1]} label columns but the model was fitted on {len(self.classes_)}")
+            self._task = "multilabel"
+            return y.astype(np.float32)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"Unknown label type: {kind!r}. DeepClassifier needs class labels or a 2-D 0/1 indicator matrix (for regression targets use DeepRegressor)")
+        y = y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y
+        if fitting:
+            self.multilabel_ = False
+            self.classes_ = np.unique(y) if self.classes is None else np.asarray(self.classes)
+            if self.classes is None and len(self.classes_) < 2:
+                raise HsickitError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least two")
+        self._task = "classification"
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
+        if unknown:
+            raise HsickitError(f"labels {unknown[:5]} are not among the model's classes; add them to `classes` or fine-tune with a grown output layer")
+        return np.fromiter((index[v] for v in y.tolist()), dtype=np.int64, count=len(y))
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _class_weight(self, y_enc):
+        if self.class_weight is None or self._task != "classification":
+            return None
+        w = np.ones(len(self.classes_))
+        if isinstance(self.class_weight, dict):
+            for i, c in enumerate(self.classes_.tolist()):
+                w[i] = self.class_weight.get(c, 1.0)
+        elif self.class_weight == "balanced":
+            present = np.unique(y_enc)
+            w[present] = compute_class_weight("balanced", classes=present, y=y_enc)
+        else:
+            raise HsickitError(f"class_weight must be None, 'balanced' or a dict class -> weight, got {self.class_weight!r}")
+        return w.tolist()
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits; for two classes, the positive class's log-odds (scikit-learn's convention)."""
+        logits = self._forward(X)
+        if not self.multilabel_ and logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        logits = torch.as_tensor(self._forward(X))
+        return (torch.sigmoid(logits) if self.multilabel_ else torch.softmax(logits, 1)).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        if self.multilabel_:
+            return (proba > 0.5).astype(np.int64)
+        return self.classes_[proba.argmax(1)]
+
+    def _state(self) -> dict:
+        return {"classes": self.classes_.tolist(), "multilabel": bool(self.multilabel_)}
+
+    def _set_state(self, state: dict) -> None:
+        self.classes_, self.multilabel_ = np.asarray(state["classes"]), state["multilabel"]
+        self._task = "multilabel" if self.multilabel_ else "classification"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class DeepRegressor(RegressorMixin, _DeepEstimator):
+    """Deep regressor; targets are standardised internally, predictions come in y's units.
+
+    See :class:`~hsickit.core.training.TrainConfig` for the training parameters.
+    """
+
+    _task = "regression"
+
+    def _encode_targets(self, y, fitting: bool):
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim not in (1, 2):
+            raise HsickitError(f"y must be 1-D or 2-D, got shape {y.shape}")
+        y2 = y.reshape(len(y), -1)
+        if fitting:
+            self.n_outputs_, self.y_1d_ = y2.shape[1], y.ndim == 1
+            self.y_mean_ = np.nanmean(y2, 0) if len(y2) else np.zeros(y2.shape[1])
+            scale = np.nanstd(y2, 0) if len(y2) else np.ones(y2.shape[1])
+            self.y_scale_ = np.where(scale > 0, scale, 1.0)
+        elif y2.shape[1] != self.n_outputs_:
+            raise HsickitError(f"y has {y2.shape[1]} target columns but the model was fitted on {self.n_outputs_}")
+        return ((y2 - self.y_mean_) / self.y_scale_).astype(np.float32)
+
+    def _n_outputs(self) -> int:
+        return self.n_outputs_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def predict(self, X) -> np.ndarray:
+        out = self._forward(X).astype(np.float64) * self.y_scale_ + self.y_mean_
+        return out.ravel() if self.y_1d_ else out
+
+    def _state(self) -> dict:
+        return {"y_mean": self.y_mean_.tolist(), "y_scale": self.y_scale_.tolist(), "y_1d": self.y_1d_}
+
+    def _set_state(self, state: dict) -> None:
+        self.y_mean_, self.y_scale_ = np.asarray(state["y_mean"]), np.asarray(state["y_scale"])
+        self.y_1d_, self.n_outputs_ = state["y_1d"], len(self.y_mean_)

@@ -1,0 +1,250 @@
+"""Run folders, atomic writes, and model files (safetensors + JSON; nothing is unpickled).
+
+A run folder holds ``config.json``, ``history.csv``, ``metrics.json``,
+``model.safetensors`` (the weights, with the config that rebuilds the model in its
+metadata), a model card ``README.md`` and ``plots/``.
+
+Examples
+--------
+>>> import tempfile
+>>> from hsickit.core.models import create_model
+>>> from hsickit.core.io import save_model, load_model
+>>> path = tempfile.mkdtemp() + "/model.safetensors"
+>>> save_model(create_model("mlp", in_features=4, out_features=2, hidden=(8,)), path)
+>>> load_model(path).config.hidden
+(8,)
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save as st_save_bytes
+
+from hsickit.core.errors import HsickitError
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if callable(obj):
+        return getattr(obj, "__qualname__", repr(obj))
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Atomically write ``obj`` as indented JSON (dataclasses, numpy scalars and arrays allowed)."""
+    return atomic_write(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """Read a JSON file, naming the file in the error when it is missing or corrupted."""
+    path = Path(path)
+    if not path.exists():
+        raise HsickitError(f"{path} does not exist; is this a hsickit run folder (it needs {path.name})?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HsickitError(f"{path} is not valid JSON ({err}); the file is corrupted: re-run the command that wrote it") from err
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return st_save_bytes(tensors, metadata={k: json.dumps(_jsonable(v)) for k, v in metadata.items()})
+
+
+def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    if not path.exists():
+        raise HsickitError(f"{path} does not exist; pass the model file or run folder written by hsickit")
+    raw = path.read_bytes()
+    try:
+        tensors = st_load_bytes(raw)
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8:8 + n])
+    except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as err:
+        raise HsickitError(f"{path} is not a readable safetensors file ({err}); it is truncated or corrupted: restore it or re-run training") from err
+    meta = {k: json.loads(v) for k, v in header.get("__metadata__", {}).items()}
+    return tensors, meta
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Save weights and the config that rebuilds ``model`` to one safetensors file, atomically."""
+    meta = {"config": dataclasses.asdict(model.config), "hsickit_format": 1, **(metadata or {})}
+    return atomic_write(path, _save_tensors(model.state_dict(), meta))
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """``model.load_state_dict(state)`` with an error that names ``source`` and the mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        detail = "; ".join(filter(None, [
+            f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "", "; ".join(shapes[:3])]))
+        raise HsickitError(f"{source} does not match the model architecture ({detail}); it was written for another architecture or size: load it with the config it was saved with")
+    model.load_state_dict(state)
+
+
+def load_model(path: str | os.PathLike, metadata: bool = False):
+    """Rebuild a model saved by :func:`save_model`; ``metadata=True`` also returns the metadata."""
+    from hsickit.core.models import model_from_config
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    tensors, meta = _load_tensors(path)
+    if "config" not in meta:
+        raise HsickitError(f"{path} has no hsickit model config in its metadata; it was not written by hsickit.save_model")
+    model = model_from_config(meta["config"])
+    load_state_into(model, tensors, path)
+    return (model, meta) if metadata else model
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict) -> Path:
+    """One atomic file holding tensors (weights, optimiser buffers) and JSON trainer state."""
+    return atomic_write(path, _save_tensors(tensors, {"trainer_state": state}))
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = _load_tensors(Path(path))
+    if "trainer_state" not in meta:
+        raise HsickitError(f"{path} is not a hsickit training checkpoint (no trainer state); delete it to start afresh")
+    return tensors, meta["trainer_state"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose numbers a run depends on."""
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("hsickit", "torch", "numpy", "scikit-learn", "wfdb", "pymatgen", "xarray"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+class RunFolder:
+    """A folder of one training or evaluation run.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> run = RunFolder(tempfile.mkdtemp())
+    >>> _ = run.write_metrics({"accuracy": 0.9, "n_samples": 10}, split="test")
+    >>> run.read_json("metrics.json")["split"]
+    'test'
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def plots(self) -> Path:
+        p = self.path / "plots"
+        p.mkdir(exist_ok=True)
+        return p
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def read_json(self, name: str) -> dict:
+        return read_json(self.path / name)
+
+    def write_json(self, name: str, obj) -> Path:
+        return write_json(self.path / name, obj)
+
+    def write_config(self, config: dict) -> Path:
+        return self.write_json("config.json", {**config, "versions": versions()})
+
+    def write_history(self, history: list[dict], name: str = "history.csv") -> Path:
+        keys: list[str] = []
+        for row in history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        return atomic_write(self.path / name, buf.getvalue())
+
+    def write_metrics(self, metrics: dict, split: str, n_samples: int | None = None, name: str = "metrics.json") -> Path:
+        """Flat JSON, metric name -> number, plus ``n_samples`` and ``split``."""
+        flat = {k: _jsonable(v) for k, v in metrics.items()}
+        n_samples = flat.pop("n_samples", None) if n_samples is None else n_samples
+        if n_samples is None:
+            raise HsickitError("write_metrics needs n_samples (as an argument or a key of the metrics)")
+        bad = [k for k, v in flat.items() if not isinstance(v, (int, float, type(None)))]
+        if bad:
+            raise HsickitError(f"metrics must be flat name -> number; {bad} are not numbers")
+        return self.write_json(name, {**flat, "n_samples": int(n_samples), "split": split})
+
+    def write_model_card(self, title: str, sections: dict[str, str], command: str | None = None) -> Path:
+        lines = [f"# {title}", "", f"Written {_dt.datetime.now().isoformat(timespec='seconds')} by hsickit.", ""]
+        cmd = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
+        lines += ["## Command", "", f"    {cmd}", ""]
+        for head, body in sections.items():
+            lines += [f"## {head}", "", str(body).rstrip(), ""]
+        lines += ["## Versions", ""] + [f"- {k}: {v}" for k, v in versions().items()] + [""]
+        return atomic_write(self.path / "README.md", "\n".join(lines))
+
+
+def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
+    """A GitHub-markdown table of a list of dicts (for model cards and benchmark output)."""
+    if not rows:
+        return ""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+
+    def fmt(v):
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    out += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,508 @@
+"""One training loop, two ways to get gradients: end-to-end backprop or the HSIC bottleneck.
+
+In ``mode="hsic"`` every hidden block i learns from its own local objective
+``nHSIC(Z_i, X) - beta * nHSIC(Z_i, Y)`` computed on its *detached* input, and the head
+(format layer) learns the task loss on the detached last representation. All local
+losses are summed and differentiated in one backward pass: the cost per batch is
+linear in depth and no block waits for another. ``format_epochs`` then trains the
+head alone on the frozen representation, as the reference method does.
+
+Examples
+--------
+>>> import numpy as np
+>>> from hsickit.core.models import create_model
+>>> from hsickit.core.training import TrainConfig, train
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(200, 5)).astype("float32"); y = (X[:, 0] > 0).astype("int64")
+>>> net = create_model("mlp", in_features=5, out_features=2, hidden=(32, 32))
+>>> history = train(net, X, y, TrainConfig(mode="hsic", epochs=3, batch_size=50, verbose=0))
+>>> len(history)
+3
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from hsickit.core import hsic
+from hsickit.core.errors import HsickitError
+from hsickit.core.io import load_checkpoint, load_state_into, save_checkpoint
+
+TASKS = ("classification", "regression", "multilabel")
+MODES = ("backprop", "hsic")
+CHECKPOINT = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (saved in ``config.json``).
+
+    Parameters
+    ----------
+    mode : "backprop" or "hsic".
+    task : "classification" (y = class indices), "regression" or "multilabel" (y 0/1).
+    loss : "auto" (cross-entropy, L1 for regression, BCE for multi-label), "ce", "l1",
+        "mse", "bce", or a callable ``(output, target) -> scalar``.
+    patience : stop when the validation loss has not improved for this many epochs
+        (None: train all epochs); the best epoch's weights are restored.
+    sigma : Gaussian kernel width for HSIC; None = median heuristic per batch.
+    beta : weight of nHSIC(Z, Y) against nHSIC(Z, X).
+    hsic_estimator : "nocco" (the reference), "cka", "biased" or "unbiased".
+    kernel_convention : "reference" (width 2 sigma^2 d) or "plain" (2 sigma^2).
+    hsic_lr : learning rate of the blocks in HSIC mode (None: ``lr``).
+    format_epochs : HSIC mode: epochs of head-only training on the frozen representation.
+    frozen_blocks : the first k blocks are not trained (fine-tuning).
+    """
+
+    mode: str = "backprop"
+    task: str = "classification"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    loss: str | Callable = "auto"
+    class_weight: Sequence[float] | None = None
+    lr_schedule: str | None = None
+    patience: int | None = None
+    sigma: float | None = None
+    beta: float = 100.0
+    hsic_estimator: str = "nocco"
+    kernel_convention: str = "plain"
+    hsic_lr: float | None = None
+    format_epochs: int = 0
+    format_lr: float | None = None
+    frozen_blocks: int = 0
+    probe_size: int = 256
+    seed: int = 0
+    device: str = "cpu"
+    verbose: int = 1
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise HsickitError(f"unknown training mode {self.mode!r}; use one of {MODES}")
+        if self.task not in TASKS:
+            raise HsickitError(f"unknown task {self.task!r}; use one of {TASKS}")
+        if self.sigma is not None and not self.sigma > 0:
+            raise HsickitError(f"sigma must be > 0, got {self.sigma}; pass a positive kernel width or None for the median heuristic")
+        if self.hsic_estimator not in hsic.ESTIMATORS:
+            raise HsickitError(f"unknown HSIC estimator {self.hsic_estimator!r}; use one of {sorted(hsic.ESTIMATORS)}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise HsickitError(f"epochs must be >= 1 and batch_size >= 2 (got {self.epochs}, {self.batch_size})")
+        if self.lr_schedule not in (None, "cosine", "plateau"):
+            raise HsickitError(f"unknown lr_schedule {self.lr_schedule!r}; use None, 'cosine' or 'plateau'")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if callable(self.loss):
+            d["loss"] = getattr(self.loss, "__qualname__", type(self.loss).__name__)
+        return d
+
+
+def check_data(X: np.ndarray, y: np.ndarray, task: str, name: str = "training data", min_classes: int = 2) -> None:
+    """Clear errors for the usual ways a dataset is unusable."""
+    if len(X) == 0:
+        raise HsickitError(f"{name} is empty (0 samples); pass at least a few labelled samples")
+    if len(X) != len(y):
+        raise HsickitError(f"{name}: X has {len(X)} samples but y has {len(y)}; pass one target per sample")
+    if not np.isfinite(X).all():
+        bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(1))
+        raise HsickitError(f"{name}: X contains NaN or inf in {len(bad)} sample(s), first at row {bad[0]}; impute or drop those rows")
+    if task != "classification" and not np.isfinite(y).all():
+        bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(1))
+        raise HsickitError(f"{name}: y contains NaN or inf in {len(bad)} sample(s), first at row {bad[0]}; drop those rows")
+    if task == "classification" and len(np.unique(y)) < min_classes:
+        raise HsickitError(f"{name} has only one class ({np.unique(y)[0]!r}); a classifier needs at least two")
+
+
+class HSICObjective:
+    """The per-block HSIC-bottleneck loss for one batch: ``nHSIC(Z, X) - beta nHSIC(Z, Y)``.
+
+    The X and Y kernels (and their NOCCO operators) are built once per batch; each block
+    then costs one kernel and, for NOCCO, one Cholesky solve.
+    """
+
+    def __init__(self, config: TrainConfig, x: torch.Tensor, y: torch.Tensor, task: str):
+        self.config = config
+        self.estimator = hsic.ESTIMATORS[config.hsic_estimator]
+        with torch.no_grad():
+            self.KX = self.kernel(x.flatten(1))
+            if task == "classification":
+                self.KY = hsic.delta_kernel(y).to(x.dtype)
+            else:
+                self.KY = self.kernel(y.reshape(len(y), -1).to(x.dtype))
+            if config.hsic_estimator == "nocco":
+                self.RX, self.RY = hsic.nocco_operator(self.KX), hsic.nocco_operator(self.KY)
+
+    def kernel(self, a: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        sigma = c.sigma if c.sigma is not None else hsic.median_sigma(a, c.kernel_convention)
+        return hsic.gaussian_kernel(a, sigma, c.kernel_convention)
+
+    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """HSIC(Z, X) and HSIC(Z, Y) for one block's output."""
+        KZ = self.kernel(z.flatten(1))
+        if self.config.hsic_estimator == "nocco":
+            RZ = hsic.nocco_operator(KZ)
+            return hsic.nocco_pair(RZ, self.RX), hsic.nocco_pair(RZ, self.RY)
+        return self.estimator(KZ, self.KX), self.estimator(KZ, self.KY)
+
+
+def task_loss(config: TrainConfig, device: torch.device | str = "cpu") -> Callable:
+    if callable(config.loss):
+        return config.loss
+    name = config.loss
+    if name == "auto":
+        name = {"classification": "ce", "regression": "l1", "multilabel": "bce"}[config.task]
+    weight = None if config.class_weight is None else torch.as_tensor(config.class_weight, dtype=torch.float32, device=device)
+    losses = {
+        "ce": lambda out, t: F.cross_entropy(out, t, weight=weight),
+        "bce": lambda out, t: F.binary_cross_entropy_with_logits(out, t, pos_weight=weight),
+        "l1": lambda out, t: F.l1_loss(out, t.reshape(out.shape)),
+        "mse": lambda out, t: F.mse_loss(out, t.reshape(out.shape)),
+    }
+    if name not in losses:
+        raise HsickitError(f"unknown loss {name!r}; use 'auto', one of {sorted(losses)}, or a callable (output, target) -> loss")
+    return losses[name]
+
+
+def _optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    groups = [g for g in groups if g["params"]]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    raise HsickitError(f"unknown optimizer {config.optimizer!r}; use 'adam', 'adamw' or 'sgd'")
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in meta["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Trainer:
+    """State of one training run; :func:`train` is the usual entry point."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, run_dir: str | Path | None = None,
+                 callbacks: Sequence[Callable[[dict], bool | None]] = ()):
+        config.check()
+        self.model, self.config, self.callbacks = model, config, list(callbacks)
+        self.device = torch.device(config.device)
+        self.checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+        self.loss_fn = task_loss(config, self.device)
+        c = config
+        for block in list(model.blocks)[: c.frozen_blocks]:
+            block.requires_grad_(False)
+        self.trainable_blocks = [p for b in list(model.blocks)[c.frozen_blocks:] for p in b.parameters()]
+        block_lr = c.hsic_lr if (c.mode == "hsic" and c.hsic_lr is not None) else c.lr
+        self.optimizer = _optimizer(c, [{"params": self.trainable_blocks, "lr": block_lr},
+                                        {"params": list(model.head.parameters()), "lr": c.lr}])
+        self.head_optimizer = None
+        self.scheduler = None
+        if c.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
+        elif c.lr_schedule == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=max(1, (c.patience or 10) // 3))
+        self.history: list[dict] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_score = math.inf
+        self.bad_epochs = 0
+        self.stopped = False
+
+    # --- one epoch -------------------------------------------------------------------
+    def _batches(self, n: int, epoch: int):
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        bs = self.config.batch_size
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            if len(idx) >= 2:
+                yield idx
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss):
+            raise HsickitError(
+                f"training diverged at epoch {epoch + 1}, batch {step + 1}: the loss is {loss.item()}; "
+                f"lower the learning rate (lr={self.config.lr}, hsic_lr={self.config.hsic_lr}) or beta={self.config.beta}, "
+                "or check the inputs for extreme values")
+
+    def _epoch(self, X: torch.Tensor, y: torch.Tensor, epoch: int, bar=None) -> dict:
+        model, c = self.model, self.config
+        model.train()
+        for block in list(model.blocks)[: c.frozen_blocks]:
+            block.eval()
+        total, count = 0.0, 0
+        for step, idx in enumerate(self._batches(len(X), epoch)):
+            xb, yb = X[idx], y[idx]
+            if c.mode == "backprop":
+                loss = self.loss_fn(model(xb), yb)
+                head_loss = loss
+            else:
+                objective = HSICObjective(c, xb, yb, c.task)
+                h, loss = xb, 0.0
+                for i, block in enumerate(model.blocks):
+                    z = block(h.detach())
+                    if i >= c.frozen_blocks:
+                        zx, zy = objective(z)
+                        loss = loss + zx - c.beta * zy
+                    h = z
+                head_loss = self.loss_fn(model.head(h.detach()), yb)
+                loss = loss + head_loss
+            self._check_finite(loss, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(head_loss.detach()) * len(idx)
+            count += len(idx)
+            if bar is not None:
+                bar.set_postfix(loss=f"{total / count:.4g}", refresh=False)
+        return {"train_loss": total / max(count, 1)}
+
+    def _format_epoch(self, F_train: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
+        """Head-only training on a frozen representation (HSIC mode's format layer)."""
+        head, c = self.model.head, self.config
+        head.train()
+        total, count = 0.0, 0
+        for step, idx in enumerate(self._batches(len(F_train), epoch)):
+            loss = self.loss_fn(head(F_train[idx]), y[idx])
+            self._check_finite(loss, epoch, step)
+            self.head_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.head_optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        return {"train_loss": total / max(count, 1)}
+
+    # --- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        self.model.eval()
+        return torch.cat([self.model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+
+    @torch.no_grad()
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor, prefix: str) -> dict:
+        out = self.predict(X)
+        row = {f"{prefix}_loss": float(self.loss_fn(out, y))}
+        if self.config.task == "classification":
+            row[f"{prefix}_accuracy"] = float((out.argmax(1) == y).float().mean())
+        elif self.config.task == "multilabel":
+            row[f"{prefix}_accuracy"] = float(((out > 0).float() == y).float().mean())
+        else:
+            row[f"{prefix}_mae"] = float((out.reshape(y.shape) - y).abs().mean())
+        return row
+
+    @torch.no_grad()
+    def information_plane(self, X: torch.Tensor, y: torch.Tensor) -> dict:
+        """HSIC(Z_i, X) and HSIC(Z_i, Y) for every block on a fixed probe batch."""
+        m = min(self.config.probe_size, len(X))
+        if m < 4:
+            return {}
+        self.model.eval()
+        xb, yb = X[:m], y[:m]
+        objective = HSICObjective(self.config, xb, yb, self.config.task)
+        row, h = {}, xb
+        for i, block in enumerate(self.model.blocks):
+            h = block(h)
+            zx, zy = objective(h)
+            row[f"hsic_zx_{i}"], row[f"hsic_zy_{i}"] = float(zx), float(zy)
+        return row
+
+    # --- early stopping and checkpoints ---------------------------------------------------
+    def _track(self, row: dict) -> None:
+        score = row.get("val_loss", row["train_loss"])
+        if score < self.best_score - 1e-12:
+            self.best_score, self.bad_epochs = score, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            row["best"] = 1
+        else:
+            self.bad_epochs += 1
+            row["best"] = 0
+        if self.config.patience is not None and self.bad_epochs >= self.config.patience:
+            self.stopped = True
+
+    def _save(self, phase: str, epoch: int) -> None:
+        if self.checkpoint is None:
+            return
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if self.best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best_state.items()})
+        opt_tensors, opt_meta = _flatten_optimizer(self.optimizer)
+        tensors.update(opt_tensors)
+        state = {
+            "phase": phase, "epoch": epoch, "history": self.history, "best_score": self.best_score,
+            "bad_epochs": self.bad_epochs, "stopped": self.stopped, "optimizer": opt_meta,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "config": self.config.to_dict(),
+        }
+        if self.head_optimizer is not None:
+            head_tensors, head_meta = _flatten_optimizer(self.head_optimizer)
+            tensors.update({f"head_{k}": v for k, v in head_tensors.items()})
+            state["head_optimizer"] = head_meta
+        save_checkpoint(self.checkpoint, tensors, state)
+
+    def _restore(self) -> tuple[str, int]:
+        tensors, state = load_checkpoint(self.checkpoint)
+        saved, now = dict(state["config"]), self.config.to_dict()
+        for key in ("verbose", "device", "epochs", "format_epochs", "patience"):
+            saved.pop(key, None), now.pop(key, None)
+        if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
+            diff = sorted(k for k in now if saved.get(k) != now.get(k))
+            raise HsickitError(f"{self.checkpoint} was written with different training settings ({diff}); resume with the same settings or use a new run folder")
+        load_state_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, self.checkpoint)
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.best_state = best or None
+        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("head_optimizer") is not None:
+            self._make_head_optimizer()
+            head = {k[len("head_"):]: v for k, v in tensors.items() if k.startswith("head_optim.")}
+            self.head_optimizer.load_state_dict(_unflatten_optimizer(head, state["head_optimizer"]))
+        self.history, self.best_score = state["history"], state["best_score"]
+        self.bad_epochs, self.stopped = state["bad_epochs"], state["stopped"]
+        return state["phase"], state["epoch"]
+
+    def _make_head_optimizer(self) -> None:
+        c = self.config
+        self.head_optimizer = torch.optim.SGD(self.model.head.parameters(), lr=c.format_lr or c.lr, momentum=c.momentum)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self, X, y, X_val=None, y_val=None, resume: bool = False) -> list[dict]:
+        c = self.config
+        X, y = self._tensor(X), self._target(y)
+        has_val = X_val is not None and len(X_val) > 0
+        if has_val:
+            X_val, y_val = self._tensor(X_val), self._target(y_val)
+        if c.batch_size > len(X):
+            raise HsickitError(f"batch_size={c.batch_size} is larger than the {len(X)} training samples; pass a batch size <= {len(X)}")
+        self.model.to(self.device)
+        phase, start = "main", 0
+        if resume and self.checkpoint is not None and self.checkpoint.exists():
+            phase, done = self._restore()
+            start = done + 1
+        probe_X, probe_y = (X_val, y_val) if has_val else (X, y)
+
+        def finish_epoch(row: dict) -> None:
+            if has_val:
+                row.update(self.evaluate(X_val, y_val, "val"))
+            self._track(row)
+            if row["phase"] == "main":
+                row.update(self.information_plane(probe_X, probe_y))
+            row["lr"] = self.optimizer.param_groups[-1]["lr"] if row["phase"] == "main" else self.head_optimizer.param_groups[0]["lr"]
+            self.history.append(row)
+            for cb in self.callbacks:
+                if cb(row):
+                    self.stopped = True
+
+        bar = tqdm(total=c.epochs + (c.format_epochs if c.mode == "hsic" else 0), initial=start if phase == "main" else c.epochs + start,
+                   disable=c.verbose == 0, desc=f"{c.mode} training", unit="epoch", leave=c.verbose > 1)
+        if phase == "main":
+            for epoch in range(start, c.epochs):
+                if self.stopped:
+                    break
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(c.seed * 7919 + epoch)
+                    row = {"phase": "main", "epoch": epoch + 1, **self._epoch(X, y, epoch, bar)}
+                finish_epoch(row)
+                if self.scheduler is not None:
+                    self.scheduler.step(row.get("val_loss", row["train_loss"])) if c.lr_schedule == "plateau" else self.scheduler.step()
+                self._save("main", epoch)
+                bar.update(1)
+            phase, start = "format", 0
+        if c.mode == "hsic" and c.format_epochs > 0:
+            if self.best_state is not None and start == 0:
+                self.model.load_state_dict(self.best_state)
+            if self.head_optimizer is None:
+                self._make_head_optimizer()
+            self.stopped, self.bad_epochs, self.best_score = False, 0, math.inf
+            F_train = self.representation(X)
+            for epoch in range(start, c.format_epochs):
+                if self.stopped:
+                    break
+                row = {"phase": "format", "epoch": c.epochs + epoch + 1, **self._format_epoch(F_train, y, epoch)}
+                finish_epoch(row)
+                self._save("format", epoch)
+                bar.update(1)
+        bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return self.history
+
+    @torch.no_grad()
+    def representation(self, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        self.model.eval()
+        return torch.cat([self.model.features(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+
+    def _tensor(self, X) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
+
+    def _target(self, y) -> torch.Tensor:
+        dtype = np.int64 if self.config.task == "classification" else np.float32
+        return torch.as_tensor(np.asarray(y, dtype=dtype), device=self.device)
+
+
+def train(model: nn.Module, X, y, config: TrainConfig, *, X_val=None, y_val=None, run_dir=None,
+          resume: bool = False, callbacks: Sequence[Callable[[dict], bool | None]] = ()) -> list[dict]:
+    """Train ``model`` in place; returns the per-epoch history (a list of dicts).
+
+    ``run_dir`` keeps an atomic checkpoint after every epoch; ``resume=True`` continues
+    from it and reaches the same numbers as an uninterrupted run with the same seed.
+    Validation data (``X_val``, ``y_val``) drive early stopping; carve them from the
+    training data with :func:`validation_split`, never from the test set.
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    check_data(X, y, config.task)
+    if X_val is not None and len(X_val):
+        check_data(np.asarray(X_val), np.asarray(y_val), config.task, name="validation data", min_classes=1)
+    return Trainer(model, config, run_dir, callbacks).fit(X, y, X_val, y_val, resume=resume)
+
+
+def validation_split(n: int, fraction: float, seed: int, stratify=None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) carved from the training data; stratified where possible."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    if fraction <= 0 or n < 4:
+        return idx, idx[:0]
+    n_val = max(1, int(round(fraction * n)))
+    if stratify is not None:
+        stratify = np.asarray(stratify)
+        classes, counts = np.unique(stratify, return_counts=True)
+        if counts.min() < 2 or n_val < len(classes):
+            stratify = None
+    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(tr), np.sort(va)

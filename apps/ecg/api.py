@@ -1,0 +1,216 @@
+"""Whole pipelines behind ``hsickit ecg``: train, evaluate, predict and fine-tune a beat model.
+
+A *run folder* holds ``config.json`` (beat preparation + model parameters), the model
+(``model/``: safetensors + JSON per channel and for the downstream classifier),
+``history.csv``, ``metrics.json`` (+ ``metrics.nc``), ``plots/`` and a ``README.md`` model card.
+
+Example
+-------
+>>> from hsickit.apps.ecg.synthetic import write_synthetic_records
+>>> import tempfile, os
+>>> d = write_synthetic_records(tempfile.mkdtemp(), 3, 30, random_state=0)
+>>> run = os.path.join(tempfile.mkdtemp(), "run")
+>>> _ = train_beats(d, run, channels=("rr",), channel_epochs=1, epochs=1, random_state=0, verbose=0)
+>>> sorted(evaluate_beats(run, d, verbose=0))[:2]
+['accuracy', 'f1_F']
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import wfdb
+
+from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
+from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset
+from hsickit.core.errors import HsickitError
+from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json
+from hsickit.datasets.ecg import AAMI_CLASSES, list_records
+
+__all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
+
+_AAMI_SYMBOL = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB code written by predict
+
+
+def _history(clf: MultiResolutionClassifier) -> list[dict]:
+    rows = []
+    for name, net in clf.channels_.items():
+        rows += [{"model": f"channel:{name}", **r} for r in net.estimator_.history_]
+    if hasattr(clf.downstream_, "history_"):
+        rows += [{"model": "downstream", **r} for r in clf.downstream_.history_]
+    return rows
+
+
+def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConfig, data: dict, metrics: dict | None) -> None:
+    sections = {
+        "Model": (f"Multi-resolution beat classifier (AAMI classes {', '.join(clf.classes_)}): channels "
+                  f"{', '.join(clf.channels) or '(none)'}, hand-crafted features {'on' if clf.use_features else 'off'}, "
+                  f"downstream {clf.downstream} trained by {clf.training}, channels by {clf.channel_training}, "
+                  f"class weighting {clf.class_weight}, stacking {clf.stacking} (downstream trained on records "
+                  f"{', '.join(getattr(clf, 'holdout_records_', [])) or 'shared with the channels'}), "
+                  f"class bias {dict(zip(clf.classes_.tolist(), np.round(clf.class_bias_, 2).tolist()))}."),
+        "Input": (f"Leads {', '.join(config.leads)} at {config.sampling_rate:g} Hz (other rates are resampled and reported), "
+                  f"filter {config.filter}; beat positions from '{config.annotation}' annotations, else {config.detector} R-peak detection."),
+        "Training data": "\n".join(f"- {k}: {v}" for k, v in data.items()),
+    }
+    if metrics:
+        keys = ["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in ("N", "S", "V", "F") for m in ("sensitivity", "ppv", "f1")]
+        sections["Validation metrics (records not trained on)"] = (
+            markdown_table([{k: metrics[k] for k in keys if k in metrics}]) +
+            "\n\nThese records also chose the early-stopping epoch and the class bias, so the numbers are "
+            "optimistic; score other records with `hsickit ecg evaluate`.")
+    sections["Limits"] = ("Trained and validated by record (inter-patient); beats of one patient are correlated, so "
+                          "scores on a random beat split are not comparable. Q beats are too rare to learn.")
+    run.write_model_card("hsickit ECG beat model", sections)
+
+
+def _fit_and_write(clf: MultiResolutionClassifier, run: RunFolder, config: BeatConfig, train: BeatSet,
+                   validation: BeatSet | None, data: dict, verbose: int) -> MultiResolutionClassifier:
+    start = time.perf_counter()
+    clf.fit(train, validation)
+    seconds = time.perf_counter() - start
+    if getattr(clf, "holdout_records_", None):
+        data["downstream_trained_on_records"] = ",".join(clf.holdout_records_)
+    clf.save(run / "model")
+    run.write_config({"task": "beats", "beat_config": config.to_dict(),
+                      "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
+                      "data": data, "fit_seconds": seconds})
+    history = _history(clf)
+    if history:
+        run.write_history(history)
+    metrics = None
+    if validation is not None and len(validation):
+        metrics = _write_evaluation(run, clf, validation, "validation")
+    _model_card(run, clf, config, data, metrics)
+    return clf
+
+
+def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: BeatSet, split: str) -> dict:
+    from hsickit.core.plots import confusion_matrix
+
+    y_pred = clf.predict(beats)
+    y_true = beats.y.astype(str)
+    classes = [c for c in ("N", "S", "V", "F")]
+    metrics = beat_metrics(y_true, y_pred, classes)
+    run.write_metrics(metrics, split=split, n_samples=len(beats))
+    atomic_write(run / "metrics.nc", metrics_dataset([metrics], classes, folds=[split]).to_netcdf(engine="scipy"))
+    labels = [c for c in AAMI_CLASSES if c in set(y_true) | set(y_pred)]
+    cm = beat_confusion(y_true, y_pred, labels)
+    run.write_json("confusion.json", {"labels": labels, "matrix": cm.tolist()})
+    confusion_matrix(cm, labels, run.plots / "confusion_matrix.png", title=f"AAMI beats ({split}, {len(beats)} beats)")
+    return metrics
+
+
+def load_run(run: str | os.PathLike) -> tuple[MultiResolutionClassifier, BeatConfig]:
+    """The model and beat configuration saved in a run folder."""
+    run = Path(run)
+    if not (run / "config.json").exists():
+        raise HsickitError(f"{run} is not a run folder (no config.json); pass the --out folder of 'hsickit ecg train'")
+    cfg = read_json(run / "config.json")
+    if cfg.get("task") != "beats":
+        raise HsickitError(f"{run} holds a '{cfg.get('task')}' model; this command needs a beat model (--task beats)")
+    return MultiResolutionClassifier.load(run / "model"), BeatConfig.from_dict(cfg["beat_config"])
+
+
+def train_beats(records_dir, out, records: Sequence[str] | str | None = None, validation_records: Sequence[str] | str | None = None,
+                *, beat_config: BeatConfig | None = None, verbose: int = 1, **model_params) -> MultiResolutionClassifier:
+    """Train a multi-resolution beat classifier on annotated records and write a run folder.
+
+    ``validation_records`` (names inside ``records_dir``) are held out for early stopping and
+    the model card's metrics; by default the MIT-BIH DS1 validation records when they are
+    present, else every fifth record. ``model_params`` go to :class:`MultiResolutionClassifier`.
+    """
+    from hsickit.datasets.ecg_splits import DS1_VALIDATION
+
+    config = beat_config or BeatConfig()
+    names = list_records(records_dir, records)
+    if validation_records is None:
+        validation = [r for r in names if r in DS1_VALIDATION] or (names[4::5] if len(names) >= 3 else [])
+    else:
+        validation = list_records(records_dir, validation_records)
+    train_names = [r for r in names if r not in validation]
+    if not train_names:
+        raise HsickitError("every record is a validation record; leave some records for training")
+    beats = load_beats(records_dir, sorted(set(train_names) | set(validation)), config, annotated=True, verbose=verbose)
+    train, val = beats.records(train_names), beats.records(validation)
+    n_q = int((train.y == "Q").sum())
+    train = train.subset(train.y != "Q")  # Q (unclassifiable) beats are too rare to learn (AAMI practice)
+    data = {"n_q_beats_left_out_of_training": n_q, "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
+            "validation_records": ",".join(validation), "n_train_beats": len(train), "n_validation_beats": len(val),
+            "repairs": "; ".join(beats.repairs) or "none"}
+    model_params.setdefault("verbose", verbose)
+    clf = MultiResolutionClassifier(**model_params)
+    return _fit_and_write(clf, RunFolder(out), config, train, val if len(val) else None, data, verbose)
+
+
+def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None, *, verbose: int = 1) -> dict:
+    """Score a run's model on annotated records; writes ``metrics.json`` (+ .nc, confusion plot) into the run."""
+    clf, config = load_run(run)
+    beats = load_beats(records_dir, records, config, annotated=True, verbose=verbose)
+    return _write_evaluation(RunFolder(run), clf, beats, "evaluation")
+
+
+def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
+    """Label every beat of a record (path without extension) or of every record in a folder.
+
+    Writes ``<record>.<ext>`` WFDB annotations (extension ``hsk``; the beat's AAMI class as
+    its code, at the record's sample positions) and ``<record>_beats.csv``; R peaks are
+    taken from the record's annotations when present, else detected. Returns the CSV paths.
+    """
+    clf, config = load_run(run)
+    target = Path(record_or_dir)
+    if target.is_dir():
+        paths = [target / r for r in list_records(target)]
+    elif Path(f"{target}.hea").exists():
+        paths = [target]
+    else:
+        raise HsickitError(f"{target} is neither a folder of records nor a record (no {target}.hea); pass one of those")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    from hsickit.apps.ecg.beats import beats_from_record
+
+    for path in paths:
+        beats = beats_from_record(path, config)
+        proba = clf.predict_proba(beats)
+        pred = clf.classes_[proba.argmax(1)]
+        fs = wfdb.rdheader(str(path)).fs
+        wfdb.wrann(path.name, "hsk", beats.sample, np.array([_AAMI_SYMBOL[p] for p in pred]), fs=fs, write_dir=str(out))
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["record", "sample", "time_s", "predicted", "reference"] + [f"p_{c}" for c in clf.classes_])
+        for i in range(len(beats)):
+            w.writerow([path.name, int(beats.sample[i]), f"{beats.sample[i] / fs:.4f}", pred[i],
+                        beats.y[i] if beats.y[i] is not None else ""] + [f"{p:.4f}" for p in proba[i]])
+        written.append(atomic_write(out / f"{path.name}_beats.csv", buf.getvalue()))
+    return written
+
+
+def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = None, validation_records=None, *,
+                   epochs: int = 5, frozen_blocks: int = 1, lr: float = 3e-4, verbose: int = 1) -> MultiResolutionClassifier:
+    """Continue training a run's model on new annotated records (e.g. a hospital's); writes run folder ``out``.
+
+    The first ``frozen_blocks`` blocks of every network stay fixed; the classes stay those of
+    the original model.
+    """
+    clf, config = load_run(run)
+    names = list_records(records_dir, records)
+    validation = list_records(records_dir, validation_records) if validation_records else []
+    train_names = [r for r in names if r not in validation]
+    beats = load_beats(records_dir, sorted(set(names) | set(validation)), config, annotated=True, verbose=verbose)
+    train, val = beats.records(train_names), beats.records(validation)
+    known = np.isin(train.y.astype(str), clf.classes_)
+    n_unknown = int((~known).sum())
+    if n_unknown and verbose:
+        print(f"fine-tuning: {n_unknown} beats of classes the model does not know were left out of training")
+    train = train.subset(known)
+    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
+    data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
+            "validation_records": ",".join(validation), "n_train_beats": len(train), "repairs": "; ".join(beats.repairs) or "none"}
+    return _fit_and_write(clf, RunFolder(out), config, train, val if len(val) else None, data, verbose)

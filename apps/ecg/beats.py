@@ -1,0 +1,170 @@
+"""From WFDB records to the multi-resolution beat inputs: :class:`BeatSet` and :func:`load_beats`.
+
+For every beat of every record, a :class:`BeatSet` holds the views the channel networks
+see — the beat at full rate, a multi-beat rhythm context at a lower rate, the RR-interval
+sequence — plus the hand-crafted features and the AAMI label. Each record is read with
+:func:`hsickit.datasets.ecg.read_record`, brought to the model's leads and sampling rate
+(a resampled record is reported), band-pass filtered and scaled by its own median R-peak
+amplitude. Beat positions come from the record's annotation file, or from an R-peak
+detector when it has none (then labels are unknown, ``None``).
+
+Example
+-------
+>>> from hsickit.apps.ecg.synthetic import write_synthetic_records
+>>> import tempfile
+>>> d = write_synthetic_records(tempfile.mkdtemp(), n_records=2, duration=20, random_state=0)
+>>> bs = load_beats(d, verbose=0)
+>>> bs.beat.shape[1:], bs.rhythm.shape[1:], len(bs) == len(bs.y)
+((1, 252), (1, 240), True)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from hsickit.apps.ecg.features import BeatFeaturizer, rr_sequence
+from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
+from hsickit.core.errors import HsickitError
+from hsickit.datasets.ecg import list_records, read_beat_table, read_record, record_path
+
+__all__ = ["BeatConfig", "BeatSet", "load_beats", "beats_from_record"]
+
+
+@dataclass
+class BeatConfig:
+    """How records become beats (saved with a trained model, so prediction does the same)."""
+
+    sampling_rate: float = 360.0
+    leads: tuple[str, ...] = ("MLII",)
+    filter: str | None = "bandpass"
+    before: float = 0.25
+    after: float = 0.45
+    rhythm_rate: float = 60.0
+    rhythm_before: float = 2.5
+    rhythm_after: float = 1.5
+    rr_context: int = 8
+    annotation: str = "atr"
+    detector: str = "gqrs"
+    nan_policy: str = "interpolate"
+    flat_policy: str = "raise"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["leads"] = list(self.leads)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BeatConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "leads" in d:
+            d["leads"] = tuple(d["leads"])
+        return cls(**d)
+
+
+@dataclass
+class BeatSet:
+    """Per-beat arrays of the multi-resolution views (first axis = beat)."""
+
+    beat: np.ndarray  # (n, leads, time) full rate
+    rhythm: np.ndarray  # (n, leads, time) at rhythm_rate
+    rr: np.ndarray  # (n, 2 * rr_context)
+    features: np.ndarray  # (n, n_features)
+    y: np.ndarray  # (n,) AAMI class or None
+    record: np.ndarray  # (n,) record name
+    sample: np.ndarray  # (n,) R-peak sample in the record's own sampling rate
+    feature_labels: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self)) and all(v is not None for v in self.y)
+
+    def subset(self, index) -> "BeatSet":
+        """Beats selected by a boolean mask or an index array."""
+        take = lambda a: a[index]  # noqa: E731
+        return BeatSet(take(self.beat), take(self.rhythm), take(self.rr), take(self.features), take(self.y),
+                       take(self.record), take(self.sample), list(self.feature_labels), list(self.repairs))
+
+    def records(self, names: Sequence[str]) -> "BeatSet":
+        """Beats of the given records."""
+        return self.subset(np.isin(self.record, [str(n) for n in names]))
+
+    @staticmethod
+    def concat(sets: Sequence["BeatSet"]) -> "BeatSet":
+        if not sets:
+            raise HsickitError("no beats to concatenate: the record selection is empty")
+        cat = lambda name: np.concatenate([getattr(s, name) for s in sets])  # noqa: E731
+        return BeatSet(cat("beat"), cat("rhythm"), cat("rr"), cat("features"), cat("y"), cat("record"), cat("sample"),
+                       list(sets[0].feature_labels), [r for s in sets for r in s.repairs])
+
+    def table(self) -> pd.DataFrame:
+        """The beat table: record, sample and label of every beat."""
+        return pd.DataFrame({"record": self.record, "sample": self.sample, "aami": self.y})
+
+
+def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None, *, annotated: bool | None = None) -> BeatSet:
+    """All beats of one record. ``annotated=None`` uses the annotation file when it exists."""
+    config = config or BeatConfig()
+    path = str(path)
+    name = Path(path).name
+    da = read_record(path, nan_policy=config.nan_policy, flat_policy=config.flat_policy)
+    fs_orig = float(da.attrs["fs"])
+    sig = conform(da, config.sampling_rate, leads=config.leads, filter=config.filter)
+    fs = config.sampling_rate
+    x = sig.values  # (lead, time)
+    has_ann = Path(f"{path}.{config.annotation}").exists()
+    if annotated is None:
+        annotated = has_ann
+    if annotated:
+        table = read_beat_table(path, config.annotation)
+        samples_orig = table["sample"].to_numpy()
+        labels = table["aami"].to_numpy(dtype=object)
+    else:
+        peaks = detect_rpeaks(x[0], fs, method=config.detector)
+        samples_orig = np.round(peaks * fs_orig / fs).astype(np.int64)
+        labels = np.full(len(peaks), None, dtype=object)
+    if len(samples_orig) < 3:
+        raise HsickitError(f"record {name}: only {len(samples_orig)} beats found; a record needs at least 3 beats")
+    peaks = np.clip(np.round(samples_orig * fs / fs_orig).astype(np.int64), 0, x.shape[1] - 1)
+    scale = float(np.median(np.abs(x[:, peaks]), axis=1).max()) + 1e-6
+    x = x / scale
+    b, a = int(round(config.before * fs)), int(round(config.after * fs))
+    padded = np.pad(x, ((0, 0), (b, a)), mode="edge")
+    beat = padded[:, peaks[:, None] + np.arange(a + b)[None, :]].transpose(1, 0, 2)  # (n, lead, time)
+    low = resample(x, fs, config.rhythm_rate)
+    rb, ra = int(round(config.rhythm_before * config.rhythm_rate)), int(round(config.rhythm_after * config.rhythm_rate))
+    lp = np.pad(low, ((0, 0), (rb, ra)), mode="edge")
+    lpk = np.clip(np.round(peaks * config.rhythm_rate / fs).astype(np.int64), 0, low.shape[1] - 1)
+    rhythm = lp[:, lpk[:, None] + np.arange(ra + rb)[None, :]].transpose(1, 0, 2)
+    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after)
+    feats = featurizer.featurize(x[0], peaks, beats=beat[:, 0])
+    rr = rr_sequence(peaks, fs, config.rr_context)
+    repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]
+    return BeatSet(beat.astype(np.float32), rhythm.astype(np.float32), rr, feats, labels,
+                   np.full(len(peaks), name, dtype=object), samples_orig.astype(np.int64),
+                   featurizer.feature_labels(), repairs)
+
+
+def load_beats(
+    directory: str | os.PathLike,
+    records: Sequence[str] | str | None = None,
+    config: BeatConfig | None = None,
+    *,
+    annotated: bool | None = None,
+    verbose: int = 1,
+) -> BeatSet:
+    """Beats of the records in ``directory`` (``records`` selects, as ``--records-list`` does)."""
+    names = list_records(directory, records)
+    sets = [beats_from_record(record_path(directory, r), config, annotated=annotated)
+            for r in tqdm(names, desc="records", disable=not verbose)]
+    return BeatSet.concat(sets)

@@ -1,0 +1,272 @@
+"""Record-level multi-label diagnosis (LUDB, CinC 2021): the multi-resolution representation per record.
+
+Each 10-s multi-lead record is seen by four channel networks, as the MRR paper does for
+its 8-lead records — the whole record at 100 Hz (``rhythm``, conv1d), the per-lead median
+beat at full rate (``beat``, conv1d), per-lead wavelet sub-band log-energies (``wavelet``,
+MLP) and the RR-interval sequence (``rr``, MLP) — each trained alone on the multi-hot
+labels; their embeddings plus heart-rate-variability features feed a downstream
+multi-label classifier (:class:`~hsickit.core.estimators.DeepClassifier`).
+
+Labels come from ``ludb.csv`` (LUDB) or the ``# Dx:`` header lines mapped with the
+Challenge's code tables (CinC 2021); labels with fewer than ``min_count`` positive records
+are left out and listed in ``attrs["dropped_labels"]``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from tqdm.auto import tqdm
+
+from hsickit.apps.ecg.channels import _Standardizer
+from hsickit.apps.ecg.features import hrv_features, wavelet_coefficients
+from hsickit.apps.ecg.metrics import record_metrics
+from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
+from hsickit.core.errors import HsickitError
+from hsickit.core.estimators import DeepClassifier
+from hsickit.core.io import RunFolder, markdown_table, read_json, write_json
+from hsickit.datasets.ecg import list_records, read_record, record_path
+from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
+
+__all__ = ["RecordConfig", "RecordSet", "load_record_set", "RecordClassifier", "train_records", "evaluate_records",
+           "RECORD_CHANNELS"]
+
+RECORD_CHANNELS = {"rhythm": ("conv1d", {"channels": (16, 32, 32), "kernel_size": 7}),
+                   "beat": ("conv1d", {"channels": (16, 32, 32), "kernel_size": 7}),
+                   "wavelet": ("mlp", {"hidden": (64, 32)}),
+                   "rr": ("mlp", {"hidden": (32, 32)})}
+
+
+@dataclass
+class RecordConfig:
+    """How a record becomes the record-level views (saved with the model)."""
+
+    sampling_rate: float = 500.0
+    leads: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    duration: float = 10.0
+    rhythm_rate: float = 100.0
+    beat_before: float = 0.25
+    beat_after: float = 0.45
+    rpeak_lead: str = "II"
+    detector: str = "gqrs"
+    n_rr: int = 16
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["leads"] = list(self.leads)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RecordConfig":
+        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
+        d["leads"] = tuple(d.get("leads", cls.leads))
+        return cls(**d)
+
+
+@dataclass
+class RecordSet:
+    """Per-record views (first axis = record) and the multi-hot labels."""
+
+    rhythm: np.ndarray  # (n, leads, duration * rhythm_rate)
+    beat: np.ndarray  # (n, leads, beat window) median beat at full rate
+    wavelet: np.ndarray  # (n, leads * 5) log-energy per wavelet sub-band
+    rr: np.ndarray  # (n, n_rr) RR intervals / median RR (log), padded with 0
+    features: np.ndarray  # (n, 6) HRV
+    records: list[str]
+    Y: np.ndarray | None = None  # (n, labels) 0/1
+    labels: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def view(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def subset(self, names: Sequence[str]) -> "RecordSet":
+        idx = [self.records.index(r) for r in names]
+        Y = None if self.Y is None else self.Y[idx]
+        return RecordSet(self.rhythm[idx], self.beat[idx], self.wavelet[idx], self.rr[idx], self.features[idx],
+                         [self.records[i] for i in idx], Y, list(self.labels), list(self.repairs))
+
+
+def _views(path: str, config: RecordConfig) -> tuple[np.ndarray, ...]:
+    da = read_record(path, flat_policy="keep", nan_policy="interpolate")
+    sig = conform(da, config.sampling_rate, leads=config.leads)
+    x = sig.values
+    n = int(config.duration * config.sampling_rate)
+    x = x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
+    fs = config.sampling_rate
+    lead = [str(v).lower() for v in sig.lead.values]
+    k = lead.index(config.rpeak_lead.lower()) if config.rpeak_lead.lower() in lead else 0
+    peaks = detect_rpeaks(x[k], fs, method=config.detector)
+    b, a = int(config.beat_before * fs), int(config.beat_after * fs)
+    padded = np.pad(x, ((0, 0), (b, a)), mode="edge")
+    if len(peaks):
+        beat = np.median(padded[:, peaks[:, None] + np.arange(a + b)[None, :]], axis=1)
+    else:
+        beat = np.zeros((x.shape[0], a + b), np.float32)
+    rhythm = resample(x, fs, config.rhythm_rate)
+    bands = [wavelet_coefficients(x, "db4", level=4, bands=[j]) for j in range(5)]
+    wav = np.log1p(np.stack([(c ** 2).mean(axis=-1) for c in bands], axis=1)).reshape(-1)
+    rr = np.zeros(config.n_rr, np.float32)
+    if len(peaks) > 2:
+        d = np.diff(peaks) / fs
+        d = np.log(d / np.median(d))[: config.n_rr]
+        rr[: len(d)] = d
+    hrv, _ = hrv_features(peaks, fs)
+    repairs = [f"{Path(path).name}: {r}" for r in sig.attrs.get("repairs", [])]
+    return rhythm.astype(np.float32), beat.astype(np.float32), wav.astype(np.float32), rr, hrv, repairs
+
+
+def record_labels(directory, records=None) -> pd.DataFrame:
+    """The label table of a folder: LUDB (``ludb.csv``, diagnosis categories) or CinC 2021 (``# Dx:`` codes)."""
+    directory = Path(directory)
+    if (directory / "ludb.csv").exists():
+        table = read_ludb_labels(directory, level="category")
+        table.index = table.index.astype(str)
+        return table.loc[[str(r) for r in list_records(directory, records)]]
+    if (directory / "dx_mapping_scored.csv").exists():
+        return read_cinc_labels(directory, records)
+    raise HsickitError(f"{directory} has no record labels: expected ludb.csv (LUDB) or dx_mapping_scored.csv "
+                       "with '# Dx:' header lines (CinC 2021)")
+
+
+def load_record_set(directory, records=None, config: RecordConfig | None = None, *, labels: Sequence[str] | None = None,
+                    min_count: int = 3, verbose: int = 1) -> RecordSet:
+    """Views and labels of the records in ``directory``; ``labels`` fixes the label columns (a trained model's)."""
+    config = config or RecordConfig()
+    names = list_records(directory, records)
+    parts = [_views(record_path(directory, r), config) for r in tqdm(names, desc="records", disable=not verbose)]
+    stack = lambda i: np.stack([p[i] for p in parts])  # noqa: E731
+    table = record_labels(directory, names)
+    dropped = []
+    if labels is None:
+        counts = table.sum()
+        dropped = sorted(counts[counts < min_count].index)
+        labels = [c for c in table.columns if c not in dropped]
+    Y = np.stack([table[c].to_numpy() if c in table.columns else np.zeros(len(table), int) for c in labels], axis=1)
+    rs = RecordSet(stack(0), stack(1), stack(2), stack(3), stack(4), names, Y.astype(np.float32), list(labels),
+                   [r for p in parts for r in p[5]])
+    rs.dropped_labels = dropped
+    return rs
+
+
+class RecordClassifier(BaseEstimator):
+    """Four record-level channel networks + HRV features, fused, then a multi-label downstream MLP."""
+
+    def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), training="backprop", epochs=40, channel_epochs=30,
+                 lr=1e-3, batch_size=16, random_state=None, verbose=0):
+        self.channels = channels
+        self.training = training
+        self.epochs = epochs
+        self.channel_epochs = channel_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _net(self, model, params, epochs, n, training="backprop"):
+        return DeepClassifier(model=model, model_params=params, training=training, epochs=epochs, lr=self.lr,
+                              batch_size=int(max(2, min(self.batch_size, n))), patience=None, validation_fraction=0.0,
+                              format_epochs=5 if training == "hsic" else 0, random_state=self.random_state, verbose=self.verbose)
+
+    def representation(self, rs: RecordSet) -> np.ndarray:
+        parts = [self.nets_[c].transform(self.scalers_[c](rs.view(c))) for c in self.channels]
+        parts.append(self.scalers_["features"](rs.features))
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def fit(self, rs: RecordSet) -> "RecordClassifier":
+        if rs.Y is None or rs.Y.shape[1] == 0:
+            raise HsickitError("no labels to learn: every label has fewer positive records than min_count")
+        self.labels_ = list(rs.labels)
+        self.nets_, self.scalers_ = {}, {"features": _Standardizer().fit(rs.features)}
+        for c in self.channels:
+            if c not in RECORD_CHANNELS:
+                raise HsickitError(f"unknown record channel {c!r}; choose from {', '.join(RECORD_CHANNELS)}")
+            model, params = RECORD_CHANNELS[c]
+            self.scalers_[c] = _Standardizer().fit(rs.view(c))
+            self.nets_[c] = self._net(model, params, self.channel_epochs, len(rs)).fit(self.scalers_[c](rs.view(c)), rs.Y)
+        self.downstream_ = self._net("mlp", {"hidden": (64, 64)}, self.epochs, len(rs), self.training)
+        self.downstream_.fit(self.representation(rs), rs.Y)
+        return self
+
+    def predict_proba(self, rs: RecordSet) -> np.ndarray:
+        return self.downstream_.predict_proba(self.representation(rs))
+
+    def channel_proba(self, rs: RecordSet, channel: str) -> np.ndarray:
+        """A channel network's own multi-label probabilities (to score it alone)."""
+        return self.nets_[channel].predict_proba(self.scalers_[channel](rs.view(channel)))
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        for c, net in self.nets_.items():
+            net.save(path / "channels" / c)
+        self.downstream_.save(path / "downstream")
+        write_json(path / "records_model.json", {"params": {**self.get_params(), "channels": list(self.channels)},
+                                                 "labels": self.labels_,
+                                                 "scalers": {k: s.state() for k, s in self.scalers_.items()}})
+        return path
+
+    @classmethod
+    def load(cls, path) -> "RecordClassifier":
+        path = Path(path)
+        meta = read_json(path / "records_model.json")
+        clf = cls(**{**meta["params"], "channels": tuple(meta["params"]["channels"])})
+        clf.labels_ = meta["labels"]
+        clf.scalers_ = {k: _Standardizer.from_state(s) for k, s in meta["scalers"].items()}
+        clf.nets_ = {c: DeepClassifier.load(path / "channels" / c) for c in clf.channels}
+        clf.downstream_ = DeepClassifier.load(path / "downstream")
+        return clf
+
+
+def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) -> dict:
+    metrics = record_metrics(rs.Y, clf.predict_proba(rs), clf.labels_)
+    run.write_metrics({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()},
+                      split=split, n_samples=len(rs.records))
+    return metrics
+
+
+def train_records(records_dir, out, records=None, validation_records=None, *, epochs: int = 40, training: str = "backprop",
+                  min_count: int = 3, random_state=0, verbose: int = 1) -> dict:
+    """Train the record-level multi-label model; writes a run folder and returns validation metrics."""
+    config = RecordConfig()
+    names = list_records(records_dir, records)
+    val = list_records(records_dir, validation_records) if validation_records else names[4::5]
+    rs = load_record_set(records_dir, names + [v for v in val if v not in names], config, min_count=min_count, verbose=verbose)
+    train = rs.subset([r for r in rs.records if r not in val])
+    clf = RecordClassifier(training=training, epochs=epochs, random_state=random_state, verbose=0).fit(train)
+    run = RunFolder(out)
+    clf.save(run / "model")
+    run.write_config({"task": "records", "record_config": config.to_dict(), "labels": clf.labels_,
+                      "dropped_labels": rs.dropped_labels, "train_records": train.records, "validation_records": val,
+                      "model": {**clf.get_params(), "channels": list(clf.channels)}})
+    history = [{"model": f"channel:{c}", **r} for c, n in clf.nets_.items() for r in n.history_]
+    run.write_history(history + [{"model": "downstream", **r} for r in clf.downstream_.history_])
+    metrics = _evaluate(run, clf, rs.subset(val), "validation") if val else {}
+    rows = [{"model": "fused", "macro_f1": metrics.get("macro_f1"), "micro_f1": metrics.get("micro_f1")}]
+    if val:
+        vs = rs.subset(val)
+        for c in clf.channels:
+            m = record_metrics(vs.Y, clf.channel_proba(vs, c), clf.labels_)
+            rows.append({"model": f"channel:{c}", "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]})
+    run.write_model_card("hsickit ECG record model (multi-label)", {
+        "Model": f"Channels {', '.join(clf.channels)} + HRV features, downstream MLP ({training}).",
+        "Labels": ", ".join(clf.labels_) + (f"\n\nLeft out (< {min_count} positive records): {', '.join(rs.dropped_labels)}" if rs.dropped_labels else ""),
+        "Validation (records not trained on)": markdown_table(rows) if val else "no validation records",
+        "Repairs": "; ".join(rs.repairs) or "none"})
+    return metrics
+
+
+def evaluate_records(run, records_dir, records=None, *, verbose: int = 1) -> dict:
+    """Score a record model on labelled records; writes ``metrics.json`` into the run folder."""
+    run = RunFolder(run)
+    cfg = run.read_json("config.json")
+    clf = RecordClassifier.load(run / "model")
+    rs = load_record_set(records_dir, records, RecordConfig.from_dict(cfg["record_config"]), labels=clf.labels_, verbose=verbose)
+    return _evaluate(run, clf, rs, "evaluation")

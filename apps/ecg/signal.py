@@ -1,0 +1,191 @@
+"""ECG signal processing as plain functions ``(signal, sampling_rate=..., method=...)``.
+
+Every function takes a NumPy array with time on the last axis (one lead ``(time,)`` or
+several ``(lead, time)``) and returns a NumPy array, so they chain like NeuroKit2's.
+:func:`conform` applies them to a ``(lead, time)`` :class:`xarray.DataArray` from
+:func:`hsickit.datasets.ecg.read_record` and records what it did in ``attrs["repairs"]``.
+
+Example
+-------
+>>> import numpy as np
+>>> x = np.sin(2 * np.pi * 1.0 * np.arange(3600) / 360)
+>>> resample(x, sampling_rate=360, target_rate=180).shape
+(1800,)
+>>> clean = bandpass(x + 0.5, sampling_rate=360)
+>>> bool(abs(clean.mean()) < 0.05)
+True
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+from scipy import signal as sps
+
+from hsickit.core.errors import HsickitError
+
+__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "select_leads", "conform", "LEAD_ALIASES"]
+
+#: Lead names treated as the same lead when selecting (MIT-BIH's modified lead II is lead II).
+LEAD_ALIASES: dict[str, tuple[str, ...]] = {"mlii": ("mlii", "ii", "ml2"), "ii": ("ii", "mlii")}
+
+
+def resample(signal: np.ndarray, sampling_rate: float, target_rate: float, method: str = "poly") -> np.ndarray:
+    """Resample along the last axis from ``sampling_rate`` to ``target_rate`` Hz.
+
+    ``method="poly"``: polyphase FIR (:func:`scipy.signal.resample_poly`, anti-aliased);
+    ``"fft"``: :func:`scipy.signal.resample`; ``"linear"``: linear interpolation (fast, no anti-aliasing).
+    """
+    signal = np.asarray(signal, dtype=np.float32)
+    if sampling_rate <= 0 or target_rate <= 0:
+        raise HsickitError(f"sampling rates must be positive (got {sampling_rate} -> {target_rate} Hz)")
+    if sampling_rate == target_rate:
+        return signal
+    n_out = int(round(signal.shape[-1] * target_rate / sampling_rate))
+    if method == "poly":
+        frac = Fraction(float(target_rate) / float(sampling_rate)).limit_denominator(1000)
+        out = sps.resample_poly(signal, frac.numerator, frac.denominator, axis=-1)
+        out = out[..., :n_out] if out.shape[-1] >= n_out else np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, n_out - out.shape[-1])], mode="edge")
+    elif method == "fft":
+        out = sps.resample(signal, n_out, axis=-1)
+    elif method == "linear":
+        t_old = np.arange(signal.shape[-1]) / sampling_rate
+        t_new = np.arange(n_out) / target_rate
+        flat = signal.reshape(-1, signal.shape[-1])
+        out = np.stack([np.interp(t_new, t_old, row) for row in flat]).reshape(*signal.shape[:-1], n_out)
+    else:
+        raise HsickitError(f"resample method={method!r}; use 'poly', 'fft' or 'linear'")
+    return out.astype(np.float32)
+
+
+def bandpass(
+    signal: np.ndarray, sampling_rate: float, low: float = 0.5, high: float = 40.0, method: str = "butter", order: int = 3
+) -> np.ndarray:
+    """Zero-phase Butterworth band-pass along the last axis (``method="butter"``).
+
+    ``low=0`` makes it a low-pass, ``high=None`` a high-pass. The cut-offs are clipped to
+    just below Nyquist so the same call works at 128, 250, 360 or 500 Hz.
+    """
+    if method != "butter":
+        raise HsickitError(f"bandpass method={method!r}; use 'butter'")
+    nyq = sampling_rate / 2
+    if high is not None and high >= nyq:
+        high = 0.95 * nyq
+    if low and high:
+        sos = sps.butter(order, [low, high], btype="bandpass", fs=sampling_rate, output="sos")
+    elif low:
+        sos = sps.butter(order, low, btype="highpass", fs=sampling_rate, output="sos")
+    elif high:
+        sos = sps.butter(order, high, btype="lowpass", fs=sampling_rate, output="sos")
+    else:
+        return np.asarray(signal, dtype=np.float32)
+    return sps.sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1).astype(np.float32)
+
+
+def remove_baseline(signal: np.ndarray, sampling_rate: float, method: str = "median") -> np.ndarray:
+    """Remove baseline wander along the last axis.
+
+    ``method="median"``: subtract two cascaded median filters of 200 ms and 600 ms
+    (de Chazal 2004); ``"butter"``: 0.5 Hz zero-phase high-pass.
+    """
+    x = np.asarray(signal, dtype=np.float32)
+    if method == "butter":
+        return bandpass(x, sampling_rate, low=0.5, high=None)
+    if method != "median":
+        raise HsickitError(f"remove_baseline method={method!r}; use 'median' or 'butter'")
+    k1 = int(0.2 * sampling_rate) // 2 * 2 + 1
+    k2 = int(0.6 * sampling_rate) // 2 * 2 + 1
+    from scipy.ndimage import median_filter
+
+    size1 = [1] * (x.ndim - 1) + [k1]
+    size2 = [1] * (x.ndim - 1) + [k2]
+    base = median_filter(median_filter(x, size=size1, mode="nearest"), size=size2, mode="nearest")
+    return (x - base).astype(np.float32)
+
+
+def detect_rpeaks(signal: np.ndarray, sampling_rate: float, method: str = "xqrs") -> np.ndarray:
+    """R-peak sample indices of one lead (``(time,)``), for records without beat annotations.
+
+    ``method="xqrs"`` (:class:`wfdb.processing.XQRS`, peaks corrected to the local maximum
+    with :func:`wfdb.processing.correct_peaks`) or ``"gqrs"`` (:func:`wfdb.processing.gqrs_detect`).
+    """
+    from wfdb import processing
+
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 1:
+        raise HsickitError(f"detect_rpeaks needs one lead (time,), got shape {x.shape}; select a lead first")
+    if method == "xqrs":
+        xq = processing.XQRS(sig=x, fs=sampling_rate)
+        xq.detect(verbose=False)
+        peaks = np.asarray(xq.qrs_inds, dtype=np.int64)
+    elif method == "gqrs":
+        peaks = np.asarray(processing.gqrs_detect(sig=x, fs=sampling_rate), dtype=np.int64)
+    else:
+        raise HsickitError(f"detect_rpeaks method={method!r}; use 'xqrs' or 'gqrs'")
+    if peaks.size == 0:
+        return peaks
+    radius = int(0.05 * sampling_rate)
+    corrected = processing.correct_peaks(x, peaks, search_radius=radius, smooth_window_size=max(3, int(0.03 * sampling_rate)), peak_dir="compare")
+    return np.unique(np.clip(np.asarray(corrected, dtype=np.int64), 0, x.size - 1))
+
+
+def select_leads(signal: xr.DataArray, leads: Sequence[str]) -> xr.DataArray:
+    """Select ``leads`` by name (case-insensitive; ``MLII`` and ``II`` are aliases) from a DataArray.
+
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros((2, 5)), dims=("lead", "time"), coords={"lead": ["V5", "MLII"]}, attrs={"record": "114"})
+    >>> select_leads(da, ["ii"]).lead.values.tolist()
+    ['MLII']
+    """
+    names = [str(n) for n in signal.coords["lead"].values]
+    lower = [n.lower() for n in names]
+    idx = []
+    for lead in leads:
+        options = LEAD_ALIASES.get(lead.lower(), (lead.lower(),))
+        hit = next((lower.index(o) for o in options if o in lower), None)
+        if hit is None:
+            raise HsickitError(
+                f"record {signal.attrs.get('record', '?')}: lead {lead!r} not found (leads: {', '.join(names)}); "
+                "choose leads the record has (--leads)"
+            )
+        idx.append(hit)
+    return signal.isel(lead=idx)
+
+
+def conform(
+    signal: xr.DataArray,
+    sampling_rate: float,
+    *,
+    leads: Sequence[str] | None = None,
+    filter: str | None = "bandpass",
+) -> xr.DataArray:
+    """Bring a ``(lead, time)`` record to a model's leads and sampling rate, and filter it.
+
+    A record at another sampling rate is resampled (reported in ``attrs["repairs"]`` and
+    ``attrs["resampled_from"]``); sample indices in the record's own rate must then be scaled
+    by ``sampling_rate / resampled_from``. ``filter``: ``"bandpass"`` (0.5-40 Hz),
+    ``"baseline"`` (median baseline removal) or None.
+    """
+    if leads:
+        signal = select_leads(signal, leads)
+    fs = float(signal.attrs["fs"])
+    x = signal.values
+    repairs = list(signal.attrs.get("repairs", []))
+    attrs = dict(signal.attrs)
+    if fs != sampling_rate:
+        x = resample(x, fs, sampling_rate)
+        repairs.append(f"resampled from {fs:g} Hz to {sampling_rate:g} Hz")
+        attrs["resampled_from"] = fs
+    if filter == "bandpass":
+        x = bandpass(x, sampling_rate)
+    elif filter == "baseline":
+        x = remove_baseline(x, sampling_rate)
+    elif filter is not None:
+        raise HsickitError(f"filter={filter!r}; use 'bandpass', 'baseline' or None")
+    attrs.update(fs=float(sampling_rate), repairs=repairs)
+    coords = {"lead": signal.coords["lead"].values, "time": np.arange(x.shape[-1]) / sampling_rate}
+    if "units" in signal.coords:
+        coords["units"] = ("lead", signal.coords["units"].values)
+    return xr.DataArray(np.asarray(x, np.float32), dims=("lead", "time"), coords=coords, name=signal.name, attrs=attrs)

@@ -1,0 +1,13 @@
+"""Materials application: composition -> property with very deep residual MLPs (IRNet).
+
+Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / predict with an
+ensemble spread / save / load / fine_tune), the composition featurisers
+(:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``.
+"""
+from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor, load_estimator
+from hsickit.apps.materials.featurizers import (
+    ElementFraction, ElementProperty, IonProperty, Stoichiometry, ValenceOrbital, WardAttributes, get_featurizer,
+)
+
+__all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "WardAttributes", "ElementFraction",
+           "ElementProperty", "IonProperty", "Stoichiometry", "ValenceOrbital", "get_featurizer"]

@@ -1,0 +1,270 @@
+"""``hsickit materials``: train, evaluate, predict, finetune, matbench, demo.
+
+Every command reads tables with :func:`hsickit.datasets.materials.read_formula_table` (strict
+formula parsing; ``--skip-invalid`` skips bad rows and writes them to ``rejects.csv`` in the
+output folder) and writes a run folder (config.json, history.csv, metrics.json, the model,
+README.md model card, plots/).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+from hsickit.core.errors import HsickitError
+
+app = typer.Typer(help="Materials: composition -> property with very deep residual MLPs (IRNet), "
+                       "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
+
+from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into, read_into as _read
+
+
+def _threads():
+    import torch
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+
+
+def _is_classification(y, task):
+    if task == "auto":
+        vals = np.unique(y)
+        return len(vals) <= 2 and set(vals.tolist()) <= {0.0, 1.0}
+    if task not in ("regression", "classification"):
+        raise HsickitError(f"--task {task!r}: use regression, classification or auto")
+    return task == "classification"
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Table (CSV, TSV, Excel, JSON, Parquet) with formulas and targets."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    formula_col: str = typer.Option("formula", help="Formula column."),
+    target_col: str = typer.Option("target", help="Target column."),
+    task: str = typer.Option("auto", help="regression, classification, or auto (0/1 targets -> classification)."),
+    features: str = typer.Option("ward145", help="ward145, elemnet86 or fractions118."),
+    model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp."),
+    training: str = typer.Option("backprop", help="backprop or hsic."),
+    n_models: int = typer.Option(1, help="Ensemble size (seeds); >1 gives an uncertainty."),
+    epochs: int = typer.Option(500, help="Maximum epochs."),
+    batch_size: int = typer.Option(32, help="Batch size (IRNet paper: 32)."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate (IRNet paper: 1e-4)."),
+    patience: int = typer.Option(50, help="Early-stopping patience in epochs (validation split)."),
+    validation_fraction: float = typer.Option(0.1, help="Share of the training rows held out for early stopping."),
+    duplicates: str = typer.Option("keep", help="Duplicate compositions: keep, mean or min."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
+    unit: str = typer.Option("", help="Unit of the target, for plots and the model card."),
+    seed: int = typer.Option(0, help="Random seed."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Train a model on DATA and write the run folder OUT."""
+    from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
+    from hsickit.core import plots
+    from hsickit.core.io import RunFolder
+
+    _threads()
+    run = RunFolder(out)
+    table = _read(data, formula_col, target_col, skip_invalid, out, duplicates, quiet)
+    cls = MaterialsClassifier if _is_classification(table.y, task) else MaterialsRegressor
+    y = table.y.astype(int) if cls is MaterialsClassifier else table.y
+    est = cls(features=features, model=model, training=training, n_models=n_models, epochs=epochs,
+              batch_size=batch_size, lr=lr, patience=patience, validation_fraction=validation_fraction,
+              random_state=seed, verbose=0 if quiet else 1, device=device)
+    start = time.perf_counter()
+    est.fit(table.formulas, y)
+    seconds = time.perf_counter() - start
+    est.save(run / MODEL_DIR)
+    run.write_config({"command": "train", "data": str(data), "formula_col": formula_col, "target_col": target_col,
+                      "unit": unit, "estimator": type(est).__name__, "params": est.get_params(),
+                      "train_seconds": seconds})
+    run.write_history(est.history_)
+    plots.learning_curves(est.history_, run.plots / "learning_curves.png")
+    val = [r["val_loss"] for r in est.history_ if "val_loss" in r]
+    metrics = {"best_val_loss": float(min(val)) if val else None, "epochs_run": len(est.history_),
+               "train_seconds": seconds}
+    run.write_metrics(metrics, split="validation", n_samples=len(table))
+    _card(run, f"hsickit materials model: {target_col}", est, table)
+    if not quiet:
+        typer.echo(f"trained {type(est).__name__} in {seconds:.0f} s; run folder {out}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `train` or `finetune`."),
+    data: Path = typer.Argument(..., help="Table with formulas and true targets."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, plots, predictions (default RUN/eval-<data name>)."),
+    formula_col: str = typer.Option("formula"),
+    target_col: str = typer.Option("target"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv)."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram."""
+    from hsickit.apps.materials.estimator import load_estimator
+    from hsickit.core.io import RunFolder, read_json
+
+    _threads()
+    est = load_estimator(run_dir / MODEL_DIR)
+    out = out or run_dir / f"eval-{data.stem}"
+    run = RunFolder(out)
+    table = _read(data, formula_col, target_col, skip_invalid, out, "keep", quiet)
+    unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""
+    m = _evaluate_into(run, est, table, unit)
+    run.write_config({"command": "evaluate", "run": str(run_dir), "data": str(data)})
+    typer.echo(json.dumps(m))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `train` or `finetune`."),
+    formulas: Path = typer.Argument(..., help="Table with a formula column."),
+    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write."),
+    formula_col: str = typer.Option("formula"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Predict the property of every formula; with an ensemble also its std."""
+    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.core.io import atomic_write
+
+    _threads()
+    est = load_estimator(run_dir / MODEL_DIR)
+    table = _read(formulas, formula_col, None, skip_invalid, output.parent if str(output.parent) else Path("."),
+                  "keep", quiet)
+    df = pd.DataFrame({"row": table.rows, "formula": table.formulas})
+    ens = len(est.members_) > 1
+    if isinstance(est, MaterialsClassifier):
+        proba = est.predict_proba(table.formulas, return_std=ens)
+        proba, std = proba if ens else (proba, None)
+        df["predicted"] = est.classes_[proba.argmax(1)]
+        for j, c in enumerate(est.classes_):
+            df[f"p_{c}"] = proba[:, j]
+        if std is not None:
+            df[f"p_{est.classes_[-1]}_std"] = std[:, -1]
+    else:
+        res = est.predict(table.formulas, return_std=ens)
+        df["predicted"] = res[0] if ens else res
+        if ens:
+            df["std"] = res[1]
+    atomic_write(output, df.to_csv(index=False))
+    if not quiet:
+        typer.echo(f"{len(df)} predictions written to {output}")
+
+
+@app.command()
+def finetune(
+    run_dir: Path = typer.Argument(..., help="Run folder of the pre-trained model."),
+    data: Path = typer.Argument(..., help="Table with formulas and targets to fine-tune on."),
+    out: Path = typer.Option(..., "--out", "-o", help="New run folder."),
+    formula_col: str = typer.Option("formula"),
+    target_col: str = typer.Option("target"),
+    freeze_blocks: int = typer.Option(0, help="Freeze the first k blocks."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs (default: as the pre-trained model)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: as the pre-trained model)."),
+    patience: Optional[int] = typer.Option(None, help="Early-stopping patience."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid"),
+    duplicates: str = typer.Option("keep", help="keep, mean or min."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Fine-tune a trained model on new data (warm start; optionally freeze early blocks)."""
+    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.core import plots
+    from hsickit.core.io import RunFolder
+
+    _threads()
+    est = load_estimator(run_dir / MODEL_DIR)
+    run = RunFolder(out)
+    table = _read(data, formula_col, target_col, skip_invalid, out, duplicates, quiet)
+    y = table.y.astype(int) if isinstance(est, MaterialsClassifier) else table.y
+    start = time.perf_counter()
+    est.fine_tune(table.formulas, y, freeze_blocks=freeze_blocks, epochs=epochs, lr=lr, patience=patience)
+    seconds = time.perf_counter() - start
+    est.save(run / MODEL_DIR)
+    run.write_config({"command": "finetune", "from": str(run_dir), "data": str(data), "freeze_blocks": freeze_blocks,
+                      "epochs": epochs, "lr": lr, "patience": patience, "params": est.get_params(),
+                      "train_seconds": seconds})
+    run.write_history(est.history_)
+    plots.learning_curves(est.history_, run.plots / "learning_curves.png")
+    val = [r["val_loss"] for r in est.history_ if "val_loss" in r]
+    run.write_metrics({"best_val_loss": float(min(val)) if val else None, "train_seconds": seconds},
+                      split="validation", n_samples=len(table))
+    _card(run, "hsickit materials model (fine-tuned)", est, table,
+          {"Fine-tuning": f"Warm start from {run_dir}; first {freeze_blocks} block(s) frozen."})
+    if not quiet:
+        typer.echo(f"fine-tuned in {seconds:.0f} s; run folder {out}")
+
+
+@app.command()
+def matbench(
+    task: str = typer.Argument(..., help="expt_gap, steels, expt_is_metal, glass, mp_e_form or mp_gap."),
+    data: Path = typer.Option(..., "--data", help="Folder holding matbench_<task>.csv and the leaderboard csv."),
+    out: Path = typer.Option(Path("matbench-run"), "--out", "-o", help="Run folder."),
+    folds: Optional[List[int]] = typer.Option(None, "--fold", help="Run only these folds (repeatable); default all 5."),
+    features: str = typer.Option("ward145"),
+    model: str = typer.Option("irnet17"),
+    training: str = typer.Option("backprop"),
+    n_models: int = typer.Option(1),
+    epochs: int = typer.Option(500),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-4),
+    patience: int = typer.Option(50),
+    validation_fraction: float = typer.Option(0.1),
+    seed: int = typer.Option(0),
+    quiet: bool = typer.Option(False, "--quiet"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """The official Matbench 5-fold protocol: per-fold and mean ± std MAE (ROC-AUC), vs the leaderboard."""
+    from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
+    from hsickit.apps.materials.matbench import run_matbench
+    from hsickit.core.io import RunFolder, markdown_table
+    from hsickit.datasets.materials import MATBENCH_TASKS, _task_name
+
+    _threads()
+    run = RunFolder(out)
+    t = _task_name(task)
+    cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor
+    params = dict(features=features, model=model, training=training, n_models=n_models, epochs=epochs,
+                  batch_size=batch_size, lr=lr, patience=patience, validation_fraction=validation_fraction,
+                  random_state=seed, verbose=0, device=device)
+
+    def save_fold(k, est, res):
+        run.write_history(est.history_, name=f"history_fold{k}.csv")
+
+    res = run_matbench(t, data, lambda: cls(**params), folds=folds, verbose=0 if quiet else 1, on_fold=save_fold)
+    metric = res["metric"]
+    flat = {f"{metric}_fold{r['fold']}": r[metric] for r in res["folds"]}
+    flat.update({metric: res["mean"], f"{metric}_std": res["std"], "n_folds": len(res["folds"])})
+    run.write_metrics(flat, split="matbench_test_folds", n_samples=sum(r["n_samples"] for r in res["folds"]))
+    run.write_json("matbench.json", res)
+    run.write_config({"command": "matbench", "task": t, "data": str(data), "folds": folds, "params": params})
+    table = markdown_table([{k: r[k] for k in ("rank", "algorithm", "mean", "std")} for r in res["leaderboard"]])
+    run.write_model_card(f"Matbench {t}: {cls.__name__}", {
+        "Protocol": "Official Matbench v0.1 folds; validation (early stopping) carved from each training fold.",
+        "Per fold": markdown_table([{k: r[k] for k in ("fold", metric, "n_samples", "n_train")} for r in res["folds"]]),
+        "Leaderboard": table})
+    typer.echo(f"\n{res['task']}: {metric} = {res['mean']:.4f} ± {res['std']:.4f} over folds "
+               f"{[r['fold'] for r in res['folds']]}\n")
+    typer.echo(table)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("hsickit-materials-demo"), "--out", "-o", help="Run folder."),
+    epochs: int = typer.Option(15, help="Maximum training epochs of IRNet-17 (early stopping patience 10)."),
+    trees: int = typer.Option(100, help="Trees of the random-forest baseline."),
+    seed: int = typer.Option(0),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train IRNet-17 on experimental band gaps shipped with hsickit (no network) and score it on held-out rows."""
+    from hsickit.apps.materials.demo import run_demo
+
+    _threads()
+    rows = run_demo(out, epochs=epochs, seed=seed, n_trees=trees, verbose=0 if quiet else 1)
+    from hsickit.core.io import markdown_table
+
+    typer.echo(markdown_table(rows))
+    typer.echo(f"\nRun folder: {out}")

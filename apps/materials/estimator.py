@@ -1,0 +1,286 @@
+"""Composition -> property estimators: featuriser + feature scaler + deep model (+ ensemble).
+
+:class:`MaterialsRegressor` and :class:`MaterialsClassifier` take formulas (strings or pymatgen
+compositions), compute composition features (default: the 145 Ward et al. 2016 attributes),
+standardise them, and train one or several (``n_models``, different seeds) core
+:class:`~hsickit.core.estimators.DeepRegressor` / ``DeepClassifier`` models — IRNet
+("irnet17/24/48"), their plain twins ("plain17/24/48") or ElemNet ("elemnet17", with
+``features="elemnet86"``) — with backprop (as the IRNet paper: Adam, lr 1e-4, batch 32, L1 loss,
+early stopping on a validation split carved from the training data) or the HSIC bottleneck.
+
+Example
+-------
+>>> from hsickit.apps.materials import MaterialsRegressor
+>>> reg = MaterialsRegressor(model="mlp", model_params={"hidden": (32, 32)}, epochs=5,
+...                          n_models=2, random_state=0)
+>>> reg = reg.fit(["NaCl", "KCl", "MgO", "CaO", "Fe2O3", "Al2O3", "SiO2", "ZnO"] * 4,
+...               [5.0, 5.1, 7.8, 7.1, 2.2, 8.8, 9.0, 3.4] * 4)
+>>> mean, std = reg.predict(["LiF", "NaCl"], return_std=True)
+>>> mean.shape, std.shape
+((2,), (2,))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from hsickit.apps.materials.featurizers import get_featurizer
+from hsickit.core.errors import HsickitError
+from hsickit.core.estimators import DeepClassifier, DeepRegressor
+from hsickit.core.io import read_json, write_json
+
+__all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
+
+_PARAM_NAMES = ("features", "model", "model_params", "training", "n_models", "epochs", "batch_size", "lr",
+                "weight_decay", "patience", "validation_fraction", "sigma", "beta", "format_epochs",
+                "hsic_lr", "frozen_blocks", "random_state", "verbose", "device")
+
+
+class _MaterialsEstimator(BaseEstimator):
+    _member_cls = DeepRegressor
+
+    def __init__(self, features="ward145", model="irnet17", model_params=None, training="backprop", n_models=1,
+                 epochs=500, batch_size=32, lr=1e-4, weight_decay=0.0, patience=50, validation_fraction=0.1,
+                 sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, random_state=None,
+                 verbose=0, device="cpu"):
+        self.features = features
+        self.model = model
+        self.model_params = model_params
+        self.training = training
+        self.n_models = n_models
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.sigma = sigma
+        self.beta = beta
+        self.format_epochs = format_epochs
+        self.hsic_lr = hsic_lr
+        self.frozen_blocks = frozen_blocks
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # --- features ---------------------------------------------------------------------------
+    def featurize(self, formulas) -> np.ndarray:
+        """Raw (unscaled) features of a list of formulas / compositions, shape (n, d)."""
+        if isinstance(formulas, str):
+            raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
+        formulas = list(formulas)
+        if not formulas:
+            raise HsickitError("no formulas given; pass a non-empty list such as ['Fe2O3', 'NaCl']")
+        X = get_featurizer(self.features).featurize_many(formulas)
+        bad = ~np.isfinite(X).all(1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise HsickitError(f"formula {formulas[i]!r} (entry {i}) gives non-finite features; "
+                               "it may contain elements without element data; remove it")
+        return X
+
+    def _scale(self, X):
+        return ((X - self.feature_mean_) / self.feature_scale_).astype(np.float32)
+
+    def _check_n_models(self):
+        if not isinstance(self.n_models, (int, np.integer)) or self.n_models < 1:
+            raise HsickitError(f"n_models must be an integer >= 1, got {self.n_models!r}")
+
+    def _member(self, seed):
+        return self._member_cls(
+            model=self.model, model_params=self.model_params, training=self.training, epochs=self.epochs,
+            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
+            validation_fraction=self.validation_fraction, sigma=self.sigma, beta=self.beta,
+            format_epochs=self.format_epochs, hsic_lr=self.hsic_lr, frozen_blocks=self.frozen_blocks,
+            random_state=int(seed), verbose=self.verbose, device=self.device)
+
+    def _batch_size(self, n, has_val):
+        """``batch_size``, reduced to the number of training rows left after the validation split."""
+        if not has_val and self.patience is not None and self.validation_fraction > 0 and n >= 4:
+            n -= max(1, int(round(self.validation_fraction * n)))
+        return int(max(2, min(self.batch_size, n)))
+
+    # --- fitting ----------------------------------------------------------------------------
+    def fit(self, formulas, y, formulas_val=None, y_val=None):
+        """Featurise, fit the scaler on the training formulas, train ``n_models`` models.
+
+        Validation data (early stopping) are `formulas_val`, `y_val` when given, else a
+        ``validation_fraction`` split carved from the training data (per model, by its seed).
+        """
+        self._check_n_models()
+        X = self.featurize(formulas)
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
+        self.feature_mean_ = X.mean(0)
+        scale = X.std(0)
+        self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+        self.feature_names_ = list(get_featurizer(self.features).feature_labels())
+        Xs = self._scale(X)
+        Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
+        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self.n_models)
+        members = []
+        for seed in seeds:
+            m = self._member(seed)
+            m.set_params(batch_size=self._batch_size(len(Xs), Xv is not None))
+            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val))
+            members.append(m)
+        self.members_ = members
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def fine_tune(self, formulas, y, freeze_blocks=0, epochs=None, lr=None, patience=None,
+                  formulas_val=None, y_val=None):
+        """Continue training every member on new data (warm start), the first
+        `freeze_blocks` blocks frozen. The feature scaler and target scaling of the original
+        fit are kept (so the model's inputs mean the same). Returns self.
+        """
+        check_is_fitted(self, "members_")
+        Xs = self._scale(self.featurize(formulas))
+        Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
+        y = np.asarray(y)
+        if len(y) != len(Xs):
+            raise HsickitError(f"{len(Xs)} formulas but {len(y)} targets; give one target per formula")
+        n_blocks = len(self.members_[0].model_.blocks)
+        if not 0 <= freeze_blocks < n_blocks:
+            raise HsickitError(f"freeze_blocks={freeze_blocks}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
+        for m in self.members_:
+            m.set_params(warm_start=True, frozen_blocks=int(freeze_blocks),
+                         batch_size=self._batch_size(len(Xs), Xv is not None),
+                         **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
+            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val))
+        self.fine_tuned_ = getattr(self, "fine_tuned_", 0) + 1
+        return self
+
+    @property
+    def history_(self):
+        """Per-epoch training history of the first model."""
+        check_is_fitted(self, "members_")
+        return self.members_[0].history_
+
+    # --- persistence (safetensors + JSON, never pickle) ------------------------------------
+    def save(self, path) -> Path:
+        """Write ``materials.json`` (parameters, feature scaler) and one folder per model."""
+        check_is_fitted(self, "members_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(self.members_):
+            m.save(path / f"member_{i}")
+        params = self.get_params()
+        write_json(path / "materials.json", {
+            "estimator": type(self).__name__, "params": params, "n_features_in": self.n_features_in_,
+            "feature_names": self.feature_names_, "feature_mean": self.feature_mean_.tolist(),
+            "feature_scale": self.feature_scale_.tolist(), "n_members": len(self.members_),
+            "fine_tuned": getattr(self, "fine_tuned_", 0)})
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load an estimator written by :meth:`save`."""
+        path = Path(path)
+        if not (path / "materials.json").exists():
+            raise HsickitError(f"{path} holds no saved materials model (materials.json missing); "
+                               "give the folder written by `hsickit materials train` or .save()")
+        meta = read_json(path / "materials.json")
+        if meta["estimator"] != cls.__name__:
+            raise HsickitError(f"{path} holds a {meta['estimator']}; load it with {meta['estimator']}.load")
+        params = dict(meta["params"])
+        if params.get("model_params"):
+            params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
+        est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
+        est.feature_mean_ = np.asarray(meta["feature_mean"])
+        est.feature_scale_ = np.asarray(meta["feature_scale"])
+        est.feature_names_ = meta["feature_names"]
+        est.n_features_in_ = meta["n_features_in"]
+        est.members_ = [cls._member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
+        if meta.get("fine_tuned"):
+            est.fine_tuned_ = meta["fine_tuned"]
+        return est
+
+
+class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
+    """Formula -> property regressor (IRNet by default; ensemble with ``n_models > 1``).
+
+    Parameters
+    ----------
+    features : {"ward145", "elemnet86", "fractions118"} or a featuriser
+    model : a core model name ("irnet17", "irnet24", "irnet48", "plain17", ..., "elemnet17", "mlp")
+    model_params : dict, optional — overrides for the model (e.g. ``{"hidden": (256, 256)}``)
+    training : "backprop" or "hsic"
+    n_models : int — ensemble size; predictions are the mean, the spread their std
+    epochs, batch_size, lr, weight_decay, patience, validation_fraction :
+        training settings; defaults follow the IRNet paper (batch 32, Adam lr 1e-4, L1 loss)
+        with early stopping (patience 50 epochs; the paper used 100-200) on a validation split.
+    sigma, beta, format_epochs, hsic_lr : HSIC-bottleneck settings (see core TrainConfig).
+    frozen_blocks : freeze the first k blocks (used by :meth:`fine_tune`).
+    random_state, verbose, device
+    """
+
+    _member_cls = DeepRegressor
+
+    def predict(self, formulas, return_std=False):
+        """Predicted property (the ensemble mean); with ``return_std`` also the ensemble std
+        (needs ``n_models >= 2``)."""
+        check_is_fitted(self, "members_")
+        Xs = self._scale(self.featurize(formulas))
+        preds = np.stack([m.predict(Xs) for m in self.members_])
+        mean = preds.mean(0)
+        if not return_std:
+            return mean
+        if len(self.members_) < 2:
+            raise HsickitError("return_std needs an ensemble: fit with n_models >= 2")
+        return mean, preds.std(0)
+
+
+class MaterialsClassifier(ClassifierMixin, _MaterialsEstimator):
+    """Formula -> yes/no (or multi-class) property classifier, e.g. is-metal or glass-forming.
+
+    Same parameters as :class:`MaterialsRegressor`; the loss is cross-entropy. Probabilities are
+    averaged over the ensemble.
+
+    Example
+    -------
+    >>> clf = MaterialsClassifier(model="mlp", model_params={"hidden": (16,)}, epochs=3, random_state=0)
+    >>> clf = clf.fit(["Fe", "Cu", "NaCl", "MgO"] * 5, [1, 1, 0, 0] * 5)
+    >>> clf.predict_proba(["Ni"]).shape
+    (1, 2)
+    """
+
+    _member_cls = DeepClassifier
+
+    @property
+    def classes_(self):
+        check_is_fitted(self, "members_")
+        return self.members_[0].classes_
+
+    def predict_proba(self, formulas, return_std=False):
+        """Class probabilities (ensemble mean), shape (n, n_classes); with ``return_std`` also
+        their std over the ensemble."""
+        check_is_fitted(self, "members_")
+        Xs = self._scale(self.featurize(formulas))
+        probs = np.stack([m.predict_proba(Xs) for m in self.members_])
+        if not return_std:
+            return probs.mean(0)
+        if len(self.members_) < 2:
+            raise HsickitError("return_std needs an ensemble: fit with n_models >= 2")
+        return probs.mean(0), probs.std(0)
+
+    def predict(self, formulas):
+        return self.classes_[self.predict_proba(formulas).argmax(1)]
+
+
+def load_estimator(path):
+    """Load a saved :class:`MaterialsRegressor` or :class:`MaterialsClassifier` (whichever it is)."""
+    path = Path(path)
+    if not (path / "materials.json").exists():
+        raise HsickitError(f"{path} holds no saved materials model (materials.json missing); "
+                           "give the folder written by `hsickit materials train` or .save()")
+    kind = read_json(path / "materials.json")["estimator"]
+    classes = {"MaterialsRegressor": MaterialsRegressor, "MaterialsClassifier": MaterialsClassifier}
+    if kind not in classes:
+        raise HsickitError(f"{path}: unknown estimator {kind!r}")
+    return classes[kind].load(path)

@@ -1,0 +1,113 @@
+"""The official Matbench v0.1 protocol for any formula -> property estimator.
+
+For each official fold k: fit on the rows with ``fold != k`` (the estimator carves its own
+validation split from them, for early stopping and any choice of settings), score on
+``fold == k``; report per-fold scores and their mean and std (``np.std``, ddof 0, as Matbench),
+next to the leaderboard rows of the same task.
+
+Example
+-------
+>>> from hsickit.apps.materials.matbench import run_matbench  # doctest: +SKIP
+>>> res = run_matbench("steels", "matbench_v0.1_composition", lambda: MaterialsRegressor())  # doctest: +SKIP
+>>> res["mean"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn import metrics as skm
+
+from hsickit.core.errors import HsickitError
+from hsickit.datasets.materials import MATBENCH_TASKS, _task_name, load_leaderboard, load_matbench, matbench_folds
+
+__all__ = ["regression_metrics", "classification_metrics", "run_matbench", "leaderboard_comparison"]
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """mae, rmse, r2, n_samples (scikit-learn)."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
+            "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+            "r2": float(skm.r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan"),
+            "n_samples": int(len(y_true))}
+
+
+def classification_metrics(y_true, proba, classes) -> dict:
+    """rocauc (binary), accuracy, f1 (binary), n_samples."""
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba)
+    pred = np.asarray(classes)[proba.argmax(1)]
+    out = {"accuracy": float(skm.accuracy_score(y_true, pred)), "n_samples": int(len(y_true))}
+    if len(classes) == 2 and len(np.unique(y_true)) == 2:
+        out["rocauc"] = float(skm.roc_auc_score(y_true == classes[1], proba[:, 1]))
+        out["f1"] = float(skm.f1_score(y_true == classes[1], pred == classes[1]))
+    return out
+
+
+def leaderboard_comparison(task, data_dir, score, metric) -> list:
+    """Leaderboard rows of `task` (best first) with this run inserted as ``"this run"``."""
+    lb = load_leaderboard(data_dir, task)
+    rows = [{"algorithm": r.algorithm, "mean": float(r["mean"]), "std": float(r["std"])} for _, r in lb.iterrows()
+            if r.metric == metric]
+    rows.append({"algorithm": "this run", "mean": float(score["mean"]), "std": float(score["std"])})
+    higher_better = metric == "rocauc"
+    rows.sort(key=lambda r: -r["mean"] if higher_better else r["mean"])
+    for i, r in enumerate(rows):
+        r["rank"] = i + 1
+    return rows
+
+
+def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=None, table=None) -> dict:
+    """Run the official 5-fold protocol on ``matbench_<task>.csv`` in `data_dir`.
+
+    Parameters
+    ----------
+    task : str — e.g. "expt_gap", "steels", "expt_is_metal", "glass" (with or without "matbench_").
+    data_dir : folder holding ``matbench_<task>.csv`` (and ``leaderboard_matbench_v0.1.csv``).
+    make_estimator : callable () -> estimator with ``fit(formulas, y)`` and ``predict(formulas)``
+        (regression) or ``predict_proba`` + ``classes_`` (classification): a
+        :class:`~hsickit.apps.materials.MaterialsRegressor`, or a scikit-learn Pipeline starting
+        with a featuriser.
+    folds : iterable of int, optional — a subset of 0..4 (the mean is then over those folds only).
+    on_fold : callable (k, estimator, fold_result) -> None, optional — called after each fold.
+    table : FormulaTable, optional — the task table, if already read.
+
+    Returns
+    -------
+    dict with task, metric, folds (list of per-fold dicts), mean, std, leaderboard.
+    """
+    t = _task_name(task)
+    kind, metric = MATBENCH_TASKS[t]
+    table = table if table is not None else load_matbench(t, data_dir)
+    splits = matbench_folds(table, kind)
+    folds = list(range(5)) if folds is None else [int(k) for k in folds]
+    if any(k not in range(5) for k in folds):
+        raise HsickitError(f"folds {folds}: Matbench has folds 0..4")
+    formulas = np.asarray(table.formulas, dtype=object)
+    y = table.y
+    results = []
+    for k in folds:
+        tr, te = splits[k]
+        est = make_estimator()
+        start = time.perf_counter()
+        est.fit(list(formulas[tr]), y[tr])
+        fit_s = time.perf_counter() - start
+        if kind == "regression":
+            res = regression_metrics(y[te], est.predict(list(formulas[te])))
+        else:
+            res = classification_metrics(y[te], est.predict_proba(list(formulas[te])), est.classes_)
+        res.update({"fold": k, "n_train": int(len(tr)), "fit_seconds": fit_s})
+        hist = getattr(est, "history_", None) if hasattr(est, "members_") else None
+        if hist:
+            res["epochs_run"] = int(max(r["epoch"] for r in hist))
+        results.append(res)
+        if verbose:
+            print(f"{t} fold {k}: {metric} = {res[metric]:.4f} (n_test {res['n_samples']}, fit {fit_s:.0f} s)", flush=True)
+        if on_fold is not None:
+            on_fold(k, est, res)
+    scores = np.array([r[metric] for r in results])
+    summary = {"task": f"matbench_{t}", "metric": metric, "folds": results,
+               "mean": float(scores.mean()), "std": float(scores.std())}
+    summary["leaderboard"] = leaderboard_comparison(t, data_dir, summary, metric)
+    return summary

@@ -1,0 +1,89 @@
+"""Run-folder helpers shared by the materials CLI and demo: read a table into a run folder
+(rejects and duplicates written beside the outputs), evaluate a model into it (metrics.json,
+predictions.csv, parity plot and residual histogram, or a confusion matrix), write the model card.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+MODEL_DIR = "model"
+
+
+def read_into(data, formula_col, target_col, skip_invalid, out, duplicates="keep", quiet=False):
+    from hsickit.datasets.materials import read_formula_table
+
+    """Read a formula table; rejects.csv / duplicates.csv go into `out`."""
+    import typer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = read_formula_table(data, formula_col, target_col, skip_invalid=skip_invalid,
+                               rejects_path=out / "rejects.csv", duplicates=duplicates)
+    if not quiet:
+        typer.echo(table.summary())
+        if len(table.rejects):
+            typer.echo(f"  rejected rows written to {out / 'rejects.csv'}")
+    if len(table.duplicates):
+        from hsickit.core.io import atomic_write
+
+        atomic_write(out / "duplicates.csv", table.duplicates.to_csv(index=False))
+        if not quiet:
+            typer.echo(f"  {len(table.duplicates)} groups of rows share a composition "
+                       f"(policy {duplicates!r}); listed in {out / 'duplicates.csv'}")
+    return table
+
+
+def evaluate_into(run, est, table, unit=""):
+    """Metrics + plots + predictions of `est` on `table`, written into RunFolder `run`."""
+    from hsickit.apps.materials.estimator import MaterialsClassifier
+    from hsickit.apps.materials.matbench import classification_metrics, regression_metrics
+    from hsickit.core import plots
+    from hsickit.core.io import atomic_write
+
+    if isinstance(est, MaterialsClassifier):
+        proba = est.predict_proba(table.formulas)
+        y = table.y.astype(est.classes_.dtype) if table.y.dtype != est.classes_.dtype else table.y
+        m = classification_metrics(y, proba, est.classes_)
+        pred = pd.DataFrame({"formula": table.formulas, "row": table.rows, "target": table.y,
+                             "predicted": est.classes_[proba.argmax(1)], "probability": proba[:, -1]})
+        from sklearn.metrics import confusion_matrix
+
+        plots.confusion_matrix(confusion_matrix(y, pred["predicted"], labels=est.classes_), [str(c) for c in est.classes_],
+                               run.plots / "confusion_matrix.png")
+    else:
+        y = table.y
+        if y.ndim > 1:
+            y = y[:, 0]
+        p = est.predict(table.formulas)
+        m = regression_metrics(y, p)
+        pred = pd.DataFrame({"formula": table.formulas, "row": table.rows, "target": y, "predicted": p})
+        plots.parity(y, p, run.plots / "parity.png", unit=unit)
+        plots.residual_histogram(y, p, run.plots / "residuals.png", unit=unit)
+    run.write_metrics(m, split="test")
+    atomic_write(run / "predictions.csv", pred.to_csv(index=False))
+    return m
+
+
+def card(run, title, est, table, extra=None):
+    """README.md model card of a materials run."""
+    from hsickit.core.io import markdown_table
+
+    p = est.get_params()
+    sections = {
+        "Model": (f"{type(est).__name__}: features `{p['features']}`, model `{p['model']}`, training "
+                  f"`{p['training']}`, {p['n_models']} model(s); batch {p['batch_size']}, lr {p['lr']}, "
+                  f"up to {p['epochs']} epochs, early stopping patience {p['patience']} on a "
+                  f"{p['validation_fraction']:.0%} validation split carved from the training data."),
+        "Data": f"{table.summary()}; target column(s) {table.target_names}.",
+        "Intended use": ("Predict the property of inorganic compositions similar to the training data. "
+                         "Composition-only: polymorphs of one composition get one prediction."),
+    }
+    if extra:
+        sections.update(extra)
+    hist = est.history_
+    if hist:
+        last = hist[-1]
+        sections["Training"] = markdown_table([{k: last[k] for k in ("epoch", "train_loss", "val_loss") if k in last}])
+    run.write_model_card(title, sections)

@@ -1,0 +1,16 @@
+"""Hierarchical plant classification (species -> genus -> family ...) with the taxonomic loss.
+
+Python API: :class:`TaxonomicClassifier` (fit / predict / predict_levels / predict_table /
+finetune / evaluate / save / load), the tree-consistent prediction helpers and the
+metrics. Readers for taxonomy tables and specimens live in :mod:`hsickit.datasets.plants`.
+The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`).
+"""
+from hsickit.apps.plants.classifier import LOSSES, TaxonomicClassifier
+from hsickit.apps.plants.hierarchy import back_off, level_probabilities, prediction_table, top_k
+from hsickit.apps.plants.metrics import backoff_metrics, hierarchical_prf, per_level_accuracy, taxonomic_metrics
+from hsickit.datasets.plants import Taxonomy, read_taxonomy
+
+__all__ = [
+    "TaxonomicClassifier", "LOSSES", "level_probabilities", "prediction_table", "top_k", "back_off",
+    "taxonomic_metrics", "hierarchical_prf", "backoff_metrics", "per_level_accuracy", "Taxonomy", "read_taxonomy",
+]

@@ -1,0 +1,311 @@
+"""``TaxonomicClassifier``: species classifier with tree-consistent predictions at every level.
+
+One softmax over the species (leaves) of a :class:`~hsickit.datasets.plants.Taxonomy`,
+trained with the taxonomic loss (``core.losses.GroupedLoss``: negative log-likelihood of
+the true species, genus, family ... with the group probabilities as sums of species
+probabilities) or plain cross-entropy, by backprop or the HSIC bottleneck. Feature
+vectors use a residual MLP, images (n, 1, H, W) the small CNN ``leafcnn``.
+
+Examples
+--------
+>>> import io, numpy as np
+>>> from hsickit.datasets.plants import read_taxonomy
+>>> from hsickit.apps.plants import TaxonomicClassifier
+>>> tax = read_taxonomy(io.StringIO("species,genus,family\\nA a,A,F\\nA b,A,F\\nB c,B,G\\n"))
+>>> rng = np.random.default_rng(0)
+>>> y = np.repeat(["A a", "A b", "B c"], 20)
+>>> X = rng.normal(size=(60, 4)) + np.repeat(np.eye(3, 4) * 4, 20, axis=0)
+>>> clf = TaxonomicClassifier(tax, epochs=30, random_state=0).fit(X, y)
+>>> clf.score(X, y) > 0.9
+True
+>>> sorted(clf.predict_levels(X[:1]))
+['family', 'genus', 'species']
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from hsickit.core.errors import HsickitError
+from hsickit.core.estimators import DeepClassifier
+from hsickit.core.io import read_json, write_json
+from hsickit.core.losses import GroupedLoss
+from hsickit.datasets.plants import Taxonomy, read_taxonomy
+
+from hsickit.apps.plants.encoders import FEATURE_ENCODER, IMAGE_ENCODER
+from hsickit.apps.plants.hierarchy import level_probabilities, prediction_table
+from hsickit.apps.plants.metrics import taxonomic_metrics
+
+__all__ = ["TaxonomicClassifier", "LOSSES"]
+
+LOSSES = ("taxonomic", "ce")
+FEATURE_DEFAULTS = {"hidden": (512, 512), "dropout": 0.2}
+
+
+def _as_taxonomy(taxonomy) -> Taxonomy:
+    if isinstance(taxonomy, Taxonomy):
+        return taxonomy
+    if taxonomy is None:
+        raise HsickitError("TaxonomicClassifier needs a taxonomy: pass a Taxonomy or the path of a taxonomy CSV")
+    return read_taxonomy(taxonomy)
+
+
+class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
+    """Hierarchical (species -> genus -> family ...) classifier with the taxonomic loss.
+
+    Parameters
+    ----------
+    taxonomy : Taxonomy or path
+        The tree; its leaves are the classes (``classes_``, in taxonomy order).
+    loss : {"taxonomic", "ce"}
+        Grouped log-space taxonomic loss, or plain cross-entropy over the species.
+    level_weights : sequence of float, optional
+        Weight of each level in the taxonomic loss, leaf level first (default all 1).
+    encoder : {"auto", "residual_mlp", "leafcnn", or any core model name}
+        "auto": residual MLP for feature vectors, ``leafcnn`` for images.
+    model_params : dict, optional
+        Overrides of the encoder's config (e.g. ``{"hidden": (256, 256)}``).
+    training : {"backprop", "hsic"}
+    epochs, batch_size, lr, weight_decay, patience, validation_fraction, beta, format_epochs, lr_schedule :
+        Passed to :class:`hsickit.core.estimators.DeepClassifier`.
+    standardize : bool
+        z-score feature vectors with the training mean and standard deviation.
+    random_state, verbose, device
+    """
+
+    def __init__(self, taxonomy=None, loss="taxonomic", level_weights=None, encoder="auto", model_params=None,
+                 training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
+                 validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
+                 random_state=None, verbose=0, device="cpu"):
+        self.taxonomy = taxonomy
+        self.loss = loss
+        self.level_weights = level_weights
+        self.encoder = encoder
+        self.model_params = model_params
+        self.training = training
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.beta = beta
+        self.format_epochs = format_epochs
+        self.lr_schedule = lr_schedule
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # --- helpers ------------------------------------------------------------------------
+    def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:
+        if self.loss not in LOSSES:
+            raise HsickitError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss == "ce":
+            return GroupedLoss()
+        weights = self.level_weights
+        if weights is not None and len(weights) != len(taxonomy.levels):
+            raise HsickitError(f"level_weights has {len(weights)} entries but the taxonomy has levels "
+                               f"{list(taxonomy.levels)}; give one weight per level, leaf level first")
+        return GroupedLoss(taxonomy.group_maps(), weights)
+
+    def _y(self, y, taxonomy: Taxonomy) -> np.ndarray:
+        y = np.asarray(y)
+        if y.dtype.kind in "iu":
+            if len(y) and (y.min() < 0 or y.max() >= taxonomy.n_leaves):
+                raise HsickitError(f"leaf indices must lie in 0..{taxonomy.n_leaves - 1}; pass species labels instead")
+            return y.astype(np.int64)
+        return taxonomy.index_of(y)
+
+    def _scale(self, X) -> np.ndarray:
+        """Flatten images (the CNN restores their shape), z-score feature vectors."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 3:
+            X = X[:, None]
+        if self.image_shape_ is not None:
+            if X.shape[1:] != tuple(self.image_shape_) and X.ndim > 2:
+                raise HsickitError(f"images have shape {X.shape[1:]} but the model was trained on {tuple(self.image_shape_)}; "
+                                   "read them with the same image size")
+            return X.reshape(len(X), -1)
+        if self.mean_ is None:
+            return X
+        if X.ndim != 2 or X.shape[1] != len(self.mean_):
+            raise HsickitError(f"X has shape {X.shape} but the model was trained on {len(self.mean_)} features; "
+                               "pass the same feature columns as in training")
+        return (X - self.mean_) / self.scale_
+
+    def _batch_size(self, n: int, has_val: bool, patience="unset"):
+        """``batch_size`` capped to the training samples left after the validation split."""
+        if self.batch_size == "auto":
+            return "auto"
+        patience = self.patience if patience == "unset" else patience
+        frac = 0.0 if has_val or patience is None else self.validation_fraction
+        return int(max(2, min(int(self.batch_size), int(n * (1 - frac)) - 1)))
+
+    def _encoder_name(self, X) -> str:
+        if self.encoder != "auto":
+            return self.encoder
+        return IMAGE_ENCODER if np.ndim(X) > 2 else FEATURE_ENCODER
+
+    def _model_params(self, name: str) -> dict:
+        if self.model_params is not None:
+            return dict(self.model_params)
+        return dict(FEATURE_DEFAULTS) if name == FEATURE_ENCODER else {}
+
+    def _encoder_params(self, name: str, X) -> dict:
+        params = self._model_params(name)
+        if X.ndim > 2:
+            params["image_shape"] = tuple(int(v) for v in X.shape[1:])
+        return params
+
+    # --- fitting --------------------------------------------------------------------------
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Train on specimens ``X`` (features (n, d) or images (n, C, H, W)) with species labels ``y``."""
+        tax = _as_taxonomy(self.taxonomy)
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 3:  # (n, H, W) grayscale images
+            X = X[:, None]
+        y_idx = self._y(y, tax)
+        self.taxonomy_ = tax
+        self.classes_ = tax.leaves
+        self.mean_ = self.scale_ = None
+        self.image_shape_ = list(X.shape[1:]) if X.ndim > 2 else None
+        if self.standardize and X.ndim == 2:
+            self.mean_ = X.mean(0)
+            sd = X.std(0)
+            self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
+        name = self._encoder_name(X)
+        self.net_ = DeepClassifier(model=name, model_params=self._encoder_params(name, X), training=self.training,
+                         epochs=self.epochs, batch_size=self._batch_size(len(X), X_val is not None), lr=self.lr, weight_decay=self.weight_decay,
+                         loss=self._loss_fn(tax), patience=self.patience, validation_fraction=self.validation_fraction,
+                         beta=self.beta, format_epochs=self.format_epochs, lr_schedule=self.lr_schedule,
+                         classes=np.arange(tax.n_leaves),
+                         random_state=self.random_state, verbose=self.verbose, device=self.device)
+        if X_val is not None:
+            X_val, y_val = self._scale(X_val), self._y(y_val, tax)
+        self.net_.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val)
+        self.history_ = self.net_.history_
+        return self
+
+    def finetune(self, X, y, taxonomy=None, epochs: int | None = None, lr: float | None = None,
+                 frozen_blocks: int = 0, X_val=None, y_val=None):
+        """Continue training on new specimens, growing the output layer for new species.
+
+        ``taxonomy`` (a Taxonomy or path) adds rows for species the model has not seen;
+        their output weights start from the mean of their genus (else family, else all)
+        rows. The encoder is kept; ``frozen_blocks`` freezes its first blocks.
+        """
+        check_is_fitted(self, "net_")
+        tax = self.taxonomy_ if taxonomy is None else self.taxonomy_.extend(_as_taxonomy(taxonomy))
+        y_idx = self._y(y, tax)
+        old = self.taxonomy_.n_leaves
+        if tax.n_leaves > old:
+            self._grow_head(tax, old)
+        net = self.net_
+        net.set_params(classes=np.arange(tax.n_leaves), loss=self._loss_fn(tax), warm_start=True,
+                       batch_size=self._batch_size(len(y_idx), X_val is not None, net.patience),
+                       frozen_blocks=frozen_blocks, epochs=epochs or net.epochs, lr=lr or net.lr)
+        net.classes_ = np.arange(tax.n_leaves)
+        if X_val is not None:
+            X_val, y_val = self._scale(X_val), self._y(y_val, tax)
+        net.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val)
+        self.taxonomy_, self.classes_ = tax, tax.leaves
+        self.taxonomy = tax
+        self.history_ = net.history_
+        return self
+
+    @torch.no_grad()
+    def _grow_head(self, tax: Taxonomy, old: int) -> None:
+        head = self.net_.model_.head
+        if not isinstance(head, torch.nn.Linear):
+            raise HsickitError(f"cannot grow an output layer of type {type(head).__name__}; fine-tune needs a Linear head")
+        new = torch.nn.Linear(head.in_features, tax.n_leaves).to(head.weight.device)
+        new.weight[:old] = head.weight
+        new.bias[:old] = head.bias
+        gen = torch.Generator().manual_seed(int(self.net_._seed_) + tax.n_leaves)
+        for j in range(old, tax.n_leaves):
+            rows = np.arange(old)
+            for lvl in tax.levels[1:]:
+                codes = tax.group_index(lvl)
+                same = np.nonzero(codes[:old] == codes[j])[0]
+                if len(same):
+                    rows = same
+                    break
+            w = head.weight[rows].mean(0)
+            noise = torch.randn(w.shape, generator=gen).to(w) * head.weight.std() * 0.1
+            new.weight[j] = w + noise
+            new.bias[j] = head.bias[rows].mean()
+        self.net_.model_.head = new
+        self.net_.model_.config.out_features = tax.n_leaves
+
+    # --- prediction -----------------------------------------------------------------------
+    def predict_proba(self, X) -> np.ndarray:
+        """Species (leaf) probabilities, (n, n_leaves), columns in ``classes_`` order."""
+        check_is_fitted(self, "net_")
+        return self.net_.predict_proba(self._scale(X)).astype(np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def predict_levels(self, X) -> dict[str, np.ndarray]:
+        """Tree-consistent probabilities at every level: ``{level: (n, n_groups)}``."""
+        return level_probabilities(self.predict_proba(X), self.taxonomy_)
+
+    def predict_table(self, X, ids=None, k: int = 5, threshold: float = 0.5) -> pd.DataFrame:
+        """Answer and probability per level, top-k species and the back-off answer, one row per sample."""
+        return prediction_table(self.predict_proba(X), self.taxonomy_, ids=ids, k=k, threshold=threshold)
+
+    def transform(self, X) -> np.ndarray:
+        """The encoder's representation (last block output)."""
+        check_is_fitted(self, "net_")
+        return self.net_.transform(self._scale(X))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Species accuracy (labels matched through the taxonomy)."""
+        y_idx = self._y(y, self.taxonomy_)
+        ok = self.predict_proba(X).argmax(1) == y_idx
+        return float(np.average(ok, weights=sample_weight))
+
+    def evaluate(self, X, y, k: int = 5, thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> dict:
+        """All taxonomic metrics (see :func:`hsickit.apps.plants.metrics.taxonomic_metrics`)."""
+        return taxonomic_metrics(self._y(y, self.taxonomy_), self.predict_proba(X), self.taxonomy_, k=k,
+                                 thresholds=thresholds)
+
+    # --- persistence ----------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the network (safetensors + JSON) and ``plants.json`` (taxonomy, scaling, settings)."""
+        check_is_fitted(self, "net_")
+        path = Path(path)
+        self.net_.save(path)
+        params = {k: v for k, v in self.get_params().items() if k != "taxonomy"}
+        write_json(path / "plants.json", {
+            "params": params, "taxonomy": self.taxonomy_.to_dict(),
+            "mean": None if self.mean_ is None else self.mean_.tolist(),
+            "scale": None if self.scale_ is None else self.scale_.tolist(), "image_shape": self.image_shape_})
+        return path
+
+    @classmethod
+    def load(cls, path) -> "TaxonomicClassifier":
+        """Load a classifier written by :meth:`save` (a run folder)."""
+        path = Path(path)
+        meta = read_json(path / "plants.json")
+        tax = Taxonomy.from_dict(meta["taxonomy"], source=str(path / "plants.json"))
+        params = dict(meta["params"])
+        if params.get("model_params"):
+            params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
+        if params.get("level_weights") is not None:
+            params["level_weights"] = tuple(params["level_weights"])
+        clf = cls(taxonomy=tax, **{k: v for k, v in params.items() if k in cls._get_param_names()})
+        clf.taxonomy_, clf.classes_ = tax, tax.leaves
+        clf.mean_ = None if meta["mean"] is None else np.asarray(meta["mean"], dtype=np.float32)
+        clf.scale_ = None if meta["scale"] is None else np.asarray(meta["scale"], dtype=np.float32)
+        clf.image_shape_ = meta.get("image_shape")
+        clf.net_ = DeepClassifier.load(path, loss=clf._loss_fn(tax))
+        clf.history_ = clf.net_.history_
+        return clf

@@ -1,0 +1,331 @@
+"""``hsickit plants``: train, evaluate, predict, finetune and demo for taxonomic classification.
+
+Examples (the leaf set as shipped)::
+
+    hsickit plants train --features train.csv --taxonomy taxonomy.csv --label-col species \\
+        --splits labels.csv --split train --val-split val --loss taxonomic --out RUN
+    hsickit plants evaluate RUN --features train.csv --splits labels.csv --split test
+    hsickit plants predict RUN --features NEW.csv -o predictions.csv
+    hsickit plants finetune RUN --features MINE.csv --taxonomy MINE_TAXONOMY.csv --out RUN2
+    hsickit plants train --images images_128.npz --labels labels.csv --label-col label \\
+        --taxonomy taxonomy.csv --split train --val-split val --out RUN_IMG
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from hsickit.core.errors import HsickitError
+from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json
+from hsickit.datasets.plants import PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy
+
+app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+FEATURES = typer.Option(None, "--features", help="CSV of specimens: a label column and numeric feature columns.")
+IMAGES = typer.Option(None, "--images", help="Images: a folder of species folders, an .npz (images, ids) or an index CSV.")
+LABELS = typer.Option(None, "--labels", help="For an .npz of images: CSV with the id and label columns (e.g. labels.csv).")
+LABEL_COL = typer.Option("species", "--label-col", help="Column holding each specimen's label.")
+ID_COL = typer.Option("id", "--id-col", help="Column holding specimen ids.")
+SPLITS = typer.Option(None, "--splits", help="CSV with id and split columns (e.g. labels.csv of the leaf set).")
+SPLIT = typer.Option(None, "--split", help="Use only the specimens of this split (e.g. train, test).")
+SKIP = typer.Option(False, "--skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy (reported).")
+SEED = typer.Option(0, "--seed", help="Random seed.")
+QUIET = typer.Option(False, "--quiet", help="No progress bars or tables.")
+DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda.")
+
+
+def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[Taxonomy], *, label_col: str,
+          id_col: str, splits: Optional[Path], split: Optional[str], labels: Optional[Path], skip: bool,
+          feature_cols=None, image_size: int = 128, require_labels: bool = True) -> PlantSamples:
+    if (features is None) == (images is None):
+        raise HsickitError("pass exactly one of --features CSV or --images DIR|NPZ|CSV")
+    if features is not None:
+        return read_feature_table(features, taxonomy, label_col=label_col, id_col=id_col, feature_cols=feature_cols,
+                                  splits=splits, split=split, require_labels=require_labels, ignore_errors=skip)
+    kwargs = dict(label_col=label_col, id_col=id_col, splits=splits, split=split, size=image_size, ignore_errors=skip)
+    if labels is not None:
+        kwargs["labels"] = labels
+    if Path(images).suffix.lower() == ".npz" and labels is None and label_col == "species":
+        kwargs["label_col"] = "label"
+    s = read_images(images, taxonomy, **kwargs)
+    if require_labels and s.labels is None:
+        raise HsickitError(f"{images} carries no labels; pass --labels CSV (id and label columns) or a folder of species folders")
+    return s
+
+
+def _data_info(s: PlantSamples, label_col: str, id_col: str, image_size: int) -> dict:
+    return {"kind": s.kind, "source": s.source, "n_samples": len(s), "feature_names": s.feature_names,
+            "label_col": label_col, "id_col": id_col, "image_size": image_size,
+            "image_shape": list(s.X.shape[1:]) if s.kind == "images" else None, "skipped_rows": s.skipped}
+
+
+def _load_run(run: Path):
+    from hsickit.apps.plants.classifier import TaxonomicClassifier
+
+    if not (Path(run) / "plants.json").exists():
+        raise HsickitError(f"{run} is not a plants run folder (no plants.json); pass the --out folder of 'hsickit plants train'")
+    return TaxonomicClassifier.load(run), read_json(Path(run) / "config.json")
+
+
+def _report(run: RunFolder, clf, samples: PlantSamples, split: str, thresholds, quiet: bool, name="metrics.json") -> dict:
+    from hsickit.apps.plants.plots import level_accuracy_plot, level_confusion_plot
+
+    proba = clf.predict_proba(samples.X)
+    from hsickit.apps.plants.metrics import taxonomic_metrics
+
+    metrics = taxonomic_metrics(samples.y, proba, clf.taxonomy_, thresholds=thresholds)
+    run.write_metrics(metrics, split=split, name=name)
+    level_accuracy_plot(metrics, clf.taxonomy_, run.plots / f"level_accuracy_{split}.png")
+    level = "family" if "family" in clf.taxonomy_.levels else clf.taxonomy_.levels[-1]
+    level_confusion_plot(samples.y, proba, clf.taxonomy_, run.plots / f"confusion_{level}_{split}.png", level=level)
+    if not quiet:
+        keys = [k for k in metrics if k.startswith(("accuracy_", "top5_")) and not k.endswith("_from_leaf")]
+        keys += ["hierarchical_f1", "mistake_severity", "n_samples"]
+        typer.echo(markdown_table([{"metric": k, "value": metrics[k]} for k in keys]))
+    return metrics
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise HsickitError(f"--thresholds must be comma-separated numbers in [0, 1], got {text!r}") from err
+
+
+def _weights(text: Optional[str]):
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError as err:
+        raise HsickitError(f"--level-weights must be comma-separated numbers, leaf level first, got {text!r}") from err
+
+
+@app.command()
+def train(
+    taxonomy: Path = typer.Option(..., "--taxonomy", help="Taxonomy CSV: species, genus, family [, order, ...] (optional label column)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write."),
+    features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    label_col: str = LABEL_COL, id_col: str = ID_COL,
+    feature_cols: Optional[str] = typer.Option(None, "--feature-cols", help="Comma-separated feature columns or prefixes (e.g. shape)."),
+    splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
+    val_split: Optional[str] = typer.Option(None, "--val-split", help="Split (same file) used for early stopping / model selection."),
+    loss: str = typer.Option("taxonomic", "--loss", help="taxonomic or ce."),
+    level_weights: Optional[str] = typer.Option(None, "--level-weights", help="Taxonomic loss weights, leaf level first, e.g. 1,1,1."),
+    training: str = typer.Option("backprop", "--training", help="backprop or hsic."),
+    epochs: int = typer.Option(200, help="Maximum epochs (early stopping on validation)."),
+    lr: float = typer.Option(1e-3, help="Learning rate."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Batch size."),
+    patience: int = typer.Option(30, help="Early-stopping patience in epochs."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="None, cosine or plateau (cosine helps the image CNN)."),
+    image_size: int = typer.Option(128, "--image-size", help="Images are fitted into this square size."),
+    thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds reported in the metrics."),
+    skip_bad_rows: bool = SKIP, seed: int = SEED, quiet: bool = QUIET, device: str = DEVICE,
+) -> None:
+    """Train a taxonomic classifier on feature vectors or images."""
+    from hsickit.apps.plants.classifier import TaxonomicClassifier
+    from hsickit.core import plots
+
+    start = time.perf_counter()
+    tax = read_taxonomy(taxonomy)
+    read = dict(label_col=label_col, id_col=id_col, splits=splits, labels=labels, skip=skip_bad_rows,
+                feature_cols=feature_cols, image_size=image_size)
+    tr = _read(features, images, tax, split=split, **read)
+    va = _read(features, images, tax, split=val_split, **read) if val_split else None
+    clf = TaxonomicClassifier(tax, loss=loss, level_weights=_weights(level_weights), training=training, epochs=epochs,
+                              lr=lr, batch_size=batch_size, patience=patience, lr_schedule=lr_schedule, random_state=seed,
+                              verbose=0 if quiet else 1, device=device)
+    clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
+    run = RunFolder(out)
+    clf.save(run.path)
+    atomic_write(run / "taxonomy.csv", tax.to_frame().to_csv(index=False))
+    run.write_config({"command": "plants train", "classifier": clf.get_params() | {"taxonomy": str(taxonomy)},
+                      "data": _data_info(tr, label_col, id_col, image_size), "split": split, "val_split": val_split,
+                      "seed": seed})
+    run.write_history(clf.history_)
+    plots.learning_curves(clf.history_, run.plots / "learning_curves.png")
+    if training == "hsic":
+        plots.information_plane(clf.history_, run.plots / "information_plane.png")
+    metrics = _report(run, clf, va if va is not None else tr, val_split or split or "train", _thresholds(thresholds), quiet)
+    run.write_model_card("Taxonomic plant classifier", {
+        "Model": f"{clf.net_.model} encoder, {loss} loss, {training} training; levels {', '.join(tax.levels)} "
+                 f"({', '.join(str(len(tax.names(l))) for l in tax.levels)} classes)",
+        "Data": f"{tr.source}: {len(tr)} training specimens ({tr.kind}); validation: {len(va) if va is not None else 'carved from training'}",
+        "Metrics": markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]),
+        "Use": f"hsickit plants predict {out} --features NEW.csv -o predictions.csv",
+    })
+    if not quiet:
+        typer.echo(f"wrote {out} ({time.perf_counter() - start:.0f} s)")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by 'hsickit plants train'."),
+    features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: as in training)."),
+    splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and plots (default: the run folder)."),
+    thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
+    skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
+) -> None:
+    """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity, back-off)."""
+    clf, cfg = _load_run(run)
+    data = cfg.get("data", {})
+    s = _read(features, images, clf.taxonomy_, label_col=label_col or data.get("label_col", "species"),
+              id_col=data.get("id_col", "id"), splits=splits, split=split, labels=labels, skip=skip_bad_rows,
+              feature_cols=data.get("feature_names") or None if features else None,
+              image_size=data.get("image_size", 128))
+    _report(RunFolder(out or run), clf, s, split or "test", _thresholds(thresholds), quiet)
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run folder written by 'hsickit plants train' or 'finetune'."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per specimen."),
+    features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
+    top_k: int = typer.Option(5, "--top-k", help="Number of species listed per specimen."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level whose probability reaches this."),
+    skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
+) -> None:
+    """Predictions at every level with probabilities, the top-k species and the back-off answer."""
+    clf, cfg = _load_run(run)
+    data = cfg.get("data", {})
+    s = _read(features, images, None, label_col=data.get("label_col", "species"), id_col=data.get("id_col", "id"),
+              splits=splits, split=split, labels=labels, skip=skip_bad_rows,
+              feature_cols=data.get("feature_names") or None if features else None,
+              image_size=data.get("image_size", 128), require_labels=False)
+    table = clf.predict_table(s.X, ids=s.ids, k=top_k, threshold=threshold)
+    atomic_write(output, table.to_csv(index=False))
+    if not quiet:
+        typer.echo(f"wrote {len(table)} predictions to {output}")
+
+
+@app.command()
+def finetune(
+    run: Path = typer.Argument(..., help="Run folder to start from."),
+    out: Path = typer.Option(..., "--out", help="New run folder."),
+    features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="Taxonomy rows for your species (new ones are added)."),
+    label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: as in training)."),
+    splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
+    val_split: Optional[str] = typer.Option(None, "--val-split", help="Split (same file) for early stopping."),
+    epochs: int = typer.Option(100, help="Maximum fine-tuning epochs."),
+    lr: float = typer.Option(5e-4, help="Learning rate."),
+    frozen_blocks: int = typer.Option(0, "--frozen-blocks", help="Keep the first k encoder blocks fixed."),
+    thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
+    skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
+) -> None:
+    """Fine-tune on your own collection; species new to the model grow the output layer."""
+    from hsickit.core import plots
+
+    clf, cfg = _load_run(run)
+    data = cfg.get("data", {})
+    tax = clf.taxonomy_ if taxonomy is None else clf.taxonomy_.extend(read_taxonomy(taxonomy))
+    read = dict(label_col=label_col or data.get("label_col", "species"), id_col=data.get("id_col", "id"),
+                splits=splits, labels=labels, skip=skip_bad_rows,
+                feature_cols=data.get("feature_names") or None if features else None,
+                image_size=data.get("image_size", 128))
+    tr = _read(features, images, tax, split=split, **read)
+    va = _read(features, images, tax, split=val_split, **read) if val_split else None
+    n_old = clf.taxonomy_.n_leaves
+    clf.set_params(verbose=0 if quiet else 1)
+    clf.net_.set_params(verbose=0 if quiet else 1)
+    clf.finetune(tr.X, tr.y, taxonomy=tax, epochs=epochs, lr=lr, frozen_blocks=frozen_blocks,
+                 X_val=None if va is None else va.X, y_val=None if va is None else va.y)
+    new_run = RunFolder(out)
+    clf.save(new_run.path)
+    atomic_write(new_run / "taxonomy.csv", clf.taxonomy_.to_frame().to_csv(index=False))
+    new_run.write_config({**{k: v for k, v in cfg.items() if k != "versions"}, "command": "plants finetune",
+                          "parent_run": str(run), "data": _data_info(tr, read["label_col"], read["id_col"], read["image_size"]),
+                          "new_species": clf.taxonomy_.leaves[n_old:].tolist(), "frozen_blocks": frozen_blocks})
+    new_run.write_history(clf.history_)
+    plots.learning_curves(clf.history_, new_run.plots / "learning_curves.png")
+    metrics = _report(new_run, clf, va if va is not None else tr, val_split or split or "train", _thresholds(thresholds), quiet)
+    new_run.write_model_card("Fine-tuned taxonomic plant classifier", {
+        "Parent": str(run),
+        "New species": ", ".join(clf.taxonomy_.leaves[n_old:].tolist()) or "none",
+        "Metrics": markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]),
+    })
+    if not quiet:
+        typer.echo(f"wrote {out}: {clf.taxonomy_.n_leaves - n_old} new species, {clf.taxonomy_.n_leaves} in all")
+
+
+IRIS_TAXONOMY = ("species,genus,family,order\nIris setosa,Iris,Iridaceae,Asparagales\n"
+                 "Iris versicolor,Iris,Iridaceae,Asparagales\nIris virginica,Iris,Iridaceae,Asparagales\n")
+
+
+def _leaf_folder(data: Optional[Path]) -> Optional[Path]:
+    candidates = [data] if data is not None else []
+    if os.environ.get("HSICKIT_PLANTS_DATA"):
+        candidates.append(Path(os.environ["HSICKIT_PLANTS_DATA"]))
+    candidates.append(Path.cwd().parent / "shared" / "data" / "plants" / "leaf-classification-99")
+    for c in candidates:
+        if c is not None and (c / "train.csv").exists() and (c / "taxonomy.csv").exists():
+            return c
+    if data is not None:
+        raise HsickitError(f"{data} does not hold the leaf set (train.csv, taxonomy.csv, labels.csv)")
+    return None
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("hsickit-plants-demo"), "--out", help="Folder for the demo run folders."),
+    data: Optional[Path] = typer.Option(None, "--data", help="leaf-classification-99 folder (default: $HSICKIT_PLANTS_DATA or ../shared/data/plants/...)."),
+    epochs: int = typer.Option(60, help="Maximum epochs per model."),
+    seed: int = SEED, quiet: bool = QUIET,
+) -> None:
+    """Cross-entropy vs the taxonomic loss end to end (< 1 minute, no network).
+
+    Uses the Kew leaf set (64 shape features; 99 species, 34 genera, 24 families) when its
+    folder is found; otherwise Fisher's iris measurements shipped with scikit-learn, whose
+    three species share one genus, so only the species level is informative there.
+    """
+    from hsickit.apps.plants.classifier import TaxonomicClassifier
+    from hsickit.apps.plants.plots import level_accuracy_plot
+
+    start = time.perf_counter()
+    folder = _leaf_folder(data)
+    if folder is not None:
+        tax = read_taxonomy(folder / "taxonomy.csv")
+        get = lambda sp: read_feature_table(folder / "train.csv", tax, feature_cols="shape",  # noqa: E731
+                                            splits=folder / "labels.csv", split=sp)
+        tr, va, te = get("train"), get("val"), get("test")
+        what = f"Kew leaf set ({folder}), 64 shape features, suggested split"
+    else:
+        import io
+
+        from sklearn.datasets import load_iris
+        from sklearn.model_selection import train_test_split
+
+        tax = read_taxonomy(io.StringIO(IRIS_TAXONOMY))
+        iris = load_iris()
+        names = np.array(["Iris " + n for n in iris.target_names])[iris.target]
+        idx = np.arange(len(names))
+        i_tr, i_te = train_test_split(idx, test_size=0.3, stratify=iris.target, random_state=seed)
+        i_tr, i_va = train_test_split(i_tr, test_size=0.2, stratify=iris.target[i_tr], random_state=seed)
+        mk = lambda i: PlantSamples(X=iris.data[i].astype(np.float32), ids=i.astype(str).astype(object),  # noqa: E731
+                                    labels=names[i], y=tax.index_of(names[i]), taxonomy=tax, source="sklearn iris")
+        tr, va, te = mk(i_tr), mk(i_va), mk(i_te)
+        what = "Fisher's iris (shipped with scikit-learn; one genus, so genus/family are trivially right)"
+    rows = []
+    for loss in ("ce", "taxonomic"):
+        clf = TaxonomicClassifier(tax, loss=loss, epochs=epochs, patience=15, random_state=seed, verbose=0)
+        clf.fit(tr.X, tr.y, X_val=va.X, y_val=va.y)
+        run = RunFolder(out / loss)
+        clf.save(run.path)
+        m = clf.evaluate(te.X, te.y)
+        run.write_metrics(m, split="test")
+        level_accuracy_plot(m, tax, run.plots / "level_accuracy_test.png")
+        rows.append({"loss": loss, **{k: m[k] for k in ("accuracy_species", "accuracy_genus", "accuracy_family",
+                                                        "top5_species", "hierarchical_f1", "mistake_severity")}})
+    if not quiet:
+        typer.echo(f"data: {what}\n")
+        typer.echo(markdown_table(rows, floatfmt=".3f"))
+        typer.echo(f"\nrun folders: {out}/ce, {out}/taxonomic ({time.perf_counter() - start:.0f} s)")

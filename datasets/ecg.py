@@ -1,0 +1,437 @@
+"""Read WFDB (PhysioNet) ECG records and their beat annotations into named arrays.
+
+Signals become :class:`xarray.DataArray` objects with dims ``(lead, time)`` (one record),
+``(record, lead, time)`` (several records of equal length) or ``(beat, lead, time)``
+(beat windows); ``fs``, units, lead names and provenance are in the coordinates and attrs.
+Beat annotations become a :class:`pandas.DataFrame` (the *beat table*) with the AAMI
+class (N, S, V, F, Q) of every MIT-BIH beat code.
+
+Bad input is checked before anything is trained on it, and every problem is either a
+:class:`~hsickit.core.errors.HsickitError` that names the record and says how to fix it,
+or a documented repair that is listed in ``attrs["repairs"]``:
+
+- missing or truncated signal file, a file longer than the header says: error;
+- a header checksum that disagrees with the samples: error (``check_checksum=False`` skips it);
+- an annotation code that is neither a beat nor a known non-beat code: error, or skipped
+  and reported with ``unknown="skip"``;
+- runs of missing samples (NaN): error, or linear interpolation with ``nan_policy="interpolate"``
+  (runs longer than ``max_gap`` seconds are still an error);
+- a flat lead (peak-to-peak below ``flat_threshold`` mV): error, or dropped with
+  ``flat_policy="drop"``, or kept with ``flat_policy="keep"``.
+
+A sampling rate other than a model's is handled where the model is applied
+(:func:`hsickit.apps.ecg.signal.resample` repairs it and reports it).
+
+Example
+-------
+>>> import numpy as np, wfdb, tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> sig = np.sin(np.linspace(0, 20, 3600))[:, None]
+>>> wfdb.wrsamp("r", fs=360, units=["mV"], sig_name=["MLII"], p_signal=sig, fmt=["212"], write_dir=d)
+>>> da = read_record(os.path.join(d, "r"))
+>>> da.dims, da.attrs["fs"], da.lead.values.tolist()
+(('lead', 'time'), 360.0, ['MLII'])
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import wfdb
+import xarray as xr
+
+from hsickit.core.errors import HsickitError
+
+__all__ = [
+    "AAMI_CLASSES",
+    "AAMI_MAP",
+    "NON_BEAT_SYMBOLS",
+    "list_records",
+    "read_record",
+    "read_records",
+    "read_beat_table",
+    "beat_windows",
+    "record_path",
+]
+
+#: AAMI EC57 classes in the order used everywhere in hsickit.
+AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+
+#: MIT-BIH beat code -> AAMI class (ANSI/AAMI EC57 as used by de Chazal 2004). The codes
+#: ``B`` (bundle branch block beat, unspecified), ``n`` (supraventricular escape) and ``r``
+#: (R-on-T premature ventricular contraction) do not occur in MIT-BIH but do in other
+#: WFDB databases; they are mapped to N, S and V as in EC57's extended table.
+AAMI_MAP: dict[str, str] = {
+    **dict.fromkeys("NLRejB", "N"),
+    **dict.fromkeys("AaJSn", "S"),
+    **dict.fromkeys("VEr", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ?", "Q"),
+}
+
+#: WFDB annotation codes that are not beats (rhythm, signal quality, waves, comments, ...).
+NON_BEAT_SYMBOLS: frozenset[str] = frozenset(
+    ["+", "~", "|", "!", "[", "]", "x", '"', "(", ")", "p", "t", "u", "`", "'", "^", "s", "T", "*", "D", "=", "@"]
+)
+
+# Bytes per sample of the WFDB storage formats, used to check a signal file's size.
+_BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5, "310": 4 / 3, "311": 4 / 3}
+
+
+def record_path(directory: str | os.PathLike, record: str | int) -> str:
+    """The WFDB record path (no extension) of ``record`` inside ``directory``."""
+    return str(Path(directory) / str(record))
+
+
+def list_records(directory: str | os.PathLike, records: Sequence[str | int] | str | None = None) -> list[str]:
+    """Record names in ``directory``: ``records`` if given (checked), else ``RECORDS`` or ``*.hea`` (natural order).
+
+    ``records`` may be a list or a comma-separated string (``"101,106"``).
+
+    >>> import tempfile
+    >>> list_records(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    hsickit.core.errors.HsickitError: no WFDB records (*.hea) in ...
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise HsickitError(f"records folder {directory} does not exist; pass the folder that holds the .hea files")
+    if isinstance(records, str):
+        records = [r.strip() for r in records.split(",") if r.strip()]
+    if records:
+        names = [str(r) for r in records]
+        missing = [r for r in names if not (directory / f"{r}.hea").exists()]
+        if missing:
+            raise HsickitError(
+                f"record(s) {', '.join(missing)} not found in {directory} (no .hea file); "
+                "check --records-list against the folder's RECORDS file"
+            )
+        return names
+    listing = directory / "RECORDS"
+    if listing.exists():
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        names = [n for n in names if (directory / f"{n}.hea").exists()]
+    else:
+        names = sorted((p.stem for p in directory.glob("*.hea")), key=_natural_key)
+    if not names:
+        raise HsickitError(f"no WFDB records (*.hea) in {directory}; pass a folder of PhysioNet-format records")
+    return names
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that puts record 2 before record 10."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _name(path: str) -> str:
+    return Path(path).name
+
+
+def _check_files(path: str, header: wfdb.Record) -> None:
+    """Check that every signal file exists and has the size the header implies."""
+    base = Path(path).parent
+    files: dict[str, list[int]] = {}
+    for i, f in enumerate(header.file_name or []):
+        files.setdefault(f, []).append(i)
+    for fname, idx in files.items():
+        fpath = base / fname
+        if not fpath.exists():
+            raise HsickitError(
+                f"record {_name(path)}: signal file {fpath} is missing; copy the record's {fname} "
+                f"next to {_name(path)}.hea"
+            )
+        fmt = header.fmt[idx[0]]
+        bps = _BYTES_PER_SAMPLE.get(str(fmt))
+        samps = (header.samps_per_frame or [1] * header.n_sig)
+        if bps is None or header.sig_len is None or any(samps[i] != 1 for i in idx):
+            continue
+        offset = (header.byte_offset or [0] * header.n_sig)[idx[0]] or 0
+        expected = int(np.ceil(offset + bps * len(idx) * header.sig_len))
+        actual = fpath.stat().st_size
+        if actual < expected - 1:
+            raise HsickitError(
+                f"record {_name(path)}: signal file {fpath} is truncated ({actual} bytes, the header's "
+                f"{header.n_sig} signal(s) x {header.sig_len} samples need {expected}); re-copy the file, "
+                "or correct the sample count in the .hea"
+            )
+        if actual > expected + 4:  # format 212/310 may pad a few bytes
+            raise HsickitError(
+                f"record {_name(path)}: the header disagrees with the data: {fpath} holds {actual} bytes but "
+                f"{header.n_sig} signal(s) x {header.sig_len} samples in format {fmt} need {expected}; "
+                "correct the signal count or sample count in the .hea"
+            )
+
+
+def _fill_nan_runs(x: np.ndarray, max_run: int) -> int:
+    """Linearly interpolate NaN runs of at most ``max_run`` samples in place; return the longest run."""
+    bad = np.isnan(x)
+    if not bad.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    longest = int((ends - starts).max())
+    if longest > max_run or bad.all():
+        return longest
+    good = ~bad
+    x[bad] = np.interp(np.flatnonzero(bad), np.flatnonzero(good), x[good])
+    return longest
+
+
+def read_record(
+    path: str | os.PathLike,
+    *,
+    leads: Sequence[str] | None = None,
+    nan_policy: str = "raise",
+    max_gap: float = 0.5,
+    flat_policy: str = "raise",
+    flat_threshold: float = 1e-3,
+    check_checksum: bool = True,
+) -> xr.DataArray:
+    """Read one WFDB record (single- or multi-segment) into a ``(lead, time)`` DataArray in physical units.
+
+    Parameters
+    ----------
+    path : record path without extension (``".../mitdb-ds1/208"``).
+    leads : lead names to keep, in this order (names compared case-insensitively); None keeps all.
+    nan_policy : ``"raise"`` or ``"interpolate"`` (NaN runs up to ``max_gap`` seconds, reported).
+    flat_policy : ``"raise"``, ``"drop"`` (reported) or ``"keep"`` for a lead whose peak-to-peak
+        amplitude is below ``flat_threshold`` (in the record's units).
+    check_checksum : compare the header's per-signal checksums with the samples.
+
+    Returns
+    -------
+    DataArray (lead, time), float32; coords ``lead``, ``time`` (s), ``units`` (per lead);
+    attrs ``fs``, ``record``, ``source``, ``provenance``, ``comments``, ``repairs``.
+    """
+    path = str(path)
+    name = _name(path)
+    if nan_policy not in ("raise", "interpolate"):
+        raise HsickitError(f"nan_policy={nan_policy!r}; use 'raise' or 'interpolate'")
+    if flat_policy not in ("raise", "drop", "keep"):
+        raise HsickitError(f"flat_policy={flat_policy!r}; use 'raise', 'drop' or 'keep'")
+    if not Path(path + ".hea").exists():
+        raise HsickitError(f"record {name}: header {path}.hea not found; pass the record path without extension")
+    try:
+        header = wfdb.rdheader(path)
+    except Exception as exc:  # wfdb raises many types on a malformed header
+        raise HsickitError(f"record {name}: cannot parse header {path}.hea ({exc}); fix or re-copy the header") from exc
+    multi = isinstance(header, wfdb.MultiRecord)
+    if not multi:
+        _check_files(path, header)
+    try:
+        rec = wfdb.rdrecord(path, physical=not (check_checksum and not multi), m2s=True)
+    except HsickitError:
+        raise
+    except Exception as exc:
+        raise HsickitError(
+            f"record {name}: wfdb could not read the signals ({type(exc).__name__}: {exc}); "
+            "the header probably disagrees with the signal file(s): check them against each other"
+        ) from exc
+    repairs: list[str] = []
+    if not multi and check_checksum:
+        if rec.checksum is not None and rec.d_signal is not None:
+            actual = rec.calc_checksum()
+            bad = [rec.sig_name[i] for i, (a, b) in enumerate(zip(actual, rec.checksum)) if (int(a) - int(b)) % 65536]
+            if bad:
+                raise HsickitError(
+                    f"record {name}: the header disagrees with the data: checksum mismatch on lead(s) "
+                    f"{', '.join(bad)}; the signal file is corrupt or belongs to another header "
+                    "(re-copy it, or pass check_checksum=False to read anyway)"
+                )
+        signal = rec.dac(return_res=64)
+    else:
+        signal = rec.p_signal
+    signal = np.asarray(signal, dtype=np.float64).T.copy()  # (lead, time)
+    names = [str(n) for n in rec.sig_name]
+    units = [u or "mV" for u in (rec.units or ["mV"] * len(names))]
+    fs = float(rec.fs)
+
+    if leads is not None:
+        lower = [n.lower() for n in names]
+        idx = []
+        for lead in leads:
+            if lead.lower() not in lower:
+                raise HsickitError(f"record {name}: lead {lead!r} not found (leads: {', '.join(names)}); pick one of those")
+            idx.append(lower.index(lead.lower()))
+        signal, names, units = signal[idx], [names[i] for i in idx], [units[i] for i in idx]
+
+    keep = []
+    for i, lead in enumerate(names):
+        x = signal[i]
+        if np.isnan(x).any():
+            if nan_policy == "raise":
+                n_nan = int(np.isnan(x).sum())
+                raise HsickitError(
+                    f"record {name}, lead {lead}: {n_nan} missing samples (NaN); pass nan_policy='interpolate' "
+                    f"to fill runs up to {max_gap} s, or select other leads"
+                )
+            longest = _fill_nan_runs(x, int(round(max_gap * fs)))
+            if np.isnan(x).any():
+                raise HsickitError(
+                    f"record {name}, lead {lead}: a run of {longest / fs:.2f} s of missing samples is longer than "
+                    f"max_gap={max_gap} s; drop this lead (leads=...) or raise max_gap"
+                )
+            repairs.append(f"lead {lead}: interpolated NaN runs (longest {longest / fs:.3f} s)")
+        ptp = float(np.ptp(x)) if x.size else 0.0
+        if ptp < flat_threshold:
+            if flat_policy == "raise":
+                raise HsickitError(
+                    f"record {name}, lead {lead}: flat lead (peak-to-peak {ptp:.2g} {units[i]}); the electrode was "
+                    "probably off: select other leads, or pass flat_policy='drop' (or 'keep')"
+                )
+            if flat_policy == "drop":
+                repairs.append(f"lead {lead}: dropped, flat (peak-to-peak {ptp:.2g})")
+                continue
+            repairs.append(f"lead {lead}: flat (peak-to-peak {ptp:.2g}), kept")
+        keep.append(i)
+    if not keep:
+        raise HsickitError(f"record {name}: every lead was dropped as flat; the record has no usable signal")
+    signal = signal[keep].astype(np.float32)
+    names = [names[i] for i in keep]
+    units = [units[i] for i in keep]
+    n = signal.shape[1]
+    return xr.DataArray(
+        signal,
+        dims=("lead", "time"),
+        coords={"lead": names, "time": np.arange(n) / fs, "units": ("lead", units)},
+        name="ecg",
+        attrs={
+            "fs": fs,
+            "record": name,
+            "source": os.path.abspath(path),
+            "provenance": f"wfdb {wfdb.__version__} rdrecord({path!r})",
+            "comments": "\n".join(rec.comments or []),
+            "repairs": repairs,
+        },
+    )
+
+
+def read_records(
+    directory: str | os.PathLike,
+    records: Sequence[str | int] | str | None = None,
+    **kwargs,
+) -> xr.DataArray:
+    """Read records of equal length and sampling rate into a ``(record, lead, time)`` DataArray.
+
+    Made for 10-s 12-lead sets (LUDB, CinC 2021). ``kwargs`` go to :func:`read_record`;
+    pass ``leads=`` so that every record has the same leads. Repairs are in
+    ``attrs["repairs"]`` as ``"record: repair"`` strings.
+    """
+    names = list_records(directory, records)
+    arrays = [read_record(record_path(directory, r), **kwargs) for r in names]
+    first = arrays[0]
+    for da in arrays[1:]:
+        if da.shape != first.shape or da.attrs["fs"] != first.attrs["fs"] or list(da.lead.values) != list(first.lead.values):
+            raise HsickitError(
+                f"record {da.attrs['record']} ({da.sizes['lead']} leads {list(da.lead.values)}, {da.sizes['time']} samples "
+                f"at {da.attrs['fs']} Hz) does not match record {first.attrs['record']} ({first.sizes['lead']} leads, "
+                f"{first.sizes['time']} samples at {first.attrs['fs']} Hz); pass leads=... and crop or resample first"
+            )
+    out = xr.concat([da.drop_vars("units") for da in arrays], dim=xr.DataArray(names, dims="record", name="record"))
+    out = out.assign_coords(units=("lead", list(first.units.values)))
+    out.attrs = {
+        "fs": first.attrs["fs"],
+        "source": os.path.abspath(directory),
+        "provenance": first.attrs["provenance"].split(" rdrecord")[0] + " rdrecord",
+        "repairs": [f"{da.attrs['record']}: {r}" for da in arrays for r in da.attrs["repairs"]],
+    }
+    out.name = "ecg"
+    return out
+
+
+def read_beat_table(
+    path: str | os.PathLike,
+    extension: str = "atr",
+    *,
+    unknown: str = "raise",
+) -> pd.DataFrame:
+    """Read a WFDB beat annotation file into a beat table (one row per beat).
+
+    Columns: ``record``, ``sample`` (int), ``time`` (s), ``symbol`` (MIT-BIH code),
+    ``aami`` (N, S, V, F or Q), ``rhythm`` (the last rhythm label, e.g. ``"(AFIB"``).
+    Non-beat annotations (rhythm changes, noise, waves) are not beats and are counted in
+    ``attrs["n_non_beat"]``. An annotation code that is neither a beat code nor a known
+    non-beat code raises :class:`HsickitError` (naming the record, sample and code), or
+    with ``unknown="skip"`` is skipped and listed in ``attrs["skipped"]``.
+    """
+    path = str(path)
+    name = _name(path)
+    if unknown not in ("raise", "skip"):
+        raise HsickitError(f"unknown={unknown!r}; use 'raise' or 'skip'")
+    if not Path(f"{path}.{extension}").exists():
+        raise HsickitError(
+            f"record {name}: annotation file {path}.{extension} not found; pass the right extension "
+            "(MIT-BIH reference beats are 'atr'), or detect R peaks with hsickit.apps.ecg.signal.detect_rpeaks"
+        )
+    try:
+        ann = wfdb.rdann(path, extension)
+    except Exception as exc:
+        raise HsickitError(f"record {name}: cannot read {path}.{extension} ({exc}); re-copy the annotation file") from exc
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    symbols = list(ann.symbol)
+    aux = list(ann.aux_note) if ann.aux_note is not None else [""] * len(symbols)
+    rows, skipped, n_non_beat, rhythm = [], [], 0, ""
+    for s, sym, note in zip(samples, symbols, aux):
+        if sym == "+" and note:
+            rhythm = note.strip("\x00").strip()
+        if sym in AAMI_MAP:
+            rows.append((name, int(s), sym, AAMI_MAP[sym], rhythm))
+        elif sym in NON_BEAT_SYMBOLS:
+            n_non_beat += 1
+        elif unknown == "raise":
+            raise HsickitError(
+                f"record {name}: unknown annotation code {sym!r} at sample {int(s)} in {path}.{extension}; "
+                "it is neither an MIT-BIH beat code nor a known non-beat code: fix the file, or pass "
+                "unknown='skip' to skip (and report) such annotations"
+            )
+        else:
+            skipped.append(f"{name}: sample {int(s)} code {sym!r}")
+    table = pd.DataFrame(rows, columns=["record", "sample", "symbol", "aami", "rhythm"])
+    table.insert(2, "time", table["sample"] / float(ann.fs) if ann.fs else np.nan)
+    table.attrs = {"fs": float(ann.fs) if ann.fs else None, "n_non_beat": n_non_beat, "skipped": skipped}
+    return table
+
+
+def beat_windows(
+    signal: xr.DataArray,
+    samples: Iterable[int],
+    *,
+    before: float = 0.25,
+    after: float = 0.45,
+) -> xr.DataArray:
+    """Cut a window around each beat: ``(lead, time)`` -> ``(beat, lead, time)``.
+
+    ``before``/``after`` are seconds around the fiducial ``samples`` (R peaks). Windows
+    that reach past either end of the record are padded with the edge value; the count
+    is in ``attrs["n_padded"]``. Time coordinates are relative to the R peak.
+
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros((1, 1000), "float32"), dims=("lead", "time"), attrs={"fs": 100.0})
+    >>> beat_windows(da, [10, 500], before=0.2, after=0.3).shape
+    (2, 1, 50)
+    """
+    fs = float(signal.attrs["fs"])
+    b, a = int(round(before * fs)), int(round(after * fs))
+    samples = np.asarray(list(samples), dtype=np.int64)
+    x = np.asarray(signal.values)
+    n = x.shape[-1]
+    padded = np.pad(x, ((0, 0), (b, a)), mode="edge")
+    idx = samples[:, None] + np.arange(-b, a)[None, :] + b  # (beat, time) in padded coords
+    idx = np.clip(idx, 0, padded.shape[1] - 1)
+    out = padded[:, idx].transpose(1, 0, 2)  # (beat, lead, time)
+    n_padded = int(((samples - b) < 0).sum() + ((samples + a) > n).sum())
+    return xr.DataArray(
+        out,
+        dims=("beat", "lead", "time"),
+        coords={"lead": signal.coords["lead"].values if "lead" in signal.coords else np.arange(x.shape[0]),
+                "time": np.arange(-b, a) / fs, "sample": ("beat", samples)},
+        name="beats",
+        attrs={**{k: v for k, v in signal.attrs.items() if k != "repairs"}, "n_padded": n_padded,
+               "repairs": list(signal.attrs.get("repairs", []))},
+    )

@@ -1,0 +1,93 @@
+"""``hsickit ecg`` commands on small generated WFDB records (typer CliRunner)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+from typer.testing import CliRunner
+
+from hsickit.apps.ecg.cli import app
+from hsickit.apps.ecg.synthetic import write_synthetic_records
+
+torch.set_num_threads(1)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    records = write_synthetic_records(base / "records", n_records=5, duration=40, random_state=11)
+    run = base / "run"
+    res = runner.invoke(app, ["train", "--records", records, "--records-list", "s00,s01,s02,s03,s04", "--validation-list",
+                              "s04", "--task", "beats", "--out", str(run), "--channels", "beat,rr", "--channel-epochs", "2",
+                              "--epochs", "4", "--quiet"])
+    assert res.exit_code == 0, res.output
+    return base, records, run
+
+
+def test_train_writes_run_folder(trained):
+    _, _, run = trained
+    for name in ("config.json", "history.csv", "metrics.json", "metrics.nc", "README.md", "plots/confusion_matrix.png",
+                 "model/fusion.json", "model/downstream/model.safetensors", "model/channels/beat/model.safetensors"):
+        assert (run / name).exists(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["validation_records"] == "s04" and config["model"]["channels"] == ["beat", "rr"]
+
+
+def test_evaluate_writes_required_metrics(trained):
+    _, records, run = trained
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s04", "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((run / "metrics.json").read_text())
+    for key in ["accuracy", "kappa", "n_beats"] + [f"{k}_{c}" for c in "NSVF" for k in ("sensitivity", "ppv", "f1")]:
+        assert key in m, key
+    assert m["n_beats"] == len(wfdb.rdann(f"{records}/s04", "atr").sample)
+    assert 0.0 <= m["accuracy"] <= 1.0 and m["split"] == "evaluation"
+
+
+def test_predict_writes_wfdb_annotations_and_csv(trained):
+    base, records, run = trained
+    out = base / "pred"
+    res = runner.invoke(app, ["predict", str(run), f"{records}/s03", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    ann = wfdb.rdann(str(out / "s03"), "hsk")
+    ref = wfdb.rdann(f"{records}/s03", "atr")
+    np.testing.assert_array_equal(ann.sample, ref.sample)
+    assert set(ann.symbol) <= {"N", "S", "V", "F", "Q"}
+    rows = list(csv.DictReader(open(out / "s03_beats.csv")))
+    assert len(rows) == len(ref.sample) and rows[0]["record"] == "s03"
+    assert [r["predicted"] for r in rows] == list(ann.symbol)
+    res = runner.invoke(app, ["predict", str(run), records, "--out", str(base / "pred_all"), "--quiet"])
+    assert res.exit_code == 0 and len(list((base / "pred_all").glob("*.hsk"))) == 5
+
+
+def test_finetune_writes_new_run(trained):
+    base, records, run = trained
+    own = write_synthetic_records(base / "hospital", n_records=2, duration=30, random_state=5, prefix="h")
+    res = runner.invoke(app, ["finetune", str(run), "--records", own, "--out", str(base / "run2"), "--epochs", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((base / "run2" / "config.json").read_text())
+    assert cfg["data"]["base_run"].endswith("run") and (base / "run2" / "model" / "fusion.json").exists()
+
+
+def test_bad_input_is_one_clear_error(trained, tmp_path):
+    from hsickit import HsickitError
+
+    _, records, run = trained
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s99"])
+    assert isinstance(res.exception, HsickitError) and "s99" in str(res.exception)
+    res = runner.invoke(app, ["evaluate", str(tmp_path), "--records", records])
+    assert res.exit_code != 0
+    res = runner.invoke(app, ["train", "--records", records, "--out", str(tmp_path / "r"), "--task", "rhythm"])
+    assert isinstance(res.exception, HsickitError) and "--task" in str(res.exception)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "sensitivity_V=" in res.output
+    assert (tmp_path / "demo" / "records" / "s00.atr").exists() and (tmp_path / "demo" / "predictions" / "s07.hsk").exists()
+    assert (tmp_path / "demo" / "finetuned" / "metrics.json").exists() is False  # no validation records given
+    assert (tmp_path / "demo" / "finetuned" / "model" / "fusion.json").exists()

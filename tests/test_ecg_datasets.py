@@ -1,0 +1,224 @@
+"""WFDB reading, bad input, beat tables, AAMI mapping, splits and label tables (hsickit.datasets.ecg*)."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+
+from hsickit import HsickitError
+from hsickit.datasets.ecg import AAMI_MAP, beat_windows, list_records, read_beat_table, read_record, read_records
+from hsickit.datasets.ecg_labels import cinc_code_map, read_cinc_labels, read_ludb_labels
+from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION, DS2, inter_patient_split, patient_kfold
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
+FS = 360
+
+
+def _write(d, name="r1", n=3600, fs=FS, leads=("MLII", "V1"), fmt="212", signal=None):
+    t = np.arange(n) / fs
+    sig = signal if signal is not None else np.stack([np.sin(2 * np.pi * (1 + i) * t) for i in range(len(leads))], 1)
+    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(leads), sig_name=list(leads), p_signal=sig, fmt=[fmt] * len(leads),
+                adc_gain=[200.0] * len(leads), baseline=[0] * len(leads), write_dir=str(d))
+    return str(Path(d) / name)
+
+
+def test_read_record_dims_attrs_and_values(tmp_path):
+    path = _write(tmp_path)
+    da = read_record(path)
+    assert da.dims == ("lead", "time") and da.shape == (2, 3600)
+    assert da.attrs["fs"] == 360.0 and da.attrs["record"] == "r1" and "wfdb" in da.attrs["provenance"]
+    assert list(da.lead.values) == ["MLII", "V1"] and list(da.units.values) == ["mV", "mV"]
+    assert da.time.values[-1] == pytest.approx(3599 / 360)
+    np.testing.assert_allclose(da.values[0], np.sin(2 * np.pi * np.arange(3600) / 360), atol=0.005)
+    assert da.attrs["repairs"] == []
+
+
+def test_read_record_selects_leads_by_name(tmp_path):
+    path = _write(tmp_path, leads=("V5", "MLII"))
+    da = read_record(path, leads=["mlii"])
+    assert list(da.lead.values) == ["MLII"]
+    with pytest.raises(HsickitError, match="lead 'V1' not found"):
+        read_record(path, leads=["V1"])
+
+
+def test_missing_and_truncated_dat(tmp_path):
+    path = _write(tmp_path)
+    dat = Path(path + ".dat")
+    data = dat.read_bytes()
+    dat.write_bytes(data[: len(data) // 2])
+    with pytest.raises(HsickitError, match="r1.*truncated"):
+        read_record(path)
+    dat.write_bytes(data + b"\x00" * 600)
+    with pytest.raises(HsickitError, match="header disagrees with the data"):
+        read_record(path)
+    dat.unlink()
+    with pytest.raises(HsickitError, match="r1.*missing"):
+        read_record(path)
+    with pytest.raises(HsickitError, match="not found"):
+        read_record(tmp_path / "nope")
+
+
+def test_checksum_mismatch_is_header_disagreement(tmp_path):
+    path = _write(tmp_path)
+    dat = Path(path + ".dat")
+    data = bytearray(dat.read_bytes())
+    data[300] ^= 0x5A  # corrupt one sample, file size unchanged
+    dat.write_bytes(bytes(data))
+    with pytest.raises(HsickitError, match="checksum mismatch"):
+        read_record(path)
+    assert read_record(path, check_checksum=False).shape == (2, 3600)
+
+
+def test_nan_runs_raise_or_interpolate(tmp_path):
+    sig = np.stack([np.sin(np.arange(3600) / 50.0), np.cos(np.arange(3600) / 50.0)], 1)
+    sig[1000:1010, 0] = np.nan  # written as the invalid sample value, read back as NaN
+    path = _write(tmp_path, fmt="16", signal=sig)
+    with pytest.raises(HsickitError, match="r1, lead MLII: 10 missing samples"):
+        read_record(path)
+    da = read_record(path, nan_policy="interpolate")
+    assert not np.isnan(da.values).any()
+    assert any("interpolated" in r for r in da.attrs["repairs"])
+    np.testing.assert_allclose(da.values[0, 1005], np.sin(1005 / 50.0), atol=0.02)
+    with pytest.raises(HsickitError, match="longer than max_gap"):
+        read_record(path, nan_policy="interpolate", max_gap=0.01)
+
+
+def test_flat_lead_raise_drop_keep(tmp_path):
+    sig = np.stack([np.sin(np.arange(3600) / 50.0), np.zeros(3600)], 1)
+    path = _write(tmp_path, signal=sig)
+    with pytest.raises(HsickitError, match="lead V1: flat lead"):
+        read_record(path)
+    dropped = read_record(path, flat_policy="drop")
+    assert list(dropped.lead.values) == ["MLII"] and "dropped" in dropped.attrs["repairs"][0]
+    assert read_record(path, flat_policy="keep").sizes["lead"] == 2
+
+
+def test_read_records_stacks_and_rejects_mismatch(tmp_path):
+    _write(tmp_path, "a")
+    _write(tmp_path, "b")
+    da = read_records(tmp_path)
+    assert da.dims == ("record", "lead", "time") and list(da.record.values) == ["a", "b"]
+    _write(tmp_path, "c", n=1800)
+    with pytest.raises(HsickitError, match="record c .* does not match record a"):
+        read_records(tmp_path)
+
+
+def test_list_records(tmp_path):
+    _write(tmp_path, "a")
+    _write(tmp_path, "b")
+    assert list_records(tmp_path) == ["a", "b"]
+    _write(tmp_path, "a10")
+    _write(tmp_path, "a9")
+    assert list_records(tmp_path) == ["a", "a9", "a10", "b"]  # natural order
+    (tmp_path / "RECORDS").write_text("b\na\n")
+    assert list_records(tmp_path) == ["b", "a"]  # the folder's RECORDS file wins
+    assert list_records(tmp_path, "b") == ["b"]
+    with pytest.raises(HsickitError, match="record.*zz.*not found"):
+        list_records(tmp_path, ["a", "zz"])
+
+
+def test_beat_table_aami_and_rhythm(tmp_path):
+    path = _write(tmp_path)
+    wfdb.wrann("r1", "atr", np.array([5, 100, 400, 700, 1000, 1300, 1600]), np.array(["+", "N", "A", "V", "~", "F", "/"]),
+               aux_note=["(AFIB", "", "", "", "", "", ""], write_dir=str(tmp_path))
+    table = read_beat_table(path)
+    assert table["symbol"].tolist() == ["N", "A", "V", "F", "/"]
+    assert table["aami"].tolist() == ["N", "S", "V", "F", "Q"]
+    assert table["rhythm"].tolist() == ["(AFIB"] * 5
+    assert table["time"].iloc[0] == pytest.approx(100 / 360)
+    assert table.attrs["n_non_beat"] == 2
+
+
+def test_unknown_annotation_code(tmp_path):
+    path = _write(tmp_path)
+    custom = pd.DataFrame({"label_store": [42], "symbol": ["Z"], "description": ["made-up code"]})
+    wfdb.wrann("r1", "atr", np.array([100, 400]), np.array(["N", "Z"]), custom_labels=custom, write_dir=str(tmp_path))
+    with pytest.raises(HsickitError, match="record r1: unknown annotation code 'Z' at sample 400"):
+        read_beat_table(path)
+    table = read_beat_table(path, unknown="skip")
+    assert table["symbol"].tolist() == ["N"] and table.attrs["skipped"] == ["r1: sample 400 code 'Z'"]
+    with pytest.raises(HsickitError, match="annotation file .*qrs not found"):
+        read_beat_table(path, "qrs")
+
+
+def test_aami_map_matches_ec57():
+    assert {s for s, c in AAMI_MAP.items() if c == "S"} >= set("AaJS")
+    assert [AAMI_MAP[s] for s in "NLRej"] == ["N"] * 5
+    assert AAMI_MAP["E"] == "V" and AAMI_MAP["F"] == "F" and AAMI_MAP["f"] == "Q"
+
+
+def test_beat_windows_shape_and_padding():
+    import xarray as xr
+
+    x = np.arange(100, dtype="float32")[None, :]
+    da = xr.DataArray(x, dims=("lead", "time"), coords={"lead": ["II"]}, attrs={"fs": 10.0, "record": "x"})
+    w = beat_windows(da, [0, 50, 99], before=0.3, after=0.2)
+    assert w.dims == ("beat", "lead", "time") and w.shape == (3, 1, 5)
+    np.testing.assert_array_equal(w.values[1, 0], [47, 48, 49, 50, 51])
+    np.testing.assert_array_equal(w.values[0, 0], [0, 0, 0, 0, 1])  # edge-padded
+    assert w.attrs["n_padded"] == 2 and list(w.sample.values) == [0, 50, 99]
+
+
+def test_splits_are_by_record_and_disjoint():
+    split = inter_patient_split()
+    assert set(split.train) | set(split.validation) == set(DS1)
+    assert not set(split.train) & set(split.validation) and split.test == DS2
+    assert set(split.validation) == set(DS1_VALIDATION)
+    with pytest.raises(HsickitError, match="not in DS1"):
+        inter_patient_split(["100"])
+    folds = list(patient_kfold(list(DS1) + ["202"], n_splits=4, random_state=1))
+    tests = [set(te) for _, te in folds]
+    assert set().union(*tests) == set(DS1) | {"202"} and sum(map(len, tests)) == 23
+    assert any({"201", "202"} <= t for t in tests)  # one subject stays in one fold
+
+
+def test_ludb_labels_parse_multiline_cells(tmp_path):
+    (tmp_path / "ludb.csv").write_text(
+        'ID,Sex,Age,Rhythms,Hypertrophies,Ischemia\n'
+        '1,"F\n",51,Sinus bradycardia,"Left ventricular overload\nLeft ventricular hypertrophy",\n'
+        '6,M,76,Sinus rhythm,,"Ischemia: apical"\n')
+    table = read_ludb_labels(tmp_path)
+    assert table.loc["1", "Left ventricular hypertrophy"] == 1 and table.loc["1", "Left ventricular overload"] == 1
+    assert table.loc["6"].sum() == 2 and "F" not in table.columns
+    coarse = read_ludb_labels(tmp_path, level="category")
+    assert coarse.loc["1", "Hypertrophies"] == 1 and coarse.loc["6", "Ischemia"] == 1
+
+
+def test_cinc_labels_merge_equivalent_codes(tmp_path):
+    (tmp_path / "dx_mapping_scored.csv").write_text(
+        "Dx,SNOMEDCTCode,Abbreviation,Total,Notes\nsinus rhythm,426783006,NSR,1,\n"
+        "complete right bundle branch block,713427006,CRBBB,1,\nright bundle branch block,59118001,RBBB,1,\n")
+    (tmp_path / "dx_mapping_unscored.csv").write_text("Dx,SNOMEDCTCode,Abbreviation,Total\nleft atrial abnormality,253352002,LAA,1\n")
+    (tmp_path / "weights.csv").write_text(",426783006,713427006|59118001\n426783006,1,0\n713427006|59118001,0,1\n")
+    for name, dx in (("A1", "426783006,59118001"), ("A2", "713427006,253352002")):
+        _write(tmp_path, name, n=500, fs=500)
+        hea = tmp_path / f"{name}.hea"
+        hea.write_text(hea.read_text() + f"# Dx: {dx}\n")
+    assert cinc_code_map(tmp_path).loc["59118001", "class_code"] == "713427006"
+    table = read_cinc_labels(tmp_path)
+    assert list(table.columns) == ["CRBBB", "LAA", "NSR"]
+    assert table.loc["A1"].tolist() == [1, 0, 1] and table.loc["A2"].tolist() == [1, 1, 0]
+    assert list(read_cinc_labels(tmp_path, scored_only=True).columns) == ["CRBBB", "NSR"]
+
+
+@pytest.mark.skipif(not (SHARED / "mitdb-ds1").exists(), reason="shared MIT-BIH DS1 data absent")
+def test_real_mitdb_record_208():
+    da = read_record(SHARED / "mitdb-ds1" / "208")
+    assert da.shape == (2, 650000) and da.attrs["fs"] == 360.0
+    counts = read_beat_table(SHARED / "mitdb-ds1" / "208")["aami"].value_counts().to_dict()
+    assert counts == {"N": 1586, "V": 992, "F": 373, "S": 2, "Q": 2}
+    assert list(read_record(SHARED / "mitdb-ds1" / "114", leads=["MLII"]).lead.values) == ["MLII"]
+
+
+@pytest.mark.skipif(not (SHARED / "ludb-dev").exists(), reason="shared LUDB data absent")
+def test_real_ludb_and_cinc():
+    labels = read_ludb_labels(SHARED / "ludb-dev")
+    assert labels.shape[0] == 40 and labels["Sinus rhythm"].sum() == 31
+    da = read_records(SHARED / "ludb-dev", ["1", "6"])
+    assert da.shape == (2, 12, 5000)
+    if (SHARED / "cinc2021-sample").exists():
+        cinc = read_cinc_labels(SHARED / "cinc2021-sample")
+        assert cinc.shape == (50, 25) and cinc["PAC"].sum() == 20 and cinc["STach"].sum() == 23
+        with pytest.raises(HsickitError, match="JS20004, lead V2: flat lead"):
+            read_record(SHARED / "cinc2021-sample" / "JS20004")

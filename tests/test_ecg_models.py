@@ -1,0 +1,148 @@
+"""Channel networks, fusion, save/load and fine-tuning of hsickit.apps.ecg (small synthetic records)."""
+import numpy as np
+import pytest
+import torch
+
+from hsickit import HsickitError
+from hsickit.apps.ecg.beats import load_beats
+from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, channel_input, class_weights
+from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+from hsickit.apps.ecg.synthetic import write_synthetic_records
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def beats(tmp_path_factory):
+    d = write_synthetic_records(tmp_path_factory.mktemp("ecg"), n_records=4, duration=60, random_state=7)
+    bs = load_beats(d, verbose=0)
+    return bs.records(["s00", "s01", "s02"]), bs.records(["s03"])
+
+
+def test_four_channels_at_different_resolutions(beats):
+    train, _ = beats
+    shapes = {name: channel_input(name, train).shape for name in CHANNELS}
+    assert len(CHANNELS) >= 4
+    assert shapes["beat"][1:] == (2, 252) and shapes["rhythm"][1:] == (2, 240)  # lead + lead minus record median
+    x = channel_input("beat", train)
+    for r in set(train.record):
+        m = train.record == r
+        np.testing.assert_allclose(x[m, 1], train.beat[m, 0] - np.median(train.beat[m, 0], axis=0), atol=1e-6)
+    assert len(shapes["wavelet"]) == 2 and shapes["rr"][1:] == (16,)
+    with pytest.raises(HsickitError, match="unknown channel"):
+        channel_input("spectrogram", train)
+
+
+@pytest.mark.parametrize("name", list(CHANNELS))
+def test_each_channel_trains_alone_and_embeds(beats, name):
+    train, test = beats
+    net = ChannelNetwork(name, epochs=3, random_state=0).fit(train, test)
+    emb = net.transform(test)
+    assert emb.shape[0] == len(test) and emb.ndim == 2 and np.isfinite(emb).all()
+    assert set(net.predict(test)) <= set(train.y)
+    assert net.predict_proba(test).shape == (len(test), len(net.classes_))
+
+
+def test_channel_trains_with_hsic(beats):
+    train, test = beats
+    net = ChannelNetwork("rr", training="hsic", epochs=2, format_epochs=2, random_state=0).fit(train)
+    assert net.estimator_.train_config_["mode"] == "hsic"
+    assert net.transform(test).shape == (len(test), 32)
+
+
+def test_rr_channel_learns_premature_beats(beats):
+    train, test = beats
+    net = ChannelNetwork("rr", epochs=15, lr=3e-3, random_state=0).fit(train)
+    pred = net.predict(test)
+    s = test.y == "S"
+    assert (pred[s] != "N").mean() > 0.5  # premature beats are not taken for normal ones
+
+
+def test_fusion_concatenates_embeddings_and_features(beats, tmp_path):
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=("beat", "rr"), channel_epochs=3, epochs=8, random_state=0).fit(train, test)
+    Z = clf.representation(test)
+    assert Z.shape == (len(test), 32 + 32 + train.features.shape[1])
+    acc = (clf.predict(test) == test.y).mean()
+    assert acc > 0.8
+    clf.save(tmp_path / "m")
+    back = MultiResolutionClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-5)
+    assert back.channels == ("beat", "rr")
+
+
+def test_fusion_with_sklearn_downstream_and_hsic(beats, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=(), downstream=LogisticRegression(max_iter=500), class_weight="balanced")
+    clf.fit(train)
+    assert clf.downstream_.class_weight["S"] > clf.downstream_.class_weight["N"]
+    assert (clf.predict(test) == test.y).mean() > 0.8
+    with pytest.raises(HsickitError, match="never pickles"):
+        clf.save(tmp_path / "x")
+    h = MultiResolutionClassifier(channels=("rr",), training="hsic", channel_epochs=2, epochs=2, random_state=0).fit(train)
+    assert h.downstream_.train_config_["mode"] == "hsic"
+    with pytest.raises(HsickitError, match="unknown channel"):
+        MultiResolutionClassifier(channels=("nope",)).fit(train)
+
+
+def test_finetune_warm_start_keeps_classes_and_freezes_blocks(beats):
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, epochs=2, random_state=0).fit(train)
+    first = clf.downstream_.model_.blocks[0].linear.weight.detach().clone()
+    n_hist = len(clf.downstream_.history_)
+    clf.set_params(warm_start=True, frozen_blocks=1, epochs=2, channel_epochs=2)
+    clf.fit(test)
+    assert torch.equal(first, clf.downstream_.model_.blocks[0].linear.weight)
+    assert len(clf.downstream_.history_) > n_hist
+    bad = test.subset(np.arange(len(test)))
+    bad.y = bad.y.copy()
+    bad.y[0] = "Q"
+    assert "Q" not in clf.classes_
+    with pytest.raises(HsickitError, match="classes \\['Q'\\]"):
+        clf.fit(bad)
+
+
+def test_class_weights_modes():
+    y = np.array(["N"] * 90 + ["S"] * 10)
+    b, s = class_weights(y, "balanced"), class_weights(y, "sqrt")
+    assert b["S"] == pytest.approx(5.0) and s["S"] == pytest.approx(np.sqrt(5.0))
+    assert class_weights(y, None) is None
+    with pytest.raises(HsickitError):
+        class_weights(y, "inverse")
+
+
+def test_holdout_stacking_keeps_downstream_records_away_from_channels(beats, monkeypatch):
+    from hsickit.apps.ecg.fusion import holdout_records
+
+    seen = []
+    original = ChannelNetwork.fit
+    monkeypatch.setattr(ChannelNetwork, "fit", lambda self, b, v=None: (seen.append(set(b.record)), original(self, b, v))[1])
+
+    train, _ = beats
+    held = holdout_records(train, 0.3, random_state=0)
+    assert len(held) == 1 and held[0] in set(train.record)
+    assert {"S", "V"} <= set(train.records(held).y)  # the held-out side has the rare classes too
+    assert holdout_records(train.records(["s00", "s01"]), 0.3) == []  # too few records: in-sample
+    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=1, epochs=1, random_state=0).fit(train)
+    assert clf.holdout_records_ == held
+    assert seen[-1] == set(train.record) - set(held)  # the channel never saw the downstream's records
+    insample = MultiResolutionClassifier(channels=("rr",), stacking="insample", channel_epochs=1, epochs=1).fit(train)
+    assert insample.holdout_records_ == []
+    with pytest.raises(HsickitError, match="stacking"):
+        MultiResolutionClassifier(channels=("rr",), stacking="oof").fit(train)
+
+
+def test_tune_class_bias_trades_majority_for_minority():
+    from hsickit.apps.ecg.fusion import tune_class_bias
+
+    rng = np.random.default_rng(0)
+    y = np.array(["N"] * 200 + ["S"] * 40)
+    p_s = np.r_[rng.uniform(0.0, 0.25, 200), rng.uniform(0.3, 0.45, 40)]  # S beats score higher, but below 0.5
+    proba = np.c_[1 - p_s, p_s]
+    bias = tune_class_bias(proba, y, np.array(["N", "S"]))
+    assert bias[0] == 0 and bias[1] > 0
+    pred = np.array(["N", "S"])[(np.log(proba) + bias).argmax(1)]
+    assert (pred == y).all()
+    assert not tune_class_bias(proba, y, np.array(["N", "S"]), min_support=100).any()  # too few S beats: no tuning

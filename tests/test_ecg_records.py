@@ -1,0 +1,74 @@
+"""Record-level multi-label task (LUDB-style folder written here; the shared LUDB/CinC data when present)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+from typer.testing import CliRunner
+
+from hsickit import HsickitError
+from hsickit.apps.ecg.cli import app
+from hsickit.apps.ecg.records import RecordClassifier, load_record_set, record_labels
+from hsickit.apps.ecg.signal import resample
+from hsickit.apps.ecg.synthetic import synthetic_record
+
+torch.set_num_threads(1)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
+LEADS = ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"]
+
+
+@pytest.fixture(scope="module")
+def ludb_like(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ludb")
+    rows = ["ID,Sex,Age,Rhythms,Extrasystolies"]
+    for i in range(10):
+        ectopic = i % 2 == 1
+        sig, _, _ = synthetic_record(10, rates={"S": 0.0, "V": 0.35 if ectopic else 0.0, "F": 0.0}, random_state=i)
+        x = resample(sig.T, 360, 500)  # (2, 5000)
+        leads = np.stack([x[k % 2] * (1 + 0.1 * k) for k in range(12)], 1).astype(float)
+        wfdb.wrsamp(str(i + 1), fs=500, units=["mV"] * 12, sig_name=LEADS, p_signal=leads, fmt=["16"] * 12, write_dir=str(d))
+        rows.append(f'{i + 1},F,50,Sinus rhythm,{"Ventricular extrasystole" if ectopic else ""}')
+    (d / "ludb.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def test_record_set_views_and_labels(ludb_like):
+    rs = load_record_set(ludb_like, verbose=0)
+    assert rs.rhythm.shape == (10, 8, 1000) and rs.beat.shape == (10, 8, 350)
+    assert rs.wavelet.shape == (10, 40) and rs.rr.shape == (10, 16) and rs.features.shape == (10, 6)
+    assert rs.labels == ["Extrasystolies", "Sinus rhythm"] and rs.Y[:, 0].tolist() == [0, 1] * 5
+    with pytest.raises(HsickitError, match="no record labels"):
+        record_labels(ludb_like / "nothing")
+
+
+def test_record_classifier_learns_and_roundtrips(ludb_like, tmp_path):
+    rs = load_record_set(ludb_like, verbose=0)
+    clf = RecordClassifier(epochs=30, channel_epochs=20, random_state=0).fit(rs)
+    p = clf.predict_proba(rs)
+    assert p.shape == (10, 2)
+    assert p[rs.Y[:, 0] == 1, 0].mean() > p[rs.Y[:, 0] == 0, 0].mean()  # ectopy is learnt
+    clf.save(tmp_path / "m")
+    np.testing.assert_allclose(RecordClassifier.load(tmp_path / "m").predict_proba(rs), p, atol=1e-5)
+
+
+def test_cli_train_and_evaluate_records(ludb_like, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--records", str(ludb_like), "--task", "records", "--out", str(tmp_path / "run"),
+                              "--validation-list", "9,10", "--epochs", "10", "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("macro_f1", "micro_f1", "macro_auroc", "f1_Extrasystolies", "auroc_Extrasystolies"):
+        assert key in m
+    assert m["n_samples"] == 2 and "channel:rhythm" in (tmp_path / "run" / "README.md").read_text()
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--records", str(ludb_like), "--records-list", "1,2,3,4", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_samples"] == 4
+
+
+@pytest.mark.skipif(not (SHARED / "cinc2021-sample").exists(), reason="shared CinC 2021 sample absent")
+def test_real_cinc_record_set():
+    rs = load_record_set(SHARED / "cinc2021-sample", ["E07500", "JS20004", "HR06000"], min_count=1, verbose=0)
+    assert rs.rhythm.shape == (3, 8, 1000) and "PAC" in rs.labels
+    assert any("JS20004" in r and "flat" in r for r in rs.repairs)  # flat leads kept and reported

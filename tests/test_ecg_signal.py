@@ -1,0 +1,157 @@
+"""Signal functions, features, beat preparation and metrics of hsickit.apps.ecg."""
+import numpy as np
+import pytest
+import xarray as xr
+
+from hsickit import HsickitError
+from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
+from hsickit.apps.ecg.features import BeatFeaturizer, hrv_features, qrs_features, rr_features, rr_sequence, wavelet_coefficients
+from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_metrics
+from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
+from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    return write_synthetic_records(tmp_path_factory.mktemp("ecg"), n_records=3, duration=40, random_state=3)
+
+
+def test_resample_methods_keep_a_sine():
+    x = np.sin(2 * np.pi * 2.0 * np.arange(3600) / 360)
+    for method in ("poly", "fft", "linear"):
+        y = resample(x, 360, 500, method=method)
+        assert y.shape == (5000,)
+        np.testing.assert_allclose(y[100:-100], np.sin(2 * np.pi * 2.0 * np.arange(5000) / 500)[100:-100], atol=0.02)
+    with pytest.raises(HsickitError, match="method"):
+        resample(x, 360, 500, method="cubic")
+
+
+def test_bandpass_and_baseline_remove_wander_keep_qrs_band():
+    fs = 360
+    t = np.arange(20 * fs) / fs
+    wander, qrs = 1.0 * np.sin(2 * np.pi * 0.1 * t), 0.5 * np.sin(2 * np.pi * 10 * t)
+    for clean in (bandpass(wander + qrs, fs), remove_baseline(wander + qrs, fs, method="butter")):
+        assert np.abs(clean[fs:-fs] - qrs[fs:-fs]).max() < 0.1
+    med = remove_baseline(wander + qrs, fs)
+    assert np.abs(med[fs:-fs]).mean() < np.abs(wander + qrs)[fs:-fs].mean()
+    assert bandpass(np.zeros((2, 1000)), 128).shape == (2, 1000)  # high cut clipped below Nyquist
+
+
+def test_detect_rpeaks_finds_synthetic_beats():
+    sig, peaks, _ = synthetic_record(30, rates={"S": 0.0, "V": 0.0, "F": 0.0}, random_state=0)
+    x = bandpass(sig[:, 0], 360)
+    for method in ("gqrs", "xqrs"):
+        found = detect_rpeaks(x, 360, method=method)
+        hits = np.abs(peaks[:, None] - found[None, :]).min(1) <= 0.05 * 360
+        assert hits.mean() > 0.9, method
+    with pytest.raises(HsickitError, match="one lead"):
+        detect_rpeaks(np.zeros((2, 100)), 360)
+
+
+def test_select_leads_aliases_and_conform_reports_resampling():
+    da = xr.DataArray(np.random.default_rng(0).normal(size=(2, 1000)).astype("float32"), dims=("lead", "time"),
+                      coords={"lead": ["V5", "MLII"]}, attrs={"fs": 500.0, "record": "114", "repairs": []})
+    assert list(select_leads(da, ["II"]).lead.values) == ["MLII"]
+    out = conform(da, 360, leads=["MLII"])
+    assert out.shape == (1, 720) and out.attrs["fs"] == 360.0 and out.attrs["resampled_from"] == 500.0
+    assert out.attrs["repairs"] == ["resampled from 500 Hz to 360 Hz"]
+    with pytest.raises(HsickitError, match="record 114: lead 'V1' not found"):
+        select_leads(da, ["V1"])
+
+
+def test_rr_features_and_sequence():
+    peaks = np.array([0, 360, 720, 900, 1440, 1800])  # one premature beat at 900
+    X, labels = rr_features(peaks, 360, local_window=3)
+    i = labels.index("rr_pre_norm")
+    assert X[3, labels.index("rr_pre")] == pytest.approx(0.5) and X[3, labels.index("rr_post")] == pytest.approx(1.5)
+    assert X[3, i] == pytest.approx(0.5) and X[1, i] == pytest.approx(1.0)  # record median RR is 1 s
+    seq = rr_sequence(peaks, 360, context=2)
+    assert seq.shape == (6, 4)
+    np.testing.assert_allclose(seq[3], [1.0, 0.5, 1.5, 1.0])
+    with pytest.raises(HsickitError, match="at least 2 beats"):
+        rr_features([5], 360)
+
+
+def test_qrs_width_separates_wide_beats():
+    fs, r = 360, 90
+    t = (np.arange(252) - r) / fs
+    narrow = np.exp(-0.5 * (t / 0.012) ** 2)
+    wide = np.exp(-0.5 * (t / 0.045) ** 2)
+    X, labels = qrs_features(np.stack([narrow, narrow, wide]), fs, r)
+    w = X[:, labels.index("qrs_width_ms")]
+    assert w[2] > 2 * w[0]
+    assert X[0, labels.index("corr_to_median")] == pytest.approx(1.0, abs=1e-4)
+    assert X[2, labels.index("dist_to_median")] > X[0, labels.index("dist_to_median")]
+
+
+def test_wavelet_and_hrv_and_featurizer_labels():
+    beats = np.random.default_rng(0).normal(size=(4, 252))
+    assert wavelet_coefficients(beats, "db4", 4).shape[0] == 4
+    a4 = wavelet_coefficients(beats, "db4", 4, bands=[0])
+    assert a4.shape[1] < 30
+    hrv, names = hrv_features(np.arange(0, 3600, 360), 360)
+    assert hrv[names.index("hr_mean")] == pytest.approx(60.0) and hrv[names.index("sdnn")] == pytest.approx(0.0)
+    f = BeatFeaturizer()
+    sig, peaks, _ = synthetic_record(20, random_state=1)
+    X = f.featurize(bandpass(sig[:, 0], 360), peaks)
+    assert X.shape == (len(peaks), len(f.feature_labels())) and np.isfinite(X).all()
+    assert f.citations()
+
+
+def test_beats_from_records_views_and_labels(records):
+    bs = load_beats(records, verbose=0)
+    n = len(bs)
+    assert bs.beat.shape == (n, 1, 252) and bs.rhythm.shape == (n, 1, 240) and bs.rr.shape == (n, 16)
+    assert bs.features.shape == (n, len(bs.feature_labels)) and set(bs.y) <= {"N", "S", "V", "F"}
+    assert bs.labelled and set(bs.record) == {"s00", "s01", "s02"}
+    # premature S beats have a short normalised previous RR interval
+    pre = bs.features[:, bs.feature_labels.index("rr_pre_norm")]
+    assert pre[bs.y == "S"].mean() < 0.8 < pre[bs.y == "N"].mean()
+    assert len(bs.records(["s01"])) == (bs.record == "s01").sum()
+
+
+def test_unannotated_record_uses_detector_and_other_rate_is_resampled(records, tmp_path):
+    import wfdb
+
+    rec = wfdb.rdrecord(f"{records}/s00")
+    sig = resample(rec.p_signal.T, 360, 250).T
+    wfdb.wrsamp("u", fs=250, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=sig.astype(float), fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    bs = beats_from_record(tmp_path / "u", BeatConfig())
+    assert not bs.labelled and bs.beat.shape[2] == 252
+    assert any("resampled from 250 Hz to 360 Hz" in r for r in bs.repairs)
+    truth = wfdb.rdann(f"{records}/s00", "atr").sample * 250 / 360
+    hits = np.abs(truth[:, None] - bs.sample[None, :]).min(1) <= 0.05 * 250
+    assert hits.mean() > 0.9  # beat positions come back in the record's own (250 Hz) samples
+
+
+def test_beat_metrics_values():
+    y_true = ["N"] * 6 + ["S"] * 2 + ["V"] * 2
+    y_pred = ["N"] * 5 + ["S"] + ["S", "N"] + ["V", "V"]
+    m = beat_metrics(y_true, y_pred)
+    assert m["sensitivity_S"] == 0.5 and m["ppv_S"] == 0.5 and m["f1_S"] == 0.5
+    assert m["sensitivity_V"] == 1.0 and m["ppv_V"] == 1.0 and m["accuracy"] == 0.8 and m["n_beats"] == 10
+    assert m["specificity_N"] == 0.75 and m["support_F"] == 0 and m["ppv_F"] == 0.0
+    assert 0 < m["kappa"] < 1
+    assert m["macro_f1"] == pytest.approx(np.mean([m["f1_N"], m["f1_S"], m["f1_V"]]))  # F absent: not averaged
+    with pytest.raises(HsickitError):
+        beat_metrics(["N"], ["N", "S"])
+
+
+def test_metrics_dataset_roundtrips_netcdf(tmp_path):
+    folds = [beat_metrics(["N", "S", "V"], ["N", "S", "N"]), beat_metrics(["N", "V"], ["N", "V"])]
+    ds = metrics_dataset(folds, folds=["a", "b"])
+    assert ds["per_class"].dims == ("class", "metric", "fold") and ds["per_class"].shape == (4, 5, 2)
+    assert float(ds["per_class"].sel({"class": "V", "metric": "sensitivity", "fold": "a"})) == 0.0
+    (tmp_path / "m.nc").write_bytes(ds.to_netcdf(engine="scipy"))
+    back = xr.open_dataset(tmp_path / "m.nc", engine="scipy")
+    np.testing.assert_allclose(back["accuracy"].values, ds["accuracy"].values)
+
+
+def test_record_metrics():
+    Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    S = np.array([[0.9, 0.2], [0.1, 0.8], [0.7, 0.4], [0.2, 0.1]])
+    m = record_metrics(Y, S, ["AF", "LVH"])
+    assert m["auroc_AF"] == 1.0 and m["f1_AF"] == 1.0 and m["f1_LVH"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((1 + 2 / 3) / 2) and m["n_records"] == 4
+    assert 0 < m["micro_auroc"] <= 1

@@ -1,0 +1,146 @@
+"""`hsickit materials` commands on small real data (rows of the band-gap table hsickit ships)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hsickit import HsickitError
+from hsickit.apps.materials.cli import app
+from hsickit.datasets.materials import demo_table_path
+
+pytest.importorskip("matminer", reason="the Magpie element tables ship with matminer")
+torch.set_num_threads(1)
+runner = CliRunner()
+FAST = ["--epochs", "2", "--patience", "5", "--quiet"]
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("materials")
+    df = pd.read_csv(demo_table_path()).head(80)
+    df.head(60)[["formula", "target"]].rename(columns={"formula": "composition", "target": "gap_eV"}).to_csv(d / "train.csv", index=False)
+    df.tail(20)[["formula", "target"]].to_csv(d / "test.csv", index=False)
+    df.tail(20)[["formula"]].to_csv(d / "new.csv", index=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    run = data / "run"
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", run, "--n-models", "2", "--unit", "eV", *FAST)
+    assert r.exit_code == 0, r.output
+    return run
+
+
+def test_train_writes_run_folder(trained):
+    for name in ("config.json", "history.csv", "metrics.json", "README.md", "plots/learning_curves.png",
+                 "model/materials.json", "model/member_0/model.safetensors", "model/member_1/model.safetensors"):
+        assert (trained / name).exists(), name
+    cfg = json.loads((trained / "config.json").read_text())
+    assert cfg["params"]["model"] == "irnet17" and cfg["params"]["lr"] == 1e-4 and cfg["params"]["batch_size"] == 32
+    assert "IRNet" in (trained / "README.md").read_text() or "irnet17" in (trained / "README.md").read_text()
+
+
+def test_evaluate(trained, data):
+    out = data / "eval"
+    r = invoke("evaluate", trained, data / "test.csv", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"mae", "rmse", "r2", "n_samples"} <= set(m) and m["n_samples"] == 20
+    pred = pd.read_csv(out / "predictions.csv")
+    assert m["mae"] == pytest.approx(np.abs(pred.predicted - pred.target).mean())
+    assert (out / "plots" / "parity.png").exists() and (out / "plots" / "residuals.png").exists()
+
+
+def test_predict_with_ensemble_std(trained, data):
+    from hsickit.apps.materials import load_estimator
+
+    out = data / "pred.csv"
+    r = invoke("predict", trained, data / "new.csv", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["row", "formula", "predicted", "std"] and len(df) == 20
+    mean, std = load_estimator(trained / "model").predict(df.formula.tolist(), return_std=True)
+    np.testing.assert_allclose(df.predicted, mean, rtol=1e-5)
+    assert (df["std"] > 0).all()
+
+
+def test_finetune(trained, data):
+    out = data / "ft"
+    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "2", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (out / "model" / "materials.json").exists() and (out / "history.csv").exists()
+    assert json.loads((out / "config.json").read_text())["freeze_blocks"] == 3
+    for run, name in ((trained, "a.csv"), (out, "b.csv")):
+        assert invoke("predict", run, data / "new.csv", "-o", data / name, "--quiet").exit_code == 0
+    a, b = pd.read_csv(data / "a.csv"), pd.read_csv(data / "b.csv")
+    assert not np.allclose(a.predicted, b.predicted)
+
+
+def test_bad_rows_stop_or_are_skipped(data):
+    bad = data / "bad.csv"
+    rows = pd.read_csv(data / "train.csv", dtype=str)
+    rows.loc[3, "composition"] = "Xx2O"
+    rows.loc[7, "gap_eV"] = "n/a"
+    rows.to_csv(bad, index=False)
+    r = invoke("train", bad, "--formula-col", "composition", "--target-col", "gap_eV", "--out", data / "bad_run", *FAST)
+    assert r.exit_code != 0 and isinstance(r.exception, HsickitError)
+    assert "row 4" in str(r.exception) and "Xx2O" in str(r.exception) and "row 8" in str(r.exception)
+    r = invoke("train", bad, "--formula-col", "composition", "--target-col", "gap_eV", "--out", data / "bad_run",
+               "--skip-invalid", *FAST)
+    assert r.exit_code == 0, r.output
+    rej = pd.read_csv(data / "bad_run" / "rejects.csv")
+    assert rej.row.tolist() == [4, 8]
+
+
+def test_classification_auto(data):
+    df = pd.read_csv(data / "train.csv")
+    df["metal"] = (df.gap_eV == 0).astype(int)
+    df.to_csv(data / "cls.csv", index=False)
+    r = invoke("train", data / "cls.csv", "--formula-col", "composition", "--target-col", "metal", "--out", data / "cls", *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads((data / "cls" / "config.json").read_text())["estimator"] == "MaterialsClassifier"
+    r = invoke("evaluate", data / "cls", data / "cls.csv", "--formula-col", "composition", "--target-col", "metal",
+               "--out", data / "cls_eval", "--quiet")
+    assert r.exit_code == 0, r.output
+    m = json.loads((data / "cls_eval" / "metrics.json").read_text())
+    assert 0 <= m["rocauc"] <= 1 and m["n_samples"] == 60
+
+
+def test_matbench_command(tmp_path):
+    src = pd.read_csv(demo_table_path()).head(100)
+    src.to_csv(tmp_path / "matbench_expt_gap.csv", index=False)
+    pd.DataFrame([{"task": "matbench_expt_gap", "algorithm": "Dummy", "metric": "mae", "mean": 1.1435, "std": 0.031,
+                   "source": "test"}]).to_csv(tmp_path / "leaderboard_matbench_v0.1.csv", index=False)
+    out = tmp_path / "mb"
+    r = invoke("matbench", "expt_gap", "--data", tmp_path, "--out", out, "--fold", "0", "--fold", "2",
+               "--epochs", "1", "--quiet")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) >= {"mae_fold0", "mae_fold2", "mae", "mae_std", "n_folds"} and m["n_folds"] == 2
+    assert m["mae"] == pytest.approx((m["mae_fold0"] + m["mae_fold2"]) / 2)
+    res = json.loads((out / "matbench.json").read_text())
+    assert [r["algorithm"] for r in res["leaderboard"]].count("Dummy") == 1
+    assert res["folds"][0]["n_samples"] == int((src.fold == 0).sum())
+    assert "Dummy" in r.output and "this run" in r.output
+
+
+def test_demo(tmp_path):
+    out = tmp_path / "demo"
+    r = invoke("demo", "--out", out, "--epochs", "1", "--trees", "10", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "IRNet-17" in r.output and "random forest" in r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_samples"] == 219 and m["mae"] > 0
+    assert (out / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()

@@ -1,0 +1,102 @@
+"""MaterialsRegressor / MaterialsClassifier: fit, ensemble, save/load (no pickle), fine-tune, HSIC."""
+import numpy as np
+import pytest
+import torch
+
+from hsickit import HsickitError
+from hsickit.apps.materials import MaterialsClassifier, MaterialsRegressor, load_estimator
+from hsickit.datasets.materials import demo_table_path, read_formula_table
+
+pytest.importorskip("matminer", reason="the Magpie element tables ship with matminer")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def gaps():
+    t = read_formula_table(demo_table_path())
+    return t.formulas[:300], t.y[:300]
+
+
+SMALL = dict(model="mlp", model_params={"hidden": (64, 64)}, lr=1e-3, batch_size=32)
+
+
+def test_learns_better_than_mean(gaps):
+    f, y = gaps
+    reg = MaterialsRegressor(epochs=40, patience=None, random_state=0, **SMALL).fit(f[:240], y[:240])
+    pred = reg.predict(f[240:])
+    assert pred.shape == (60,)
+    mae = np.abs(pred - y[240:]).mean()
+    baseline = np.abs(y[:240].mean() - y[240:]).mean()
+    assert mae < 0.8 * baseline, (mae, baseline)
+
+
+def test_ensemble_save_load_roundtrip(gaps, tmp_path):
+    f, y = gaps
+    reg = MaterialsRegressor(epochs=3, n_models=2, random_state=1, **SMALL).fit(f[:100], y[:100])
+    mean, std = reg.predict(["Fe2O3", "NaCl", "GaAs"], return_std=True)
+    assert mean.shape == std.shape == (3,) and (std > 0).all()
+    reg.save(tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").rglob("*") if p.is_file())
+    assert "materials.json" in files and files.count("model.safetensors") == 2
+    assert not any(n.endswith((".pkl", ".pickle", ".pt", ".joblib")) for n in files)
+    back = MaterialsRegressor.load(tmp_path / "m")
+    m2, s2 = back.predict(["Fe2O3", "NaCl", "GaAs"], return_std=True)
+    np.testing.assert_allclose(m2, mean, rtol=1e-6)
+    np.testing.assert_allclose(s2, std, rtol=1e-6)
+    np.testing.assert_allclose(back.feature_mean_, reg.feature_mean_)
+    assert isinstance(load_estimator(tmp_path / "m"), MaterialsRegressor)
+    with pytest.raises(HsickitError, match="MaterialsClassifier.load|holds a MaterialsRegressor"):
+        MaterialsClassifier.load(tmp_path / "m")
+
+
+def test_irnet_fine_tune_freezes_blocks(gaps):
+    f, y = gaps
+    reg = MaterialsRegressor(model="irnet17", epochs=1, patience=None, random_state=0).fit(f[:64], y[:64])
+    net = reg.members_[0].model_
+    before = [p.detach().clone() for p in net.blocks[0].parameters()] + [p.detach().clone() for p in net.blocks[1].parameters()]
+    later = [p.detach().clone() for p in net.blocks[5].parameters()]
+    p0 = reg.predict(f[200:210])
+    reg.fine_tune(f[64:128], y[64:128] + 1.0, freeze_blocks=2, epochs=2, patience=None)
+    net = reg.members_[0].model_
+    after = list(net.blocks[0].parameters()) + list(net.blocks[1].parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert not all(torch.equal(a, b) for a, b in zip(later, net.blocks[5].parameters()))
+    assert not np.allclose(p0, reg.predict(f[200:210]))
+    assert reg.fine_tuned_ == 1
+    with pytest.raises(HsickitError, match="freeze_blocks=99"):
+        reg.fine_tune(f[:10], y[:10], freeze_blocks=99)
+
+
+def test_hsic_training_and_validation_data(gaps):
+    f, y = gaps
+    reg = MaterialsRegressor(training="hsic", epochs=2, random_state=0, **SMALL)
+    reg.fit(f[:80], y[:80], formulas_val=f[80:100], y_val=y[80:100])
+    assert any("hsic_zy_0" in r for r in reg.history_)
+    assert any("val_loss" in r for r in reg.history_)
+    assert np.isfinite(reg.predict(f[100:110])).all()
+
+
+def test_classifier(gaps, tmp_path):
+    f, y = gaps
+    labels = (y > 0).astype(int)  # metal (gap 0) vs non-metal
+    clf = MaterialsClassifier(epochs=5, n_models=2, random_state=0, **SMALL).fit(f[:150], labels[:150])
+    proba, std = clf.predict_proba(f[150:170], return_std=True)
+    assert proba.shape == (20, 2) and np.allclose(proba.sum(1), 1)
+    assert set(clf.predict(f[150:170])) <= {0, 1}
+    clf.save(tmp_path / "c")
+    np.testing.assert_allclose(MaterialsClassifier.load(tmp_path / "c").predict_proba(f[150:170]), proba, rtol=1e-5)
+
+
+def test_errors(gaps):
+    f, y = gaps
+    with pytest.raises(HsickitError, match="n_models"):
+        MaterialsRegressor(n_models=0).fit(f[:10], y[:10])
+    with pytest.raises(HsickitError, match="10 formulas but 9 targets"):
+        MaterialsRegressor(**SMALL).fit(f[:10], y[:9])
+    reg = MaterialsRegressor(epochs=1, random_state=0, **SMALL).fit(f[:40], y[:40])
+    with pytest.raises(HsickitError, match="return_std needs an ensemble"):
+        reg.predict(["NaCl"], return_std=True)
+    with pytest.raises(HsickitError, match="'Xx' is not a chemical element"):
+        reg.predict(["NaCl", "Xx2O"])
+    with pytest.raises(HsickitError, match="list of formulas"):
+        reg.predict("NaCl")

@@ -1,0 +1,210 @@
+"""Tests for hsickit.apps.plants: tree-consistent predictions, back-off, metrics, classifier, fine-tuning."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+torch.set_num_threads(1)  # the test machine is shared; small models run faster single-threaded
+
+from hsickit import HsickitError
+from hsickit.apps.plants import (
+    TaxonomicClassifier,
+    back_off,
+    hierarchical_prf,
+    level_probabilities,
+    prediction_table,
+    taxonomic_metrics,
+    top_k,
+)
+from hsickit.apps.plants.encoders import RandomFlipShift
+from hsickit.apps.plants.plots import level_accuracy_plot, level_confusion_plot
+from hsickit.core.models import create_model
+from hsickit.datasets.plants import read_taxonomy
+
+TAX = """species,genus,family
+Quercus robur,Quercus,Fagaceae
+Quercus ilex,Quercus,Fagaceae
+Fagus sylvatica,Fagus,Fagaceae
+Acer opalus,Acer,Sapindaceae
+Acer mono,Acer,Sapindaceae
+Acer rubrum,Acer,Sapindaceae
+"""
+
+
+@pytest.fixture
+def tax():
+    return read_taxonomy(io.StringIO(TAX))
+
+
+def synthetic(tax, n_per=12, seed=0, noise=0.6, species=None):
+    """Features = family centre + genus offset + species offset + noise (nested structure)."""
+    rng = np.random.default_rng(seed)
+    d = 8
+    fam = {f: rng.normal(scale=3, size=d) for f in tax.names("family")}
+    gen = {g: rng.normal(scale=1.5, size=d) for g in tax.names("genus")}
+    sp = {s: rng.normal(scale=1.0, size=d) for s in tax.leaves}
+    X, y = [], []
+    for i, s in enumerate(tax.leaves):
+        if species is not None and s not in species:
+            continue
+        lin = tax.lineage(i)
+        centre = fam[lin["family"]] + gen[lin["genus"]] + sp[s]
+        X.append(centre + rng.normal(scale=noise, size=(n_per, d)))
+        y += [s] * n_per
+    return np.vstack(X).astype(np.float32), np.array(y, dtype=object)
+
+
+def test_level_probabilities_are_sums_and_consistent(tax):
+    p = np.array([[0.1, 0.2, 0.3, 0.15, 0.15, 0.1]])
+    lv = level_probabilities(p, tax)
+    assert np.allclose(lv["genus"], [[0.3, 0.3, 0.4]])
+    assert np.allclose(lv["family"], [[0.6, 0.4]])
+    with pytest.raises(HsickitError, match="6 leaves"):
+        level_probabilities(np.ones((1, 4)) / 4, tax)
+
+
+def test_top_k_and_back_off(tax):
+    p = np.array([[0.1, 0.2, 0.3, 0.15, 0.15, 0.1],   # species 0.3, genus 0.4 (Acer), family 0.6
+                  [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
+    idx, pk = top_k(p, 2)
+    assert idx.tolist() == [[2, 1], [0, 1]] and np.allclose(pk[1], [0.9, 0.02])
+    lv = level_probabilities(p, tax)
+    bo = back_off(lv, tax, threshold=0.5)
+    assert bo["level"].tolist() == ["family", "species"]
+    assert bo["name"].tolist() == ["Fagaceae", "Quercus robur"]
+    bo = back_off(lv, tax, threshold=0.35)
+    assert bo["level"].tolist() == ["genus", "species"] and bo["name"][0] == "Acer"
+    bo = back_off(lv, tax, threshold=0.95)
+    assert bo["level"].tolist() == ["family", "family"] and not bo["confident"].any()
+    table = prediction_table(p, tax, ids=["a", "b"], k=2, threshold=0.5)
+    assert table.loc[0, "genus"] == "Acer" and table.loc[0, "species"] == "Fagus sylvatica"
+    assert table.loc[0, "top2_species"] == "Fagus sylvatica;Quercus ilex"
+    assert table.loc[1, "backoff_name"] == "Quercus robur"
+
+
+def test_metrics_by_hand(tax):
+    # truth: 0 (Q. robur), 3 (A. opalus), 3; predicted species: 1 (same genus), 3 (right), 2 (other family)
+    proba = np.full((3, 6), 0.02)
+    proba[0, 1] = 0.9
+    proba[1, 3] = 0.9
+    proba[2, 2] = 0.9
+    m = taxonomic_metrics([0, 3, 3], proba, tax, k=2, thresholds=(0.5,))
+    assert m["accuracy_species"] == pytest.approx(1 / 3)
+    assert m["accuracy_genus"] == pytest.approx(2 / 3)
+    assert m["accuracy_family"] == pytest.approx(2 / 3)
+    # distances: 1 (same genus), 0, 3 (different family) -> severity over mistakes = 2
+    assert m["mistake_severity"] == pytest.approx(2.0)
+    assert m["mean_tree_distance"] == pytest.approx(4 / 3)
+    # node overlaps: 2 + 3 + 0 of 3 per sample -> hP = hR = 5/9
+    assert m["hierarchical_f1"] == pytest.approx(5 / 9)
+    assert m["top2_species"] == pytest.approx(2 / 3)  # second choice ties at 0.02: index order decides
+    assert m["backoff_accuracy@0.5"] == pytest.approx(1 / 3)
+    assert m["n_samples"] == 3
+    # a back-off answer at genus level: precision counts only the levels predicted
+    hp, hr, hf = hierarchical_prf([0], [1], tax, pred_depth=[1])
+    assert (hp, hr) == (pytest.approx(1.0), pytest.approx(2 / 3))
+
+
+def test_classifier_fit_predict_levels_and_losses(tax):
+    X, y = synthetic(tax)
+    Xt, yt = synthetic(tax, n_per=6, seed=0)
+    for loss in ("taxonomic", "ce"):
+        clf = TaxonomicClassifier(tax, loss=loss, epochs=40, patience=None, model_params={"hidden": (32, 32)},
+                                  random_state=0).fit(X, y)
+        assert clf.score(Xt, yt) > 0.8
+        proba = clf.predict_proba(Xt)
+        assert proba.shape == (len(Xt), 6) and np.allclose(proba.sum(1), 1)
+        levels = clf.predict_levels(Xt)
+        assert np.allclose(levels["genus"][:, 2], proba[:, 3:].sum(1))
+        m = clf.evaluate(Xt, yt)
+        assert m["accuracy_family"] >= m["accuracy_species"]
+    with pytest.raises(HsickitError, match="loss must be one of"):
+        TaxonomicClassifier(tax, loss="hinge").fit(X, y)
+    with pytest.raises(HsickitError, match="level_weights has 2 entries"):
+        TaxonomicClassifier(tax, level_weights=(1, 1)).fit(X, y)
+    with pytest.raises(HsickitError, match="'Acer nova'"):
+        TaxonomicClassifier(tax).fit(X, np.where(y == "Acer mono", "Acer nova", y))
+
+
+def test_same_seed_same_numbers(tax):
+    X, y = synthetic(tax, n_per=6)
+    a = TaxonomicClassifier(tax, epochs=5, patience=None, model_params={"hidden": (16,)}, random_state=3).fit(X, y)
+    b = TaxonomicClassifier(tax, epochs=5, patience=None, model_params={"hidden": (16,)}, random_state=3).fit(X, y)
+    assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_hsic_training_runs(tax):
+    X, y = synthetic(tax, n_per=10)
+    clf = TaxonomicClassifier(tax, training="hsic", epochs=15, patience=None, model_params={"hidden": (32, 32)},
+                              format_epochs=20, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.5
+    assert any("hsic" in k.lower() or "zx" in k.lower() for k in clf.history_[0])
+
+
+def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
+    base_species = [s for s in tax.leaves if s != "Acer rubrum"]
+    small = read_taxonomy(io.StringIO("".join(l + "\n" for l in TAX.splitlines() if "rubrum" not in l)))
+    X, y = synthetic(tax, species=base_species)
+    clf = TaxonomicClassifier(small, epochs=30, patience=None, model_params={"hidden": (32, 32)}, random_state=0).fit(X, y)
+    old_w = clf.net_.model_.head.weight.detach().clone()
+    block0 = clf.net_.model_.blocks[0].linear.weight.detach().clone()
+    new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
+    Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono", "Quercus robur"], seed=0)
+    clf.finetune(Xn, yn, taxonomy=new_rows, epochs=40, frozen_blocks=1)
+    assert clf.classes_.tolist()[-1] == "Acer rubrum" and len(clf.classes_) == 6
+    assert clf.net_.model_.head.weight.shape[0] == 6
+    assert torch.equal(clf.net_.model_.blocks[0].linear.weight, block0)  # frozen block kept
+    assert not torch.equal(clf.net_.model_.head.weight[:5], old_w)  # trained further
+    assert (clf.predict(Xn) == yn).mean() > 0.8
+    assert clf.predict_levels(Xn)["genus"].shape == (len(Xn), 3)
+    # a conflicting taxonomy row is refused, naming the species
+    bad = read_taxonomy(io.StringIO("species,genus,family\nAcer mono,Acer,Aceraceae\n"))
+    with pytest.raises(HsickitError, match="Acer mono"):
+        clf.finetune(Xn, yn, taxonomy=bad)
+    # round trip through save / load keeps the grown model
+    clf.save(tmp_path / "run")
+    again = TaxonomicClassifier.load(tmp_path / "run")
+    assert np.allclose(again.predict_proba(Xn), clf.predict_proba(Xn), atol=1e-6)
+    assert again.taxonomy_.n_leaves == 6
+
+
+def test_images_use_the_cnn_and_round_trip(tax, tmp_path):
+    rng = np.random.default_rng(0)
+    imgs, y = [], []
+    for i, s in enumerate(tax.leaves):  # species i: a bright square of size 4 + 2 i
+        for _ in range(6):
+            im = np.zeros((1, 24, 24), np.float32)
+            k = 4 + 2 * i
+            o = rng.integers(0, 24 - k)
+            im[0, o:o + k, o:o + k] = 1.0
+            imgs.append(im)
+            y.append(s)
+    X = np.stack(imgs)
+    clf = TaxonomicClassifier(tax, epochs=3, patience=None, random_state=0,
+                              model_params={"channels": (4, 8), "width": 16, "downsample": 1}).fit(X, y)
+    assert clf.net_.model == "leafcnn"
+    p = clf.predict_proba(X)
+    assert p.shape == (36, 6)
+    clf.save(tmp_path / "img")
+    assert np.allclose(TaxonomicClassifier.load(tmp_path / "img").predict_proba(X), p, atol=1e-6)
+    with pytest.raises(HsickitError, match="images have shape"):
+        clf.predict_proba(np.zeros((2, 1, 16, 16), np.float32))
+
+
+def test_augmentation_only_in_training():
+    aug = RandomFlipShift(0.1)
+    x = torch.rand(8, 1, 16, 16)
+    assert torch.equal(aug.eval()(x), x)
+    torch.manual_seed(0)
+    assert not torch.equal(aug.train()(x), x)
+    with pytest.raises(HsickitError, match="image_shape"):
+        create_model("leafcnn", in_features=100, out_features=2, image_shape=(1, 16, 16))
+
+
+def test_plots(tax, tmp_path):
+    p = np.eye(6)[[0, 1, 3]]
+    m = taxonomic_metrics([0, 2, 3], p, tax)
+    assert level_accuracy_plot(m, tax, tmp_path / "a.png").stat().st_size > 1000
+    assert level_confusion_plot([0, 2, 3], p, tax, tmp_path / "c.png").stat().st_size > 1000

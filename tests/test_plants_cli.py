@@ -1,0 +1,146 @@
+"""CliRunner tests for ``hsickit plants``: train, evaluate, predict, finetune, demo, errors."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hsickit.apps.plants.cli import app
+
+torch.set_num_threads(1)  # the test machine is shared; small models run faster single-threaded
+
+runner = CliRunner()
+
+TAX = """label,species,genus,family
+Q_rob,Quercus robur,Quercus,Fagaceae
+Q_ile,Quercus ilex,Quercus,Fagaceae
+F_syl,Fagus sylvatica,Fagus,Fagaceae
+A_opa,Acer opalus,Acer,Sapindaceae
+A_mon,Acer mono,Acer,Sapindaceae
+"""
+NEW_TAX = "label,species,genus,family\nA_rub,Acer rubrum,Acer,Sapindaceae\n"
+
+
+def make_table(labels, n_per, seed, d=6):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(scale=3, size=(10, d))
+    rows = []
+    k = 0
+    for i, lab in enumerate(labels):
+        for _ in range(n_per):
+            x = centres[i] + rng.normal(scale=0.5, size=d)
+            rows.append({"id": f"s{k}", "species": lab, **{f"f{j + 1}": x[j] for j in range(d)},
+                         "split": ["train", "train", "val", "test"][k % 4]})
+            k += 1
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def files(tmp_path):
+    labels = ["Q_rob", "Q_ile", "F_syl", "A_opa", "A_mon"]
+    make_table(labels, 16, 0).to_csv(tmp_path / "specimens.csv", index=False)
+    (tmp_path / "taxonomy.csv").write_text(TAX)
+    new = make_table(labels + ["A_rub"], 8, 1)
+    new = new[new.species.isin(["A_rub", "A_mon"])]
+    new.to_csv(tmp_path / "mine.csv", index=False)
+    (tmp_path / "mine_tax.csv").write_text(NEW_TAX)
+    return tmp_path
+
+
+def invoke(args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_train_evaluate_predict_finetune(files):
+    run = files / "run"
+    invoke(["train", "--features", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv",
+            "--label-col", "species", "--split", "train", "--val-split", "val", "--loss", "taxonomic",
+            "--epochs", 40, "--out", run, "--quiet"])
+    for name in ("model.safetensors", "plants.json", "config.json", "history.csv", "metrics.json", "README.md",
+                 "taxonomy.csv", "plots/learning_curves.png", "plots/level_accuracy_val.png",
+                 "plots/confusion_family_val.png"):
+        assert (run / name).exists(), name
+    invoke(["evaluate", run, "--features", files / "specimens.csv", "--split", "test", "--quiet"])
+    m = json.loads((run / "metrics.json").read_text())
+    for key in ("accuracy_species", "accuracy_genus", "accuracy_family", "top5_species", "hierarchical_f1",
+                "mistake_severity", "n_samples"):
+        assert key in m, key
+    assert m["n_samples"] == 20 and m["split"] == "test"
+    assert m["accuracy_species"] > 0.8
+
+    pred = files / "pred.csv"
+    # prediction needs no labels: drop the label column
+    pd.read_csv(files / "specimens.csv").drop(columns=["species"]).to_csv(files / "new.csv", index=False)
+    invoke(["predict", run, "--features", files / "new.csv", "-o", pred, "--threshold", "0.6", "--quiet"])
+    table = pd.read_csv(pred)
+    for col in ("id", "species", "p_species", "genus", "p_genus", "family", "p_family", "label",
+                "top5_species", "backoff_level", "backoff_name", "backoff_p"):
+        assert col in table.columns, col
+    assert len(table) == 80
+    assert (table.p_genus >= table.p_species - 1e-9).all() and (table.p_family >= table.p_genus - 1e-9).all()
+    assert ((table.backoff_p >= 0.6) | (table.backoff_level == "family")).all()
+
+    run2 = files / "run2"
+    invoke(["finetune", run, "--features", files / "mine.csv", "--taxonomy", files / "mine_tax.csv",
+            "--epochs", 40, "--out", run2, "--quiet"])
+    cfg = json.loads((run2 / "config.json").read_text())
+    assert cfg["new_species"] == ["A_rub"]
+    invoke(["predict", run2, "--features", files / "mine.csv", "-o", files / "pred2.csv", "--quiet"])
+    p2 = pd.read_csv(files / "pred2.csv")
+    truth = pd.read_csv(files / "mine.csv").species.map({"A_rub": "Acer rubrum", "A_mon": "Acer mono"})
+    assert (p2.species == truth).mean() > 0.8
+
+
+def test_images_npz_route(tmp_path):
+    (tmp_path / "taxonomy.csv").write_text(TAX)
+    rng = np.random.default_rng(0)
+    labels = ["Q_rob", "Q_ile", "F_syl", "A_opa", "A_mon"]
+    imgs, rows = [], []
+    for i, lab in enumerate(labels):
+        for j in range(6):
+            im = np.zeros((16, 16), np.uint8)
+            im[: 3 + 2 * i, : 3 + 2 * i] = 255
+            imgs.append(np.roll(im, rng.integers(0, 3), axis=0))
+            rows.append({"id": len(rows), "label": lab, "split": "train" if j < 4 else "test"})
+    np.savez(tmp_path / "images.npz", images=np.stack(imgs), ids=np.arange(len(imgs)))
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    run = tmp_path / "run"
+    invoke(["train", "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv", "--label-col", "label",
+            "--taxonomy", tmp_path / "taxonomy.csv", "--split", "train", "--epochs", 2, "--patience", 5,
+            "--out", run, "--quiet"])
+    invoke(["evaluate", run, "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv",
+            "--split", "test", "--quiet"])
+    assert json.loads((run / "metrics.json").read_text())["n_samples"] == 10
+    invoke(["predict", run, "--images", tmp_path / "images.npz", "-o", tmp_path / "p.csv", "--quiet"])
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 30
+
+
+def test_errors_are_one_clear_message(files):
+    bad = pd.read_csv(files / "specimens.csv")
+    bad.loc[3, "species"] = "Q_xyz"
+    bad.to_csv(files / "bad.csv", index=False)
+    result = runner.invoke(app, ["train", "--features", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
+                                 "--out", str(files / "r"), "--quiet"])
+    assert result.exit_code != 0
+    assert "Q_xyz" in str(result.exception) and "--skip-bad-rows" in str(result.exception)
+    result = runner.invoke(app, ["train", "--features", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
+                                 "--out", str(files / "r"), "--quiet", "--skip-bad-rows", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", str(files), "--features", str(files / "specimens.csv")])
+    assert "not a plants run folder" in str(result.exception)
+    result = runner.invoke(app, ["train", "--taxonomy", str(files / "taxonomy.csv"), "--out", str(files / "r")])
+    assert "exactly one of --features" in str(result.exception)
+
+
+def test_demo_runs_without_network(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ../shared here: the demo falls back to the iris data shipped with scikit-learn
+    monkeypatch.delenv("HSICKIT_PLANTS_DATA", raising=False)
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "20"])
+    assert result.exit_code == 0, result.output
+    assert "iris" in result.output and "taxonomic" in result.output
+    m = json.loads((tmp_path / "demo" / "taxonomic" / "metrics.json").read_text())
+    assert m["accuracy_species"] > 0.8

@@ -74,7 +74,7 @@ def main() -> None:
 
     rows, per_fold, throughput = [], {}, None
     for fold, tr_names, te_names in folds(args.folds, list(DS1)):
-        val_names = inner_validation(beats, tr_names, args.inner_fraction, args.seed)  # early stopping on training-side records only
+        val_names = inner_validation(beats, tr_names, args.inner_fraction, args.seed) if args.inner_fraction > 0 else []  # early stopping on training-side records only
         fit_names = [r for r in tr_names if r not in val_names]
         train, test = beats.records(fit_names), beats.records(te_names)
         val = beats.records(val_names) if val_names else None

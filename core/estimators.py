@@ -16,8 +16,7 @@ True
 """
 from __future__ import annotations
 
-import json
-import shutil
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_model, save_model, write_json, read_json
-from hsickit.core.models import create_model
+from hsickit.core.models import create_model, model_config_type
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
 
 
@@ -78,11 +77,18 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         return None
 
     # --- shared machinery ----------------------------------------------------------------
+    def _takes_signals(self) -> bool:
+        """Models with ``in_channels`` (conv encoders) take (n, channels, ...) arrays."""
+        try:
+            return "in_channels" in {f.name for f in dataclasses.fields(model_config_type(self.model))}
+        except HsickitError:
+            return False
+
     def _validate_X(self, X, reset: bool):
-        return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=self.model == "conv1d")
+        return validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=self._takes_signals())
 
     def _validate_Xy(self, X, y, reset: bool):
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=self.model == "conv1d",
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=self._takes_signals(),
                              ensure_min_samples=2, multi_output=True, y_numeric=self._task == "regression")
         if self._task == "classification" and y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -108,7 +114,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
 
     def _build_model(self, X) -> torch.nn.Module:
         params = dict(self.model_params or {})
-        key = "in_channels" if self.model == "conv1d" else "in_features"
+        key = "in_channels" if self._takes_signals() else "in_features"
         params.setdefault(key, X.shape[1])
         params.setdefault("out_features", self._n_outputs())
         with torch.random.fork_rng(devices=[]):

@@ -161,6 +161,13 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_config_type(name: str) -> type:
+    """The config dataclass type of a registered model."""
+    if name not in _REGISTRY:
+        raise HsickitError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return _REGISTRY[name][0]
+
+
 def model_config(name: str, **overrides):
     """The config dataclass that ``create_model(name, **overrides)`` would build from."""
     if name not in _REGISTRY:

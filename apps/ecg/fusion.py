@@ -72,7 +72,7 @@ def tune_class_bias(proba: np.ndarray, y: np.ndarray, classes: np.ndarray, min_s
 
     >>> p = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]] * 10)
     >>> y = np.array(["N", "S", "S"] * 10)
-    >>> tune_class_bias(p, y, np.array(["N", "S"]))[1] > 0
+    >>> bool(tune_class_bias(p, y, np.array(["N", "S"]), min_support=5)[1] > 0)
     True
     """
     from sklearn.metrics import f1_score

@@ -1,0 +1,38 @@
+"""The hsickit command: info, demo, and the apps' sub-commands through entry points."""
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from hsickit.core.cli import build_app
+
+runner = CliRunner()
+
+
+def test_help_lists_core_and_app_commands():
+    result = runner.invoke(build_app(), ["--help"])
+    assert result.exit_code == 0
+    for name in ("info", "demo", "ecg", "materials", "plants"):
+        assert name in result.output
+
+
+def test_info():
+    result = runner.invoke(build_app(), ["info"])
+    assert result.exit_code == 0, result.output
+    assert "torch" in result.output and "threads" in result.output
+
+
+def test_demo_writes_two_run_folders(tmp_path):
+    result = runner.invoke(build_app(), ["demo", "--out", str(tmp_path), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "hsic" in result.output and "backprop" in result.output
+    for method in ("hsic", "backprop"):
+        run = tmp_path / method
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["split"] == "test" and metrics["n_samples"] == 1000
+        assert metrics["accuracy"] > 0.8  # one epoch of either method on real digits
+        for name in ("config.json", "history.csv", "model.safetensors", "estimator.json", "README.md",
+                     "plots/learning_curves.png", "plots/information_plane.png", "plots/confusion_matrix.png"):
+            assert (run / name).exists(), name
+        history = pd.read_csv(run / "history.csv")
+        assert {"hsic_zx_0", "hsic_zy_4"} <= set(history.columns)

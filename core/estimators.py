@@ -121,8 +121,12 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             torch.manual_seed(self._seed_)
             return create_model(self.model, **params)
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Train on (X, y); validation data default to a split carved from X."""
+    def fit(self, X, y, X_val=None, y_val=None, callbacks=()):
+        """Train on (X, y); validation data default to a split carved from X.
+
+        ``callbacks``: callables ``(row) -> bool`` called after every epoch with its history
+        row; one returning True stops training (the best validation epoch is kept).
+        """
         warm = self.warm_start and hasattr(self, "model_")
         X, y = self._validate_Xy(X, y, reset=not warm)
         y_enc = self._encode_targets(y, fitting=not warm)
@@ -138,7 +142,8 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             X_va, y_va = self._validate_X(X_val, reset=False), self._encode_targets(np.asarray(y_val), fitting=False)
         config = self._train_config(len(X_tr), y_tr)
         ckpt = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
-        history = train(self.model_, X_tr, y_tr, config, X_val=X_va, y_val=y_va, run_dir=ckpt, resume=ckpt is not None)
+        history = train(self.model_, X_tr, y_tr, config, X_val=X_va, y_val=y_va, run_dir=ckpt, resume=ckpt is not None,
+                        callbacks=callbacks)
         self.history_ = (getattr(self, "history_", []) if warm else []) + history
         self.train_config_ = config.to_dict()
         if ckpt is not None and (ckpt / CHECKPOINT).exists():

@@ -59,6 +59,15 @@ def test_same_seed_same_numbers():
     np.testing.assert_array_equal(a, b)
 
 
+def test_fit_callbacks_see_every_epoch_and_can_stop():
+    X, y = make_regression(n_samples=80, n_features=5, random_state=0)
+    seen = []
+    reg = DeepRegressor(model_params=SMALL, epochs=20, patience=None, random_state=0)
+    reg.fit(X, y, callbacks=[lambda row: seen.append(row["epoch"]) or row["epoch"] >= 3])
+    assert seen == [1, 2, 3] and len(reg.history_) == 3
+    assert len(DeepRegressor(model_params=SMALL, epochs=4, patience=None, random_state=0).fit(X, y).history_) == 4
+
+
 def test_warm_start_fine_tunes_with_frozen_blocks():
     X, y = iris()
     clf = DeepClassifier(model_params=SMALL, epochs=10, random_state=0).fit(X, y)

@@ -70,8 +70,8 @@ def tune_class_bias(proba: np.ndarray, y: np.ndarray, classes: np.ndarray, min_s
     averages the classes with at least ``min_support`` validation beats, so a class with a
     handful of beats does not steer the others. Returns zeros when no class qualifies.
 
-    >>> p = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]] * 10)
-    >>> y = np.array(["N", "S", "S"] * 10)
+    >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]] * 10)  # S beats score highest, below 0.5
+    >>> y = np.array(["N", "N", "S"] * 10)
     >>> bool(tune_class_bias(p, y, np.array(["N", "S"]), min_support=5)[1] > 0)
     True
     """

@@ -21,6 +21,7 @@ Example
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
 
 _PARAM_NAMES = ("features", "model", "model_params", "training", "n_models", "epochs", "batch_size", "lr",
                 "weight_decay", "patience", "validation_fraction", "sigma", "beta", "format_epochs",
-                "hsic_lr", "frozen_blocks", "random_state", "verbose", "device")
+                "hsic_lr", "frozen_blocks", "time_limit", "random_state", "verbose", "device")
 
 
 class _MaterialsEstimator(BaseEstimator):
@@ -45,8 +46,8 @@ class _MaterialsEstimator(BaseEstimator):
 
     def __init__(self, features="ward145", model="irnet17", model_params=None, training="backprop", n_models=1,
                  epochs=500, batch_size=32, lr=1e-4, weight_decay=0.0, patience=50, validation_fraction=0.1,
-                 sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, random_state=None,
-                 verbose=0, device="cpu"):
+                 sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
+                 random_state=None, verbose=0, device="cpu"):
         self.features = features
         self.model = model
         self.model_params = model_params
@@ -63,13 +64,24 @@ class _MaterialsEstimator(BaseEstimator):
         self.format_epochs = format_epochs
         self.hsic_lr = hsic_lr
         self.frozen_blocks = frozen_blocks
+        self.time_limit = time_limit
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
 
     # --- features ---------------------------------------------------------------------------
     def featurize(self, formulas) -> np.ndarray:
-        """Raw (unscaled) features of a list of formulas / compositions, shape (n, d)."""
+        """Raw (unscaled) features of a list of formulas / compositions, shape (n, d)
+        (with ``features="precomputed"``: the given feature matrix, checked)."""
+        if self.features == "precomputed":
+            X = np.asarray(formulas, dtype=float)
+            if X.ndim != 2 or not len(X):
+                raise HsickitError(f"features='precomputed' takes a non-empty 2-D feature matrix (n_samples, n_features), "
+                                   f"got shape {X.shape}; pass e.g. WardAttributes().featurize_many(formulas)")
+            bad = ~np.isfinite(X).all(1)
+            if bad.any():
+                raise HsickitError(f"feature row {int(np.flatnonzero(bad)[0])} is not finite; remove that row")
+            return X
         if isinstance(formulas, str):
             raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
         formulas = list(formulas)
@@ -82,6 +94,18 @@ class _MaterialsEstimator(BaseEstimator):
             raise HsickitError(f"formula {formulas[i]!r} (entry {i}) gives non-finite features; "
                                "it may contain elements without element data; remove it")
         return X
+
+    def _feature_names(self, n_features):
+        if self.features == "precomputed":
+            return [f"feature_{i}" for i in range(n_features)]
+        return list(get_featurizer(self.features).feature_labels())
+
+    def _callbacks(self):
+        """Trainer callbacks for one model: stop after the epoch that ends past ``time_limit``."""
+        if self.time_limit is None:
+            return ()
+        stop_at = time.monotonic() + float(self.time_limit)
+        return (lambda row: time.monotonic() >= stop_at,)
 
     def _scale(self, X):
         return ((X - self.feature_mean_) / self.feature_scale_).astype(np.float32)
@@ -119,7 +143,7 @@ class _MaterialsEstimator(BaseEstimator):
         self.feature_mean_ = X.mean(0)
         scale = X.std(0)
         self.feature_scale_ = np.where(scale > 0, scale, 1.0)
-        self.feature_names_ = list(get_featurizer(self.features).feature_labels())
+        self.feature_names_ = self._feature_names(X.shape[1])
         Xs = self._scale(X)
         Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self.n_models)
@@ -127,7 +151,7 @@ class _MaterialsEstimator(BaseEstimator):
         for seed in seeds:
             m = self._member(seed)
             m.set_params(batch_size=self._batch_size(len(Xs), Xv is not None))
-            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val))
+            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
             members.append(m)
         self.members_ = members
         self.n_features_in_ = X.shape[1]
@@ -152,7 +176,7 @@ class _MaterialsEstimator(BaseEstimator):
             m.set_params(warm_start=True, frozen_blocks=int(freeze_blocks),
                          batch_size=self._batch_size(len(Xs), Xv is not None),
                          **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
-            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val))
+            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
         self.fine_tuned_ = getattr(self, "fine_tuned_", 0) + 1
         return self
 
@@ -207,7 +231,9 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
 
     Parameters
     ----------
-    features : {"ward145", "elemnet86", "fractions118"} or a featuriser
+    features : {"ward145", "elemnet86", "fractions118", "precomputed"} or a featuriser —
+        "precomputed": fit / predict take a feature matrix (n, d) instead of formulas
+        (e.g. features computed once for all folds of a benchmark).
     model : a core model name ("irnet17", "irnet24", "irnet48", "plain17", ..., "elemnet17", "mlp")
     model_params : dict, optional — overrides for the model (e.g. ``{"hidden": (256, 256)}``)
     training : "backprop" or "hsic"
@@ -217,6 +243,8 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         with early stopping (patience 50 epochs; the paper used 100-200) on a validation split.
     sigma, beta, format_epochs, hsic_lr : HSIC-bottleneck settings (see core TrainConfig).
     frozen_blocks : freeze the first k blocks (used by :meth:`fine_tune`).
+    time_limit : float, optional — seconds per model; its training stops after the first epoch
+        that ends past it, keeping its best validation epoch (None: no limit).
     random_state, verbose, device
     """
 

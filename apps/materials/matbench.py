@@ -58,7 +58,7 @@ def leaderboard_comparison(task, data_dir, score, metric) -> list:
     return rows
 
 
-def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=None, table=None) -> dict:
+def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=None, table=None, X=None) -> dict:
     """Run the official 5-fold protocol on ``matbench_<task>.csv`` in `data_dir`.
 
     Parameters
@@ -72,6 +72,9 @@ def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=
     folds : iterable of int, optional — a subset of 0..4 (the mean is then over those folds only).
     on_fold : callable (k, estimator, fold_result) -> None, optional — called after each fold.
     table : FormulaTable, optional — the task table, if already read.
+    X : array (n, d), optional — precomputed features of the table's rows (same order); the
+        estimator is then fit on and predicts rows of `X` instead of formulas (e.g.
+        ``MaterialsRegressor(features="precomputed")``), so the table is featurised once.
 
     Returns
     -------
@@ -85,18 +88,21 @@ def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=
     if any(k not in range(5) for k in folds):
         raise HsickitError(f"folds {folds}: Matbench has folds 0..4")
     formulas = np.asarray(table.formulas, dtype=object)
+    if X is not None and len(X) != len(formulas):
+        raise HsickitError(f"X has {len(X)} rows but the {t} table has {len(formulas)}; give one feature row per table row")
+    rows = (lambda idx: list(formulas[idx])) if X is None else (lambda idx: X[idx])
     y = table.y
     results = []
     for k in folds:
         tr, te = splits[k]
         est = make_estimator()
         start = time.perf_counter()
-        est.fit(list(formulas[tr]), y[tr])
+        est.fit(rows(tr), y[tr])
         fit_s = time.perf_counter() - start
         if kind == "regression":
-            res = regression_metrics(y[te], est.predict(list(formulas[te])))
+            res = regression_metrics(y[te], est.predict(rows(te)))
         else:
-            res = classification_metrics(y[te], est.predict_proba(list(formulas[te])), est.classes_)
+            res = classification_metrics(y[te], est.predict_proba(rows(te)), est.classes_)
         res.update({"fold": k, "n_train": int(len(tr)), "fit_seconds": fit_s})
         hist = getattr(est, "history_", None) if hasattr(est, "members_") else None
         if hist:

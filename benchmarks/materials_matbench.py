@@ -9,12 +9,28 @@ Everything is configurable so that a shortened run fits a small machine:
 
 Settings (lr 1e-4, batch 32, L1 loss, early stopping on 10 % of each training fold) are the IRNet
 paper's and are fixed in advance; no setting is chosen on the test folds. Results are written to
-benchmarks/results/materials_matbench[<suffix>].json after every step (partial runs keep what they measured).
+benchmarks/results/materials_matbench[<suffix>].json (or --out) after every step (partial runs keep
+what they measured).
+
+Each task is featurised once (the 145 Ward attributes, float32) and the models get the feature rows
+(``MaterialsRegressor(features="precomputed")``). With ``--features-cache DIR`` the features, targets,
+folds and formulas are stored per task in DIR/<name>.npz (and the leaderboard copied there); a run
+that finds them there needs neither the data folder nor pymatgen / matminer, e.g. on a GPU box:
+
+    python benchmarks/materials_matbench.py --features-cache .gpucache --tasks expt_gap \
+        --models irnet48_backprop --folds 3 --device cuda --time-budget 360 --out /tmp/f3.json
+
+``--time-budget`` bounds a run's training time: each training may use what is left divided by the
+trainings still to come, and stops after the epoch that passes it (keeping its best validation
+epoch). ``--merge A.json B.json ...`` combines the result files of parallel runs (per fold MAE,
+mean and std per task and model) into --out.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -77,17 +93,131 @@ def throughput(data_dir, n, seed=0):
 
 def rf_factory(seed):
     from sklearn.ensemble import RandomForestRegressor
-    from sklearn.pipeline import make_pipeline
 
+    return lambda: RandomForestRegressor(n_estimators=300, n_jobs=1, random_state=seed)
+
+
+class TimeBudget:
+    """Wall-clock seconds shared by the trainings of one run: :meth:`share` gives the next training
+    what is left divided by the trainings still to come (None when there is no budget)."""
+
+    def __init__(self, seconds, n_trainings):
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.left = max(1, n_trainings)
+
+    def share(self):
+        if self.deadline is None:
+            return None
+        seconds = max(0.0, self.deadline - time.monotonic()) / max(1, self.left)
+        self.left -= 1
+        return seconds
+
+
+def _store(path, **arrays):
+    import io
+
+    from hsickit.core.io import atomic_write
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def _ward(compositions):
     from hsickit.apps.materials.featurizers import WardAttributes
 
-    return lambda: make_pipeline(WardAttributes(), RandomForestRegressor(n_estimators=300, n_jobs=1, random_state=seed))
+    return WardAttributes().featurize_many(compositions).astype(np.float32)
+
+
+def task_data(task, data_dir, cache=None):
+    """(table, X, data_dir) of a Matbench task: the table and its 145 Ward features (float32), read
+    from `cache`/matbench_<task>.npz when there (no pymatgen / matminer needed), else computed from
+    `data_dir` (and stored in `cache`). The returned data_dir holds the leaderboard."""
+    import pandas as pd
+
+    from hsickit.datasets.materials import FormulaTable, load_matbench, matbench_folds
+
+    path = None if cache is None else Path(cache) / f"matbench_{task}.npz"
+    if path is not None and path.exists():
+        z = np.load(path)
+        formulas = z["formulas"].tolist()
+        frame = pd.DataFrame({"formula": formulas, "target": z["y"], "fold": z["fold"]})
+        table = FormulaTable(formulas=formulas, compositions=None, y=z["y"], target_names=["target"],  # features cached
+                             rows=np.arange(1, len(formulas) + 1), frame=frame, source=str(path))
+        return table, z["X"], Path(cache)
+    table = load_matbench(task, data_dir)
+    X = _ward(table.compositions)
+    if path is not None:
+        fold = np.empty(len(table), dtype=np.int64)
+        for k, (_, te) in enumerate(matbench_folds(table)):
+            fold[te] = k
+        _store(path, X=X, y=table.y, fold=fold, formulas=np.asarray(table.formulas, dtype=str))
+        leaderboard = Path(data_dir) / "leaderboard_matbench_v0.1.csv"
+        if leaderboard.exists():
+            shutil.copyfile(leaderboard, Path(cache) / leaderboard.name)
+        print(f"stored {path}", flush=True)
+    return table, X, data_dir
+
+
+def transfer_data(data_dir, rows, seed, cache=None):
+    """(X, y) of the mp_gap pre-training rows: fold 0's training part, `rows` of them drawn with
+    `seed` (0: all); from / into `cache` like :func:`task_data`."""
+    from hsickit.datasets.materials import load_matbench, matbench_folds
+
+    path = None if cache is None else Path(cache) / f"mp_gap_fold0_train_{rows or 'all'}_seed{seed}.npz"
+    if path is not None and path.exists():
+        z = np.load(path)
+        return z["X"], z["y"]
+    mp = load_matbench("mp_gap", data_dir)
+    tr0, _ = matbench_folds(mp)[0]
+    if rows:
+        tr0 = np.random.default_rng(seed).choice(tr0, size=min(rows, len(tr0)), replace=False)
+    X = _ward([mp.compositions[i] for i in tr0])
+    if path is not None:
+        _store(path, X=X, y=mp.y[tr0], rows=tr0, formulas=np.asarray(mp.formulas, dtype=str)[tr0])
+        print(f"stored {path}", flush=True)
+    return X, mp.y[tr0]
+
+
+def training_info(history, since=0):
+    """Epochs run, best (validation) epoch and whether the time budget stopped one training."""
+    rows = history[since:]
+    best = [r["epoch"] for r in rows if r.get("best")]
+    return {"epochs_run": len(rows), "best_epoch": (best[-1] - rows[0]["epoch"] + 1) if best else None,
+            "stopped_by_time_limit": any(r.get("stopped_by_time_limit") for r in rows)}
+
+
+def merge(paths):
+    """Combine the result files of parallel runs: per task and model the fold results (one per
+    fold; a later file wins), their MAE, mean and std (ddof 0, as Matbench); transfer rows."""
+    merged = {"sources": [], "matbench": {}, "transfer": [], "targets": TARGETS}
+    for path in paths:
+        res = json.loads(Path(path).read_text())
+        merged["sources"].append({"file": Path(path).name, "command": res.get("command"), "device": res.get("device")})
+        for task, models in res.get("matbench", {}).items():
+            for name, r in models.items():
+                entry = merged["matbench"].setdefault(task, {}).setdefault(name, {"folds": {}})
+                entry["folds"].update({str(f["fold"]): f for f in r["folds"]})
+        if "transfer" in res:
+            merged["transfer"].append(res["transfer"])
+    rows = []
+    for task, models in merged["matbench"].items():
+        for name, entry in models.items():
+            folds = [entry["folds"][k] for k in sorted(entry["folds"], key=int)]
+            mae = np.array([f["mae"] for f in folds])
+            entry.update({"folds": folds, "mae_per_fold": {str(f["fold"]): f["mae"] for f in folds},
+                          "mean": float(mae.mean()), "std": float(mae.std()), "n_folds": len(folds),
+                          "complete": len(folds) == 5})
+            rows.append({"task": task, "model": name, "folds": len(folds), "mae": entry["mean"], "std": entry["std"],
+                         "target": TARGETS.get(task, ""),
+                         "time-limited folds": sum(bool(f.get("stopped_by_time_limit")) for f in folds)})
+    return merged, rows
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--tasks", nargs="+", default=["expt_gap", "steels"])
+    p.add_argument("--tasks", nargs="*", default=["expt_gap", "steels"], help="Matbench tasks (none: e.g. only --transfer).")
     p.add_argument("--models", nargs="+", default=["rf", "irnet17_backprop", "plain17_backprop", "irnet17_hsic"])
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--max-epochs", type=int, default=300)
@@ -102,20 +232,44 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--suffix", default="", help="Appended to the result file name (parallel shortened runs).")
+    p.add_argument("--out", type=Path, default=None,
+                   help="Result file (default: benchmarks/results/materials_matbench<suffix>.json).")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="Where the networks train.")
+    p.add_argument("--features-cache", type=Path, default=None,
+                   help="Folder of per-task feature files (.npz): read when there, else computed and stored.")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="Seconds for all trainings of this run, shared out evenly; a training past its share "
+                        "stops after its epoch, keeping its best validation epoch.")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="Only combine these result files (of parallel runs) into --out.")
     args = p.parse_args(argv)
+    nn_models = [m for m in args.models if m != "rf"]
+    budget = TimeBudget(args.time_budget, len(args.tasks) * len(nn_models) * len(args.folds)
+                        + (1 + 2 * len(args.transfer_folds) if args.transfer else 0))
+
+    from hsickit.core.io import markdown_table
+
+    out = args.out or ROOT / "benchmarks" / "results" / f"materials_matbench{args.suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merged, rows = merge(args.merge)
+        save(merged, out)
+        print(markdown_table(rows))
+        print(markdown_table([{"fold": r["fold"], "fine_tuned_mae": r["fine_tuned_mae"], "scratch_mae": r["scratch_mae"],
+                               "pretrained_only_mae": r["pretrained_only_mae"]} for t in merged["transfer"] for r in t["folds"]]))
+        print(f"merged {len(args.merge)} files into {out}")
+        return merged
 
     import torch
 
     torch.set_num_threads(args.threads)
-    from hsickit.apps.materials import MaterialsRegressor
+    from hsickit.apps.materials.estimator import MaterialsRegressor
     from hsickit.apps.materials.matbench import regression_metrics, run_matbench
-    from hsickit.core.io import markdown_table
-    from hsickit.datasets.materials import load_matbench, matbench_folds
+    from hsickit.datasets.materials import matbench_folds
 
-    out = ROOT / "benchmarks" / "results" / f"materials_matbench{args.suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     results = {"command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                "matbench": {}, "targets": TARGETS}
     if args.throughput:
         print(f"featuriser throughput on {args.throughput} formulas ...", flush=True)
@@ -124,11 +278,13 @@ def main(argv=None):
         save(results, out)
 
     def nn_factory(spec):
-        return lambda: MaterialsRegressor(features="ward145", epochs=args.max_epochs, patience=args.patience,
-                                          batch_size=args.batch_size, lr=args.lr, random_state=args.seed, **spec)
+        return lambda: MaterialsRegressor(features="precomputed", epochs=args.max_epochs, patience=args.patience,
+                                          batch_size=args.batch_size, lr=args.lr, random_state=args.seed,
+                                          device=args.device, time_limit=budget.share(), **spec)
 
     rows = []
     for task in args.tasks:
+        table, X, data_dir = task_data(task, args.data, args.features_cache)
         results["matbench"].setdefault(task, {})
         for name in args.models:
             make = rf_factory(args.seed) if name == "rf" else nn_factory(MODELS[name])
@@ -137,10 +293,12 @@ def main(argv=None):
             partial = results["matbench"][task].setdefault(name, {"folds": [], "complete": False})
 
             def keep_fold(k, est, fold_result, partial=partial):  # partial runs keep what they measured
+                if hasattr(est, "members_"):
+                    fold_result.update(training_info(est.history_))
                 partial["folds"].append(fold_result)
                 save(results, out)
 
-            res = run_matbench(task, args.data, make, folds=args.folds, verbose=1, on_fold=keep_fold)
+            res = run_matbench(task, data_dir, make, folds=args.folds, verbose=1, on_fold=keep_fold, table=table, X=X)
             res["complete"] = True
             res["seconds"] = time.perf_counter() - start
             res.pop("leaderboard_rows", None)
@@ -151,33 +309,31 @@ def main(argv=None):
             print(markdown_table(rows), flush=True)
 
     if args.transfer:
-        mp = load_matbench("mp_gap", args.data)
-        tr0, _ = matbench_folds(mp)[0]
-        rng = np.random.default_rng(args.seed)
-        if args.transfer_rows:
-            tr0 = rng.choice(tr0, size=min(args.transfer_rows, len(tr0)), replace=False)
-        f_mp = np.asarray(mp.formulas, dtype=object)
-        print(f"== transfer: pre-train on {len(tr0)} mp_gap rows (fold 0 training part)", flush=True)
+        X_mp, y_mp = transfer_data(args.data, args.transfer_rows, args.seed, args.features_cache)
+        print(f"== transfer: pre-train on {len(X_mp)} mp_gap rows (fold 0 training part)", flush=True)
         start = time.perf_counter()
-        pre = MaterialsRegressor(epochs=args.transfer_epochs, patience=max(3, args.patience // 5), batch_size=args.batch_size,
-                                 lr=args.lr, random_state=args.seed).fit(list(f_mp[tr0]), mp.y[tr0])
+        pre = MaterialsRegressor(features="precomputed", epochs=args.transfer_epochs, patience=max(3, args.patience // 5),
+                                 batch_size=args.batch_size, lr=args.lr, random_state=args.seed, device=args.device,
+                                 time_limit=budget.share()).fit(X_mp, y_mp)
         pre_s = time.perf_counter() - start
-        eg = load_matbench("expt_gap", args.data)
-        f_eg = np.asarray(eg.formulas, dtype=object)
-        tr_rows = []
+        eg, X_eg, _ = task_data("expt_gap", args.data, args.features_cache)
+        results["transfer"] = {"pretrain_rows": int(len(X_mp)), "pretrain_seconds": pre_s,
+                               "pretrain": training_info(pre.history_), "folds": []}
         for k in args.transfer_folds:
             tr, te = matbench_folds(eg)[k]
-            import copy
-
-            ft = copy.deepcopy(pre).fine_tune(list(f_eg[tr]), eg.y[tr], epochs=args.max_epochs, patience=args.patience)
-            scratch = nn_factory(MODELS["irnet17_backprop"])().fit(list(f_eg[tr]), eg.y[tr])
-            tr_rows.append({"fold": k,
-                            "fine_tuned_mae": regression_metrics(eg.y[te], ft.predict(list(f_eg[te])))["mae"],
-                            "scratch_mae": regression_metrics(eg.y[te], scratch.predict(list(f_eg[te])))["mae"],
-                            "pretrained_only_mae": regression_metrics(eg.y[te], pre.predict(list(f_eg[te])))["mae"]})
-            print(markdown_table(tr_rows), flush=True)
-        results["transfer"] = {"pretrain_rows": int(len(tr0)), "pretrain_seconds": pre_s,
-                               "pretrain_epochs_run": len(pre.history_), "folds": tr_rows}
+            ft = copy.deepcopy(pre).set_params(time_limit=budget.share())
+            ft.fine_tune(X_eg[tr], eg.y[tr], epochs=args.max_epochs, patience=args.patience)
+            scratch = nn_factory(MODELS["irnet17_backprop"])().fit(X_eg[tr], eg.y[tr])
+            results["transfer"]["folds"].append({
+                "fold": k,
+                "fine_tuned_mae": regression_metrics(eg.y[te], ft.predict(X_eg[te]))["mae"],
+                "scratch_mae": regression_metrics(eg.y[te], scratch.predict(X_eg[te]))["mae"],
+                "pretrained_only_mae": regression_metrics(eg.y[te], pre.predict(X_eg[te]))["mae"],
+                "fine_tune": training_info(ft.history_, since=len(pre.history_)),
+                "scratch": training_info(scratch.history_)})
+            save(results, out)
+            print(markdown_table([{k2: v for k2, v in r.items() if k2.endswith("mae") or k2 == "fold"}
+                                  for r in results["transfer"]["folds"]]), flush=True)
         save(results, out)
     print(f"results written to {out}")
     return results

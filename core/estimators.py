@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_model, save_model, write_json, read_json
-from hsickit.core.models import create_model, model_config_type
+from hsickit.core.models import create_model, model_config, model_config_type
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
 
 
@@ -104,10 +104,11 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             raise HsickitError(f"batch_size={bs} is larger than the {n_train} training samples (after the validation split); pass batch_size <= {n_train} or 'auto'")
         if self.training not in ("backprop", "hsic"):
             raise HsickitError(f"training must be 'backprop' or 'hsic', got {self.training!r}")
+        sigma = tuple(self.sigma) if isinstance(self.sigma, (tuple, list)) else self.sigma
         return TrainConfig(
             mode=self.training, task=self._task, epochs=self.epochs, batch_size=int(bs), lr=self.lr,
             optimizer=self.optimizer, weight_decay=self.weight_decay, loss=self.loss, lr_schedule=self.lr_schedule,
-            class_weight=self._class_weight(y_enc), patience=self.patience, sigma=self.sigma, beta=self.beta,
+            class_weight=self._class_weight(y_enc), patience=self.patience, sigma=sigma, beta=self.beta,
             hsic_estimator=self.hsic_estimator, kernel_convention=self.kernel_convention, hsic_lr=self.hsic_lr,
             format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self._seed_,
             device=self.device, verbose=self.verbose)
@@ -119,6 +120,9 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         params.setdefault("out_features", self._n_outputs())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed_)
+            if isinstance(self.sigma, (tuple, list)):  # sigma-combined: one member per kernel width
+                member = dataclasses.asdict(model_config(self.model, **params))
+                return create_model("parallel", member=member, n_members=len(self.sigma), out_features=params["out_features"])
             return create_model(self.model, **params)
 
     def fit(self, X, y, X_val=None, y_val=None, callbacks=()):

@@ -125,6 +125,46 @@ class ConvBlock(nn.Module):
         return h.flatten(1) if self.last else h
 
 
+@dataclass
+class ParallelConfig:
+    """Several copies of one architecture side by side; ``features`` concatenates theirs.
+
+    The HSIC bottleneck's "sigma-combined" network: each member is trained with its own
+    kernel width, and one format layer reads the concatenated representations.
+    """
+
+    member: dict
+    n_members: int
+    out_features: int
+    architecture: str = "parallel"
+
+
+class ParallelModel(BlockModel):
+    """Members (BlockModels without heads) whose last representations are concatenated."""
+
+    def __init__(self, config: ParallelConfig, members: list[BlockModel], head: nn.Module):
+        super().__init__(config, [], head)
+        self.members = nn.ModuleList(members)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.features(x) for m in self.members], dim=1)
+
+
+def block_chains(model: BlockModel) -> list[list[nn.Module]]:
+    """The sequences of blocks a trainer walks: one per member of a parallel model, else one."""
+    if isinstance(model, ParallelModel):
+        return [list(m.blocks) for m in model.members]
+    return [list(model.blocks)]
+
+
+def _build_parallel(cfg: ParallelConfig) -> ParallelModel:
+    members = [model_from_config({**cfg.member, "out_features": 1}) for _ in range(cfg.n_members)]
+    for m in members:
+        m.head = nn.Identity()
+    width = sum((m.config.hidden if hasattr(m.config, "hidden") else m.config.channels)[-1] for m in members)
+    return ParallelModel(cfg, members, nn.Linear(width, cfg.out_features))
+
+
 def _build_mlp(cfg: MLPConfig | ResidualMLPConfig, affine: bool, residual: bool) -> BlockModel:
     widths = [cfg.in_features, *cfg.hidden]
     blocks = [Block(a, b, cfg.batchnorm, affine, residual, cfg.dropout) for a, b in zip(widths[:-1], widths[1:])]
@@ -210,3 +250,4 @@ for _depth, _hidden in IRNET_PRESETS.items():
 register_model("residual_mlp", ResidualMLPConfig, hidden=(256, 256, 256), residual=True)
 register_model("elemnet17", MLPConfig, hidden=tuple(IRNET_PRESETS[17]), batchnorm=False, dropout=0.1)
 register_model("conv1d", Conv1dConfig)
+register_model("parallel", ParallelConfig, _build_parallel)

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from hsickit.core import hsic
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_checkpoint, load_state_into, save_checkpoint
+from hsickit.core.models import block_chains
 
 TASKS = ("classification", "regression", "multilabel")
 MODES = ("backprop", "hsic")
@@ -56,7 +57,8 @@ class TrainConfig:
         "mse", "bce", or a callable ``(output, target) -> scalar``.
     patience : stop when the validation loss has not improved for this many epochs
         (None: train all epochs); the best epoch's weights are restored.
-    sigma : Gaussian kernel width for HSIC; None = median heuristic per batch.
+    sigma : Gaussian kernel width for HSIC; None = median heuristic per batch. A tuple gives
+        one width per member of a ``"parallel"`` model (the sigma-combined network).
     beta : weight of nHSIC(Z, Y) against nHSIC(Z, X).
     hsic_estimator : "nocco" (the reference), "cka", "biased" or "unbiased".
     kernel_convention : "reference" (width 2 sigma^2 d) or "plain" (2 sigma^2).
@@ -77,7 +79,7 @@ class TrainConfig:
     class_weight: Sequence[float] | None = None
     lr_schedule: str | None = None
     patience: int | None = None
-    sigma: float | None = None
+    sigma: float | tuple[float, ...] | None = None
     beta: float = 100.0
     hsic_estimator: str = "nocco"
     kernel_convention: str = "plain"
@@ -95,7 +97,8 @@ class TrainConfig:
             raise HsickitError(f"unknown training mode {self.mode!r}; use one of {MODES}")
         if self.task not in TASKS:
             raise HsickitError(f"unknown task {self.task!r}; use one of {TASKS}")
-        if self.sigma is not None and not self.sigma > 0:
+        sigmas = self.sigma if isinstance(self.sigma, (tuple, list)) else [self.sigma]
+        if any(s is not None and not s > 0 for s in sigmas):
             raise HsickitError(f"sigma must be > 0, got {self.sigma}; pass a positive kernel width or None for the median heuristic")
         if self.hsic_estimator not in hsic.ESTIMATORS:
             raise HsickitError(f"unknown HSIC estimator {self.hsic_estimator!r}; use one of {sorted(hsic.ESTIMATORS)}")
@@ -162,6 +165,13 @@ class HSICObjective:
         return self.estimator(KZ, self.KX), self.estimator(KZ, self.KY)
 
 
+def _member_config(config: TrainConfig, j: int) -> TrainConfig:
+    """The config with member j's kernel width (sigma-combined networks)."""
+    if isinstance(config.sigma, (tuple, list)):
+        return dataclasses.replace(config, sigma=config.sigma[j])
+    return config
+
+
 def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
                          loss_fn: Callable) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of every trainable block's local loss plus the head's task loss, for one batch.
@@ -170,15 +180,19 @@ def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, con
     block's parameters is the gradient of that block's own objective: one backward pass
     trains all blocks independently. Returns (total, head loss).
     """
-    objective = HSICObjective(config, x, y, config.task)
-    h, total = x, 0.0
-    for i, block in enumerate(model.blocks):
-        z = block(h.detach())
-        if i >= config.frozen_blocks:
-            zx, zy = objective(z)
-            total = total + zx - config.beta * zy
-        h = z
-    head_loss = loss_fn(model.head(h.detach()), y)
+    total, outputs = 0.0, []
+    for j, chain in enumerate(block_chains(model)):
+        cfg = _member_config(config, j)
+        objective = HSICObjective(cfg, x, y, config.task)
+        h = x
+        for i, block in enumerate(chain):
+            z = block(h.detach())
+            if i >= config.frozen_blocks:
+                zx, zy = objective(z)
+                total = total + zx - config.beta * zy
+            h = z
+        outputs.append(h.detach())
+    head_loss = loss_fn(model.head(torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]), y)
     return total + head_loss, head_loss
 
 
@@ -246,9 +260,14 @@ class Trainer:
         self.checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
         self.loss_fn = task_loss(config, self.device)
         c = config
-        for block in list(model.blocks)[: c.frozen_blocks]:
+        chains = block_chains(model)
+        if isinstance(c.sigma, (tuple, list)) and len(c.sigma) != len(chains):
+            raise HsickitError(f"{len(c.sigma)} kernel widths for a model with {len(chains)} member network(s); "
+                               "pass one sigma per member of a 'parallel' model, or a single sigma")
+        self.frozen = [b for chain in chains for b in chain[: c.frozen_blocks]]
+        for block in self.frozen:
             block.requires_grad_(False)
-        self.trainable_blocks = [p for b in list(model.blocks)[c.frozen_blocks:] for p in b.parameters()]
+        self.trainable_blocks = [p for chain in chains for b in chain[c.frozen_blocks:] for p in b.parameters()]
         block_lr = c.hsic_lr if (c.mode == "hsic" and c.hsic_lr is not None) else c.lr
         self.optimizer = _optimizer(c, [{"params": self.trainable_blocks, "lr": block_lr},
                                         {"params": list(model.head.parameters()), "lr": c.lr}])
@@ -284,7 +303,7 @@ class Trainer:
     def _epoch(self, X: torch.Tensor, y: torch.Tensor, epoch: int, bar=None) -> dict:
         model, c = self.model, self.config
         model.train()
-        for block in list(model.blocks)[: c.frozen_blocks]:
+        for block in self.frozen:
             block.eval()
         total, count = 0.0, 0
         for step, idx in enumerate(self._batches(len(X), epoch)):
@@ -345,17 +364,20 @@ class Trainer:
             return {}
         self.model.eval()
         xb, yb = X[:m], y[:m]
-        try:
-            objective = HSICObjective(self.config, xb, yb, self.config.task)
-        except HsickitError:  # a diagnostic: extreme inputs must not stop backprop training
-            return {}
-        row, h = {}, xb
-        for i, block in enumerate(self.model.blocks):
-            h = block(h)
-            if not torch.isfinite(h).all():
-                break
-            zx, zy = objective(h)
-            row[f"hsic_zx_{i}"], row[f"hsic_zy_{i}"] = float(zx), float(zy)
+        row, k = {}, 0
+        for j, chain in enumerate(block_chains(self.model)):
+            try:
+                objective = HSICObjective(_member_config(self.config, j), xb, yb, self.config.task)
+            except HsickitError:  # a diagnostic: extreme inputs must not stop backprop training
+                return row
+            h = xb
+            for block in chain:
+                h = block(h)
+                if not torch.isfinite(h).all():
+                    break
+                zx, zy = objective(h)
+                row[f"hsic_zx_{k}"], row[f"hsic_zy_{k}"] = float(zx), float(zy)
+                k += 1
         return row
 
     # --- early stopping and checkpoints ---------------------------------------------------

@@ -190,3 +190,31 @@ def test_resume_refuses_other_settings(tmp_path):
     train(net, X, y, TrainConfig(epochs=2, batch_size=50, verbose=0), run_dir=tmp_path)
     with pytest.raises(HsickitError, match="different training settings.*lr"):
         train(net, X, y, TrainConfig(epochs=2, batch_size=50, lr=0.5, verbose=0), run_dir=tmp_path, resume=True)
+
+
+def test_sigma_combined_network_trains_one_member_per_width(tmp_path):
+    from hsickit.core.estimators import DeepClassifier
+    from hsickit.core.models import ParallelModel
+
+    X, y = blobs(n=240)
+    clf = DeepClassifier(model_params={"hidden": (16, 16)}, training="hsic", sigma=(1.0, 5.0, 10.0), epochs=6,
+                         lr=1e-2, format_epochs=2, random_state=0).fit(X, y)
+    assert isinstance(clf.model_, ParallelModel) and len(clf.model_.members) == 3
+    assert clf.transform(X).shape == (240, 48)  # three 16-wide representations, concatenated
+    assert clf.score(X, y) > 0.9
+    assert "hsic_zy_5" in clf.history_[0]  # 3 members x 2 blocks on the information plane
+    clf.save(tmp_path / "m")
+    np.testing.assert_array_equal(DeepClassifier.load(tmp_path / "m").predict(X), clf.predict(X))
+    # each member's gradient comes from its own width only
+    config = TrainConfig(mode="hsic", sigma=(1.0, 5.0, 10.0))
+    x, yt = torch.tensor(X[:64]), torch.tensor(y[:64])
+    total, _ = hsic_bottleneck_loss(clf.model_, x, yt, config, task_loss(config))
+    member = clf.model_.members[1]
+    grads = torch.autograd.grad(total, list(member.blocks[0].parameters()))
+    from hsickit.core.training import HSICObjective
+    zx, zy = HSICObjective(TrainConfig(mode="hsic", sigma=5.0), x, yt, "classification")(member.blocks[0](x))
+    own = torch.autograd.grad(zx - config.beta * zy, list(member.blocks[0].parameters()))
+    for g, o in zip(grads, own):
+        torch.testing.assert_close(g, o)
+    with pytest.raises(HsickitError, match="3 kernel widths for a model with 1"):
+        train(create_model("mlp", in_features=8, out_features=3, hidden=(8,)), X, y, TrainConfig(mode="hsic", sigma=(1.0, 5.0, 10.0), verbose=0))

@@ -101,11 +101,19 @@ class _MaterialsEstimator(BaseEstimator):
         return list(get_featurizer(self.features).feature_labels())
 
     def _callbacks(self):
-        """Trainer callbacks for one model: stop after the epoch that ends past ``time_limit``."""
+        """Trainer callbacks for one model: stop after the epoch that ends past ``time_limit``
+        (that epoch's history row gets ``stopped_by_time_limit = 1``)."""
         if self.time_limit is None:
             return ()
         stop_at = time.monotonic() + float(self.time_limit)
-        return (lambda row: time.monotonic() >= stop_at,)
+
+        def time_limit(row):
+            if time.monotonic() < stop_at:
+                return False
+            row["stopped_by_time_limit"] = 1
+            return True
+
+        return (time_limit,)
 
     def _scale(self, X):
         return ((X - self.feature_mean_) / self.feature_scale_).astype(np.float32)

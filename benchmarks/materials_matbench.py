@@ -204,8 +204,11 @@ def merge(paths):
     for task, models in merged["matbench"].items():
         for name, entry in models.items():
             folds = [entry["folds"][k] for k in sorted(entry["folds"], key=int)]
+            entry["folds"] = folds
+            if not folds:  # a run stopped before its first fold ended
+                continue
             mae = np.array([f["mae"] for f in folds])
-            entry.update({"folds": folds, "mae_per_fold": {str(f["fold"]): f["mae"] for f in folds},
+            entry.update({"mae_per_fold": {str(f["fold"]): f["mae"] for f in folds},
                           "mean": float(mae.mean()), "std": float(mae.std()), "n_folds": len(folds),
                           "complete": len(folds) == 5})
             rows.append({"task": task, "model": name, "folds": len(folds), "mae": entry["mean"], "std": entry["std"],

@@ -122,7 +122,9 @@ class GroupedLoss(nn.Module):
 
     ``loss = w_1 * -log p(leaf) + sum_l w_l * -log sum_{j in group_l(leaf)} p(j)``
     with one softmax over the leaves. With no group maps (or all group weights 0) it is
-    plain cross-entropy.
+    plain cross-entropy. ``label_smoothing`` eps replaces the leaf term by
+    ``(1 - eps) * -log p(leaf) + eps * mean_j -log p(j)`` (as ``torch.nn.functional.cross_entropy``);
+    the group terms are not smoothed.
 
     Parameters
     ----------
@@ -131,6 +133,7 @@ class GroupedLoss(nn.Module):
     weights : sequence of float, optional
         One per level, leaf level first (length ``1 + len(group_maps)``). Default all 1.
     reduction : {"mean", "sum", "none"}
+    label_smoothing : float in [0, 1)
 
     Examples
     --------
@@ -140,7 +143,8 @@ class GroupedLoss(nn.Module):
     1.6479
     """
 
-    def __init__(self, group_maps: Sequence = (), weights: Sequence[float] | None = None, reduction: str = "mean"):
+    def __init__(self, group_maps: Sequence = (), weights: Sequence[float] | None = None, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
         super().__init__()
         n_leaves = None
         idxs, sizes = [], []
@@ -162,6 +166,9 @@ class GroupedLoss(nn.Module):
             raise HsickitError(f"level weights must be finite and >= 0, got {weights}.")
         if reduction not in ("mean", "sum", "none"):
             raise HsickitError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise HsickitError(f"label_smoothing must lie in [0, 1), got {label_smoothing}; 0 turns it off, 0.1 is usual.")
+        self.label_smoothing = float(label_smoothing)
         self.n_leaves = n_leaves
         self.n_groups = tuple(sizes)
         self.weights = weights
@@ -188,7 +195,10 @@ class GroupedLoss(nn.Module):
             )
         target = target.long().reshape(-1)
         leaf = F.log_softmax(logits, dim=-1)
-        nll = -self.weights[0] * leaf.gather(1, target[:, None])[:, 0]
+        nll_leaf = -leaf.gather(1, target[:, None])[:, 0]
+        if self.label_smoothing:
+            nll_leaf = (1.0 - self.label_smoothing) * nll_leaf - self.label_smoothing * leaf.mean(1)
+        nll = self.weights[0] * nll_leaf
         for w, idx, n in zip(self.weights[1:], self.group_indices, self.n_groups):
             if w == 0.0:
                 continue
@@ -202,7 +212,8 @@ class GroupedLoss(nn.Module):
         return nll
 
     def extra_repr(self) -> str:
-        return f"n_leaves={self.n_leaves}, n_groups={self.n_groups}, weights={self.weights}"
+        return (f"n_leaves={self.n_leaves}, n_groups={self.n_groups}, weights={self.weights}"
+                f"{f', label_smoothing={self.label_smoothing}' if self.label_smoothing else ''}")
 
 
 #: The taxonomic loss of Wu et al. (2019) is the grouped loss with species as leaves.

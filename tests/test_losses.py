@@ -61,6 +61,19 @@ def test_cross_entropy_is_the_special_case():
     assert torch.allclose(GroupedLoss([[0, 0, 1, 1, 2, 2]], weights=(1, 0))(logits, target), ce)
 
 
+
+def test_label_smoothing_matches_torch_and_leaves_group_terms_alone():
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(10, 6, generator=gen, dtype=torch.float64) * 2
+    target = torch.randint(0, 6, (10,), generator=gen)
+    smooth = F.cross_entropy(logits, target, label_smoothing=0.1)
+    assert torch.allclose(GroupedLoss(label_smoothing=0.1)(logits, target), smooth)
+    genus = [0, 0, 1, 1, 2, 2]
+    group_part = GroupedLoss([genus], weights=(0.0, 1.0))(logits, target)
+    assert torch.allclose(GroupedLoss([genus], label_smoothing=0.1)(logits, target), smooth + group_part)
+    with pytest.raises(HsickitError, match="label_smoothing"):
+        GroupedLoss(label_smoothing=1.0)
+
 def test_reductions():
     logits = torch.randn(5, 4)
     target = torch.tensor([0, 1, 2, 3, 0])

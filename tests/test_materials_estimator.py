@@ -100,3 +100,42 @@ def test_errors(gaps):
         reg.predict(["NaCl", "Xx2O"])
     with pytest.raises(HsickitError, match="list of formulas"):
         reg.predict("NaCl")
+
+
+def test_precomputed_features_match_formulas_and_run_matbench(gaps, tmp_path):
+    import pandas as pd
+
+    from hsickit.apps.materials import WardAttributes
+    from hsickit.apps.materials.matbench import run_matbench
+
+    f, y = gaps
+    X = WardAttributes().featurize_many(f)
+    by_formula = MaterialsRegressor(epochs=3, random_state=0, **SMALL).fit(f[:100], y[:100])
+    by_row = MaterialsRegressor(features="precomputed", epochs=3, random_state=0, **SMALL).fit(X[:100], y[:100])
+    np.testing.assert_allclose(by_row.predict(X[100:120]), by_formula.predict(f[100:120]), rtol=1e-5, atol=1e-6)
+    assert by_row.feature_names_[:2] == ["feature_0", "feature_1"] and by_row.n_features_in_ == 145
+    with pytest.raises(HsickitError, match="2-D feature matrix"):
+        by_row.predict(X[0])
+    bad = X[:5].copy()
+    bad[3, 7] = np.nan
+    with pytest.raises(HsickitError, match="feature row 3"):
+        by_row.predict(bad)
+    # the Matbench loop on precomputed rows gives the same scores as on formulas
+    pd.read_csv(demo_table_path()).head(60).to_csv(tmp_path / "matbench_expt_gap.csv", index=False)
+    t = read_formula_table(tmp_path / "matbench_expt_gap.csv")
+    kw = dict(epochs=2, random_state=0, **SMALL)
+    a = run_matbench("expt_gap", tmp_path, lambda: MaterialsRegressor(**kw), folds=[1])
+    b = run_matbench("expt_gap", tmp_path, lambda: MaterialsRegressor(features="precomputed", **kw), folds=[1],
+                     X=WardAttributes().featurize_many(t.formulas))
+    assert b["folds"][0]["mae"] == pytest.approx(a["folds"][0]["mae"], rel=1e-5)
+    with pytest.raises(HsickitError, match="X has 5 rows but the expt_gap table has 60"):
+        run_matbench("expt_gap", tmp_path, lambda: MaterialsRegressor(**kw), X=X[:5])
+
+
+def test_time_limit_stops_training_and_marks_the_epoch():
+    X = np.random.default_rng(0).normal(size=(80, 6))
+    reg = MaterialsRegressor(features="precomputed", epochs=50, patience=None, time_limit=0, random_state=0, **SMALL)
+    reg.fit(X, X[:, 0])
+    assert len(reg.history_) == 1 and reg.history_[-1]["stopped_by_time_limit"] == 1
+    reg.set_params(time_limit=None).fine_tune(X, X[:, 0], epochs=3)
+    assert len(reg.history_) == 4 and not any(r.get("stopped_by_time_limit") for r in reg.history_[1:])

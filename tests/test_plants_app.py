@@ -18,7 +18,7 @@ from hsickit.apps.plants import (
     taxonomic_metrics,
     top_k,
 )
-from hsickit.apps.plants.encoders import RandomFlipShift
+from hsickit.apps.plants.encoders import LEAFCNN_PRESETS, RandomFlipShift, dihedral_views
 from hsickit.apps.plants.plots import level_accuracy_plot, level_confusion_plot
 from hsickit.core.models import create_model
 from hsickit.datasets.plants import read_taxonomy
@@ -202,6 +202,48 @@ def test_augmentation_only_in_training():
     with pytest.raises(HsickitError, match="image_shape"):
         create_model("leafcnn", in_features=100, out_features=2, image_shape=(1, 16, 16))
 
+
+
+def test_augmentation_rotates_and_scales():
+    x = torch.zeros(64, 1, 17, 17)
+    x[:, :, 8, 2:15] = 1.0  # a horizontal bar through the centre
+    torch.manual_seed(0)
+    plain = RandomFlipShift(0.0, 0.0, 0.0).train()(x)  # flips/turns only: the bar stays on the axes
+    assert set(plain.sum((1, 2, 3)).tolist()) == {13.0}
+    turned = RandomFlipShift(0.0, 0.0, 45.0).train()(x)
+    off_axis = (turned[:, 0].sum(1) > 0).sum(1) > 1  # more than one row touched: rotated
+    assert off_axis.float().mean() > 0.5
+
+
+def test_leafcnn_options_tta_and_presets(tax, tmp_path):
+    net = create_model("leafcnn", in_features=24 * 24, out_features=6, image_shape=(1, 24, 24), channels=(4, 8, 8),
+                       convs_per_block=(1, 2, 2), residual=True, width=16, downsample=1, tta=True)
+    assert len(net.blocks) == 4 and net.blocks[2].shortcut is not None
+    x = torch.rand(5, 24 * 24)
+    out = net.eval()(x)
+    assert torch.allclose(out.exp().sum(1), torch.ones(5), atol=1e-5)  # averaged log-probabilities
+    # test-time averaging makes eval predictions invariant to flips and turns of the input
+    views = [v.reshape(5, -1) for v in dihedral_views(x.reshape(5, 1, 24, 24))]
+    assert all(torch.allclose(net(v), out, atol=1e-5) for v in views[1:])
+    with pytest.raises(HsickitError, match="convs_per_block"):
+        create_model("leafcnn", in_features=64, out_features=2, image_shape=(1, 8, 8), channels=(4, 8), convs_per_block=(1,))
+    for name, params in LEAFCNN_PRESETS.items():
+        p = sum(q.numel() for q in create_model("leafcnn", in_features=128 * 128, out_features=99, **params).parameters())
+        assert 1e5 < p < 5e6, name
+    # the options survive save / load, with label smoothing and AdamW
+    rng = np.random.default_rng(0)
+    X = rng.random((36, 1, 16, 16)).astype(np.float32)
+    y = np.repeat(tax.leaves, 6)
+    clf = TaxonomicClassifier(tax, epochs=5, patience=None, random_state=0, optimizer="adamw", label_smoothing=0.1,
+                              model_params={"channels": (4, 8), "convs_per_block": (1, 2), "residual": True,
+                                            "width": 16, "downsample": 1, "max_rotation": 15.0, "tta": True})
+    clf.fit(X, y, callbacks=[lambda row: row["epoch"] >= 2])  # a callback stops training (e.g. a time limit)
+    assert len(clf.history_) == 2
+    assert clf.net_.train_config_["optimizer"] == "adamw" and clf.net_.loss.label_smoothing == 0.1
+    clf.save(tmp_path / "tta")
+    again = TaxonomicClassifier.load(tmp_path / "tta")
+    assert again.label_smoothing == 0.1 and again.net_.model_.config.tta
+    assert np.allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
 def test_plots(tax, tmp_path):
     p = np.eye(6)[[0, 1, 3]]

@@ -151,7 +151,7 @@ class ChannelNetwork(BaseEstimator):
     """
 
     def __init__(self, channel="beat", training="backprop", epochs=10, batch_size=256, lr=1e-3, model_params=None,
-                 class_weight="sqrt", patience=3, beta=100.0, format_epochs=3, frozen_blocks=0, warm_start=False,
+                 class_weight="sqrt", patience=3, beta=100.0, sigma=5.0, format_epochs=3, frozen_blocks=0, warm_start=False,
                  random_state=None, verbose=0):
         self.channel = channel
         self.training = training
@@ -162,6 +162,7 @@ class ChannelNetwork(BaseEstimator):
         self.class_weight = class_weight
         self.patience = patience
         self.beta = beta
+        self.sigma = sigma
         self.format_epochs = format_epochs
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
@@ -173,7 +174,7 @@ class ChannelNetwork(BaseEstimator):
         return DeepClassifier(
             model=spec.model, model_params={**spec.model_params, **(self.model_params or {})}, training=self.training,
             epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr, class_weight=class_weights(y, self.class_weight),
-            patience=self.patience, beta=self.beta, format_epochs=self.format_epochs if self.training == "hsic" else 0,
+            patience=self.patience, beta=self.beta, sigma=self.sigma, format_epochs=self.format_epochs if self.training == "hsic" else 0,
             frozen_blocks=self.frozen_blocks, random_state=self.random_state, verbose=self.verbose)
 
     def fit(self, beats: BeatSet, validation: BeatSet | None = None) -> "ChannelNetwork":

@@ -113,6 +113,9 @@ class MultiResolutionClassifier(BaseEstimator):
     downstream : "residual_mlp", "mlp" (core DeepClassifier) or a scikit-learn classifier
         (not saveable: hsickit never pickles).
     training : "backprop" or "hsic" for a core downstream model.
+    beta, sigma : HSIC-bottleneck weight and Gaussian kernel width (HSIC training only). sigma
+        defaults to 5 because the median heuristic (sigma=None) failed on the fused
+        representation (core's Cholesky reported a non-PSD kernel).
     channel_training : "backprop" or "hsic" for the channel networks.
     class_weight : None, "balanced", "sqrt" or a dict, for channels and downstream.
     stacking : "holdout" (default): the channels are trained on part of the training records
@@ -127,10 +130,11 @@ class MultiResolutionClassifier(BaseEstimator):
 
     def __init__(self, channels: Sequence[str] = ("beat", "rhythm", "wavelet", "rr"), use_features=True,
                  downstream="residual_mlp", training="backprop", channel_training="backprop", epochs=15,
-                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="sqrt", beta=100.0, patience=4,
+                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="sqrt", beta=100.0, sigma=5.0, patience=4,
                  stacking="holdout", holdout_fraction=0.3, tune_bias=False, frozen_blocks=0, warm_start=False,
                  random_state=None, verbose=0):
         self.channels = channels
+        self.sigma = sigma
         self.tune_bias = tune_bias
         self.stacking = stacking
         self.holdout_fraction = holdout_fraction
@@ -172,7 +176,7 @@ class MultiResolutionClassifier(BaseEstimator):
             return DeepClassifier(model=self.downstream, model_params=DOWNSTREAM_MODELS[self.downstream],
                                   training=self.training, epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr,
                                   class_weight=class_weights(y, self.class_weight), patience=self.patience, beta=self.beta,
-                                  format_epochs=3 if self.training == "hsic" else 0, frozen_blocks=self.frozen_blocks,
+                                  sigma=self.sigma, format_epochs=3 if self.training == "hsic" else 0, frozen_blocks=self.frozen_blocks,
                                   random_state=self.random_state, verbose=self.verbose)
         est = clone(self.downstream)
         if "class_weight" in est.get_params():
@@ -210,7 +214,7 @@ class MultiResolutionClassifier(BaseEstimator):
             else:
                 net = ChannelNetwork(name, training=self.channel_training, epochs=self.channel_epochs,
                                      batch_size=self.batch_size, lr=self.lr, class_weight=self.class_weight,
-                                     beta=self.beta, patience=self.patience,
+                                     beta=self.beta, sigma=self.sigma, patience=self.patience,
                                      random_state=None if self.random_state is None else self.random_state + i,
                                      verbose=self.verbose)
             # channels stop early on the held-out records (unseen by them), else on ``validation``

@@ -72,7 +72,9 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     model_params : dict, optional
         Overrides of the encoder's config (e.g. ``{"hidden": (256, 256)}``).
     training : {"backprop", "hsic"}
-    epochs, batch_size, lr, weight_decay, patience, validation_fraction, beta, format_epochs, lr_schedule :
+    label_smoothing : float
+        Label smoothing of the species term of the loss (0: off; see ``GroupedLoss``).
+    epochs, batch_size, lr, optimizer, weight_decay, patience, validation_fraction, beta, format_epochs, lr_schedule :
         Passed to :class:`hsickit.core.estimators.DeepClassifier`.
     standardize : bool
         z-score feature vectors with the training mean and standard deviation.
@@ -82,7 +84,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, taxonomy=None, loss="taxonomic", level_weights=None, encoder="auto", model_params=None,
                  training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
                  validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
-                 random_state=None, verbose=0, device="cpu"):
+                 random_state=None, verbose=0, device="cpu", optimizer="adam", label_smoothing=0.0):
         self.taxonomy = taxonomy
         self.loss = loss
         self.level_weights = level_weights
@@ -102,18 +104,20 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.optimizer = optimizer
+        self.label_smoothing = label_smoothing
 
     # --- helpers ------------------------------------------------------------------------
     def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:
         if self.loss not in LOSSES:
             raise HsickitError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.loss == "ce":
-            return GroupedLoss()
+            return GroupedLoss(label_smoothing=self.label_smoothing)
         weights = self.level_weights
         if weights is not None and len(weights) != len(taxonomy.levels):
             raise HsickitError(f"level_weights has {len(weights)} entries but the taxonomy has levels "
                                f"{list(taxonomy.levels)}; give one weight per level, leaf level first")
-        return GroupedLoss(taxonomy.group_maps(), weights)
+        return GroupedLoss(taxonomy.group_maps(), weights, label_smoothing=self.label_smoothing)
 
     def _y(self, y, taxonomy: Taxonomy) -> np.ndarray:
         y = np.asarray(y)
@@ -165,8 +169,12 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         return params
 
     # --- fitting --------------------------------------------------------------------------
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Train on specimens ``X`` (features (n, d) or images (n, C, H, W)) with species labels ``y``."""
+    def fit(self, X, y, X_val=None, y_val=None, callbacks=()):
+        """Train on specimens ``X`` (features (n, d) or images (n, C, H, W)) with species labels ``y``.
+
+        ``callbacks``: callables ``(row) -> bool`` called after every epoch with its history row;
+        returning True stops training (the best validation epoch is kept), e.g. a time limit.
+        """
         tax = _as_taxonomy(self.taxonomy)
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 3:  # (n, H, W) grayscale images
@@ -182,14 +190,15 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
             self.scale_ = np.where(sd > 0, sd, 1.0).astype(np.float32)
         name = self._encoder_name(X)
         self.net_ = DeepClassifier(model=name, model_params=self._encoder_params(name, X), training=self.training,
-                         epochs=self.epochs, batch_size=self._batch_size(len(X), X_val is not None), lr=self.lr, weight_decay=self.weight_decay,
+                         epochs=self.epochs, batch_size=self._batch_size(len(X), X_val is not None), lr=self.lr,
+                         optimizer=self.optimizer, weight_decay=self.weight_decay,
                          loss=self._loss_fn(tax), patience=self.patience, validation_fraction=self.validation_fraction,
                          beta=self.beta, format_epochs=self.format_epochs, lr_schedule=self.lr_schedule,
                          classes=np.arange(tax.n_leaves),
                          random_state=self.random_state, verbose=self.verbose, device=self.device)
         if X_val is not None:
             X_val, y_val = self._scale(X_val), self._y(y_val, tax)
-        self.net_.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val)
+        self.net_.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val, callbacks=callbacks)
         self.history_ = self.net_.history_
         return self
 

@@ -46,11 +46,14 @@ __all__ = ["LeafCNNConfig", "LeafCNN", "RandomFlipShift", "build_leafcnn", "dihe
 FEATURE_ENCODER = "residual_mlp"
 IMAGE_ENCODER = "leafcnn"
 
-#: ``model_params`` for 128x128 silhouettes at full resolution (``downsample=1``), cheapest first.
+#: ``model_params`` for 128x128 silhouettes, cheapest first: 64 px (``downsample=2``) or full resolution.
 LEAFCNN_PRESETS: dict[str, dict] = {
     # the original network at 64 px with the stronger augmentation and test-time averaging
     "small64": {"channels": (16, 32, 64, 128), "width": 256, "downsample": 2, "max_rotation": 20.0,
                 "max_scale": 0.15, "tta": True},
+    # wider, two convolutions in the inner stages, 64 px
+    "deep64": {"channels": (32, 64, 128, 256), "convs_per_block": (1, 2, 2, 2), "width": 256, "downsample": 2,
+               "dropout": 0.3, "max_rotation": 20.0, "max_scale": 0.15, "tta": True},
     # five stages at 128 px, two convolutions in the inner stages
     "deep128": {"channels": (32, 64, 128, 256, 256), "convs_per_block": (1, 2, 2, 2, 1), "width": 256,
                 "downsample": 1, "dropout": 0.3, "max_rotation": 20.0, "max_scale": 0.15, "tta": True},

@@ -48,6 +48,7 @@ def _train_run(args: tuple) -> dict:
         "test_accuracy": float((clf.predict(X_test) == y_test).mean()),
         "train_seconds": total,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
         "n_main_epochs": len(main_epochs),
     }
 
@@ -125,6 +126,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, nargs="*", default=None, help="thread counts (default: 1 and all)")
     ap.add_argument("--depths", type=int, nargs="*", default=[5, 10, 20, 50])
     ap.add_argument("--repeats", type=int, default=3, help="timed epochs / batches per measurement")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/hsic_speed[_<device>].json)")
     ap.add_argument("--quick", action="store_true", help="1 thread, depths 5 and 10, 1 repeat, accuracy after 1 epoch only")
     args = ap.parse_args(argv)
     threads = args.threads or sorted({1, os.cpu_count() or 1})
@@ -137,6 +139,11 @@ def main(argv=None) -> dict:
     if args.device == "cuda":
         import torch
         out["machine"]["gpu"] = torch.cuda.get_device_name(0)
+    from hsickit.core.io import write_json
+
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
+    path = Path(args.out) if args.out else RESULTS / f"hsic_speed{suffix}{'_quick' if args.quick else ''}.json"
     for t in threads:
         row = {m: _in_child(_epoch_time, (m, t, args.device, repeats)) for m in ("hsic", "backprop")}
         ratio = row["hsic"]["seconds_per_epoch"] / row["backprop"]["seconds_per_epoch"]
@@ -144,21 +151,19 @@ def main(argv=None) -> dict:
                                   "backprop_s_per_epoch": row["backprop"]["seconds_per_epoch"], "ratio_hsic_over_backprop": ratio})
         print(f"threads={t}: HSIC {row['hsic']['seconds_per_epoch']:.2f} s/epoch, backprop "
               f"{row['backprop']['seconds_per_epoch']:.2f} s/epoch, ratio {ratio:.2f}", flush=True)
+        write_json(path, out)
     for epochs in acc_epochs:
         for m in ("hsic", "backprop"):
             r = _in_child(_train_run, (m, epochs, threads[-1], args.device))
             out["accuracy"].append(r)
             print(f"{m} after {epochs} epoch(s): test accuracy {r['test_accuracy']:.4f}, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            write_json(path, out)
     for d in depths:
         for m in ("hsic", "backprop"):
             r = _in_child(_batch_time, (m, d, threads[-1], args.device, repeats))
             out["depth"].append(r)
             print(f"depth {d:3d} {m:8s}: {r['seconds_per_batch'] * 1e3:.1f} ms/batch", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "" if args.device == "cpu" else f"_{args.device}"
-    path = RESULTS / f"hsic_speed{suffix}{'_quick' if args.quick else ''}.json"
-    from hsickit.core.io import write_json
-    write_json(path, out)
+            write_json(path, out)
     print(f"wrote {path}")
     return out
 

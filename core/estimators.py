@@ -150,8 +150,8 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
                         callbacks=callbacks)
         self.history_ = (getattr(self, "history_", []) if warm else []) + history
         self.train_config_ = config.to_dict()
-        if ckpt is not None and (ckpt / CHECKPOINT).exists():
-            (ckpt / CHECKPOINT).unlink()
+        if ckpt is not None:
+            (ckpt / CHECKPOINT).unlink(missing_ok=True)  # several processes (torchrun) may race here
         return self
 
     @torch.no_grad()

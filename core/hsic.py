@@ -4,6 +4,10 @@ Everything works on torch tensors, is differentiable and batched: a kernel takes
 samples of shape ``(..., m, d)`` and returns ``(..., m, m)``; an estimator takes two
 kernel matrices of shape ``(..., m, m)`` and returns ``(...)``.
 
+For large m the ``*_features`` estimators take explicit feature maps instead
+(``K ~= Phi Phi^T``, Phi of shape ``(..., m, D)``): random Fourier features of the
+Gaussian kernel, exact one-hot features of the label kernel; O(m D^2) time, O(m D) memory.
+
 Examples
 --------
 >>> import torch
@@ -13,6 +17,10 @@ Examples
 >>> K = hsic.gaussian_kernel(x, sigma=hsic.median_sigma(x))
 >>> L = hsic.gaussian_kernel(y, sigma=hsic.median_sigma(y))
 >>> float(hsic.cka(K, L)) > 0.1
+True
+>>> phi = hsic.random_fourier_features(x, hsic.median_sigma(x), n_features=2048, random_state=0)
+>>> psi = hsic.random_fourier_features(y, hsic.median_sigma(y), n_features=2048, random_state=1)
+>>> abs(float(hsic.hsic_biased_features(phi, psi) / hsic.hsic_biased(K, L)) - 1) < 0.2
 True
 """
 from __future__ import annotations

@@ -7,6 +7,27 @@ losses are summed and differentiated in one backward pass: the cost per batch is
 linear in depth and no block waits for another. ``format_epochs`` then trains the
 head alone on the frozen representation, as the reference method does.
 
+Large batches: ``hsic_approx="rff"`` replaces every Gaussian kernel by ``n_features``
+random Fourier features (O(m D) memory instead of O(m^2); see :mod:`hsickit.core.hsic`).
+
+Several processes (``torchrun``): the same seeded per-epoch permutation is cut into global
+batches of ``batch_size``, and rank r takes rows ``r, r + N, r + 2N, ...`` of each (what
+``DistributedSampler`` does, but independent of N, so a run resumes exactly on another
+number of processes). The step (all blocks' local losses and the head, summed) is one
+forward and one backward of a ``DistributedDataParallel`` module, which averages the
+gradients; each rank's loss is weighted by its share of the batch, so backprop gets the
+gradient of the global batch's mean loss. HSIC is a statistic of a whole batch, not a mean
+over samples: with ``distributed_hsic="local"`` (default) each rank builds its kernels on
+its own m/N rows and the gradients of the N per-rank estimates are averaged: a noisier
+estimate, biased like any HSIC estimate on m/N samples (the biased estimator's O(1/m) bias
+grows N times; NOCCO's ``eps m`` regulariser shrinks with the local m), and not the gradient
+of HSIC on the global batch. ``distributed_hsic="gather"`` all-gathers every block's output
+(differentiably) and computes HSIC on the global batch on every rank: the same objective as
+one process with the global batch, at N times the kernel work. BatchNorm normalises with
+each rank's own batch statistics (running statistics are rank 0's); ``sync_batchnorm=True``
+uses the global batch's (``SyncBatchNorm``, CUDA only). Rank 0 writes checkpoints; metrics
+are reduced over all ranks.
+
 Examples
 --------
 >>> import numpy as np
@@ -35,7 +56,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from hsickit.core import hsic
+from hsickit.core import distributed, hsic
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_checkpoint, load_state_into, save_checkpoint
 from hsickit.core.models import block_chains
@@ -65,6 +86,17 @@ class TrainConfig:
     hsic_lr : learning rate of the blocks in HSIC mode (None: ``lr``).
     format_epochs : HSIC mode: epochs of head-only training on the frozen representation.
     frozen_blocks : the first k blocks are not trained (fine-tuning).
+    device : "cpu", "cuda", "cuda:1", or "auto" (CUDA when available); under ``torchrun``
+        "cuda" means the process's own GPU.
+    precision : "float32", or "bf16" (bfloat16 autocast for the blocks and the head; HSIC
+        kernels and their solves always run in float32 with autocast off).
+    hsic_approx : None (exact m x m kernels) or "rff" (random Fourier features, O(m D):
+        for batches of thousands). The trainer never switches on its own: the error of the
+        approximation depends on the estimator and the kernel width (see benchmarks/scale.py).
+    n_features : number of random Fourier features D per kernel (``hsic_approx="rff"``).
+    distributed_hsic : under torchrun, "local" (each rank's HSIC on its own rows) or
+        "gather" (HSIC on the global batch, block outputs all-gathered); module docs above.
+    sync_batchnorm : under torchrun on GPUs, BatchNorm statistics of the global batch.
     """
 
     mode: str = "backprop"
@@ -90,6 +122,11 @@ class TrainConfig:
     probe_size: int = 256
     seed: int = 0
     device: str = "cpu"
+    precision: str = "float32"
+    hsic_approx: str | None = None
+    n_features: int = 1024
+    distributed_hsic: str = "local"
+    sync_batchnorm: bool = False
     verbose: int = 1
 
     def check(self) -> None:
@@ -106,6 +143,14 @@ class TrainConfig:
             raise HsickitError(f"epochs must be >= 1 and batch_size >= 2 (got {self.epochs}, {self.batch_size})")
         if self.lr_schedule not in (None, "cosine", "plateau"):
             raise HsickitError(f"unknown lr_schedule {self.lr_schedule!r}; use None, 'cosine' or 'plateau'")
+        if self.precision not in ("float32", "bf16"):
+            raise HsickitError(f"unknown precision {self.precision!r}; use 'float32' or 'bf16'")
+        if self.hsic_approx not in (None, "rff"):
+            raise HsickitError(f"unknown hsic_approx {self.hsic_approx!r}; use None (exact kernels) or 'rff' (random Fourier features)")
+        if self.hsic_approx is not None and (self.n_features < 2 or self.n_features % 2):
+            raise HsickitError(f"n_features must be an even number >= 2 (cos/sin pairs), got {self.n_features}")
+        if self.distributed_hsic not in ("local", "gather"):
+            raise HsickitError(f"unknown distributed_hsic {self.distributed_hsic!r}; use 'local' or 'gather'")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -130,39 +175,74 @@ def check_data(X: np.ndarray, y: np.ndarray, task: str, name: str = "training da
         raise HsickitError(f"{name} has only one class ({np.unique(y)[0]!r}); a classifier needs at least two")
 
 
+#: rows of a batch that the median heuristic looks at in approximate mode (O(m^2) otherwise)
+MEDIAN_ROWS = 512
+
+
+def _kernel_input(a: torch.Tensor) -> torch.Tensor:
+    """Kernels are computed in float32 (or float64 when given), never in bf16/fp16."""
+    return a if a.dtype in (torch.float32, torch.float64) else a.float()
+
+
 class HSICObjective:
     """The per-block HSIC-bottleneck loss for one batch: ``nHSIC(Z, X) - beta nHSIC(Z, Y)``.
 
     The X and Y kernels (and their NOCCO operators) are built once per batch; each block
-    then costs one kernel and, for NOCCO, one Cholesky solve.
+    then costs one kernel and, for NOCCO, one Cholesky solve. With
+    ``config.hsic_approx="rff"`` the kernels are ``config.n_features`` random Fourier
+    features instead (``KX``, ``KY`` then hold features; the class-label kernel has exact
+    one-hot features), drawn from ``random_state`` in a fixed order, so a step draws the
+    same frequencies on every rank and after a resume; the median heuristic then looks at
+    the batch's first ``MEDIAN_ROWS`` rows (a random subset: batches are shuffled).
+    Frequencies are orthogonal blocks except for CKA, whose self-similarity terms are
+    debiased instead (that correction needs i.i.d. frequencies). Autocast is off inside.
     """
 
-    def __init__(self, config: TrainConfig, x: torch.Tensor, y: torch.Tensor, task: str):
+    def __init__(self, config: TrainConfig, x: torch.Tensor, y: torch.Tensor, task: str, random_state: int = 0):
         self.config = config
-        self.estimator = hsic.ESTIMATORS[config.hsic_estimator]
-        with torch.no_grad():
+        self.approx = config.hsic_approx is not None
+        self.estimator = (hsic.FEATURE_ESTIMATORS if self.approx else hsic.ESTIMATORS)[config.hsic_estimator]
+        self.y_exact = task == "classification"
+        self.generator = torch.Generator(device=x.device).manual_seed(int(random_state)) if self.approx else None
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             if not torch.isfinite(x).all():
                 raise HsickitError("HSIC bottleneck: the batch contains NaN or inf; check the inputs (or lower the learning rate if training diverged)")
-            self.KX = self.kernel(x.flatten(1))
+            x = _kernel_input(x.flatten(1))
+            self.KX = self.kernel(x)
             if task == "classification":
-                self.KY = hsic.delta_kernel(y).to(x.dtype)
+                self.KY = hsic.label_features(y, dtype=x.dtype) if self.approx else hsic.delta_kernel(y).to(x.dtype)
             else:
                 self.KY = self.kernel(y.reshape(len(y), -1).to(x.dtype))
             if config.hsic_estimator == "nocco":
-                self.RX, self.RY = hsic.nocco_operator(self.KX), hsic.nocco_operator(self.KY)
+                operator = hsic.nocco_features if self.approx else hsic.nocco_operator
+                self.RX, self.RY = operator(self.KX), operator(self.KY)
 
     def kernel(self, a: torch.Tensor) -> torch.Tensor:
+        """Gaussian kernel matrix of ``a``'s rows, or their random Fourier features."""
         c = self.config
-        sigma = c.sigma if c.sigma is not None else hsic.median_sigma(a, c.kernel_convention)
+        if c.sigma is not None:
+            sigma = c.sigma
+        else:
+            sigma = hsic.median_sigma(a[:MEDIAN_ROWS] if self.approx else a, c.kernel_convention)
+        if self.approx:
+            return hsic.random_fourier_features(a, sigma, c.n_features, c.kernel_convention, random_state=self.generator,
+                                                orthogonal=c.hsic_estimator != "cka")
         return hsic.gaussian_kernel(a, sigma, c.kernel_convention)
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HSIC(Z, X) and HSIC(Z, Y) for one block's output."""
-        KZ = self.kernel(z.flatten(1))
-        if self.config.hsic_estimator == "nocco":
-            RZ = hsic.nocco_operator(KZ)
-            return hsic.nocco_pair(RZ, self.RX), hsic.nocco_pair(RZ, self.RY)
-        return self.estimator(KZ, self.KX), self.estimator(KZ, self.KY)
+        with torch.autocast(z.device.type, enabled=False):
+            KZ = self.kernel(_kernel_input(z.flatten(1)))
+            if self.config.hsic_estimator == "nocco":
+                if self.approx:
+                    UZ = hsic.nocco_features(KZ)
+                    return hsic.nocco_pair_features(UZ, self.RX), hsic.nocco_pair_features(UZ, self.RY)
+                RZ = hsic.nocco_operator(KZ)
+                return hsic.nocco_pair(RZ, self.RX), hsic.nocco_pair(RZ, self.RY)
+            if self.approx and self.config.hsic_estimator == "cka":
+                return (hsic.cka_features(KZ, self.KX, debias=True),
+                        hsic.cka_features(KZ, self.KY, debias=(True, not self.y_exact)))
+            return self.estimator(KZ, self.KX), self.estimator(KZ, self.KY)
 
 
 def _member_config(config: TrainConfig, j: int) -> TrainConfig:
@@ -173,27 +253,55 @@ def _member_config(config: TrainConfig, j: int) -> TrainConfig:
 
 
 def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-                         loss_fn: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+                         loss_fn: Callable, *, random_state: int = 0, weight: float = 1.0,
+                         global_batch: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of every trainable block's local loss plus the head's task loss, for one batch.
 
     Each block sees its input detached, so the gradient of this sum with respect to a
     block's parameters is the gradient of that block's own objective: one backward pass
     trains all blocks independently. Returns (total, head loss).
+
+    ``random_state`` seeds approximate HSIC's random features. ``weight`` multiplies the
+    head loss and the HSIC terms (a rank's share of the global batch under DDP).
+    ``global_batch=(x_all, y_all, sizes)`` (``distributed_hsic="gather"``): the kernels are
+    built on the global batch (every rank's rows, in rank order, ``sizes`` rows each) and
+    every block output is all-gathered before its HSIC terms, which are then not weighted.
     """
     total, outputs = 0.0, []
+    kx, ky = (x, y) if global_batch is None else global_batch[:2]
+    hsic_weight = weight if global_batch is None else 1.0
     for j, chain in enumerate(block_chains(model)):
         cfg = _member_config(config, j)
-        objective = HSICObjective(cfg, x, y, config.task)
+        objective = HSICObjective(cfg, kx, ky, config.task, random_state=random_state + 7919 * j)
         h = x
         for i, block in enumerate(chain):
             z = block(h.detach())
             if i >= config.frozen_blocks:
-                zx, zy = objective(z)
-                total = total + zx - config.beta * zy
+                zx, zy = objective(z if global_batch is None else distributed.gather_rows(z, global_batch[2]))
+                total = total + hsic_weight * (zx - config.beta * zy)
             h = z
         outputs.append(h.detach())
     head_loss = loss_fn(model.head(torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]), y)
-    return total + head_loss, head_loss
+    return total + weight * head_loss, head_loss
+
+
+class _Step(nn.Module):
+    """One training step's loss as one module call, so that ``DistributedDataParallel`` sees
+    the whole computation (every block's local loss and the head, summed) as one forward
+    and one backward, and averages the gradients once."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, loss_fn: Callable):
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "loss_fn", loss_fn)  # not a submodule, even when the loss is an nn.Module
+
+    def forward(self, x, y, weight: float = 1.0, random_state: int = 0, global_batch=None):
+        if self.config.mode == "backprop":
+            head_loss = self.loss_fn(self.model(x), y)
+            return weight * head_loss, head_loss
+        return hsic_bottleneck_loss(self.model, x, y, self.config, self.loss_fn, random_state=random_state,
+                                    weight=weight, global_batch=global_batch)
 
 
 def task_loss(config: TrainConfig, device: torch.device | str = "cpu") -> Callable:
@@ -256,7 +364,14 @@ class Trainer:
                  callbacks: Sequence[Callable[[dict], bool | None]] = ()):
         config.check()
         self.model, self.config, self.callbacks = model, config, list(callbacks)
-        self.device = torch.device(config.device)
+        self.device = distributed.resolve_device(config.device)
+        distributed.init_from_env(self.device)
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        if config.sync_batchnorm and self.world > 1:
+            if self.device.type != "cuda":
+                raise HsickitError("sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm has no CPU/gloo path); "
+                                   "use sync_batchnorm=False (per-rank batch statistics) or train on GPUs")
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
         self.loss_fn = task_loss(config, self.device)
         c = config
@@ -282,6 +397,28 @@ class Trainer:
         self.best_score = math.inf
         self.bad_epochs = 0
         self.stopped = False
+        self.step = self.head_step = None
+
+    def _distributed(self, module: nn.Module) -> nn.Module:
+        """``module`` wrapped in DistributedDataParallel when there are several processes."""
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def _shard(self, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """This rank's rows of a global batch and its weight ``n_rank * world / n_global``."""
+        if self.world == 1:
+            return idx, 1.0
+        local = idx[self.rank::self.world]
+        return local, len(local) * self.world / len(idx)
+
+    def _step_seed(self, epoch: int, step: int) -> int:
+        return ((self.config.seed * 1_000_003 + epoch) * 100_003 + step) % (2**62)
 
     # --- one epoch -------------------------------------------------------------------
     def _batches(self, n: int, epoch: int):
@@ -290,11 +427,11 @@ class Trainer:
         bs = self.config.batch_size
         for i in range(0, n, bs):
             idx = perm[i:i + bs]
-            if len(idx) >= 2:
+            if len(idx) >= 2 * self.world:  # every rank needs 2 rows
                 yield idx
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        if not torch.isfinite(loss):
+        if distributed.any_rank(not torch.isfinite(loss), self.device):  # all ranks stop together
             raise HsickitError(
                 f"training diverged at epoch {epoch + 1}{f', batch {step + 1}' if step >= 0 else ' (validation)'}: the loss is {loss.item()}; "
                 f"lower the learning rate (lr={self.config.lr}, hsic_lr={self.config.hsic_lr}) or beta={self.config.beta}, "
@@ -305,44 +442,62 @@ class Trainer:
         model.train()
         for block in self.frozen:
             block.eval()
-        total, count = 0.0, 0
+        if self.step is None:  # fit() builds it; benchmarks call _epoch directly
+            self.step = self._distributed(_Step(model, c, self.loss_fn))
+        gather = self.world > 1 and c.mode == "hsic" and c.distributed_hsic == "gather"
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, rows
         for step, idx in enumerate(self._batches(len(X), epoch)):
-            xb, yb = X[idx], y[idx]
-            if c.mode == "backprop":
-                loss = self.loss_fn(model(xb), yb)
-                head_loss = loss
-            else:
-                loss, head_loss = hsic_bottleneck_loss(model, xb, yb, c, self.loss_fn)
+            local, weight = self._shard(idx)
+            global_batch = None
+            if gather:
+                shards = [idx[r::self.world] for r in range(self.world)]
+                order = torch.cat(shards)
+                global_batch = (X[order], y[order], tuple(len(sh) for sh in shards))
+            with self._autocast():
+                loss, head_loss = self.step(X[local], y[local], weight, self._step_seed(epoch, step), global_batch)
             self._check_finite(loss, epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += float(head_loss.detach()) * len(idx)
-            count += len(idx)
-            if bar is not None:
-                bar.set_postfix(loss=f"{total / count:.4g}", refresh=False)
-        return {"train_loss": total / max(count, 1)}
+            total[0] += head_loss.detach().double() * len(local)
+            total[1] += len(local)
+            if bar is not None and not bar.disable:
+                bar.set_postfix(loss=f"{float(total[0] / total[1]):.4g}", refresh=False)
+        total = distributed.all_reduce_sum(total)
+        distributed.broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
+        return {"train_loss": float(total[0] / total[1].clamp_min(1))}
 
     def _format_epoch(self, F_train: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
         """Head-only training on a frozen representation (HSIC mode's format layer)."""
         head, c = self.model.head, self.config
         head.train()
-        total, count = 0.0, 0
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for step, idx in enumerate(self._batches(len(F_train), epoch)):
-            loss = self.loss_fn(head(F_train[idx]), y[idx])
+            local, weight = self._shard(idx)
+            with self._autocast():
+                loss = self.loss_fn((head if self.head_step is None else self.head_step)(F_train[local]), y[local])
             self._check_finite(loss, epoch, step)
             self.head_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (weight * loss).backward()
             self.head_optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        return {"train_loss": total / max(count, 1)}
+            total[0] += loss.detach().double() * len(local)
+            total[1] += len(local)
+        total = distributed.all_reduce_sum(total)
+        return {"train_loss": float(total[0] / total[1].clamp_min(1))}
 
     # --- evaluation --------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Model outputs for X; with several processes each rank predicts a slice and all gather."""
         self.model.eval()
-        return torch.cat([self.model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+        n, sizes, part = len(X), None, X
+        if self.world > 1 and n >= self.world:
+            per = -(-n // self.world)
+            sizes = tuple(min(n, (r + 1) * per) - min(n, r * per) for r in range(self.world))
+            part = X[min(n, self.rank * per):min(n, (self.rank + 1) * per)]
+        outs = [self.model(part[i:i + batch_size]) for i in range(0, len(part), batch_size)]
+        out = torch.cat(outs) if outs else self.model(X[:1])[:0]  # a rank can get no rows (n < world * per)
+        return out if sizes is None else distributed.gather_rows(out, sizes)
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, prefix: str) -> dict:
@@ -367,7 +522,8 @@ class Trainer:
         row, k = {}, 0
         for j, chain in enumerate(block_chains(self.model)):
             try:
-                objective = HSICObjective(_member_config(self.config, j), xb, yb, self.config.task)
+                objective = HSICObjective(_member_config(self.config, j), xb, yb, self.config.task,
+                                          random_state=self.config.seed + 7919 * j)
             except HsickitError:  # a diagnostic: extreme inputs must not stop backprop training
                 return row
             h = xb
@@ -394,7 +550,7 @@ class Trainer:
             self.stopped = True
 
     def _save(self, phase: str, epoch: int) -> None:
-        if self.checkpoint is None:
+        if self.checkpoint is None or self.rank != 0:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.best_state is not None:
@@ -413,9 +569,18 @@ class Trainer:
             state["head_optimizer"] = head_meta
         save_checkpoint(self.checkpoint, tensors, state)
 
-    def _restore(self) -> tuple[str, int]:
-        tensors, state = load_checkpoint(self.checkpoint)
-        saved, now = dict(state["config"]), self.config.to_dict()
+    def _restore(self) -> tuple[str, int] | None:
+        """Load the checkpoint (read by rank 0, sent to the others); None when there is none."""
+        payload = None
+        if self.rank == 0 and self.checkpoint.exists():
+            payload = load_checkpoint(self.checkpoint)
+        payload = distributed.broadcast_object(payload, self.device)
+        if payload is None:
+            return None
+        tensors, state = payload
+        now = self.config.to_dict()
+        defaults = TrainConfig().to_dict()  # options added since the checkpoint was written
+        saved = {**{k: defaults[k] for k in now if k not in state["config"]}, **state["config"]}
         for key in ("verbose", "device", "epochs", "format_epochs", "patience"):
             saved.pop(key, None), now.pop(key, None)
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
@@ -448,11 +613,16 @@ class Trainer:
             X_val, y_val = self._tensor(X_val), self._target(y_val)
         if c.batch_size > len(X):
             raise HsickitError(f"batch_size={c.batch_size} is larger than the {len(X)} training samples; pass a batch size <= {len(X)}")
+        if c.batch_size < 2 * self.world:
+            raise HsickitError(f"batch_size={c.batch_size} is the global batch, split over {self.world} processes; "
+                               f"pass a batch size >= {2 * self.world} (2 rows per process)")
         self.model.to(self.device)
         phase, start = "main", 0
-        if resume and self.checkpoint is not None and self.checkpoint.exists():
-            phase, done = self._restore()
-            start = done + 1
+        if resume and self.checkpoint is not None:
+            restored = self._restore()
+            if restored is not None:
+                phase, start = restored[0], restored[1] + 1
+        self.step = self._distributed(_Step(self.model, c, self.loss_fn))
         probe_X, probe_y = (X_val, y_val) if has_val else (X, y)
 
         def finish_epoch(row: dict) -> None:
@@ -464,18 +634,21 @@ class Trainer:
                 row.update(self.information_plane(probe_X, probe_y))
             row["lr"] = self.optimizer.param_groups[-1]["lr"] if row["phase"] == "main" else self.head_optimizer.param_groups[0]["lr"]
             self.history.append(row)
+            stop = False
             for cb in self.callbacks:
                 if cb(row):
-                    self.stopped = True
+                    stop = True
+            if distributed.any_rank(stop, self.device):  # a callback on any rank stops every rank
+                self.stopped = True
 
         bar = tqdm(total=c.epochs + (c.format_epochs if c.mode == "hsic" else 0), initial=start if phase == "main" else c.epochs + start,
-                   disable=c.verbose == 0, desc=f"{c.mode} training", unit="epoch", leave=c.verbose > 1)
+                   disable=c.verbose == 0 or self.rank != 0, desc=f"{c.mode} training", unit="epoch", leave=c.verbose > 1)
         if phase == "main":
             for epoch in range(start, c.epochs):
                 if self.stopped:
                     break
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(c.seed * 7919 + epoch)
+                    torch.manual_seed(c.seed * 7919 + epoch + 104_729 * self.rank)  # dropout: other masks per rank
                     row = {"phase": "main", "epoch": epoch + 1, **self._epoch(X, y, epoch, bar)}
                 finish_epoch(row)
                 if self.scheduler is not None:
@@ -488,6 +661,8 @@ class Trainer:
                 self.model.load_state_dict(self.best_state)
             if self.head_optimizer is None:
                 self._make_head_optimizer()
+            self.step = None  # release the main phase's DDP (and its gradient hooks on the head)
+            self.head_step = self._distributed(self.model.head)
             self.stopped, self.bad_epochs, self.best_score = False, 0, math.inf
             F_train = self.representation(X)
             for epoch in range(start, c.format_epochs):

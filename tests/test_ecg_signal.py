@@ -5,7 +5,7 @@ import xarray as xr
 
 from hsickit import HsickitError
 from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
-from hsickit.apps.ecg.features import BeatFeaturizer, hrv_features, qrs_features, rr_features, rr_sequence, wavelet_coefficients
+from hsickit.apps.ecg.features import RELATIVE_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features, rr_sequence, wavelet_coefficients
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
@@ -91,11 +91,17 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert a4.shape[1] < 30
     hrv, names = hrv_features(np.arange(0, 3600, 360), 360)
     assert hrv[names.index("hr_mean")] == pytest.approx(60.0) and hrv[names.index("sdnn")] == pytest.approx(0.0)
-    f = BeatFeaturizer()
     sig, peaks, _ = synthetic_record(20, random_state=1)
+    full = BeatFeaturizer(feature_set="all")
+    X_all = full.featurize(bandpass(sig[:, 0], 360), peaks)
+    assert X_all.shape == (len(peaks), len(full.feature_labels())) and np.isfinite(X_all).all()
+    f = BeatFeaturizer()
     X = f.featurize(bandpass(sig[:, 0], 360), peaks)
-    assert X.shape == (len(peaks), len(f.feature_labels())) and np.isfinite(X).all()
+    assert f.feature_labels() == list(RELATIVE_LABELS) and X.shape == (len(peaks), 9)
+    np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in RELATIVE_LABELS]])
     assert f.citations()
+    with pytest.raises(HsickitError, match="feature_set"):
+        BeatFeaturizer(feature_set="some").featurize(sig[:, 0], peaks)
 
 
 def test_beats_from_records_views_and_labels(records):

@@ -1,4 +1,6 @@
 """The trainer: both gradient modes, tasks, early stopping, errors, checkpoints and resume."""
+import copy
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ import torch
 from hsickit import HsickitError
 from hsickit.core.io import load_checkpoint
 from hsickit.core.models import create_model
-from hsickit.core.training import CHECKPOINT, TrainConfig, hsic_bottleneck_loss, task_loss, train, validation_split
+from hsickit.core.training import CHECKPOINT, HSICObjective, TrainConfig, hsic_bottleneck_loss, task_loss, train, validation_split
 
 
 def blobs(n=300, d=8, k=3, seed=0):
@@ -218,3 +220,116 @@ def test_sigma_combined_network_trains_one_member_per_width(tmp_path):
         torch.testing.assert_close(g, o)
     with pytest.raises(HsickitError, match="3 kernel widths for a model with 1"):
         train(create_model("mlp", in_features=8, out_features=3, hidden=(8,)), X, y, TrainConfig(mode="hsic", sigma=(1.0, 5.0, 10.0), verbose=0))
+
+
+# --- approximate HSIC, precision -------------------------------------------------------------
+
+def test_hsic_training_with_random_fourier_features_learns_and_is_seeded():
+    X, y = blobs()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        net = create_model("mlp", in_features=8, out_features=3, hidden=(32, 32))
+        config = TrainConfig(mode="hsic", epochs=6, batch_size=60, lr=1e-2, format_epochs=2, hsic_approx="rff",
+                             n_features=128, verbose=0)
+        history = train(net, X[:240], y[:240], config, X_val=X[240:], y_val=y[240:])
+        assert accuracy(net, X[240:], y[240:]) > 0.9
+        assert "hsic_zy_1" in history[0]
+        runs.append(net.state_dict())
+    for k in runs[0]:  # the random features come from the seed: two runs are identical
+        torch.testing.assert_close(runs[1][k], runs[0][k], rtol=0, atol=0)
+
+
+def test_approximate_objective_tracks_the_exact_one():
+    """HSICObjective with 4,096 random features vs exact kernels on one batch of 512."""
+    X, y = blobs(n=512, d=16)
+    x, yt = torch.tensor(X), torch.tensor(y)
+    torch.manual_seed(0)
+    block = create_model("mlp", in_features=16, out_features=3, hidden=(64,)).blocks[0]
+    with torch.no_grad():
+        z = block(x)
+    for estimator, tol in (("biased", 0.05), ("cka", 0.05)):
+        config = TrainConfig(mode="hsic", hsic_estimator=estimator)
+        exact = HSICObjective(config, x, yt, "classification")(z)
+        approx = HSICObjective(dataclasses.replace(config, hsic_approx="rff", n_features=4096), x, yt, "classification",
+                               random_state=1)(z)
+        for a, e in zip(approx, exact):
+            assert a.item() == pytest.approx(e.item(), rel=tol), estimator
+
+
+def test_approximate_hsic_resumes_exactly(tmp_path):
+    X, y = blobs(n=120)
+    config = dict(mode="hsic", batch_size=40, lr=1e-2, hsic_approx="rff", n_features=64, verbose=0)
+    torch.manual_seed(0)
+    straight = create_model("mlp", in_features=8, out_features=3, hidden=(16,))
+    cut = copy.deepcopy(straight)
+    train(straight, X, y, TrainConfig(epochs=4, **config))
+    train(cut, X, y, TrainConfig(epochs=2, **config), run_dir=tmp_path)
+    train(cut, X, y, TrainConfig(epochs=4, **config), run_dir=tmp_path, resume=True)
+    for a, b in zip(cut.state_dict().values(), straight.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_bf16_autocast_keeps_hsic_kernels_in_float32():
+    X, y = blobs(n=128)
+    x, yt = torch.tensor(X), torch.tensor(y)
+    config = TrainConfig(mode="hsic", hsic_estimator="nocco")
+    objective = HSICObjective(config, x, yt, "classification")
+    z = torch.relu(x @ torch.randn(8, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = objective(z.bfloat16())
+        assert objective.KX.dtype == torch.float32 and all(v.dtype == torch.float32 for v in inside)
+    outside = objective(z.bfloat16().float())
+    for a, b in zip(inside, outside):
+        assert a.item() == b.item()
+    # and bf16 training runs and learns (blocks and head in bfloat16 autocast)
+    X, y = blobs()
+    for mode in ("backprop", "hsic"):
+        torch.manual_seed(0)
+        net = create_model("mlp", in_features=8, out_features=3, hidden=(32, 32))
+        train(net, X[:240], y[:240], TrainConfig(mode=mode, precision="bf16", epochs=6, batch_size=48, lr=1e-2, verbose=0))
+        assert accuracy(net, X[240:], y[240:]) > 0.85, mode
+
+
+def test_scale_settings_are_checked():
+    X, y = blobs(n=40)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
+    for bad, match in ((dict(precision="fp8"), "precision"), (dict(hsic_approx="nystrom"), "hsic_approx"),
+                       (dict(hsic_approx="rff", n_features=7), "even number"), (dict(distributed_hsic="all"), "distributed_hsic")):
+        with pytest.raises(HsickitError, match=match):
+            train(net, X, y, TrainConfig(verbose=0, **bad))
+
+
+def test_old_checkpoints_without_the_new_options_resume(tmp_path):
+    """A checkpoint written before an option existed resumes when the option has its default."""
+    from hsickit.core.io import save_checkpoint
+
+    X, y = blobs(n=100)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
+    train(net, X, y, TrainConfig(epochs=1, batch_size=50, verbose=0), run_dir=tmp_path)
+    tensors, state = load_checkpoint(tmp_path / CHECKPOINT)
+    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm"):
+        del state["config"][key]
+    save_checkpoint(tmp_path / CHECKPOINT, tensors, state)
+    h = train(net, X, y, TrainConfig(epochs=2, batch_size=50, verbose=0), run_dir=tmp_path, resume=True)
+    assert [r["epoch"] for r in h] == [1, 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_path_keeps_kernels_on_the_gpu(monkeypatch):
+    from hsickit.core import hsic
+
+    seen = []
+    original = hsic.gaussian_kernel
+
+    def spy(x, *args, **kwargs):
+        out = original(x, *args, **kwargs)
+        seen.append((x.device.type, out.device.type))
+        return out
+
+    monkeypatch.setattr(hsic, "gaussian_kernel", spy)
+    X, y = blobs()
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(32, 32))
+    train(net, X, y, TrainConfig(mode="hsic", device="auto", precision="bf16", epochs=2, batch_size=60, verbose=0))
+    assert next(net.parameters()).device.type == "cuda"
+    assert seen and all(s == ("cuda", "cuda") for s in seen)

@@ -49,6 +49,7 @@ class BeatConfig:
     rhythm_before: float = 2.5
     rhythm_after: float = 1.5
     rr_context: int = 8
+    feature_set: str = "relative"
     annotation: str = "atr"
     detector: str = "gqrs"
     nan_policy: str = "interpolate"
@@ -146,7 +147,7 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     lp = np.pad(low, ((0, 0), (rb, ra)), mode="edge")
     lpk = np.clip(np.round(peaks * config.rhythm_rate / fs).astype(np.int64), 0, low.shape[1] - 1)
     rhythm = lp[:, lpk[:, None] + np.arange(ra + rb)[None, :]].transpose(1, 0, 2)
-    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after)
+    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
     feats = featurizer.featurize(x[0], peaks, beats=beat[:, 0])
     rr = rr_sequence(peaks, fs, config.rr_context)
     repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]

@@ -24,6 +24,7 @@ from hsickit.core.errors import HsickitError
 
 __all__ = [
     "RR_LABELS",
+    "RELATIVE_LABELS",
     "rr_features",
     "rr_sequence",
     "qrs_features",
@@ -159,8 +160,19 @@ def hrv_features(peaks: Sequence[int], sampling_rate: float) -> tuple[np.ndarray
     return X, ("hr_mean", "sdnn", "rmssd", "pnn50", "rr_cv", "rr_range")
 
 
+#: Features that compare a beat with its own record. On MIT-BIH DS1 (patient-wise 5 folds,
+#: gradient boosting) they alone gave macro F1 0.57 against 0.49 with the absolute features
+#: added (seconds, mV, ms differ from patient to patient and do not transfer).
+RELATIVE_LABELS = ("rr_pre_norm", "rr_post_norm", "rr_local_norm", "rr_pre_post", "rr_pre_local",
+                   "corr_to_median", "dist_to_median", "qrs_width_norm", "r_amp_norm")
+
+
 class BeatFeaturizer:
     """Hand-crafted features of every beat of a record: RR, QRS/morphology and wavelet.
+
+    ``feature_set="relative"`` (default) keeps the patient-relative features
+    (:data:`RELATIVE_LABELS`); ``"all"`` adds absolute RR (s), QRS width (ms), amplitudes,
+    shape samples and db4 A4 wavelet coefficients of the beat.
 
     ``featurize(signal, peaks)`` -> (n_beats, n_features) for one record, where ``signal`` is a
     filtered single lead ``(time,)`` at ``sampling_rate`` and ``peaks`` the R-peak samples.
@@ -169,12 +181,13 @@ class BeatFeaturizer:
     >>> fs = 360; peaks = np.arange(1, 20) * fs
     >>> sig = np.zeros(21 * fs, "float32"); sig[peaks] = 1.0
     >>> f = BeatFeaturizer(sampling_rate=fs)
-    >>> f.featurize(sig, peaks).shape == (19, len(f.feature_labels()))
+    >>> f.featurize(sig, peaks).shape == (19, len(f.feature_labels())) == (19, 9)
     True
     """
 
     def __init__(self, sampling_rate: float = 360.0, before: float = 0.25, after: float = 0.45, local_window: int = 10,
-                 wavelet: str = "db4", wavelet_level: int = 4):
+                 wavelet: str = "db4", wavelet_level: int = 4, feature_set: str = "relative"):
+        self.feature_set = feature_set
         self.sampling_rate = sampling_rate
         self.before = before
         self.after = after
@@ -197,18 +210,29 @@ class BeatFeaturizer:
         qrs, _ = qrs_features(beats, self.sampling_rate, r_index)
         scale = np.median(np.abs(beats[:, r_index])) + 1e-6
         wav = wavelet_coefficients(beats / scale, self.wavelet, self.wavelet_level, bands=[0])
-        return np.concatenate([rr, qrs, wav], axis=1)
+        X = np.concatenate([rr, qrs, wav], axis=1)
+        return X[:, self._columns()]
 
     def featurize_many(self, items: Sequence[tuple[np.ndarray, Sequence[int]]]) -> list[np.ndarray]:
         """``featurize`` over ``(signal, peaks)`` pairs."""
         return [self.featurize(s, p) for s, p in items]
 
-    def feature_labels(self) -> list[str]:
-        """Names of the feature columns."""
+    def _all_labels(self) -> list[str]:
         t = int(round(self.before * self.sampling_rate)) + int(round(self.after * self.sampling_rate))
         n_wav = wavelet_coefficients(np.zeros((1, t)), self.wavelet, self.wavelet_level, bands=[0]).shape[1]
         _, qrs = qrs_features(np.zeros((2, t)), self.sampling_rate, int(round(self.before * self.sampling_rate)))
         return list(RR_LABELS) + list(qrs) + [f"wavelet_a{self.wavelet_level}_{i}" for i in range(n_wav)]
+
+    def _columns(self) -> list[int]:
+        if self.feature_set not in ("relative", "all"):
+            raise HsickitError(f"feature_set={self.feature_set!r}; use 'relative' or 'all'")
+        labels = self._all_labels()
+        return [labels.index(name) for name in RELATIVE_LABELS] if self.feature_set == "relative" else list(range(len(labels)))
+
+    def feature_labels(self) -> list[str]:
+        """Names of the feature columns."""
+        labels = self._all_labels()
+        return [labels[i] for i in self._columns()]
 
     def citations(self) -> list[str]:
         return [

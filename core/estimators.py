@@ -40,7 +40,8 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
                  lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
                  sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
                  format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
-                 warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu"):
+                 warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu",
+                 precision="float32", hsic_approx=None, n_features=1024, distributed_hsic="local"):
         self.model = model
         self.model_params = model_params
         self.training = training
@@ -65,6 +66,10 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.precision = precision
+        self.hsic_approx = hsic_approx
+        self.n_features = n_features
+        self.distributed_hsic = distributed_hsic
 
     # --- hooks the two subclasses fill in ------------------------------------------------
     def _encode_targets(self, y, fitting: bool):
@@ -111,7 +116,8 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             class_weight=self._class_weight(y_enc), patience=self.patience, sigma=sigma, beta=self.beta,
             hsic_estimator=self.hsic_estimator, kernel_convention=self.kernel_convention, hsic_lr=self.hsic_lr,
             format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self._seed_,
-            device=self.device, verbose=self.verbose)
+            device=self.device, verbose=self.verbose, precision=self.precision, hsic_approx=self.hsic_approx,
+            n_features=self.n_features, distributed_hsic=self.distributed_hsic)
 
     def _build_model(self, X) -> torch.nn.Module:
         params = dict(self.model_params or {})
@@ -230,13 +236,16 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
                  sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
                  format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
                  warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu",
+                 precision="float32", hsic_approx=None, n_features=1024, distributed_hsic="local",
                  class_weight=None, classes=None):
         super().__init__(model=model, model_params=model_params, training=training, epochs=epochs, batch_size=batch_size,
                          lr=lr, optimizer=optimizer, weight_decay=weight_decay, loss=loss, lr_schedule=lr_schedule,
                          sigma=sigma, beta=beta, hsic_estimator=hsic_estimator, kernel_convention=kernel_convention,
                          hsic_lr=hsic_lr, format_epochs=format_epochs, validation_fraction=validation_fraction,
                          patience=patience, frozen_blocks=frozen_blocks, warm_start=warm_start,
-                         checkpoint_dir=checkpoint_dir, random_state=random_state, verbose=verbose, device=device)
+                         checkpoint_dir=checkpoint_dir, random_state=random_state, verbose=verbose, device=device,
+                         precision=precision, hsic_approx=hsic_approx, n_features=n_features,
+                         distributed_hsic=distributed_hsic)
         self.class_weight = class_weight
         self.classes = classes
 

@@ -148,6 +148,10 @@ def nocco_operator(K: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     Kc = center(K)
     eye = torch.eye(m, dtype=K.dtype, device=K.device)
     chol, info = torch.linalg.cholesky_ex(Kc + eps * m * eye)
+    if bool((info > 0).any()) and K.dtype != torch.float64:
+        # float32 rounding can leave eigenvalues below -eps*m (features on very different
+        # scales): redo this one in float64, where it cannot
+        return nocco_operator(K.double(), eps).to(K.dtype)
     if bool((info > 0).any()):
         raise HsickitError("normalised HSIC: the centred kernel is not positive semi-definite (NaN or inf in the inputs?); check the data for NaN/inf or raise eps")
     return torch.cholesky_solve(Kc, chol)

@@ -37,8 +37,15 @@ from hsickit.core.errors import HsickitError
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``: readers never see half a file."""
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``: readers never see half a file.
+
+    Under ``torchrun`` only rank 0 writes (every file hsickit writes goes through here).
+    """
+    from hsickit.core.distributed import is_main_process
+
     path = Path(path)
+    if not is_main_process():  # under torchrun only rank 0 writes files
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -155,3 +155,12 @@ def test_bad_input_errors():
         DeepClassifier(epochs=1).fit(np.where(X > 7, np.nan, X), y)
     with pytest.raises(HsickitError, match="only one class"):
         DeepClassifier(epochs=1).fit(X, ["a"] * len(X))
+
+
+def test_scale_options_reach_the_trainer():
+    X, y = iris()
+    clf = DeepClassifier(model_params=SMALL, epochs=2, training="hsic", hsic_approx="rff", n_features=64,
+                         precision="bf16", random_state=0).fit(X, y)
+    cfg = clf.train_config_
+    assert (cfg["hsic_approx"], cfg["n_features"], cfg["precision"]) == ("rff", 64, "bf16")
+    assert clf.predict_proba(X).shape == (150, 3)

@@ -324,3 +324,17 @@ def test_random_feature_arguments_are_checked():
         hsic.random_fourier_features(x, -1.0, 32)
     with pytest.raises(HsickitError, match="convention"):
         hsic.random_fourier_features(x, 1.0, 32, "bogus")
+
+
+def test_nocco_operator_errors_clearly_on_a_kernel_that_is_not_psd():
+    rng = np.random.default_rng(3)
+    m = 64
+    V, _ = np.linalg.qr(rng.normal(size=(m, m)))
+    w = np.abs(rng.normal(size=m))
+    w[0] = -1.0  # far below -eps*m: no precision rescues it (float32 retries in float64, then stops)
+    bad = torch.tensor((V * w) @ V.T, dtype=torch.float32)
+    with pytest.raises(HsickitError, match="positive semi-definite"):
+        hsic.nocco_operator(bad)
+    x = torch.tensor(rng.normal(size=(m, 3)), dtype=torch.float32)
+    R = hsic.nocco_operator(hsic.gaussian_kernel(x, 1.0))
+    assert R.dtype == torch.float32 and torch.isfinite(R).all()

@@ -139,3 +139,18 @@ def test_time_limit_stops_training_and_marks_the_epoch():
     assert len(reg.history_) == 1 and reg.history_[-1]["stopped_by_time_limit"] == 1
     reg.set_params(time_limit=None).fine_tune(X, X[:, 0], epochs=3)
     assert len(reg.history_) == 4 and not any(r.get("stopped_by_time_limit") for r in reg.history_[1:])
+
+
+def test_features_outside_the_training_range_are_clipped(gaps, tmp_path):
+    f, y = gaps
+    reg = MaterialsRegressor(epochs=2, patience=None, random_state=0, **SMALL).fit(f[:100], y[:100])
+    X = reg.featurize(f[100:110])
+    far = X.copy()
+    far[:, 0] = reg.feature_max_[0] + 1e6 * (np.abs(reg.feature_max_[0]) + 1)  # far beyond anything seen
+    edge = X.copy()
+    edge[:, 0] = reg.feature_max_[0]
+    np.testing.assert_array_equal(reg._scale(far), reg._scale(edge))
+    assert np.abs(reg._scale(far)).max() <= np.abs(reg._scale(reg.featurize(f[:100]))).max() + 1e-4
+    reg.save(tmp_path / "m")
+    again = MaterialsRegressor.load(tmp_path / "m")
+    np.testing.assert_array_equal(again._scale(far), reg._scale(far))

@@ -116,6 +116,13 @@ class _MaterialsEstimator(BaseEstimator):
         return (time_limit,)
 
     def _scale(self, X):
+        """Standardise with the training statistics. Features are first clipped to the
+        training range: a composition outside it (a near-constant training column, e.g. one
+        element property seen ~0 in training) would otherwise be scaled by ~1/std to values
+        in the millions, and a ReLU network extrapolates such inputs without bound."""
+        lo, hi = getattr(self, "feature_min_", None), getattr(self, "feature_max_", None)
+        if lo is not None:
+            X = np.clip(X, lo, hi)
         return ((X - self.feature_mean_) / self.feature_scale_).astype(np.float32)
 
     def _check_n_models(self):
@@ -149,6 +156,7 @@ class _MaterialsEstimator(BaseEstimator):
         if len(y) != len(X):
             raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
         self.feature_mean_ = X.mean(0)
+        self.feature_min_, self.feature_max_ = X.min(0), X.max(0)
         scale = X.std(0)
         self.feature_scale_ = np.where(scale > 0, scale, 1.0)
         self.feature_names_ = self._feature_names(X.shape[1])
@@ -169,10 +177,15 @@ class _MaterialsEstimator(BaseEstimator):
                   formulas_val=None, y_val=None):
         """Continue training every member on new data (warm start), the first
         `freeze_blocks` blocks frozen. The feature scaler and target scaling of the original
-        fit are kept (so the model's inputs mean the same). Returns self.
+        fit are kept (so the model's inputs mean the same); the clipping range widens to the
+        new data. Returns self.
         """
         check_is_fitted(self, "members_")
-        Xs = self._scale(self.featurize(formulas))
+        X = self.featurize(formulas)
+        if getattr(self, "feature_min_", None) is not None:
+            self.feature_min_ = np.minimum(self.feature_min_, X.min(0))
+            self.feature_max_ = np.maximum(self.feature_max_, X.max(0))
+        Xs = self._scale(X)
         Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
         y = np.asarray(y)
         if len(y) != len(Xs):
@@ -206,7 +219,8 @@ class _MaterialsEstimator(BaseEstimator):
         write_json(path / "materials.json", {
             "estimator": type(self).__name__, "params": params, "n_features_in": self.n_features_in_,
             "feature_names": self.feature_names_, "feature_mean": self.feature_mean_.tolist(),
-            "feature_scale": self.feature_scale_.tolist(), "n_members": len(self.members_),
+            "feature_scale": self.feature_scale_.tolist(), "feature_min": self.feature_min_.tolist(),
+            "feature_max": self.feature_max_.tolist(), "n_members": len(self.members_),
             "fine_tuned": getattr(self, "fine_tuned_", 0)})
         return path
 
@@ -226,6 +240,8 @@ class _MaterialsEstimator(BaseEstimator):
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         est.feature_mean_ = np.asarray(meta["feature_mean"])
         est.feature_scale_ = np.asarray(meta["feature_scale"])
+        if "feature_min" in meta:  # models saved before range clipping have none
+            est.feature_min_, est.feature_max_ = np.asarray(meta["feature_min"]), np.asarray(meta["feature_max"])
         est.feature_names_ = meta["feature_names"]
         est.n_features_in_ = meta["n_features_in"]
         est.members_ = [cls._member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]

@@ -72,17 +72,25 @@ def _epoch_time(args: tuple) -> dict:
     trainer = Trainer(net, TrainConfig(mode=method, batch_size=256, device=device, verbose=0, **params))
     X = torch.as_tensor(X_train, device=device)
     y = torch.as_tensor(y_train, device=device)
+    seconds = _median_seconds(trainer, [(X, y)] * (repeats + 1), device)
+    return {"method": method, "threads": threads, "seconds_per_epoch": seconds}
+
+
+def _median_seconds(trainer, data: list[tuple], device: str) -> float:
+    """Median time of ``trainer._epoch`` over ``data[1:]`` (the first call warms up allocators and kernels)."""
+    import torch
+
     times = []
-    for epoch in range(repeats + 1):
+    for step, (X, y) in enumerate(data):
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        trainer._epoch(X, y, epoch)
+        trainer._epoch(X, y, step)
         if device == "cuda":
             torch.cuda.synchronize()
-        if epoch:  # the first epoch warms up allocators and kernels
+        if step:
             times.append(time.perf_counter() - start)
-    return {"method": method, "threads": threads, "seconds_per_epoch": statistics.median(times)}
+    return statistics.median(times)
 
 
 def _batch_time(args: tuple) -> dict:
@@ -100,18 +108,9 @@ def _batch_time(args: tuple) -> dict:
     trainer = Trainer(net, TrainConfig(mode=method, batch_size=256, device=device, verbose=0, **params))
     X = torch.rand(256 * (repeats + 1), 784, device=device)
     y = torch.randint(0, 10, (len(X),), device=device)
-    times = []
-    for i in range(repeats + 1):
-        xb, yb = X[i * 256:(i + 1) * 256], y[i * 256:(i + 1) * 256]
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        trainer._epoch(xb, yb, i)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - start)
-    return {"method": method, "depth": depth, "threads": threads, "seconds_per_batch": statistics.median(times)}
+    batches = [(X[i * 256:(i + 1) * 256], y[i * 256:(i + 1) * 256]) for i in range(repeats + 1)]
+    return {"method": method, "depth": depth, "threads": threads,
+            "seconds_per_batch": _median_seconds(trainer, batches, device)}
 
 
 def _in_child(fn, args):

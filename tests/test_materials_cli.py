@@ -144,3 +144,18 @@ def test_demo(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_samples"] == 219 and m["mae"] > 0
     assert (out / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()
+
+
+def test_extra_trees_train_predict_and_matbench(data, tmp_path):
+    run = tmp_path / "et"
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--out", run,
+               "--model", "extra_trees", "--features", "ward145+fractions118", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "extra_trees" in (run / "README.md").read_text()
+    assert (run / "model" / "member_0" / "forest.skops").exists()
+    r = invoke("predict", run, data / "new.csv", "-o", tmp_path / "p.csv", "--quiet")
+    assert r.exit_code == 0, r.output
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert len(p) == 20 and {"predicted", "std"} <= set(p.columns) and (p["std"] >= 0).all()
+    r = invoke("finetune", run, data / "test.csv", "--out", tmp_path / "ft", "--quiet")
+    assert r.exit_code != 0 and "cannot be fine-tuned" in str(r.exception)

@@ -154,3 +154,34 @@ def test_features_outside_the_training_range_are_clipped(gaps, tmp_path):
     reg.save(tmp_path / "m")
     again = MaterialsRegressor.load(tmp_path / "m")
     np.testing.assert_array_equal(again._scale(far), reg._scale(far))
+
+
+def test_extra_trees_member_save_load_std_and_no_fine_tune(gaps, tmp_path):
+    f, y = gaps
+    reg = MaterialsRegressor(features="ward145+fractions118", model="extra_trees",
+                             model_params={"n_estimators": 40}, random_state=0).fit(f[:240], y[:240])
+    mae = np.abs(reg.predict(f[240:]) - y[240:]).mean()
+    assert mae < 0.8 * np.abs(y[:240].mean() - y[240:]).mean()
+    mean, std = reg.predict(["Fe2O3", "NaCl", "Cu"], return_std=True)
+    assert mean.shape == std.shape == (3,) and (std > 0).any()
+    assert reg.history_[0]["epoch"] == 1 and reg.history_[0]["train_loss"] < mae
+    reg.save(tmp_path / "et")
+    files = sorted(p.name for p in (tmp_path / "et").rglob("*") if p.is_file())
+    assert "forest.skops" in files and not any(n.endswith((".pkl", ".joblib")) for n in files)
+    back = load_estimator(tmp_path / "et")
+    np.testing.assert_allclose(back.predict(["Fe2O3", "NaCl", "Cu"], return_std=True), (mean, std))
+    with pytest.raises(HsickitError, match="cannot be fine-tuned"):
+        reg.fine_tune(f[:20], y[:20])
+    skops_file = tmp_path / "et" / "member_0" / "forest.skops"
+    skops_file.write_bytes(skops_file.read_bytes()[:200])
+    with pytest.raises(HsickitError, match="forest.skops is corrupted or truncated"):
+        load_estimator(tmp_path / "et")
+
+
+def test_random_forest_classifier(tmp_path):
+    clf = MaterialsClassifier(model="random_forest", model_params={"n_estimators": 20}, random_state=0)
+    clf.fit(["Fe", "Cu", "Ni3Al", "NaCl", "MgO", "SiO2"] * 4, [1, 1, 1, 0, 0, 0] * 4)
+    assert clf.predict(["Co", "KCl"]).tolist() == [1, 0]
+    clf.save(tmp_path / "rf")
+    np.testing.assert_allclose(load_estimator(tmp_path / "rf").predict_proba(["Co", "KCl"]),
+                               clf.predict_proba(["Co", "KCl"]))

@@ -83,6 +83,18 @@ def test_sklearn_transformer_and_errors():
     assert ElementFraction("elemnet").citations()[0].startswith("@article{jha2018elemnet")
 
 
+def test_features_joined_by_plus():
+    both = get_featurizer("ward145+fractions118")
+    X = both.featurize_many(["NaCl", "Fe2O3"])
+    assert X.shape == (2, 263) and len(both.feature_labels()) == 263
+    np.testing.assert_array_equal(X[:, :145], get_featurizer("ward145").featurize_many(["NaCl", "Fe2O3"]))
+    np.testing.assert_array_equal(X[:, 145:], get_featurizer("fractions118").featurize_many(["NaCl", "Fe2O3"]))
+    assert both.feature_labels()[145:147] == ["H", "He"]
+    assert len(both.citations()) == 2
+    with pytest.raises(HsickitError, match="unknown features 'magpie'.*joined by"):
+        get_featurizer("ward145+magpie")
+
+
 def _real_formulas(n_per_task=40):
     if not SHARED.exists():
         pytest.skip("shared Matbench data absent")

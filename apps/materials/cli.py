@@ -46,8 +46,8 @@ def train(
     formula_col: str = typer.Option("formula", help="Formula column."),
     target_col: str = typer.Option("target", help="Target column."),
     task: str = typer.Option("auto", help="regression, classification, or auto (0/1 targets -> classification)."),
-    features: str = typer.Option("ward145", help="ward145, elemnet86 or fractions118."),
-    model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp."),
+    features: str = typer.Option("ward145", help="ward145, elemnet86, fractions118, or several joined by '+' (ward145+fractions118)."),
+    model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / random_forest."),
     training: str = typer.Option("backprop", help="backprop or hsic."),
     n_models: int = typer.Option(1, help="Ensemble size (seeds); >1 gives an uncertainty."),
     epochs: int = typer.Option(500, help="Maximum epochs."),
@@ -127,8 +127,9 @@ def predict(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Predict the property of every formula; with an ensemble also its std."""
+    """Predict the property of every formula; with an ensemble (or a tree model) also its std."""
     from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.apps.materials.forest import is_forest
     from hsickit.core.io import atomic_write
 
     _threads()
@@ -146,6 +147,7 @@ def predict(
         if std is not None:
             df[f"p_{est.classes_[-1]}_std"] = std[:, -1]
     else:
+        ens = ens or is_forest(est.model)  # a tree ensemble's spread comes from its trees
         res = est.predict(table.formulas, return_std=ens)
         df["predicted"] = res[0] if ens else res
         if ens:
@@ -204,8 +206,8 @@ def matbench(
     data: Path = typer.Option(..., "--data", help="Folder holding matbench_<task>.csv and the leaderboard csv."),
     out: Path = typer.Option(Path("matbench-run"), "--out", "-o", help="Run folder."),
     folds: Optional[List[int]] = typer.Option(None, "--fold", help="Run only these folds (repeatable); default all 5."),
-    features: str = typer.Option("ward145"),
-    model: str = typer.Option("irnet17"),
+    features: str = typer.Option("ward145", help="As for `train`, e.g. ward145+fractions118."),
+    model: str = typer.Option("irnet17", help="As for `train`, e.g. irnet17 or extra_trees."),
     training: str = typer.Option("backprop"),
     n_models: int = typer.Option(1),
     epochs: int = typer.Option(500),

@@ -30,6 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from hsickit.apps.materials.featurizers import get_featurizer
+from hsickit.apps.materials.forest import ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.io import read_json, write_json
@@ -129,10 +130,13 @@ class _MaterialsEstimator(BaseEstimator):
         if not isinstance(self.n_models, (int, np.integer)) or self.n_models < 1:
             raise HsickitError(f"n_models must be an integer >= 1, got {self.n_models!r}")
 
-    def _member(self, seed):
+    def _member(self, seed, batch_size):
+        if is_forest(self.model):
+            return ForestMember(self.model, classification=self._member_cls is DeepClassifier,
+                                model_params=self.model_params, random_state=int(seed))
         return self._member_cls(
             model=self.model, model_params=self.model_params, training=self.training, epochs=self.epochs,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
+            batch_size=batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
             validation_fraction=self.validation_fraction, sigma=self.sigma, beta=self.beta,
             format_epochs=self.format_epochs, hsic_lr=self.hsic_lr, frozen_blocks=self.frozen_blocks,
             random_state=int(seed), verbose=self.verbose, device=self.device)
@@ -165,8 +169,7 @@ class _MaterialsEstimator(BaseEstimator):
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self.n_models)
         members = []
         for seed in seeds:
-            m = self._member(seed)
-            m.set_params(batch_size=self._batch_size(len(Xs), Xv is not None))
+            m = self._member(seed, self._batch_size(len(Xs), Xv is not None))
             m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
             members.append(m)
         self.members_ = members
@@ -181,6 +184,10 @@ class _MaterialsEstimator(BaseEstimator):
         new data. Returns self.
         """
         check_is_fitted(self, "members_")
+        if is_forest(self.model):
+            raise HsickitError(f"a {self.model} model cannot be fine-tuned (trees do not continue training on "
+                               "new rows); train a new model on the old and new rows together, or use a "
+                               "network (model='irnet17') when fine-tuning is the plan")
         X = self.featurize(formulas)
         if getattr(self, "feature_min_", None) is not None:
             self.feature_min_ = np.minimum(self.feature_min_, X.min(0))
@@ -244,7 +251,8 @@ class _MaterialsEstimator(BaseEstimator):
             est.feature_min_, est.feature_max_ = np.asarray(meta["feature_min"]), np.asarray(meta["feature_max"])
         est.feature_names_ = meta["feature_names"]
         est.n_features_in_ = meta["n_features_in"]
-        est.members_ = [cls._member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
+        member_cls = ForestMember if is_forest(params.get("model")) else cls._member_cls
+        est.members_ = [member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
         if meta.get("fine_tuned"):
             est.fine_tuned_ = meta["fine_tuned"]
         return est
@@ -258,8 +266,11 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
     features : {"ward145", "elemnet86", "fractions118", "precomputed"} or a featuriser —
         "precomputed": fit / predict take a feature matrix (n, d) instead of formulas
         (e.g. features computed once for all folds of a benchmark).
-    model : a core model name ("irnet17", "irnet24", "irnet48", "plain17", ..., "elemnet17", "mlp")
-    model_params : dict, optional — overrides for the model (e.g. ``{"hidden": (256, 256)}``)
+    model : a core model name ("irnet17", "irnet24", "irnet48", "plain17", ..., "elemnet17", "mlp"),
+        or a tree ensemble, "extra_trees" (500 trees) or "random_forest" (300 trees): no
+        training settings apply to those, and they cannot be fine-tuned.
+    model_params : dict, optional — overrides for the model (e.g. ``{"hidden": (256, 256)}``,
+        or ``{"n_estimators": 1000}`` for a tree ensemble)
     training : "backprop" or "hsic"
     n_models : int — ensemble size; predictions are the mean, the spread their std
     epochs, batch_size, lr, weight_decay, patience, validation_fraction :
@@ -276,14 +287,17 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
 
     def predict(self, formulas, return_std=False):
         """Predicted property (the ensemble mean); with ``return_std`` also the ensemble std
-        (needs ``n_models >= 2``)."""
+        (needs ``n_models >= 2``, or a tree ensemble: the spread over its trees)."""
         check_is_fitted(self, "members_")
         Xs = self._scale(self.featurize(formulas))
-        preds = np.stack([m.predict(Xs) for m in self.members_])
+        if is_forest(self.model):
+            preds = np.concatenate([m.tree_predictions(Xs) for m in self.members_])
+        else:
+            preds = np.stack([m.predict(Xs) for m in self.members_])
         mean = preds.mean(0)
         if not return_std:
             return mean
-        if len(self.members_) < 2:
+        if len(preds) < 2:
             raise HsickitError("return_std needs an ensemble: fit with n_models >= 2")
         return mean, preds.std(0)
 

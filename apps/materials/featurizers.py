@@ -432,7 +432,32 @@ class IonProperty(CompositionFeaturizer):
         return ["compound possible", "max ionic char", "avg ionic char"]
 
 
-class WardAttributes(CompositionFeaturizer):
+class Concatenation(CompositionFeaturizer):
+    """Several featurisers side by side: their columns concatenated, labels and citations joined.
+
+    Example
+    -------
+    >>> Concatenation([Stoichiometry(), ElementFraction()]).featurize("NaCl").shape
+    (124,)
+    """
+
+    def __init__(self, featurizers=()):
+        self.featurizers = featurizers
+
+    def _parts(self):
+        return list(self.featurizers)
+
+    def _from_matrix(self, cm):
+        return np.concatenate([p._from_matrix(cm) for p in self._parts()], axis=1)
+
+    def feature_labels(self):
+        return [label for p in self._parts() for label in p.feature_labels()]
+
+    def citations(self):
+        return list(dict.fromkeys(c for p in self._parts() for c in p.citations()))
+
+
+class WardAttributes(Concatenation):
     """The 145 composition attributes of Ward et al. (2016) that IRNet uses.
 
     6 stoichiometric p-norms, 132 Magpie statistics (22 properties x minimum, maximum, range,
@@ -452,12 +477,6 @@ class WardAttributes(CompositionFeaturizer):
         return [Stoichiometry(), ElementProperty.from_preset("magpie", impute_nan=self.impute_nan),
                 ValenceOrbital(props=("frac",), impute_nan=self.impute_nan), IonProperty(impute_nan=self.impute_nan)]
 
-    def _from_matrix(self, cm):
-        return np.concatenate([p._from_matrix(cm) for p in self._parts()], axis=1)
-
-    def feature_labels(self):
-        return [label for p in self._parts() for label in p.feature_labels()]
-
 
 #: Featuriser names accepted by the estimators and the CLI.
 FEATURIZERS = {
@@ -468,9 +487,15 @@ FEATURIZERS = {
 
 
 def get_featurizer(name):
-    """A featuriser by name: ``"ward145"``, ``"elemnet86"`` or ``"fractions118"``."""
+    """A featuriser by name: ``"ward145"``, ``"elemnet86"``, ``"fractions118"``, or several
+    joined by ``+`` (e.g. ``"ward145+fractions118"``: 263 columns side by side)."""
     if isinstance(name, CompositionFeaturizer):
         return name
-    if name not in FEATURIZERS:
-        raise HsickitError(f"unknown features {name!r}; choose one of {sorted(FEATURIZERS)}")
-    return FEATURIZERS[name]()
+    names = str(name).split("+")
+    unknown = [n for n in names if n not in FEATURIZERS]
+    if unknown:
+        raise HsickitError(f"unknown features {unknown[0]!r}; choose one of {sorted(FEATURIZERS)} "
+                           "or several joined by '+', e.g. 'ward145+fractions118'")
+    if len(names) == 1:
+        return FEATURIZERS[name]()
+    return Concatenation([FEATURIZERS[n]() for n in names])

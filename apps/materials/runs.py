@@ -70,12 +70,19 @@ def card(run, title, est, table, extra=None):
     """README.md model card of a materials run."""
     from hsickit.core.io import markdown_table
 
+    from hsickit.apps.materials.forest import is_forest
+
     p = est.get_params()
+    if is_forest(p["model"]):
+        model = (f"{type(est).__name__}: features `{p['features']}`, tree ensemble `{p['model']}` "
+                 f"({est.members_[0].model_.n_estimators} trees), fitted on all training rows.")
+    else:
+        model = (f"{type(est).__name__}: features `{p['features']}`, model `{p['model']}`, training "
+                 f"`{p['training']}`, {p['n_models']} model(s); batch {p['batch_size']}, lr {p['lr']}, "
+                 f"up to {p['epochs']} epochs, early stopping patience {p['patience']} on a "
+                 f"{p['validation_fraction']:.0%} validation split carved from the training data.")
     sections = {
-        "Model": (f"{type(est).__name__}: features `{p['features']}`, model `{p['model']}`, training "
-                  f"`{p['training']}`, {p['n_models']} model(s); batch {p['batch_size']}, lr {p['lr']}, "
-                  f"up to {p['epochs']} epochs, early stopping patience {p['patience']} on a "
-                  f"{p['validation_fraction']:.0%} validation split carved from the training data."),
+        "Model": model,
         "Data": f"{table.summary()}; target column(s) {table.target_names}.",
         "Intended use": ("Predict the property of inorganic compositions similar to the training data. "
                          "Composition-only: polymorphs of one composition get one prediction."),

@@ -185,3 +185,18 @@ def test_random_forest_classifier(tmp_path):
     clf.save(tmp_path / "rf")
     np.testing.assert_allclose(load_estimator(tmp_path / "rf").predict_proba(["Co", "KCl"]),
                                clf.predict_proba(["Co", "KCl"]))
+
+
+def test_forest_predicts_the_median_of_its_trees_unless_asked_for_the_mean(gaps):
+    f, y = gaps
+    X = np.random.default_rng(0).random((60, 4))
+    t = (X[:, 0] > 0.5) * X[:, 1] * 3  # half the targets exactly 0, as band gaps of metals
+    med = MaterialsRegressor(features="precomputed", model="extra_trees", model_params={"n_estimators": 30},
+                             random_state=0).fit(X, t)
+    trees = med.members_[0].tree_predictions(med._scale(X[:5]))
+    np.testing.assert_allclose(med.predict(X[:5]), np.median(trees, 0))
+    mean = MaterialsRegressor(features="precomputed", model="extra_trees",
+                              model_params={"n_estimators": 30, "aggregate": "mean"}, random_state=0).fit(X, t)
+    np.testing.assert_allclose(mean.predict(X[:5]), mean.members_[0].model_.predict(mean._scale(X[:5])))
+    with pytest.raises(HsickitError, match="aggregate='mode'"):
+        MaterialsRegressor(features="precomputed", model="extra_trees", model_params={"aggregate": "mode"}).fit(X, t)

@@ -268,7 +268,9 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         (e.g. features computed once for all folds of a benchmark).
     model : a core model name ("irnet17", "irnet24", "irnet48", "plain17", ..., "elemnet17", "mlp"),
         or a tree ensemble, "extra_trees" (500 trees) or "random_forest" (300 trees): no
-        training settings apply to those, and they cannot be fine-tuned.
+        training settings apply to those, they predict the median of their trees (the L1 point
+        estimate; ``model_params={"aggregate": "mean"}`` for the mean), and they cannot be
+        fine-tuned.
     model_params : dict, optional — overrides for the model (e.g. ``{"hidden": (256, 256)}``,
         or ``{"n_estimators": 1000}`` for a tree ensemble)
     training : "backprop" or "hsic"
@@ -286,15 +288,17 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
     _member_cls = DeepRegressor
 
     def predict(self, formulas, return_std=False):
-        """Predicted property (the ensemble mean); with ``return_std`` also the ensemble std
+        """Predicted property (the ensemble mean; for a tree ensemble the median of its trees,
+        see :mod:`~hsickit.apps.materials.forest`); with ``return_std`` also the ensemble std
         (needs ``n_models >= 2``, or a tree ensemble: the spread over its trees)."""
         check_is_fitted(self, "members_")
         Xs = self._scale(self.featurize(formulas))
         if is_forest(self.model):
             preds = np.concatenate([m.tree_predictions(Xs) for m in self.members_])
+            mean = np.median(preds, 0) if self.members_[0].aggregate_ == "median" else preds.mean(0)
         else:
             preds = np.stack([m.predict(Xs) for m in self.members_])
-        mean = preds.mean(0)
+            mean = preds.mean(0)
         if not return_std:
             return mean
         if len(preds) < 2:

@@ -140,13 +140,13 @@ def test_demo(tmp_path):
     out = tmp_path / "demo"
     r = invoke("demo", "--out", out, "--epochs", "1", "--trees", "10", "--quiet")
     assert r.exit_code == 0, r.output
-    assert "IRNet-17" in r.output and "random forest" in r.output
+    assert "IRNet-17" in r.output and "random forest" in r.output and "extra trees" in r.output
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_samples"] == 219 and m["mae"] > 0
     assert (out / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()
 
 
-def test_extra_trees_train_predict_and_matbench(data, tmp_path):
+def test_extra_trees_train_predict_and_no_finetune(data, tmp_path):
     run = tmp_path / "et"
     r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--out", run,
                "--model", "extra_trees", "--features", "ward145+fractions118", "--quiet")

@@ -257,7 +257,7 @@ def matbench(
 def demo(
     out: Path = typer.Option(Path("hsickit-materials-demo"), "--out", "-o", help="Run folder."),
     epochs: int = typer.Option(15, help="Maximum training epochs of IRNet-17 (early stopping patience 10)."),
-    trees: int = typer.Option(100, help="Trees of the random-forest baseline."),
+    trees: int = typer.Option(100, help="Trees of the random-forest and extra-trees baselines."),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:

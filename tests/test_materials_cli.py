@@ -134,6 +134,10 @@ def test_matbench_command(tmp_path):
     assert [r["algorithm"] for r in res["leaderboard"]].count("Dummy") == 1
     assert res["folds"][0]["n_samples"] == int((src.fold == 0).sum())
     assert "Dummy" in r.output and "this run" in r.output
+    r = invoke("matbench", "expt_gap", "--data", tmp_path, "--out", tmp_path / "mb_et", "--fold", "1",
+               "--model", "extra_trees", "--features", "ward145+fractions118", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "mb_et" / "metrics.json").read_text())["n_folds"] == 1
 
 
 def test_demo(tmp_path):

@@ -107,6 +107,10 @@ def throughput(data_dir, n, seed=0):
             "strings_equal_compositions": bool(np.allclose(X, X_str, equal_nan=True))}
 
 
+#: --select candidates that differ from MODELS: the random forest as a MaterialsRegressor
+SELECT_SPECS = {"rf": dict(model="random_forest", features="ward145", model_params={"aggregate": "mean"})}
+
+
 def rf_factory(seed):
     from sklearn.ensemble import RandomForestRegressor
 
@@ -184,42 +188,6 @@ def features_for(spec, table, X):
     entries = table.compositions if table.compositions is not None else table.formulas
     return np.hstack([X if n == "ward145" else get_featurizer(n).featurize_many(entries).astype(np.float32)
                       for n in names])
-
-
-def select_on_validation(table, names, make, folds, seed, n_inner=5, on_fold=None):
-    """Model choice without the test fold: in each official fold, every candidate is scored by an
-    inner `n_inner`-fold cross-validation on the training part (networks carve their
-    early-stopping split from each inner training part, so the inner validation rows stay
-    unseen); the candidate with the lowest mean inner MAE is retrained on the whole training
-    part and its test-fold MAE reported. `make(name)` returns (estimator, feature matrix)."""
-    from sklearn.model_selection import KFold
-
-    from hsickit.datasets.materials import matbench_folds
-
-    y = np.asarray(table.y, dtype=float).ravel()
-    out = {"candidates": list(names), "inner_folds": n_inner, "folds": []}
-    for k, (tr, te) in enumerate(matbench_folds(table)):
-        if folds is not None and k not in folds:
-            continue
-        row = {"fold": k, "n_train": len(tr), "inner_mae": {}}
-        for name in names:
-            errors = []
-            for a, b in KFold(n_inner, shuffle=True, random_state=seed).split(tr):
-                est, Xm = make(name)
-                est.fit(Xm[tr[a]], y[tr[a]])
-                errors.append(float(np.abs(est.predict(Xm[tr[b]]) - y[tr[b]]).mean()))
-            row["inner_mae"][name] = float(np.mean(errors))
-            print(f"   fold {k} {name}: inner-CV MAE {row['inner_mae'][name]:.4f}", flush=True)
-        row["chosen"] = min(row["inner_mae"], key=row["inner_mae"].get)
-        est, Xm = make(row["chosen"])
-        row["mae"] = float(np.abs(est.fit(Xm[tr], y[tr]).predict(Xm[te]) - y[te]).mean())
-        out["folds"].append(row)
-        print(f"fold {k}: chosen {row['chosen']} on inner CV; its test MAE {row['mae']:.4f}", flush=True)
-        if on_fold:
-            on_fold(out)
-    mae = np.array([r["mae"] for r in out["folds"]])
-    out.update({"mean": float(mae.mean()), "std": float(mae.std()), "n_folds": len(mae)})
-    return out
 
 
 def transfer_data(data_dir, rows, seed, cache=None):
@@ -313,6 +281,9 @@ def main(argv=None):
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="Only combine these result files (of parallel runs) into --out.")
     args = p.parse_args(argv)
+    unknown = [m for m in args.models if m != "rf" and m not in MODELS]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; choose among rf, {', '.join(MODELS)}")
     nn_models = [m for m in args.models if m != "rf"]
     budget = TimeBudget(args.time_budget, len(args.tasks) * len(nn_models) * len(args.folds)
                         + (1 + 2 * len(args.transfer_folds) if args.transfer else 0))
@@ -357,20 +328,32 @@ def main(argv=None):
     for task in args.tasks:
         table, X, data_dir = task_data(task, args.data, args.features_cache)
         results["matbench"].setdefault(task, {})
-        if args.select:
-            def make(name):
-                spec = MODELS.get(name, {})
-                return (rf_factory(args.seed) if name == "rf" else nn_factory(spec))(), features_for(spec, table, X)
+        if args.select:  # formulas in: each candidate featurises what it needs
+            from hsickit.apps.materials.selection import model_search
 
-            def keep(sel, task=task):
-                results.setdefault("selection", {})[task] = sel
+            candidates = [SELECT_SPECS.get(m, MODELS.get(m)) for m in args.models]
+            name_of = lambda params: args.models[candidates.index(params)]  # noqa: E731
+            base = MaterialsRegressor(epochs=args.max_epochs, patience=args.patience, batch_size=args.batch_size,
+                                      lr=args.lr, random_state=args.seed, device=args.device)
+            partial = results.setdefault("selection", {}).setdefault(task, {"candidates": args.models, "folds": []})
+
+            def keep_choice(k, search, fold_result, partial=partial):
+                cv = search.cv_results_
+                fold_result["chosen"] = name_of(search.best_params_)
+                fold_result["inner_mae"] = {name_of(p): -float(m) for p, m in zip(cv["params"], cv["mean_test_score"])}
+                partial["folds"].append(fold_result)
                 save(results, out)
+                print(f"   fold {k}: chosen {fold_result['chosen']}; inner-CV MAE {fold_result['inner_mae']}", flush=True)
 
             print(f"== {task}: choose among {args.models} by inner {args.inner_folds}-fold CV", flush=True)
-            sel = select_on_validation(table, args.models, make, args.folds, args.seed, args.inner_folds, on_fold=keep)
-            keep(sel)
-            rows.append({"task": task, "model": "chosen by inner CV: " + ", ".join(r["chosen"] for r in sel["folds"]),
-                         "folds": sel["n_folds"], "mae": sel["mean"], "std": sel["std"], "target": TARGETS.get(task, "")})
+            res = run_matbench(task, data_dir, lambda: model_search(base, candidates, cv=args.inner_folds,
+                                                                     random_state=args.seed),
+                               folds=args.folds, verbose=1, on_fold=keep_choice, table=table)
+            res.pop("leaderboard_rows", None)
+            results["selection"][task] = {"candidates": args.models, "inner_folds": args.inner_folds, **res}
+            save(results, out)
+            rows.append({"task": task, "model": "chosen by inner CV: " + ", ".join(r["chosen"] for r in res["folds"]),
+                         "folds": len(res["folds"]), "mae": res["mean"], "std": res["std"], "target": TARGETS.get(task, "")})
             print(markdown_table(rows), flush=True)
             continue
         for name in args.models:

@@ -135,9 +135,12 @@ def test_matbench_command(tmp_path):
     assert res["folds"][0]["n_samples"] == int((src.fold == 0).sum())
     assert "Dummy" in r.output and "this run" in r.output
     r = invoke("matbench", "expt_gap", "--data", tmp_path, "--out", tmp_path / "mb_et", "--fold", "1",
-               "--model", "extra_trees", "--features", "ward145+fractions118", "--quiet")
+               "--model", "extra_trees,random_forest", "--features", "ward145+fractions118", "--inner-folds", "2",
+               "--quiet")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "mb_et" / "metrics.json").read_text())["n_folds"] == 1
+    chosen = json.loads((tmp_path / "mb_et" / "matbench.json").read_text())["folds"][0]["chosen"]
+    assert chosen["model"] in ("extra_trees", "random_forest") and chosen["features"] == "ward145+fractions118"
 
 
 def test_demo(tmp_path):
@@ -163,3 +166,15 @@ def test_extra_trees_train_predict_and_no_finetune(data, tmp_path):
     assert len(p) == 20 and {"predicted", "std"} <= set(p.columns) and (p["std"] >= 0).all()
     r = invoke("finetune", run, data / "test.csv", "--out", tmp_path / "ft", "--quiet")
     assert r.exit_code != 0 and "cannot be fine-tuned" in str(r.exception)
+
+
+def test_train_chooses_among_models_by_cross_validation(data, tmp_path):
+    run = tmp_path / "choose"
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--out", run,
+               "--model", "extra_trees,random_forest", "--features", "ward145+fractions118", "--inner-folds", "3")
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(run / "model_selection.csv")
+    assert sorted(table["model"]) == ["extra_trees", "random_forest"] and sorted(table["rank"]) == [1, 2]
+    best = table.loc[table["rank"] == 1, "model"].item()
+    assert f"'model': '{best}'" in r.output and "Model selection" in (run / "README.md").read_text()
+    assert json.loads((run / "model" / "materials.json").read_text())["params"]["model"] == best

@@ -46,8 +46,12 @@ def train(
     formula_col: str = typer.Option("formula", help="Formula column."),
     target_col: str = typer.Option("target", help="Target column."),
     task: str = typer.Option("auto", help="regression, classification, or auto (0/1 targets -> classification)."),
-    features: str = typer.Option("ward145", help="ward145, elemnet86, fractions118, or several joined by '+' (ward145+fractions118)."),
-    model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / random_forest."),
+    features: str = typer.Option("ward145", help="ward145, elemnet86, fractions118, or several joined by '+' "
+                                                 "(ward145+fractions118); a comma-separated list to choose among."),
+    model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / "
+                                              "random_forest; a comma-separated list to choose among."),
+    inner_folds: int = typer.Option(5, help="With several models / features: cross-validation folds on DATA "
+                                            "that choose among them."),
     training: str = typer.Option("backprop", help="backprop or hsic."),
     n_models: int = typer.Option(1, help="Ensemble size (seeds); >1 gives an uncertainty."),
     epochs: int = typer.Option(500, help="Maximum epochs."),
@@ -72,11 +76,10 @@ def train(
     table = _read(data, formula_col, target_col, skip_invalid, out, duplicates, quiet)
     cls = MaterialsClassifier if _is_classification(table.y, task) else MaterialsRegressor
     y = table.y.astype(int) if cls is MaterialsClassifier else table.y
-    est = cls(features=features, model=model, training=training, n_models=n_models, epochs=epochs,
-              batch_size=batch_size, lr=lr, patience=patience, validation_fraction=validation_fraction,
-              random_state=seed, verbose=0 if quiet else 1, device=device)
+    est = cls(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+              validation_fraction=validation_fraction, random_state=seed, verbose=0 if quiet else 1, device=device)
     start = time.perf_counter()
-    est.fit(table.formulas, y)
+    est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet)
     seconds = time.perf_counter() - start
     est.save(run / MODEL_DIR)
     run.write_config({"command": "train", "data": str(data), "formula_col": formula_col, "target_col": target_col,
@@ -88,9 +91,29 @@ def train(
     metrics = {"best_val_loss": float(min(val)) if val else None, "epochs_run": len(est.history_),
                "train_seconds": seconds}
     run.write_metrics(metrics, split="validation", n_samples=len(table))
-    _card(run, f"hsickit materials model: {target_col}", est, table)
+    _card(run, f"hsickit materials model: {target_col}", est, table, extra)
     if not quiet:
         typer.echo(f"trained {type(est).__name__} in {seconds:.0f} s; run folder {out}")
+
+
+def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet):
+    """Fit the one (model, features) candidate, or choose among several by cross-validation
+    (model_selection.csv in the run folder); returns the fitted estimator and model-card sections."""
+    from hsickit.apps.materials.selection import candidates_from, model_search, selection_table
+    from hsickit.core.io import atomic_write, markdown_table
+
+    candidates = candidates_from(models, features)
+    if len(candidates) == 1:
+        return est.set_params(**candidates[0]).fit(formulas, y), None
+    search = model_search(est.set_params(verbose=0), candidates, cv=inner_folds, random_state=seed).fit(formulas, y)
+    rows = selection_table(search)
+    atomic_write(run / "model_selection.csv", pd.DataFrame(rows).to_csv(index=False))
+    if not quiet:
+        typer.echo(markdown_table(rows))
+        typer.echo(f"chosen by {inner_folds}-fold cross-validation: {search.best_params_}")
+    return search.best_estimator_, {"Model selection": f"Chosen among {len(candidates)} candidates by "
+                                    f"{inner_folds}-fold cross-validation on the training data "
+                                    f"(score: {search.scoring}).\n\n" + markdown_table(rows)}
 
 
 @app.command()
@@ -206,8 +229,11 @@ def matbench(
     data: Path = typer.Option(..., "--data", help="Folder holding matbench_<task>.csv and the leaderboard csv."),
     out: Path = typer.Option(Path("matbench-run"), "--out", "-o", help="Run folder."),
     folds: Optional[List[int]] = typer.Option(None, "--fold", help="Run only these folds (repeatable); default all 5."),
-    features: str = typer.Option("ward145", help="As for `train`, e.g. ward145+fractions118."),
-    model: str = typer.Option("irnet17", help="As for `train`, e.g. irnet17 or extra_trees."),
+    features: str = typer.Option("ward145", help="As for `train`, e.g. ward145+fractions118; a comma-separated list "
+                                                 "to choose among in each fold."),
+    model: str = typer.Option("irnet17", help="As for `train`, e.g. irnet17 or extra_trees; a comma-separated list "
+                                              "to choose among in each fold (by inner CV on its training part)."),
+    inner_folds: int = typer.Option(5, help="Inner cross-validation folds when choosing among several models."),
     training: str = typer.Option("backprop"),
     n_models: int = typer.Option(1),
     epochs: int = typer.Option(500),
@@ -229,24 +255,36 @@ def matbench(
     run = RunFolder(out)
     t = _task_name(task)
     cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor
-    params = dict(features=features, model=model, training=training, n_models=n_models, epochs=epochs,
-                  batch_size=batch_size, lr=lr, patience=patience, validation_fraction=validation_fraction,
-                  random_state=seed, verbose=0, device=device)
+    from hsickit.apps.materials.selection import candidates_from, model_search
+
+    params = dict(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                  validation_fraction=validation_fraction, random_state=seed, verbose=0, device=device)
+    candidates = candidates_from(model, features)
+
+    def make():
+        if len(candidates) == 1:
+            return cls(**params, **candidates[0])
+        return model_search(cls(**params), candidates, cv=inner_folds, random_state=seed)
 
     def save_fold(k, est, res):
+        if hasattr(est, "best_estimator_"):
+            res["chosen"] = est.best_params_
+            est = est.best_estimator_
         run.write_history(est.history_, name=f"history_fold{k}.csv")
 
-    res = run_matbench(t, data, lambda: cls(**params), folds=folds, verbose=0 if quiet else 1, on_fold=save_fold)
+    res = run_matbench(t, data, make, folds=folds, verbose=0 if quiet else 1, on_fold=save_fold)
     metric = res["metric"]
     flat = {f"{metric}_fold{r['fold']}": r[metric] for r in res["folds"]}
     flat.update({metric: res["mean"], f"{metric}_std": res["std"], "n_folds": len(res["folds"])})
     run.write_metrics(flat, split="matbench_test_folds", n_samples=sum(r["n_samples"] for r in res["folds"]))
     run.write_json("matbench.json", res)
-    run.write_config({"command": "matbench", "task": t, "data": str(data), "folds": folds, "params": params})
+    run.write_config({"command": "matbench", "task": t, "data": str(data), "folds": folds, "params": params,
+                      "candidates": candidates, "inner_folds": inner_folds if len(candidates) > 1 else None})
     table = markdown_table([{k: r[k] for k in ("rank", "algorithm", "mean", "std")} for r in res["leaderboard"]])
     run.write_model_card(f"Matbench {t}: {cls.__name__}", {
         "Protocol": "Official Matbench v0.1 folds; validation (early stopping) carved from each training fold.",
-        "Per fold": markdown_table([{k: r[k] for k in ("fold", metric, "n_samples", "n_train")} for r in res["folds"]]),
+        "Per fold": markdown_table([{**{k: r[k] for k in ("fold", metric, "n_samples", "n_train")},
+                                     **({"chosen": r["chosen"]} if "chosen" in r else {})} for r in res["folds"]]),
         "Leaderboard": table})
     typer.echo(f"\n{res['task']}: {metric} = {res['mean']:.4f} ± {res['std']:.4f} over folds "
                f"{[r['fold'] for r in res['folds']]}\n")

@@ -117,6 +117,14 @@ def test_images_npz_route(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["n_samples"] == 10
     invoke(["predict", run, "--images", tmp_path / "images.npz", "-o", tmp_path / "p.csv", "--quiet"])
     assert len(pd.read_csv(tmp_path / "p.csv")) == 30
+    common = ["train", "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv", "--label-col", "label",
+              "--taxonomy", tmp_path / "taxonomy.csv", "--split", "train", "--epochs", 1, "--image-size", 32, "--quiet"]
+    invoke(common + ["--encoder-preset", "small64", "--optimizer", "adamw", "--label-smoothing", "0.1",
+                     "--out", tmp_path / "run64"])
+    params = json.loads((tmp_path / "run64" / "config.json").read_text())["classifier"]
+    assert params["model_params"]["channels"] == [16, 32, 64, 128] and params["optimizer"] == "adamw"
+    result = runner.invoke(app, [str(a) for a in common + ["--encoder-preset", "huge", "--out", tmp_path / "r"]])
+    assert "unknown --encoder-preset 'huge'" in str(result.exception)
 
 
 def test_errors_are_one_clear_message(files):

@@ -107,6 +107,19 @@ def _weights(text: Optional[str]):
         raise HsickitError(f"--level-weights must be comma-separated numbers, leaf level first, got {text!r}") from err
 
 
+def _preset(name, images):
+    """model_params of a named image-encoder preset (None: the encoder's defaults)."""
+    if name is None:
+        return None
+    from hsickit.apps.plants.encoders import LEAFCNN_PRESETS
+
+    if images is None:
+        raise HsickitError("--encoder-preset configures the image CNN; it needs --images")
+    if name not in LEAFCNN_PRESETS:
+        raise HsickitError(f"unknown --encoder-preset {name!r}; choose one of {sorted(LEAFCNN_PRESETS)}")
+    return dict(LEAFCNN_PRESETS[name])
+
+
 @app.command()
 def train(
     taxonomy: Path = typer.Option(..., "--taxonomy", help="Taxonomy CSV: species, genus, family [, order, ...] (optional label column)."),
@@ -125,6 +138,11 @@ def train(
     patience: int = typer.Option(30, help="Early-stopping patience in epochs."),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="None, cosine or plateau (cosine helps the image CNN)."),
     image_size: int = typer.Option(128, "--image-size", help="Images are fitted into this square size."),
+    encoder_preset: Optional[str] = typer.Option(None, "--encoder-preset", help="Image CNN configuration: "
+                                                 "small64, deep64, deep128 or res128 (default: the small leafcnn)."),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam or adamw."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="Weight decay."),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the species loss."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds reported in the metrics."),
     skip_bad_rows: bool = SKIP, seed: int = SEED, quiet: bool = QUIET, device: str = DEVICE,
 ) -> None:
@@ -140,7 +158,8 @@ def train(
     va = _read(features, images, tax, split=val_split, **read) if val_split else None
     clf = TaxonomicClassifier(tax, loss=loss, level_weights=_weights(level_weights), training=training, epochs=epochs,
                               lr=lr, batch_size=batch_size, patience=patience, lr_schedule=lr_schedule, random_state=seed,
-                              verbose=0 if quiet else 1, device=device)
+                              verbose=0 if quiet else 1, device=device, model_params=_preset(encoder_preset, images),
+                              optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing)
     clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
     run = RunFolder(out)
     clf.save(run.path)

@@ -19,8 +19,9 @@ their trees, the ``*_mean`` twins the mean).
 retrained on the whole training part, and only its test MAE is reported:
 
     python benchmarks/materials_matbench.py --tasks steels --select \
-        --models rf extra_trees_ward_fractions extra_trees_fractions irnet17_backprop --max-epochs 500 --patience 50 Results are written to
-benchmarks/results/materials_matbench[<suffix>].json (or --out) after every step (partial runs keep
+        --models rf extra_trees_ward_fractions extra_trees_fractions irnet17_backprop --max-epochs 500 --patience 50
+
+Results are written to benchmarks/results/materials_matbench[<suffix>].json (or --out) after every step (partial runs keep
 what they measured).
 
 Each task is featurised once (the 145 Ward attributes, float32) and the models get the feature rows

@@ -198,5 +198,7 @@ def test_forest_predicts_the_median_of_its_trees_unless_asked_for_the_mean(gaps)
     mean = MaterialsRegressor(features="precomputed", model="extra_trees",
                               model_params={"n_estimators": 30, "aggregate": "mean"}, random_state=0).fit(X, t)
     np.testing.assert_allclose(mean.predict(X[:5]), mean.members_[0].model_.predict(mean._scale(X[:5])))
+    with pytest.raises(HsickitError, match="unknown model 'extra_tree'.*irnet17.*tree ensemble: extra_trees, random_forest"):
+        MaterialsRegressor(features="precomputed", model="extra_tree").fit(X, t)
     with pytest.raises(HsickitError, match="aggregate='mode'"):
         MaterialsRegressor(features="precomputed", model="extra_trees", model_params={"aggregate": "mode"}).fit(X, t)

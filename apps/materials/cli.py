@@ -248,6 +248,7 @@ def matbench(
     """The official Matbench 5-fold protocol: per-fold and mean ± std MAE (ROC-AUC), vs the leaderboard."""
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.apps.materials.matbench import run_matbench
+    from hsickit.apps.materials.selection import candidates_from, model_search
     from hsickit.core.io import RunFolder, markdown_table
     from hsickit.datasets.materials import MATBENCH_TASKS, _task_name
 
@@ -255,8 +256,6 @@ def matbench(
     run = RunFolder(out)
     t = _task_name(task)
     cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor
-    from hsickit.apps.materials.selection import candidates_from, model_search
-
     params = dict(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                   validation_fraction=validation_fraction, random_state=seed, verbose=0, device=device)
     candidates = candidates_from(model, features)

@@ -30,10 +30,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from hsickit.apps.materials.featurizers import get_featurizer
-from hsickit.apps.materials.forest import ForestMember, is_forest
+from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.io import read_json, write_json
+from hsickit.core.models import list_models
 
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
 
@@ -131,6 +132,9 @@ class _MaterialsEstimator(BaseEstimator):
             raise HsickitError(f"n_models must be an integer >= 1, got {self.n_models!r}")
 
     def _member(self, seed, batch_size):
+        if not is_forest(self.model) and self.model not in list_models():
+            raise HsickitError(f"unknown model {self.model!r}; valid names: {', '.join(list_models())}, "
+                               f"or a tree ensemble: {', '.join(FORESTS)}")
         if is_forest(self.model):
             return ForestMember(self.model, classification=self._member_cls is DeepClassifier,
                                 model_params=self.model_params, random_state=int(seed))

@@ -68,9 +68,8 @@ def evaluate_into(run, est, table, unit=""):
 
 def card(run, title, est, table, extra=None):
     """README.md model card of a materials run."""
-    from hsickit.core.io import markdown_table
-
     from hsickit.apps.materials.forest import is_forest
+    from hsickit.core.io import markdown_table
 
     p = est.get_params()
     if is_forest(p["model"]):

@@ -20,7 +20,7 @@ benchmarks/results/ecg_mitdb.json (+ .nc: class x metric x fold of the fused mod
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import time
 from pathlib import Path
 
@@ -31,19 +31,24 @@ from hsickit.apps.ecg.beats import BeatConfig, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier, holdout_records, tune_class_bias
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset
 from hsickit.core.io import atomic_write, markdown_table, write_json
-from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION, patient_kfold
+from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION, patient_kfold, subject_of
 
 ROOT = Path(__file__).resolve().parent
 KEYS = ("macro_f1", "accuracy", "kappa", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "sensitivity_F", "ppv_F", "sensitivity_N", "ppv_N")
 
 
 def folds(spec: str, records):
+    """``(partition, fold, train, test)``: "val" is its own partition; "N" and "loro" (one
+    record per fold) are patient-wise partitions whose test predictions are also pooled."""
     for part in spec.split(","):
         if part == "val":
-            yield "val", [r for r in records if r not in DS1_VALIDATION], [r for r in records if r in DS1_VALIDATION]
-        elif part.isdigit():
-            for i, (tr, te) in enumerate(patient_kfold(records, int(part), random_state=0)):
-                yield f"k{part}.{i}", tr, te
+            yield None, "val", [r for r in records if r not in DS1_VALIDATION], [r for r in records if r in DS1_VALIDATION]
+        elif part.isdigit() or part == "loro":
+            k = len({subject_of(r) for r in records}) if part == "loro" else int(part)
+            for i, (tr, te) in enumerate(patient_kfold(records, k, random_state=0)):
+                yield part, f"{'loro' if part == 'loro' else 'k' + part}.{i}", tr, te
+        else:
+            raise SystemExit(f"--folds: unknown part {part!r}; use val, a number of folds, or loro")
 
 
 def inner_validation(beats, train_records, fraction=0.2, seed=0):
@@ -61,7 +66,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--class-weight", default="sqrt")
     ap.add_argument("--inner-fraction", type=float, default=0.2, help="training records held out for bias tuning / early stopping")
-    ap.add_argument("--stacking", default="holdout", choices=["holdout", "insample"])
+    ap.add_argument("--stacking", default="holdout", choices=["holdout", "crossfit", "insample"])
+    ap.add_argument("--crossfit-folds", type=int, default=3)
+    ap.add_argument("--downstream", default="residual_mlp", help="residual_mlp, mlp or gradient_boosting")
     ap.add_argument("--holdout-fraction", type=float, default=0.3)
     ap.add_argument("--tune-bias", action="store_true", help="tune per-class bias on the inner validation records")
     ap.add_argument("--hsic", action="store_true", help="also train the downstream MLP with the HSIC bottleneck")
@@ -71,14 +78,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     channels = tuple(c for c in args.channels.split(",") if c)
+    fused_name = "fused (gradient boosting)" if args.downstream == "gradient_boosting" else "fused (backprop)"
 
     t0 = time.perf_counter()
     beats = load_beats(args.data, list(DS1), BeatConfig(), annotated=True, verbose=0)
     load_s = time.perf_counter() - t0
     print(f"DS1 WFDB -> features (all views): {load_s:.1f} s for {len(beats)} beats, {len(set(beats.record))} records")
 
-    rows, per_fold, throughput = [], {}, None
-    for fold, tr_names, te_names in folds(args.folds, list(DS1)):
+    rows, per_fold, pooled, throughput = [], {}, {}, None
+    for partition, fold, tr_names, te_names in folds(args.folds, list(DS1)):
         val_names = inner_validation(beats, tr_names, args.inner_fraction, args.seed) if args.inner_fraction > 0 else []  # early stopping on training-side records only
         fit_names = [r for r in tr_names if r not in val_names]
         train, test = beats.records(fit_names), beats.records(te_names)
@@ -87,45 +95,42 @@ def main() -> None:
         y_test = test.y.astype(str)
         start = time.perf_counter()
         clf = MultiResolutionClassifier(channels=channels, channel_epochs=args.channel_epochs, epochs=args.epochs,
-                                        class_weight=args.class_weight, stacking=args.stacking, holdout_fraction=args.holdout_fraction,
-                                        tune_bias=args.tune_bias, random_state=args.seed,
-                                        verbose=0).fit(train, val)
+                                        downstream=args.downstream, class_weight=args.class_weight, stacking=args.stacking,
+                                        holdout_fraction=args.holdout_fraction, crossfit_folds=args.crossfit_folds,
+                                        tune_bias=args.tune_bias, random_state=args.seed, verbose=0)
+        fusion_data = clf.fit_channels(train, val)
+        clf.fit_downstream(*fusion_data)
         fit_s = time.perf_counter() - start
-        results = {}
+        predictions = {}
         for name, net in clf.channels_.items():
-            results[f"channel:{name}"] = beat_metrics(y_test, net.predict(test))
+            predictions[f"channel:{name}"] = net.predict(test)
         t1 = time.perf_counter()
         pred = clf.predict(test)
         infer_s = time.perf_counter() - t1
-        results["fused (backprop)"] = beat_metrics(y_test, pred)
+        predictions[fused_name] = pred
         if args.tune_bias:
             raw = clf.downstream_.predict_proba(clf.representation(test))
-            results["fused (backprop, no bias tuning)"] = beat_metrics(y_test, clf.classes_[raw.argmax(1)])
+            predictions[f"{fused_name[:-1]}, no bias tuning)"] = clf.classes_[raw.argmax(1)]
         if throughput is None:
             throughput = len(test) / infer_s
-        print(f"fold {fold}: fused (backprop) " + " ".join(f"{k}={results['fused (backprop)'][k]:.3f}" for k in KEYS), flush=True)
+        fused = beat_metrics(y_test, pred)
+        print(f"fold {fold}: {fused_name} " + " ".join(f"{k}={fused[k]:.3f}" for k in KEYS), flush=True)
         if args.hsic:
-            # same channels, same representation; only the downstream MLP is trained by the HSIC bottleneck
-            hsic = MultiResolutionClassifier(channels=channels, downstream="residual_mlp", training="hsic", epochs=args.epochs,
-                                             class_weight=args.class_weight, random_state=args.seed)
-            hsic.channels_, hsic.feature_scaler_, hsic.feature_labels_ = clf.channels_, clf.feature_scaler_, clf.feature_labels_
-            fusion = train.records(clf.holdout_records_) if clf.holdout_records_ else train
-            val_known = val.subset(np.isin(val.y, fusion.y)) if val is not None else None
-            Z, Zv = clf.representation(fusion), clf.representation(val_known) if val is not None else None
-            hsic.downstream_ = hsic._downstream(fusion.y.astype(str))
+            # the same channels and representation; only the downstream is a residual MLP trained by the HSIC bottleneck
+            hsic = copy.copy(clf).set_params(downstream="residual_mlp", training="hsic")
             try:
-                hsic.downstream_.fit(Z, fusion.y.astype(str), X_val=Zv, y_val=None if val is None else val_known.y.astype(str))
-                hsic.classes_ = hsic.downstream_.classes_.astype(str)
-                hsic.class_bias_ = (tune_class_bias(hsic.downstream_.predict_proba(Zv), val_known.y, hsic.classes_)
-                                    if val is not None and args.tune_bias else np.zeros(len(hsic.classes_)))
-                results["fused (HSIC downstream)"] = beat_metrics(y_test, hsic.predict(test))
+                predictions["fused (HSIC downstream)"] = hsic.fit_downstream(*fusion_data).predict(test)
             except Exception as err:  # report, do not lose the fold
                 print(f"fold {fold}: HSIC downstream failed: {err}", flush=True)
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         gb = HistGradientBoostingClassifier(class_weight="balanced", max_iter=200, random_state=args.seed)
         gb.fit(train.features, train.y.astype(str))
-        results["baseline: features + gradient boosting"] = beat_metrics(y_test, gb.predict(test.features))
+        predictions["baseline: features + gradient boosting"] = gb.predict(test.features)
+        results = {model: beat_metrics(y_test, p) for model, p in predictions.items()}
+        if partition is not None:
+            for model, p in predictions.items():
+                pooled.setdefault(partition, {}).setdefault(model, []).append((y_test, np.asarray(p, str)))
         for model, m in results.items():
             rows.append({"fold": fold, "model": model, **{k: round(m[k], 4) for k in KEYS}})
             per_fold.setdefault(model, []).append(m)
@@ -137,15 +142,24 @@ def main() -> None:
     for model, ms in per_fold.items():
         summary.append({"model": model, "folds": len(ms), **{k: round(float(np.mean([m[k] for m in ms])), 4) for k in KEYS}})
     print("\nMean over folds\n" + markdown_table(summary))
+    # de Chazal's gross statistics: every test beat of a partition counted once, in one confusion matrix
+    pooled_rows = []
+    for partition, models in pooled.items():
+        for model, parts in models.items():
+            m = beat_metrics(np.concatenate([t for t, _ in parts]), np.concatenate([p for _, p in parts]))
+            pooled_rows.append({"partition": partition, "model": model, "folds": len(parts), **{k: round(m[k], 4) for k in KEYS}})
+    if pooled_rows:
+        print("\nPooled over the folds of each partition (gross statistics)\n" + markdown_table(pooled_rows))
     print(f"\nthroughput: DS1 WFDB -> features {load_s:.1f} s; inference {throughput:,.0f} beats/s "
           f"({args.threads} torch thread(s))")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, {"args": vars(args), "ds1_to_features_seconds": load_s, "n_beats": len(beats),
-                     "inference_beats_per_second": throughput, "per_fold": rows, "mean": summary})
-    fused = per_fold.get("fused (backprop)", [])
+                     "inference_beats_per_second": throughput, "per_fold": rows, "mean": summary,
+                     "pooled": pooled_rows})
+    fused = per_fold.get(fused_name, [])
     if fused:
-        atomic_write(out.with_suffix(".nc"), metrics_dataset(fused, folds=[r["fold"] for r in rows if r["model"] == "fused (backprop)"]).to_netcdf(engine="scipy"))
+        atomic_write(out.with_suffix(".nc"), metrics_dataset(fused, folds=[r["fold"] for r in rows if r["model"] == fused_name]).to_netcdf(engine="scipy"))
     print(f"wrote {out}")
 
 

@@ -166,6 +166,34 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return tensors, meta["trainer_state"]
 
 
+def save_sklearn(path: str | os.PathLike, estimator) -> Path:
+    """Write a scikit-learn estimator to ``path`` with skops (no pickle), atomically."""
+    import skops.io as sio
+
+    return atomic_write(path, sio.dumps(estimator))
+
+
+def load_sklearn(path: str | os.PathLike):
+    """Load an estimator written by :func:`save_sklearn`; only scikit-learn and NumPy types are
+    loaded, and a missing, foreign or damaged file is an error that names it."""
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.exists():
+        raise HsickitError(f"{path} is missing; give the model folder written by hsickit, or retrain")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+        foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+        if foreign:
+            raise HsickitError(f"{path} asks to load types outside scikit-learn / NumPy ({foreign[:3]}); refusing; retrain the model")
+        return sio.load(path, trusted=untrusted)
+    except HsickitError:
+        raise
+    except Exception as exc:
+        raise HsickitError(f"{path} is corrupted or truncated ({type(exc).__name__}: {exc}); "
+                           "retrain the model or restore the file from a copy") from exc
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries whose numbers a run depends on."""
     import importlib.metadata as md

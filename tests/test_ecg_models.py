@@ -77,9 +77,11 @@ def test_fusion_with_sklearn_downstream_and_hsic(beats, tmp_path):
     train, test = beats
     clf = MultiResolutionClassifier(channels=(), downstream=LogisticRegression(max_iter=500), class_weight="balanced")
     clf.fit(train)
-    assert clf.downstream_.class_weight["S"] > clf.downstream_.class_weight["N"]
+    plain = MultiResolutionClassifier(channels=(), downstream=LogisticRegression(max_iter=500), class_weight=None).fit(train)
+    p_s = lambda m: m.predict_proba(test)[:, list(m.classes_).index("S")].mean()  # noqa: E731
+    assert p_s(clf) > p_s(plain)  # class weighting reaches the scikit-learn classifier (as sample weights)
     assert (clf.predict(test) == test.y).mean() > 0.8
-    with pytest.raises(HsickitError, match="never pickles"):
+    with pytest.raises(HsickitError, match="cannot be saved; name it instead"):
         clf.save(tmp_path / "x")
     h = MultiResolutionClassifier(channels=("rr",), training="hsic", channel_epochs=2, epochs=2, random_state=0).fit(train)
     assert h.downstream_.train_config_["mode"] == "hsic"
@@ -146,3 +148,31 @@ def test_tune_class_bias_trades_majority_for_minority():
     pred = np.array(["N", "S"])[(np.log(proba) + bias).argmax(1)]
     assert (pred == y).all()
     assert not tune_class_bias(proba, y, np.array(["N", "S"]), min_support=100).any()  # too few S beats: no tuning
+
+
+def test_crossfit_stacking_scores_every_record_out_of_group(beats, tmp_path, monkeypatch):
+    seen = []
+    original = ChannelNetwork.fit
+    monkeypatch.setattr(ChannelNetwork, "fit", lambda self, b, v=None: (seen.append((set(b.record), set(v.record) if v is not None else set())),
+                                                                        original(self, b, v))[1])
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=("rr", "beat"), stacking="crossfit", crossfit_folds=3, downstream="gradient_boosting",
+                                    class_weight="balanced", channel_epochs=2, random_state=0).fit(train)
+    records = set(train.record)
+    inner = seen[:-2]  # 3 groups x 2 channels, then the 2 final channels on every record
+    assert len(inner) == 6 and all(not (fit & scored) and fit | scored == records for fit, scored in inner)
+    assert {frozenset(scored) for _, scored in inner} == {frozenset({r}) for r in records}  # each record scored once
+    assert all(fit == records for fit, _ in seen[-2:])
+    n_classes = len(np.unique(train.y))
+    assert clf.representation(test).shape == (len(test), 2 * n_classes + train.features.shape[1])
+    assert (clf.predict(test) == test.y).mean() > 0.8
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "downstream" / "model.skops").exists()
+    back = MultiResolutionClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-6)
+    skops_file = tmp_path / "m" / "downstream" / "model.skops"
+    skops_file.write_bytes(skops_file.read_bytes()[:100])
+    with pytest.raises(HsickitError, match="model.skops is corrupted or truncated"):
+        MultiResolutionClassifier.load(tmp_path / "m")
+    with pytest.raises(HsickitError, match="gradient_boosting"):
+        MultiResolutionClassifier(channels=(), downstream="gbm").fit(train)

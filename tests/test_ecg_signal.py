@@ -72,6 +72,21 @@ def test_rr_features_and_sequence():
         rr_features([5], 360)
 
 
+def test_centred_rr_features_tell_a_premature_beat_from_atrial_fibrillation():
+    rng = np.random.default_rng(0)
+    regular = np.full(60, 360.0)
+    regular[30], regular[31] = 230.0, 490.0  # one premature beat and its pause
+    af = rng.uniform(200, 520, 60)  # irregularly irregular
+    Xr, names = rr_features(np.cumsum(regular).astype(int), 360)
+    Xa, _ = rr_features(np.cumsum(af).astype(int), 360)
+    prem, irr = names.index("rr_prematurity"), names.index("rr_irregularity")
+    assert Xr[30, prem] > 10 and Xr[30, irr] < 0.05  # premature beat (peak 30 ends interval 30)
+    assert np.abs(Xr[[10, 20, 45], prem]).max() < 1e-6  # regular beats: neither premature nor irregular
+    assert np.median(Xa[:, irr]) > 0.2 and np.median(np.abs(Xa[:, prem])) < 2
+    Xs, _ = rr_features([0, 360, 700], 360)  # shorter than the window: no crash, finite
+    assert np.isfinite(Xs).all()
+
+
 def test_qrs_width_separates_wide_beats():
     fs, r = 360, 90
     t = (np.arange(252) - r) / fs
@@ -97,7 +112,7 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert X_all.shape == (len(peaks), len(full.feature_labels())) and np.isfinite(X_all).all()
     f = BeatFeaturizer()
     X = f.featurize(bandpass(sig[:, 0], 360), peaks)
-    assert f.feature_labels() == list(RELATIVE_LABELS) and X.shape == (len(peaks), 9)
+    assert f.feature_labels() == list(RELATIVE_LABELS) and X.shape == (len(peaks), 12)
     np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in RELATIVE_LABELS]])
     assert f.citations()
     with pytest.raises(HsickitError, match="feature_set"):

@@ -47,13 +47,21 @@ def _history(clf: MultiResolutionClassifier) -> list[dict]:
     return rows
 
 
+def _downstream_records(clf: MultiResolutionClassifier) -> str:
+    if getattr(clf, "holdout_records_", None):
+        return "records " + ", ".join(clf.holdout_records_)
+    if clf.stacking == "crossfit" and clf.channels:
+        return f"every training record, each scored by channels trained on the other {clf.crossfit_folds - 1} of {clf.crossfit_folds} record groups"
+    return "records shared with the channels"
+
+
 def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConfig, data: dict, metrics: dict | None) -> None:
     sections = {
         "Model": (f"Multi-resolution beat classifier (AAMI classes {', '.join(clf.classes_)}): channels "
                   f"{', '.join(clf.channels) or '(none)'}, hand-crafted features {'on' if clf.use_features else 'off'}, "
                   f"downstream {clf.downstream} trained by {clf.training}, channels by {clf.channel_training}, "
-                  f"class weighting {clf.class_weight}, stacking {clf.stacking} (downstream trained on records "
-                  f"{', '.join(getattr(clf, 'holdout_records_', [])) or 'shared with the channels'}), "
+                  f"class weighting {clf.class_weight}, stacking {clf.stacking} (downstream trained on "
+                  f"{_downstream_records(clf)}), "
                   f"class bias {dict(zip(clf.classes_.tolist(), np.round(clf.class_bias_, 2).tolist()))}."),
         "Input": (f"Leads {', '.join(config.leads)} at {config.sampling_rate:g} Hz (other rates are resampled and reported), "
                   f"filter {config.filter}; beat positions from '{config.annotation}' annotations, else {config.detector} R-peak detection."),

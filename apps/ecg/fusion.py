@@ -23,17 +23,22 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.utils.validation import has_fit_parameter
 
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, _Standardizer, class_weights, fit_batch_size
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import read_json, write_json
+from hsickit.core.io import load_sklearn, read_json, save_sklearn, write_json
 
-__all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "holdout_records", "tune_class_bias"]
+__all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "holdout_records", "tune_class_bias"]
 
 #: Core models the downstream classifier can be (name -> model_params).
 DOWNSTREAM_MODELS = {"residual_mlp": {"hidden": (128, 128, 128)}, "mlp": {"hidden": (128, 64)}}
+
+#: scikit-learn downstream classifiers by name (saved with skops, never pickled).
+SKLEARN_DOWNSTREAM = {"gradient_boosting": lambda seed: HistGradientBoostingClassifier(max_iter=200, random_state=seed)}
 
 
 def holdout_records(beats: BeatSet, fraction: float, random_state=None, tries: int = 50) -> list[str]:
@@ -110,8 +115,9 @@ class MultiResolutionClassifier(BaseEstimator):
     ----------
     channels : names from :data:`~hsickit.apps.ecg.channels.CHANNELS` (empty: features only).
     use_features : append the hand-crafted features to the embeddings.
-    downstream : "residual_mlp", "mlp" (core DeepClassifier) or a scikit-learn classifier
-        (not saveable: hsickit never pickles).
+    downstream : "residual_mlp", "mlp" (core DeepClassifier), "gradient_boosting"
+        (scikit-learn's HistGradientBoostingClassifier, saved with skops) or any scikit-learn
+        classifier object (not saveable: hsickit never pickles).
     training : "backprop" or "hsic" for a core downstream model.
     beta, sigma : HSIC-bottleneck weight and Gaussian kernel width (HSIC training only). sigma
         defaults to 5 because the median heuristic (sigma=None) failed on the fused
@@ -121,8 +127,15 @@ class MultiResolutionClassifier(BaseEstimator):
     stacking : "holdout" (default): the channels are trained on part of the training records
         and the downstream classifier on the embeddings of the other ``holdout_fraction`` of
         records, which the channels never saw — so it learns how far each channel can be
-        trusted on a new patient. "insample": channels and downstream see the same beats
-        (used when there are fewer than 3 records, and when fine-tuning).
+        trusted on a new patient. "crossfit": the training records are split into
+        ``crossfit_folds`` groups by record; each group's beats are scored by channels trained
+        on the other groups, so the downstream classifier learns from *every* training record
+        as seen by channels that never saw it; its inputs are then each channel's class
+        log-probabilities (comparable across the separately trained channels, unlike their
+        embeddings), and the final channels are trained on all records. "insample": channels
+        and downstream see the same beats (used when there are fewer than 3 records, and when
+        fine-tuning).
+    crossfit_folds : number of record groups for ``stacking="crossfit"``.
     tune_bias : with ``validation`` beats, tune per-class log-probability offsets on them to
         maximise macro F1 (:func:`tune_class_bias`). Off by default: on MIT-BIH DS1 a few
         validation records did not represent new patients well enough (benchmarks/ecg_mitdb.py).
@@ -131,13 +144,14 @@ class MultiResolutionClassifier(BaseEstimator):
     def __init__(self, channels: Sequence[str] = ("beat", "rhythm", "wavelet", "rr"), use_features=True,
                  downstream="residual_mlp", training="backprop", channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="sqrt", beta=100.0, sigma=5.0, patience=4,
-                 stacking="holdout", holdout_fraction=0.3, tune_bias=False, frozen_blocks=0, warm_start=False,
+                 stacking="holdout", holdout_fraction=0.3, crossfit_folds=3, tune_bias=False, frozen_blocks=0, warm_start=False,
                  random_state=None, verbose=0):
         self.channels = channels
         self.sigma = sigma
         self.tune_bias = tune_bias
         self.stacking = stacking
         self.holdout_fraction = holdout_fraction
+        self.crossfit_folds = crossfit_folds
         self.use_features = use_features
         self.downstream = downstream
         self.training = training
@@ -162,29 +176,81 @@ class MultiResolutionClassifier(BaseEstimator):
         if not self.channels and not self.use_features:
             raise HsickitError("nothing to classify from: give at least one channel or use_features=True")
 
+    def _channel_view(self, channels: dict, beats: BeatSet) -> list[np.ndarray]:
+        """Each channel's embedding, or (crossfit) its log-probabilities over ``channel_classes_``."""
+        if self.stacking != "crossfit":
+            return [channels[c].transform(beats) for c in self.channels]
+        views = []
+        for c in self.channels:
+            net = channels[c]
+            logp = np.full((len(beats), len(self.channel_classes_)), np.log(1e-6), dtype=np.float32)
+            logp[:, np.searchsorted(self.channel_classes_, net.classes_.astype(str))] = np.log(np.clip(net.predict_proba(beats), 1e-6, 1.0))
+            views.append(logp)
+        return views
+
     def representation(self, beats: BeatSet) -> np.ndarray:
-        """The multi-resolution representation: channel embeddings + standardised features."""
-        parts = [self.channels_[c].transform(beats) for c in self.channels]
+        """The multi-resolution representation: channel embeddings (crossfit: log-probabilities)
+        + standardised features."""
+        parts = self._channel_view(self.channels_, beats)
         if self.use_features:
             parts.append(self.feature_scaler_(np.nan_to_num(beats.features)))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    def _channel(self, name: str, i: int) -> ChannelNetwork:
+        return ChannelNetwork(name, training=self.channel_training, epochs=self.channel_epochs, batch_size=self.batch_size,
+                              lr=self.lr, class_weight=self.class_weight, beta=self.beta, sigma=self.sigma,
+                              patience=self.patience, random_state=None if self.random_state is None else self.random_state + i,
+                              verbose=self.verbose)
+
+    def _crossfit_representation(self, beats: BeatSet) -> np.ndarray:
+        """Out-of-group channel log-probabilities + features of every training beat."""
+        from sklearn.model_selection import GroupKFold
+
+        records = beats.record.astype(str)
+        k = min(self.crossfit_folds, len(set(records)))
+        groups = GroupKFold(n_splits=k, shuffle=True, random_state=self.random_state).split(records, groups=records)
+        oof = np.zeros((len(beats), len(self.channels) * len(self.channel_classes_)), np.float32)
+        for g, (tr, held) in enumerate(groups):
+            inner, outer = beats.subset(tr), beats.subset(held)
+            nets = {name: self._channel(name, 100 * (g + 1) + i).fit(inner, outer) for i, name in enumerate(self.channels)}
+            oof[held] = np.concatenate(self._channel_view(nets, outer), axis=1)
+        return np.concatenate([oof, self.feature_scaler_(np.nan_to_num(beats.features))] if self.use_features else [oof], axis=1)
+
     def _downstream(self, y) -> object:
-        if isinstance(self.downstream, str):
+        if isinstance(self.downstream, str) and self.downstream not in SKLEARN_DOWNSTREAM:
             if self.downstream not in DOWNSTREAM_MODELS:
-                raise HsickitError(f"downstream={self.downstream!r}; use {', '.join(DOWNSTREAM_MODELS)} or a scikit-learn classifier")
+                raise HsickitError(f"downstream={self.downstream!r}; use one of "
+                                   f"{', '.join([*DOWNSTREAM_MODELS, *SKLEARN_DOWNSTREAM])} or a scikit-learn classifier")
             return DeepClassifier(model=self.downstream, model_params=DOWNSTREAM_MODELS[self.downstream],
                                   training=self.training, epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr,
                                   class_weight=class_weights(y, self.class_weight), patience=self.patience, beta=self.beta,
                                   sigma=self.sigma, format_epochs=3 if self.training == "hsic" else 0, frozen_blocks=self.frozen_blocks,
                                   random_state=self.random_state, verbose=self.verbose)
-        est = clone(self.downstream)
-        if "class_weight" in est.get_params():
+        est = SKLEARN_DOWNSTREAM[self.downstream](self.random_state) if isinstance(self.downstream, str) else clone(self.downstream)
+        if not has_fit_parameter(est, "sample_weight") and "class_weight" in est.get_params():
             est.set_params(class_weight=class_weights(y, self.class_weight))
         return est
 
+    def _fit_sklearn(self, Z: np.ndarray, y: np.ndarray) -> None:
+        """Fit a scikit-learn downstream, class weighting as sample weights where it takes them."""
+        weights = class_weights(y, self.class_weight)
+        if weights and has_fit_parameter(self.downstream_, "sample_weight"):
+            self.downstream_.fit(Z, y, sample_weight=np.array([weights[c] for c in y]))
+        else:
+            self.downstream_.fit(Z, y)
+
     def fit(self, beats: BeatSet, validation: BeatSet | None = None) -> "MultiResolutionClassifier":
         """Train channels, then the downstream classifier. ``validation``: beats of other records."""
+        return self.fit_downstream(*self.fit_channels(beats, validation))
+
+    def fit_channels(self, beats: BeatSet, validation: BeatSet | None = None):
+        """Train the channel networks; return the downstream's training data ``(Z, y, Z_val, y_val)``.
+
+        ``Z`` is the representation of the beats the downstream learns from (the held-out
+        records for "holdout", out-of-group for "crossfit"); :meth:`fit_downstream` takes it,
+        so one set of channels can serve several downstream classifiers (as in
+        benchmarks/ecg_mitdb.py).
+        """
         self._check()
         if not beats.labelled:
             raise HsickitError("training beats have no labels (records without annotation files); pass annotated records")
@@ -194,12 +260,17 @@ class MultiResolutionClassifier(BaseEstimator):
             unknown = sorted(str(c) for c in set(y) - set(self.classes_.tolist()))
             if unknown:
                 raise HsickitError(f"fine-tuning beats have classes {unknown} the model was not trained on; drop them or train anew")
+        if self.stacking not in ("holdout", "crossfit", "insample"):
+            raise HsickitError(f"stacking={self.stacking!r}; use 'holdout', 'crossfit' or 'insample'")
+        Z = None
         if not warm:
             self.channels_ = {}
             self.feature_scaler_ = _Standardizer().fit(np.nan_to_num(beats.features))
             self.feature_labels_ = list(beats.feature_labels)
-        if self.stacking not in ("holdout", "insample"):
-            raise HsickitError(f"stacking={self.stacking!r}; use 'holdout' or 'insample'")
+            self.channel_classes_ = np.unique(y)
+            # fine-tuning (warm) retrains channels and downstream on the same beats, as "insample" does
+            if self.stacking == "crossfit" and self.channels and len(set(beats.record)) >= 2:
+                Z = self._crossfit_representation(beats)
         channel_beats, fusion_beats = beats, beats
         if self.stacking == "holdout" and not warm and self.channels:
             held = holdout_records(beats, self.holdout_fraction, self.random_state)
@@ -212,20 +283,22 @@ class MultiResolutionClassifier(BaseEstimator):
                 net = self.channels_[name].set_params(warm_start=True, epochs=self.channel_epochs, frozen_blocks=self.frozen_blocks,
                                                      lr=self.lr)
             else:
-                net = ChannelNetwork(name, training=self.channel_training, epochs=self.channel_epochs,
-                                     batch_size=self.batch_size, lr=self.lr, class_weight=self.class_weight,
-                                     beta=self.beta, sigma=self.sigma, patience=self.patience,
-                                     random_state=None if self.random_state is None else self.random_state + i,
-                                     verbose=self.verbose)
+                net = self._channel(name, i)
             # channels stop early on the held-out records (unseen by them), else on ``validation``
             stop_on = fusion_beats if fusion_beats is not beats else validation
             self.channels_[name] = net.fit(channel_beats, stop_on)
-        beats = fusion_beats
-        y = beats.y.astype(str)
-        Z = self.representation(beats)
+        Z = Z if Z is not None else self.representation(fusion_beats)
         Zv = yv = None
         if validation is not None and len(validation):
             Zv, yv = self.representation(validation), validation.y.astype(str)
+        return Z, fusion_beats.y.astype(str), Zv, yv
+
+    def fit_downstream(self, Z: np.ndarray, y: np.ndarray, Z_val: np.ndarray | None = None,
+                       y_val: np.ndarray | None = None) -> "MultiResolutionClassifier":
+        """Train the downstream classifier on a representation from :meth:`fit_channels`."""
+        y = np.asarray(y, str)
+        Zv, yv = Z_val, None if y_val is None else np.asarray(y_val, str)
+        warm = self.warm_start and hasattr(self, "downstream_")
         if warm and isinstance(self.downstream_, DeepClassifier):
             self.downstream_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
                                         batch_size=fit_batch_size(self.batch_size, len(y)))
@@ -237,7 +310,7 @@ class MultiResolutionClassifier(BaseEstimator):
                 Zv, yv = Zv[known], yv[known]
             self.downstream_.fit(Z, y, X_val=Zv, y_val=yv)
         else:
-            self.downstream_.fit(Z, y)
+            self._fit_sklearn(Z, y)
         self.classes_ = np.asarray(self.downstream_.classes_).astype(str)
         self.class_bias_ = np.zeros(len(self.classes_))
         if self.tune_bias and yv is not None and len(yv):
@@ -259,18 +332,23 @@ class MultiResolutionClassifier(BaseEstimator):
     # ------------------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write every channel and the downstream model (safetensors + JSON) into folder ``path``."""
-        if not isinstance(self.downstream_, DeepClassifier):
-            raise HsickitError("a scikit-learn downstream classifier cannot be saved (hsickit never pickles); "
-                               "use downstream='residual_mlp' or 'mlp' for a model you want to keep")
+        if not isinstance(self.downstream_, DeepClassifier) and not isinstance(self.downstream, str):
+            raise HsickitError("a scikit-learn classifier passed as an object cannot be saved; name it instead "
+                               f"(downstream={' or '.join(repr(n) for n in SKLEARN_DOWNSTREAM)}), or use 'residual_mlp' / 'mlp'")
         path = Path(path)
         for name, net in self.channels_.items():
             net.save(path / "channels" / name)
-        self.downstream_.save(path / "downstream")
+        if isinstance(self.downstream_, DeepClassifier):
+            self.downstream_.save(path / "downstream")
+        else:
+            (path / "downstream").mkdir(parents=True, exist_ok=True)
+            save_sklearn(path / "downstream" / "model.skops", self.downstream_)
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
         write_json(path / "fusion.json", {"params": params, "feature_scaler": self.feature_scaler_.state(),
                                           "feature_labels": self.feature_labels_, "classes": self.classes_.tolist(),
                                           "class_bias": np.asarray(getattr(self, "class_bias_", np.zeros(len(self.classes_)))).tolist(),
-                                          "holdout_records": list(getattr(self, "holdout_records_", []))})
+                                          "holdout_records": list(getattr(self, "holdout_records_", [])),
+                                          "channel_classes": np.asarray(getattr(self, "channel_classes_", self.classes_)).tolist()})
         return path
 
     @classmethod
@@ -283,10 +361,12 @@ class MultiResolutionClassifier(BaseEstimator):
         params["channels"] = tuple(params["channels"])
         clf = cls(**params)
         clf.channels_ = {name: ChannelNetwork.load(path / "channels" / name) for name in clf.channels}
-        clf.downstream_ = DeepClassifier.load(path / "downstream")
+        clf.downstream_ = (load_sklearn(path / "downstream" / "model.skops") if clf.downstream in SKLEARN_DOWNSTREAM
+                           else DeepClassifier.load(path / "downstream"))
         clf.feature_scaler_ = _Standardizer.from_state(meta["feature_scaler"])
         clf.feature_labels_ = meta["feature_labels"]
         clf.classes_ = np.asarray(meta["classes"])
         clf.class_bias_ = np.asarray(meta.get("class_bias", np.zeros(len(clf.classes_))), dtype=float)
         clf.holdout_records_ = meta.get("holdout_records", [])
+        clf.channel_classes_ = np.asarray(meta.get("channel_classes", meta["classes"]), dtype=str)
         return clf

@@ -95,13 +95,11 @@ class ForestMember:
 
     def save(self, path) -> Path:
         """Write ``forest.skops`` and ``forest.json`` into the folder `path`."""
-        import skops.io as sio
-
-        from hsickit.core.io import atomic_write
+        from hsickit.core.io import save_sklearn
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write(path / "forest.skops", sio.dumps(self.model_))
+        save_sklearn(path / "forest.skops", self.model_)
         write_json(path / "forest.json", {"model": self.model, "classification": self.classification,
                                           "model_params": self.model_params, "random_state": self.random_state,
                                           "history": self.history_})
@@ -110,7 +108,7 @@ class ForestMember:
     @classmethod
     def load(cls, path):
         """Load a member written by :meth:`save`; only scikit-learn and NumPy types are loaded."""
-        import skops.io as sio
+        from hsickit.core.io import load_sklearn
 
         path = Path(path)
         file = path / "forest.skops"
@@ -118,18 +116,7 @@ class ForestMember:
             raise HsickitError(f"{path} holds no saved tree model (forest.skops / forest.json missing); "
                                "give the model folder written by .save() or `hsickit materials train`")
         meta = read_json(path / "forest.json")
-        try:
-            untrusted = sio.get_untrusted_types(file=file)
-            foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
-            if foreign:
-                raise HsickitError(f"{file} asks to load types outside scikit-learn / NumPy ({foreign[:3]}); "
-                                   "refusing; retrain the model")
-            model = sio.load(file, trusted=untrusted)
-        except HsickitError:
-            raise
-        except Exception as exc:
-            raise HsickitError(f"{file} is corrupted or truncated ({type(exc).__name__}: {exc}); "
-                               "retrain the model or restore the file from a copy") from exc
+        model = load_sklearn(file)
         member = cls(meta["model"], meta["classification"], meta["model_params"], meta["random_state"])
         member.model_, member.history_ = model, meta["history"]
         member.aggregate_ = (meta["model_params"] or {}).get("aggregate", "median")

@@ -64,21 +64,22 @@ def main() -> None:
     ap.add_argument("--channels", default="beat,rhythm,wavelet,rr")
     ap.add_argument("--channel-epochs", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--class-weight", default="sqrt")
-    ap.add_argument("--inner-fraction", type=float, default=0.2, help="training records held out for bias tuning / early stopping")
-    ap.add_argument("--stacking", default="holdout", choices=["holdout", "crossfit", "insample"])
+    ap.add_argument("--class-weight", default="balanced")
+    ap.add_argument("--inner-fraction", type=float, default=0.0, help="training records held out for early stopping / bias tuning")
+    ap.add_argument("--stacking", default="crossfit", choices=["holdout", "crossfit", "insample"])
     ap.add_argument("--crossfit-folds", type=int, default=3)
-    ap.add_argument("--downstream", default="residual_mlp", help="residual_mlp, mlp or gradient_boosting")
+    ap.add_argument("--downstream", default="gradient_boosting", help="residual_mlp, mlp or gradient_boosting")
     ap.add_argument("--holdout-fraction", type=float, default=0.3)
     ap.add_argument("--tune-bias", action="store_true", help="tune per-class bias on the inner validation records")
-    ap.add_argument("--hsic", action="store_true", help="also train the downstream MLP with the HSIC bottleneck")
+    ap.add_argument("--hsic", action="store_true", help="also train a downstream residual MLP with the HSIC bottleneck")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "results" / "ecg_mitdb.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     channels = tuple(c for c in args.channels.split(",") if c)
-    fused_name = "fused (gradient boosting)" if args.downstream == "gradient_boosting" else "fused (backprop)"
+    fused_name = {"gradient_boosting": "fused (gradient boosting)", "residual_mlp": "fused (residual MLP, backprop)"}.get(
+        args.downstream, f"fused ({args.downstream})")
 
     t0 = time.perf_counter()
     beats = load_beats(args.data, list(DS1), BeatConfig(), annotated=True, verbose=0)
@@ -115,13 +116,15 @@ def main() -> None:
             throughput = len(test) / infer_s
         fused = beat_metrics(y_test, pred)
         print(f"fold {fold}: {fused_name} " + " ".join(f"{k}={fused[k]:.3f}" for k in KEYS), flush=True)
+        # the same channels and representation; only the downstream classifier changes
+        others = {"fused (residual MLP, backprop)": {"downstream": "residual_mlp", "training": "backprop"}} if args.downstream != "residual_mlp" else {}
         if args.hsic:
-            # the same channels and representation; only the downstream is a residual MLP trained by the HSIC bottleneck
-            hsic = copy.copy(clf).set_params(downstream="residual_mlp", training="hsic")
+            others["fused (residual MLP, HSIC)"] = {"downstream": "residual_mlp", "training": "hsic"}
+        for name, params in others.items():
             try:
-                predictions["fused (HSIC downstream)"] = hsic.fit_downstream(*fusion_data).predict(test)
+                predictions[name] = copy.copy(clf).set_params(**params).fit_downstream(*fusion_data).predict(test)
             except Exception as err:  # report, do not lose the fold
-                print(f"fold {fold}: HSIC downstream failed: {err}", flush=True)
+                print(f"fold {fold}: {name} failed: {err}", flush=True)
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         gb = HistGradientBoostingClassifier(class_weight="balanced", max_iter=200, random_state=args.seed)

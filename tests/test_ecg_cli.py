@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
 def test_train_writes_run_folder(trained):
     _, _, run = trained
     for name in ("config.json", "history.csv", "metrics.json", "metrics.nc", "README.md", "plots/confusion_matrix.png",
-                 "model/fusion.json", "model/downstream/model.safetensors", "model/channels/beat/model.safetensors"):
+                 "model/fusion.json", "model/downstream/model.skops", "model/channels/beat/model.safetensors"):
         assert (run / name).exists(), name
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["validation_records"] == "s04" and config["model"]["channels"] == ["beat", "rr"]

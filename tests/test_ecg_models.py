@@ -60,7 +60,8 @@ def test_rr_channel_learns_premature_beats(beats):
 
 def test_fusion_concatenates_embeddings_and_features(beats, tmp_path):
     train, test = beats
-    clf = MultiResolutionClassifier(channels=("beat", "rr"), channel_epochs=3, epochs=8, random_state=0).fit(train, test)
+    clf = MultiResolutionClassifier(channels=("beat", "rr"), stacking="holdout", downstream="residual_mlp", class_weight="sqrt",
+                                    channel_epochs=3, epochs=8, random_state=0).fit(train, test)
     Z = clf.representation(test)
     assert Z.shape == (len(test), 32 + 32 + train.features.shape[1])
     acc = (clf.predict(test) == test.y).mean()
@@ -83,15 +84,18 @@ def test_fusion_with_sklearn_downstream_and_hsic(beats, tmp_path):
     assert (clf.predict(test) == test.y).mean() > 0.8
     with pytest.raises(HsickitError, match="cannot be saved; name it instead"):
         clf.save(tmp_path / "x")
-    h = MultiResolutionClassifier(channels=("rr",), training="hsic", channel_epochs=2, epochs=2, random_state=0).fit(train)
+    h = MultiResolutionClassifier(channels=("rr",), downstream="residual_mlp", training="hsic", channel_epochs=2, epochs=2,
+                                  random_state=0).fit(train)
     assert h.downstream_.train_config_["mode"] == "hsic"
+    with pytest.raises(HsickitError, match="training='hsic' trains a residual_mlp or mlp downstream"):
+        MultiResolutionClassifier(channels=(), training="hsic").fit(train)
     with pytest.raises(HsickitError, match="unknown channel"):
         MultiResolutionClassifier(channels=("nope",)).fit(train)
 
 
 def test_finetune_warm_start_keeps_classes_and_freezes_blocks(beats):
     train, test = beats
-    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, epochs=2, random_state=0).fit(train)
+    clf = MultiResolutionClassifier(channels=("rr",), downstream="residual_mlp", channel_epochs=2, epochs=2, random_state=0).fit(train)
     first = clf.downstream_.model_.blocks[0].linear.weight.detach().clone()
     n_hist = len(clf.downstream_.history_)
     clf.set_params(warm_start=True, frozen_blocks=1, epochs=2, channel_epochs=2)
@@ -127,7 +131,7 @@ def test_holdout_stacking_keeps_downstream_records_away_from_channels(beats, mon
     assert len(held) == 1 and held[0] in set(train.record)
     assert {"S", "V"} <= set(train.records(held).y)  # the held-out side has the rare classes too
     assert holdout_records(train.records(["s00", "s01"]), 0.3) == []  # too few records: in-sample
-    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=1, epochs=1, random_state=0).fit(train)
+    clf = MultiResolutionClassifier(channels=("rr",), stacking="holdout", channel_epochs=1, epochs=1, random_state=0).fit(train)
     assert clf.holdout_records_ == held
     assert seen[-1] == set(train.record) - set(held)  # the channel never saw the downstream's records
     insample = MultiResolutionClassifier(channels=("rr",), stacking="insample", channel_epochs=1, epochs=1).fit(train)
@@ -176,3 +180,14 @@ def test_crossfit_stacking_scores_every_record_out_of_group(beats, tmp_path, mon
         MultiResolutionClassifier.load(tmp_path / "m")
     with pytest.raises(HsickitError, match="gradient_boosting"):
         MultiResolutionClassifier(channels=(), downstream="gbm").fit(train)
+
+
+def test_finetune_gradient_boosting_downstream_adds_trees_and_keeps_classes(beats):
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, random_state=0).fit(train)
+    n_trees, classes = clf.downstream_.n_iter_, clf.classes_.copy()
+    mine = test.subset(test.y != "V")  # a hospital's records without V beats
+    clf.set_params(warm_start=True, epochs=2, channel_epochs=1).fit(mine)
+    assert clf.downstream_.n_iter_ == n_trees + 20
+    assert list(clf.classes_) == list(classes) and clf.predict_proba(test).shape == (len(test), len(classes))
+    assert "V" in set(clf.predict(test))  # the class absent from the new beats is still predicted

@@ -124,7 +124,7 @@ class MultiResolutionClassifier(BaseEstimator):
         representation (core's Cholesky reported a non-PSD kernel).
     channel_training : "backprop" or "hsic" for the channel networks.
     class_weight : None, "balanced", "sqrt" or a dict, for channels and downstream.
-    stacking : "holdout" (default): the channels are trained on part of the training records
+    stacking : "crossfit" (default) or "holdout". "holdout": the channels are trained on part of the training records
         and the downstream classifier on the embeddings of the other ``holdout_fraction`` of
         records, which the channels never saw — so it learns how far each channel can be
         trusted on a new patient. "crossfit": the training records are split into
@@ -132,7 +132,9 @@ class MultiResolutionClassifier(BaseEstimator):
         on the other groups, so the downstream classifier learns from *every* training record
         as seen by channels that never saw it; its inputs are then each channel's class
         log-probabilities (comparable across the separately trained channels, unlike their
-        embeddings), and the final channels are trained on all records. "insample": channels
+        embeddings), and the final channels are trained on all records. Pooled over 4
+        patient-wise folds of MIT-BIH DS1, crossfit + gradient boosting detected S beats with
+        Se / +P 0.60 / 0.41 where holdout + residual MLP reached 0.08 / 0.05. "insample": channels
         and downstream see the same beats (used when there are fewer than 3 records, and when
         fine-tuning).
     crossfit_folds : number of record groups for ``stacking="crossfit"``.
@@ -142,9 +144,9 @@ class MultiResolutionClassifier(BaseEstimator):
     """
 
     def __init__(self, channels: Sequence[str] = ("beat", "rhythm", "wavelet", "rr"), use_features=True,
-                 downstream="residual_mlp", training="backprop", channel_training="backprop", epochs=15,
-                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="sqrt", beta=100.0, sigma=5.0, patience=4,
-                 stacking="holdout", holdout_fraction=0.3, crossfit_folds=3, tune_bias=False, frozen_blocks=0, warm_start=False,
+                 downstream="gradient_boosting", training="backprop", channel_training="backprop", epochs=15,
+                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
+                 stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, tune_bias=False, frozen_blocks=0, warm_start=False,
                  random_state=None, verbose=0):
         self.channels = channels
         self.sigma = sigma
@@ -217,6 +219,9 @@ class MultiResolutionClassifier(BaseEstimator):
         return np.concatenate([oof, self.feature_scaler_(np.nan_to_num(beats.features))] if self.use_features else [oof], axis=1)
 
     def _downstream(self, y) -> object:
+        if self.training != "backprop" and not (isinstance(self.downstream, str) and self.downstream in DOWNSTREAM_MODELS):
+            raise HsickitError(f"training={self.training!r} trains a residual_mlp or mlp downstream, not {self.downstream!r}; "
+                               "pass downstream='residual_mlp' (CLI: --downstream residual_mlp)")
         if isinstance(self.downstream, str) and self.downstream not in SKLEARN_DOWNSTREAM:
             if self.downstream not in DOWNSTREAM_MODELS:
                 raise HsickitError(f"downstream={self.downstream!r}; use one of "
@@ -231,11 +236,24 @@ class MultiResolutionClassifier(BaseEstimator):
             est.set_params(class_weight=class_weights(y, self.class_weight))
         return est
 
-    def _fit_sklearn(self, Z: np.ndarray, y: np.ndarray) -> None:
-        """Fit a scikit-learn downstream, class weighting as sample weights where it takes them."""
-        weights = class_weights(y, self.class_weight)
-        if weights and has_fit_parameter(self.downstream_, "sample_weight"):
-            self.downstream_.fit(Z, y, sample_weight=np.array([weights[c] for c in y]))
+    def _fit_sklearn(self, Z: np.ndarray, y: np.ndarray, warm: bool = False) -> None:
+        """Fit a scikit-learn downstream, class weighting as sample weights where it takes them.
+
+        Fine-tuning (``warm``) a gradient-boosting downstream adds ``10 * epochs`` boosting
+        iterations fitted on the new beats; a class the new beats lack is kept by one
+        zero-weight placeholder row (boosting needs every known class in ``y``)."""
+        weights = class_weights(y, self.class_weight) or {c: 1.0 for c in np.unique(y)}
+        w = np.array([weights[c] for c in y], dtype=float)
+        if warm and not isinstance(self.downstream_, HistGradientBoostingClassifier):
+            raise HsickitError(f"the downstream classifier {type(self.downstream_).__name__} cannot be fine-tuned; "
+                               "train a new model on the combined records")
+        if warm:
+            missing = [c for c in self.classes_ if c not in set(y)]
+            Z = np.concatenate([Z, np.repeat(Z[:1], len(missing), axis=0)])
+            y, w = np.concatenate([y, np.asarray(missing, dtype=y.dtype)]), np.concatenate([w, np.zeros(len(missing))])
+            self.downstream_.set_params(warm_start=True, max_iter=self.downstream_.n_iter_ + 10 * self.epochs)
+        if has_fit_parameter(self.downstream_, "sample_weight"):
+            self.downstream_.fit(Z, y, sample_weight=w)
         else:
             self.downstream_.fit(Z, y)
 
@@ -310,7 +328,7 @@ class MultiResolutionClassifier(BaseEstimator):
                 Zv, yv = Zv[known], yv[known]
             self.downstream_.fit(Z, y, X_val=Zv, y_val=yv)
         else:
-            self._fit_sklearn(Z, y)
+            self._fit_sklearn(Z, y, warm)
         self.classes_ = np.asarray(self.downstream_.classes_).astype(str)
         self.class_bias_ = np.zeros(len(self.classes_))
         if self.tune_bias and yv is not None and len(yv):

@@ -1,0 +1,28 @@
+"""The fold logic of benchmarks/ecg_mitdb.py (the benchmark itself needs the real records and minutes)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION
+
+
+def load(name):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ecg_benchmark_folds_partition_ds1_by_record():
+    folds = load("ecg_mitdb").folds
+    loro = list(folds("loro", list(DS1)))
+    assert len(loro) == 22 and all(part == "loro" and len(test) == 1 and test[0] not in train for part, _, train, test in loro)
+    assert sorted(t for *_, test in loro for t in test) == sorted(DS1)  # pooled: every record tested once
+    val, *k4 = list(folds("val,4", list(DS1)))
+    assert val[0] is None and sorted(val[3]) == sorted(DS1_VALIDATION)  # the fixed split is not pooled
+    assert [f[1] for f in k4] == ["k4.0", "k4.1", "k4.2", "k4.3"]
+    assert sorted(r for *_, test in k4 for r in test) == sorted(DS1)
+    with pytest.raises(SystemExit, match="unknown part"):
+        list(folds("lopo", list(DS1)))

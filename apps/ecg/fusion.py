@@ -190,10 +190,10 @@ class MultiResolutionClassifier(BaseEstimator):
             views.append(logp)
         return views
 
-    def representation(self, beats: BeatSet) -> np.ndarray:
+    def representation(self, beats: BeatSet, channels: dict | None = None) -> np.ndarray:
         """The multi-resolution representation: channel embeddings (crossfit: log-probabilities)
-        + standardised features."""
-        parts = self._channel_view(self.channels_, beats)
+        + standardised features; ``channels`` replaces the fitted channels (crossfit groups)."""
+        parts = self._channel_view(self.channels_ if channels is None else channels, beats)
         if self.use_features:
             parts.append(self.feature_scaler_(np.nan_to_num(beats.features)))
         return np.concatenate(parts, axis=1).astype(np.float32)
@@ -211,12 +211,14 @@ class MultiResolutionClassifier(BaseEstimator):
         records = beats.record.astype(str)
         k = min(self.crossfit_folds, len(set(records)))
         groups = GroupKFold(n_splits=k, shuffle=True, random_state=self.random_state).split(records, groups=records)
-        oof = np.zeros((len(beats), len(self.channels) * len(self.channel_classes_)), np.float32)
+        Z = None
         for g, (tr, held) in enumerate(groups):
             inner, outer = beats.subset(tr), beats.subset(held)
             nets = {name: self._channel(name, 100 * (g + 1) + i).fit(inner, outer) for i, name in enumerate(self.channels)}
-            oof[held] = np.concatenate(self._channel_view(nets, outer), axis=1)
-        return np.concatenate([oof, self.feature_scaler_(np.nan_to_num(beats.features))] if self.use_features else [oof], axis=1)
+            Z_held = self.representation(outer, nets)
+            Z = np.empty((len(beats), Z_held.shape[1]), np.float32) if Z is None else Z
+            Z[held] = Z_held
+        return Z
 
     def _downstream(self, y) -> object:
         if self.training != "backprop" and not (isinstance(self.downstream, str) and self.downstream in DOWNSTREAM_MODELS):
@@ -242,11 +244,11 @@ class MultiResolutionClassifier(BaseEstimator):
         Fine-tuning (``warm``) a gradient-boosting downstream adds ``10 * epochs`` boosting
         iterations fitted on the new beats; a class the new beats lack is kept by one
         zero-weight placeholder row (boosting needs every known class in ``y``)."""
-        weights = class_weights(y, self.class_weight) or {c: 1.0 for c in np.unique(y)}
-        w = np.array([weights[c] for c in y], dtype=float)
         if warm and not isinstance(self.downstream_, HistGradientBoostingClassifier):
             raise HsickitError(f"the downstream classifier {type(self.downstream_).__name__} cannot be fine-tuned; "
                                "train a new model on the combined records")
+        weights = class_weights(y, self.class_weight) or {c: 1.0 for c in np.unique(y)}
+        w = np.array([weights[c] for c in y], dtype=float)
         if warm:
             missing = [c for c in self.classes_ if c not in set(y)]
             Z = np.concatenate([Z, np.repeat(Z[:1], len(missing), axis=0)])
@@ -286,9 +288,9 @@ class MultiResolutionClassifier(BaseEstimator):
             self.feature_scaler_ = _Standardizer().fit(np.nan_to_num(beats.features))
             self.feature_labels_ = list(beats.feature_labels)
             self.channel_classes_ = np.unique(y)
-            # fine-tuning (warm) retrains channels and downstream on the same beats, as "insample" does
             if self.stacking == "crossfit" and self.channels and len(set(beats.record)) >= 2:
                 Z = self._crossfit_representation(beats)
+        # fine-tuning (warm) retrains channels and downstream on the same beats, as "insample" does
         channel_beats, fusion_beats = beats, beats
         if self.stacking == "holdout" and not warm and self.channels:
             held = holdout_records(beats, self.holdout_fraction, self.random_state)

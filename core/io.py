@@ -27,6 +27,7 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -173,9 +174,10 @@ def save_sklearn(path: str | os.PathLike, estimator) -> Path:
     return atomic_write(path, sio.dumps(estimator))
 
 
-def load_sklearn(path: str | os.PathLike):
-    """Load an estimator written by :func:`save_sklearn`; only scikit-learn and NumPy types are
-    loaded, and a missing, foreign or damaged file is an error that names it."""
+def load_sklearn(path: str | os.PathLike, trusted: Sequence[str] = ()):
+    """Load an estimator written by :func:`save_sklearn`; only scikit-learn and NumPy types, and
+    the exact type names in ``trusted`` (hsickit's own estimators), are loaded; a missing,
+    foreign or damaged file is an error that names it."""
     import skops.io as sio
 
     path = Path(path)
@@ -183,7 +185,7 @@ def load_sklearn(path: str | os.PathLike):
         raise HsickitError(f"{path} is missing; give the model folder written by hsickit, or retrain")
     try:
         untrusted = sio.get_untrusted_types(file=path)
-        foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+        foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.")) and t not in trusted]
         if foreign:
             raise HsickitError(f"{path} asks to load types outside scikit-learn / NumPy ({foreign[:3]}); refusing; retrain the model")
         return sio.load(path, trusted=untrusted)

@@ -6,8 +6,10 @@ import torch
 from hsickit import HsickitError
 from hsickit.apps.ecg.beats import load_beats
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, channel_input, class_weights
+from hsickit.apps.ecg.features import VENTRICULAR_LABELS
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.synthetic import write_synthetic_records
+from hsickit.apps.ecg.two_stage import VentricularFirst
 
 torch.set_num_threads(1)
 
@@ -182,12 +184,31 @@ def test_crossfit_stacking_scores_every_record_out_of_group(beats, tmp_path, mon
         MultiResolutionClassifier(channels=(), downstream="gbm").fit(train)
 
 
-def test_finetune_gradient_boosting_downstream_adds_trees_and_keeps_classes(beats):
+def _boosting_iterations(est) -> list[int]:
+    return [est.first_.n_iter_, est.second_.n_iter_] if isinstance(est, VentricularFirst) else [est.n_iter_]
+
+
+@pytest.mark.parametrize("downstream", ["ventricular_first", "gradient_boosting"])
+def test_finetune_gradient_boosting_downstream_adds_trees_and_keeps_classes(beats, downstream):
     train, test = beats
-    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, random_state=0).fit(train)
-    n_trees, classes = clf.downstream_.n_iter_, clf.classes_.copy()
+    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, downstream=downstream, random_state=0).fit(train)
+    n_trees, classes = _boosting_iterations(clf.downstream_), clf.classes_.copy()
     mine = test.subset(test.y != "V")  # a hospital's records without V beats
     clf.set_params(warm_start=True, epochs=2, channel_epochs=1).fit(mine)
-    assert clf.downstream_.n_iter_ == n_trees + 20
+    assert _boosting_iterations(clf.downstream_) == [n + 20 for n in n_trees]
     assert list(clf.classes_) == list(classes) and clf.predict_proba(test).shape == (len(test), len(classes))
     assert "V" in set(clf.predict(test))  # the class absent from the new beats is still predicted
+
+
+def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp_path):
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, random_state=0).fit(train)
+    assert isinstance(clf.downstream_, VentricularFirst)
+    Z = clf.representation(test)
+    vent = clf._ventricular_columns(Z.shape[1])
+    assert [clf.feature_labels_[i - (Z.shape[1] - len(clf.feature_labels_))] for i in vent] == list(VENTRICULAR_LABELS)
+    clf.save(tmp_path / "m")
+    back = MultiResolutionClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-6)
+    with pytest.raises(HsickitError, match="class_weight"):
+        MultiResolutionClassifier(channels=(), class_weight="sqrt").fit(train)

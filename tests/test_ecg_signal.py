@@ -5,7 +5,8 @@ import xarray as xr
 
 from hsickit import HsickitError
 from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
-from hsickit.apps.ecg.features import RELATIVE_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features, rr_sequence, wavelet_coefficients
+from hsickit.apps.ecg.features import (RELATIVE_LABELS, VENTRICULAR_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
+                                      rr_sequence, template_features, wavelet_coefficients)
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
@@ -112,11 +113,41 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert X_all.shape == (len(peaks), len(full.feature_labels())) and np.isfinite(X_all).all()
     f = BeatFeaturizer()
     X = f.featurize(bandpass(sig[:, 0], 360), peaks)
-    assert f.feature_labels() == list(RELATIVE_LABELS) and X.shape == (len(peaks), 12)
-    np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in RELATIVE_LABELS]])
+    assert f.feature_labels() == list(RELATIVE_LABELS + VENTRICULAR_LABELS) and X.shape == (len(peaks), 21)
+    np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in f.feature_labels()]])
     assert f.citations()
     with pytest.raises(HsickitError, match="feature_set"):
         BeatFeaturizer(feature_set="some").featurize(sig[:, 0], peaks)
+
+
+def test_second_lead_features_read_the_second_lead():
+    sig, peaks, _ = synthetic_record(20, random_state=1)
+    first = bandpass(sig[:, 0], 360)
+    second = first.copy()
+    k = peaks[7]
+    second[k - 40:k + 60] *= -1  # beat 7 inverted on the second lead only
+    f = BeatFeaturizer()
+    one, two = f.featurize(first, peaks), f.featurize(np.stack([first, second]), peaks)
+    labels = f.feature_labels()
+    lead2 = [labels.index(n) for n in labels if n.startswith("lead2_")]
+    rest = [i for i in range(len(labels)) if i not in lead2]
+    np.testing.assert_array_equal(one[:, rest], two[:, rest])
+    np.testing.assert_array_equal(one[:, labels.index("lead2_corr_to_median")], one[:, labels.index("corr_to_median")])
+    corr2 = two[:, labels.index("lead2_corr_to_median")]
+    assert corr2[7] < 0 < np.delete(corr2, 7).min()
+
+
+def test_template_features_follow_the_regular_beats():
+    t = np.linspace(-1, 1, 100)
+    normal, ventricular = np.exp(-(t / 0.05) ** 2), -0.6 * np.exp(-(t / 0.25) ** 2)
+    beats = np.array([ventricular if i % 2 else normal for i in range(60)])  # bigeminy: every other beat V
+    regular = np.arange(60) % 2 == 0  # the V beats are premature
+    X, names = template_features(beats, 100, 50, regular)
+    assert X[1::2, names.index("corr_to_regular")].max() < 0.5 < X[0::2, names.index("corr_to_regular")].min()
+    assert X[1::2, names.index("qrs_width_local")].min() > 2 * X[0::2, names.index("qrs_width_local")].max()
+    drift = np.array([normal * (1 + 0.02 * i) + 0.3 * (i / 200) * np.roll(normal, 10) for i in range(200)])  # slow change
+    X, _ = template_features(drift, 100, 50, np.ones(200, bool))
+    assert X[:, names.index("corr_to_local")].min() > X[:, names.index("corr_to_regular")].min()
 
 
 def test_beats_from_records_views_and_labels(records):
@@ -129,6 +160,25 @@ def test_beats_from_records_views_and_labels(records):
     pre = bs.features[:, bs.feature_labels.index("rr_pre_norm")]
     assert pre[bs.y == "S"].mean() < 0.8 < pre[bs.y == "N"].mean()
     assert len(bs.records(["s01"])) == (bs.record == "s01").sum()
+
+
+def test_second_lead_is_chosen_per_record_and_a_one_lead_record_is_reported(records, tmp_path):
+    import wfdb
+
+    def lead2(bs, name="corr_to_median"):
+        return bs.features[:, bs.feature_labels.index(f"lead2_{name}")], bs.features[:, bs.feature_labels.index(name)]
+
+    auto = beats_from_record(f"{records}/s00", BeatConfig())
+    named = beats_from_record(f"{records}/s00", BeatConfig(second_lead="V1"))
+    none = beats_from_record(f"{records}/s00", BeatConfig(second_lead=None))
+    np.testing.assert_array_equal(lead2(auto)[0], lead2(named)[0])
+    assert not np.allclose(*lead2(auto, "qrs_width_norm")) and np.array_equal(*lead2(none, "qrs_width_norm"))
+    with pytest.raises(HsickitError, match="lead 'V5' not found"):
+        beats_from_record(f"{records}/s00", BeatConfig(second_lead="V5"))
+    rec = wfdb.rdrecord(f"{records}/s00", channels=[0])
+    wfdb.wrsamp("one", fs=360, units=["mV"], sig_name=["MLII"], p_signal=rec.p_signal, fmt=["16"], write_dir=str(tmp_path))
+    one = beats_from_record(tmp_path / "one", BeatConfig())
+    assert any("one lead only" in r for r in one.repairs) and np.array_equal(*lead2(one))
 
 
 def test_unannotated_record_uses_detector_and_other_rate_is_resampled(records, tmp_path):

@@ -50,6 +50,7 @@ class BeatConfig:
     rhythm_after: float = 1.5
     rr_context: int = 8
     feature_set: str = "relative"
+    second_lead: str | None = "auto"
     annotation: str = "atr"
     detector: str = "gqrs"
     nan_policy: str = "interpolate"
@@ -147,13 +148,40 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     lp = np.pad(low, ((0, 0), (rb, ra)), mode="edge")
     lpk = np.clip(np.round(peaks * config.rhythm_rate / fs).astype(np.int64), 0, low.shape[1] - 1)
     rhythm = lp[:, lpk[:, None] + np.arange(ra + rb)[None, :]].transpose(1, 0, 2)
-    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
-    feats = featurizer.featurize(x[0], peaks, beats=beat[:, 0])
-    rr = rr_sequence(peaks, fs, config.rr_context)
     repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]
+    second = _second_lead(da, sig, config, repairs)
+    if second is not None:
+        second = np.pad(second / (np.median(np.abs(second[peaks])) + 1e-6), (b, a), mode="edge")[peaks[:, None] + np.arange(a + b)[None, :]]
+    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
+    feats = featurizer.featurize(x[0], peaks, beats=beat[:, :1] if second is None else np.stack([beat[:, 0], second], axis=1))
+    rr = rr_sequence(peaks, fs, config.rr_context)
     return BeatSet(beat.astype(np.float32), rhythm.astype(np.float32), rr, feats, labels,
                    np.full(len(peaks), name, dtype=object), samples_orig.astype(np.int64),
                    featurizer.feature_labels(), repairs)
+
+
+def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str]) -> np.ndarray | None:
+    """The filtered ``(time,)`` lead whose morphology gives the ``lead2_*`` features.
+
+    ``config.second_lead``: "auto" takes the model's second lead, else the record's first lead
+    that is not a model lead (a record with one lead repeats the first, reported in
+    ``repairs``); a lead name takes that lead; None repeats the first lead.
+    """
+    name = record.attrs.get("record", "?")
+    if config.second_lead is None:
+        return None
+    if config.second_lead == "auto":
+        if model_leads.sizes["lead"] > 1:
+            return model_leads.values[1]
+        used = {str(n) for n in model_leads.coords["lead"].values}
+        others = [str(n) for n in record.coords["lead"].values if str(n) not in used]
+        if not others:
+            repairs.append(f"{name}: one lead only; the second-lead features repeat the first lead")
+            return None
+        lead = others[0]
+    else:
+        lead = config.second_lead
+    return conform(record, config.sampling_rate, leads=[lead], filter=config.filter).values[0]
 
 
 def load_beats(

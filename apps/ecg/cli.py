@@ -42,7 +42,7 @@ def train(
     validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping and the model card (default: DS1 validation records if present, else every 5th)."),
     channels: str = typer.Option("beat,rhythm,wavelet,rr", help="Channel networks to fuse (comma-separated, or 'none')."),
     features: bool = typer.Option(True, "--features/--no-features", help="Append the hand-crafted features."),
-    downstream: str = typer.Option("gradient_boosting", help="Downstream classifier: residual_mlp, mlp or gradient_boosting."),
+    downstream: str = typer.Option("ventricular_first", help="Downstream classifier: ventricular_first (two-stage gradient boosting), gradient_boosting, residual_mlp or mlp."),
     training: str = typer.Option("backprop", help="Downstream training: backprop or hsic."),
     channel_training: str = typer.Option("backprop", help="Channel training: backprop or hsic."),
     epochs: int = typer.Option(15, help="Downstream epochs."),

@@ -28,6 +28,8 @@ from sklearn.utils.validation import has_fit_parameter
 
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, _Standardizer, class_weights, fit_batch_size
+from hsickit.apps.ecg.features import VENTRICULAR_LABELS
+from hsickit.apps.ecg.two_stage import VentricularFirst
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.io import load_sklearn, read_json, save_sklearn, write_json
@@ -37,8 +39,13 @@ __all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM
 #: Core models the downstream classifier can be (name -> model_params).
 DOWNSTREAM_MODELS = {"residual_mlp": {"hidden": (128, 128, 128)}, "mlp": {"hidden": (128, 64)}}
 
-#: scikit-learn downstream classifiers by name (saved with skops, never pickled).
-SKLEARN_DOWNSTREAM = {"gradient_boosting": lambda seed: HistGradientBoostingClassifier(max_iter=200, random_state=seed)}
+#: scikit-learn downstream classifiers by name (saved with skops, never pickled): a factory of
+#: (random seed, indices of the ventricular-morphology columns of the representation).
+SKLEARN_DOWNSTREAM = {
+    "ventricular_first": lambda seed, ventricular: VentricularFirst(ventricular_columns=ventricular, random_state=seed),
+    "gradient_boosting": lambda seed, ventricular: HistGradientBoostingClassifier(max_iter=200, random_state=seed),
+}
+_TRUSTED = ["hsickit.apps.ecg.two_stage.VentricularFirst"]
 
 
 def holdout_records(beats: BeatSet, fraction: float, random_state=None, tries: int = 50) -> list[str]:
@@ -115,9 +122,12 @@ class MultiResolutionClassifier(BaseEstimator):
     ----------
     channels : names from :data:`~hsickit.apps.ecg.channels.CHANNELS` (empty: features only).
     use_features : append the hand-crafted features to the embeddings.
-    downstream : "residual_mlp", "mlp" (core DeepClassifier), "gradient_boosting"
-        (scikit-learn's HistGradientBoostingClassifier, saved with skops) or any scikit-learn
-        classifier object (not saveable: hsickit never pickles).
+    downstream : "ventricular_first" (default: gradient boosting in two stages,
+        :class:`~hsickit.apps.ecg.two_stage.VentricularFirst` — V against the rest on every
+        column, then N/S/F without the ventricular-morphology features), "gradient_boosting"
+        (one scikit-learn HistGradientBoostingClassifier), both saved with skops; "residual_mlp",
+        "mlp" (core DeepClassifier); or any scikit-learn classifier object (not saveable:
+        hsickit never pickles).
     training : "backprop" or "hsic" for a core downstream model.
     beta, sigma : HSIC-bottleneck weight and Gaussian kernel width (HSIC training only). sigma
         defaults to 5 because the median heuristic (sigma=None) failed on the fused
@@ -144,7 +154,7 @@ class MultiResolutionClassifier(BaseEstimator):
     """
 
     def __init__(self, channels: Sequence[str] = ("beat", "rhythm", "wavelet", "rr"), use_features=True,
-                 downstream="gradient_boosting", training="backprop", channel_training="backprop", epochs=15,
+                 downstream="ventricular_first", training="backprop", channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, tune_bias=False, frozen_blocks=0, warm_start=False,
                  random_state=None, verbose=0):
@@ -220,7 +230,14 @@ class MultiResolutionClassifier(BaseEstimator):
             Z[held] = Z_held
         return Z
 
-    def _downstream(self, y) -> object:
+    def _ventricular_columns(self, n_columns: int) -> list[int]:
+        """Columns of the representation that hold :data:`VENTRICULAR_LABELS` features."""
+        if not self.use_features:
+            return []
+        offset = n_columns - len(self.feature_labels_)
+        return [offset + i for i, name in enumerate(self.feature_labels_) if name in VENTRICULAR_LABELS]
+
+    def _downstream(self, y, n_columns: int) -> object:
         if self.training != "backprop" and not (isinstance(self.downstream, str) and self.downstream in DOWNSTREAM_MODELS):
             raise HsickitError(f"training={self.training!r} trains a residual_mlp or mlp downstream, not {self.downstream!r}; "
                                "pass downstream='residual_mlp' (CLI: --downstream residual_mlp)")
@@ -233,7 +250,15 @@ class MultiResolutionClassifier(BaseEstimator):
                                   class_weight=class_weights(y, self.class_weight), patience=self.patience, beta=self.beta,
                                   sigma=self.sigma, format_epochs=3 if self.training == "hsic" else 0, frozen_blocks=self.frozen_blocks,
                                   random_state=self.random_state, verbose=self.verbose)
-        est = SKLEARN_DOWNSTREAM[self.downstream](self.random_state) if isinstance(self.downstream, str) else clone(self.downstream)
+        if isinstance(self.downstream, str):
+            est = SKLEARN_DOWNSTREAM[self.downstream](self.random_state, self._ventricular_columns(n_columns))
+        else:
+            est = clone(self.downstream)
+        if isinstance(est, VentricularFirst):
+            if self.class_weight not in (None, "balanced"):
+                raise HsickitError(f"downstream={self.downstream!r} balances its two stages itself: class_weight must be "
+                                   f"'balanced' or None, not {self.class_weight!r}; or choose downstream='gradient_boosting'")
+            return est.set_params(class_weight=self.class_weight)
         if not has_fit_parameter(est, "sample_weight") and "class_weight" in est.get_params():
             est.set_params(class_weight=class_weights(y, self.class_weight))
         return est
@@ -244,16 +269,22 @@ class MultiResolutionClassifier(BaseEstimator):
         Fine-tuning (``warm``) a gradient-boosting downstream adds ``10 * epochs`` boosting
         iterations fitted on the new beats; a class the new beats lack is kept by one
         zero-weight placeholder row (boosting needs every known class in ``y``)."""
-        if warm and not isinstance(self.downstream_, HistGradientBoostingClassifier):
+        if warm and not isinstance(self.downstream_, (HistGradientBoostingClassifier, VentricularFirst)):
             raise HsickitError(f"the downstream classifier {type(self.downstream_).__name__} cannot be fine-tuned; "
                                "train a new model on the combined records")
-        weights = class_weights(y, self.class_weight) or {c: 1.0 for c in np.unique(y)}
-        w = np.array([weights[c] for c in y], dtype=float)
+        if isinstance(self.downstream_, VentricularFirst):  # it balances its stages itself
+            w = np.ones(len(y))
+        else:
+            weights = class_weights(y, self.class_weight) or {c: 1.0 for c in np.unique(y)}
+            w = np.array([weights[c] for c in y], dtype=float)
         if warm:
             missing = [c for c in self.classes_ if c not in set(y)]
             Z = np.concatenate([Z, np.repeat(Z[:1], len(missing), axis=0)])
             y, w = np.concatenate([y, np.asarray(missing, dtype=y.dtype)]), np.concatenate([w, np.zeros(len(missing))])
-            self.downstream_.set_params(warm_start=True, max_iter=self.downstream_.n_iter_ + 10 * self.epochs)
+            if isinstance(self.downstream_, VentricularFirst):
+                self.downstream_.set_params(warm_start=True, warm_iterations=10 * self.epochs)
+            else:
+                self.downstream_.set_params(warm_start=True, max_iter=self.downstream_.n_iter_ + 10 * self.epochs)
         if has_fit_parameter(self.downstream_, "sample_weight"):
             self.downstream_.fit(Z, y, sample_weight=w)
         else:
@@ -323,7 +354,7 @@ class MultiResolutionClassifier(BaseEstimator):
             self.downstream_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
                                         batch_size=fit_batch_size(self.batch_size, len(y)))
         elif not warm:
-            self.downstream_ = self._downstream(y)
+            self.downstream_ = self._downstream(y, Z.shape[1])
         if isinstance(self.downstream_, DeepClassifier):
             if yv is not None:
                 known = np.isin(yv, self.downstream_.classes_ if warm else np.unique(y))
@@ -381,7 +412,7 @@ class MultiResolutionClassifier(BaseEstimator):
         params["channels"] = tuple(params["channels"])
         clf = cls(**params)
         clf.channels_ = {name: ChannelNetwork.load(path / "channels" / name) for name in clf.channels}
-        clf.downstream_ = (load_sklearn(path / "downstream" / "model.skops") if clf.downstream in SKLEARN_DOWNSTREAM
+        clf.downstream_ = (load_sklearn(path / "downstream" / "model.skops", trusted=_TRUSTED) if clf.downstream in SKLEARN_DOWNSTREAM
                            else DeepClassifier.load(path / "downstream"))
         clf.feature_scaler_ = _Standardizer.from_state(meta["feature_scaler"])
         clf.feature_labels_ = meta["feature_labels"]

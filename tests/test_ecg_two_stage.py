@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from hsickit.apps.ecg.two_stage import VentricularFirst
+from hsickit.core.errors import HsickitError
+from hsickit.core.io import load_sklearn, save_sklearn
+
+
+def _data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = np.where(X[:, 3] > 1.0, "V", np.where(X[:, 0] > 0.8, "S", "N"))
+    return X, y
+
+
+def test_stages_compose_probabilities_and_the_second_never_reads_ventricular_columns():
+    X, y = _data()
+    clf = VentricularFirst(ventricular_columns=[3], random_state=0).fit(X, y)
+    p = clf.predict_proba(X)
+    assert clf.classes_.tolist() == ["N", "S", "V"]
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert (clf.predict(X) == y).mean() > 0.9
+    shuffled = X.copy()
+    shuffled[:, 3] = np.random.default_rng(1).permutation(X[:, 3])
+    q = clf.predict_proba(shuffled)
+    # N vs S is decided without column 3: their ratio does not move when it is shuffled
+    np.testing.assert_allclose(p[:, 0] / (p[:, 0] + p[:, 1]), q[:, 0] / (q[:, 0] + q[:, 1]), rtol=1e-5)
+    assert not np.allclose(p[:, 2], q[:, 2])
+
+
+def test_without_ventricular_beats_the_second_stage_is_the_model_and_bad_weights_are_refused():
+    X, y = _data()
+    keep = y != "V"
+    clf = VentricularFirst(ventricular_columns=[3], random_state=0).fit(X[keep], y[keep])
+    assert clf.first_ is None and clf.classes_.tolist() == ["N", "S"] and clf.predict_proba(X).shape == (len(X), 2)
+    with pytest.raises(HsickitError, match="class_weight"):
+        VentricularFirst(class_weight="sqrt").fit(X, y)
+    with pytest.raises(HsickitError, match="only 'V'"):
+        VentricularFirst().fit(X[y == "V"], y[y == "V"])
+
+
+def test_saved_with_skops_only_when_trusted_by_name(tmp_path):
+    X, y = _data()
+    clf = VentricularFirst(ventricular_columns=[3], random_state=0).fit(X, y)
+    save_sklearn(tmp_path / "m.skops", clf)
+    with pytest.raises(HsickitError, match="refusing"):
+        load_sklearn(tmp_path / "m.skops")
+    back = load_sklearn(tmp_path / "m.skops", trusted=["hsickit.apps.ecg.two_stage.VentricularFirst"])
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X))

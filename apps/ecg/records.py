@@ -13,7 +13,6 @@ are left out and listed in ``attrs["dropped_labels"]``.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence

@@ -205,8 +205,12 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
     clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, random_state=0).fit(train)
     assert isinstance(clf.downstream_, VentricularFirst)
     Z = clf.representation(test)
+    n_channel = Z.shape[1] - len(clf.feature_labels_)
     vent = clf._ventricular_columns(Z.shape[1])
-    assert [clf.feature_labels_[i - (Z.shape[1] - len(clf.feature_labels_))] for i in vent] == list(VENTRICULAR_LABELS)
+    assert vent[:n_channel] == list(range(n_channel)) > []  # the rr channel's outputs: V stage only
+    assert [clf.feature_labels_[i - n_channel] for i in vent[n_channel:]] == list(VENTRICULAR_LABELS)
+    assert [clf.feature_labels_[i - n_channel] for i in clf.downstream_.columns_] == [
+        n for n in clf.feature_labels_ if n not in VENTRICULAR_LABELS]
     clf.save(tmp_path / "m")
     back = MultiResolutionClassifier.load(tmp_path / "m")
     np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-6)

@@ -149,7 +149,7 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     lpk = np.clip(np.round(peaks * config.rhythm_rate / fs).astype(np.int64), 0, low.shape[1] - 1)
     rhythm = lp[:, lpk[:, None] + np.arange(ra + rb)[None, :]].transpose(1, 0, 2)
     repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]
-    second = _second_lead(da, sig, config, repairs)
+    second = _second_lead(da, sig, config, repairs, name)
     if second is not None:
         second = np.pad(second / (np.median(np.abs(second[peaks])) + 1e-6), (b, a), mode="edge")[peaks[:, None] + np.arange(a + b)[None, :]]
     featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
@@ -160,14 +160,13 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
                    featurizer.feature_labels(), repairs)
 
 
-def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str]) -> np.ndarray | None:
+def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str], name: str) -> np.ndarray | None:
     """The filtered ``(time,)`` lead whose morphology gives the ``lead2_*`` features.
 
     ``config.second_lead``: "auto" takes the model's second lead, else the record's first lead
     that is not a model lead (a record with one lead repeats the first, reported in
     ``repairs``); a lead name takes that lead; None repeats the first lead.
     """
-    name = record.attrs.get("record", "?")
     if config.second_lead is None:
         return None
     if config.second_lead == "auto":

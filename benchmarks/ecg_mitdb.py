@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--holdout-fraction", type=float, default=0.3)
     ap.add_argument("--tune-bias", action="store_true", help="tune per-class bias on the inner validation records")
     ap.add_argument("--hsic", action="store_true", help="also train a downstream residual MLP with the HSIC bottleneck")
+    ap.add_argument("--downstream-seeds", type=int, default=1, help="also refit the fused downstream with seeds seed+1, ... on the same channels")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "results" / "ecg_mitdb.json"))
@@ -121,6 +122,7 @@ def main() -> None:
         others = {"fused (gradient boosting)": {"downstream": "gradient_boosting"},
                   "fused (residual MLP, backprop)": {"downstream": "residual_mlp", "training": "backprop"}}
         others = {name: params for name, params in others.items() if name != fused_name}
+        others.update({f"{fused_name}, downstream seed {args.seed + k}": {"random_state": args.seed + k} for k in range(1, args.downstream_seeds)})
         if args.hsic:
             others["fused (residual MLP, HSIC)"] = {"downstream": "residual_mlp", "training": "hsic"}
         for name, params in others.items():

@@ -140,20 +140,20 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     peaks = np.clip(np.round(samples_orig * fs / fs_orig).astype(np.int64), 0, x.shape[1] - 1)
     scale = float(np.median(np.abs(x[:, peaks]), axis=1).max()) + 1e-6
     x = x / scale
+    repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]
+    second = _second_lead(da, sig, config, repairs, name)
+    both = x if second is None else np.vstack([x, second / (np.median(np.abs(second[peaks])) + 1e-6)])
     b, a = int(round(config.before * fs)), int(round(config.after * fs))
-    padded = np.pad(x, ((0, 0), (b, a)), mode="edge")
-    beat = padded[:, peaks[:, None] + np.arange(a + b)[None, :]].transpose(1, 0, 2)  # (n, lead, time)
+    padded = np.pad(both, ((0, 0), (b, a)), mode="edge")
+    windows = padded[:, peaks[:, None] + np.arange(a + b)[None, :]].transpose(1, 0, 2)  # (n, lead, time)
+    beat = windows[:, :len(x)]
     low = resample(x, fs, config.rhythm_rate)
     rb, ra = int(round(config.rhythm_before * config.rhythm_rate)), int(round(config.rhythm_after * config.rhythm_rate))
     lp = np.pad(low, ((0, 0), (rb, ra)), mode="edge")
     lpk = np.clip(np.round(peaks * config.rhythm_rate / fs).astype(np.int64), 0, low.shape[1] - 1)
     rhythm = lp[:, lpk[:, None] + np.arange(ra + rb)[None, :]].transpose(1, 0, 2)
-    repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]
-    second = _second_lead(da, sig, config, repairs, name)
-    if second is not None:
-        second = np.pad(second / (np.median(np.abs(second[peaks])) + 1e-6), (b, a), mode="edge")[peaks[:, None] + np.arange(a + b)[None, :]]
     featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
-    feats = featurizer.featurize(x[0], peaks, beats=beat[:, :1] if second is None else np.stack([beat[:, 0], second], axis=1))
+    feats = featurizer.featurize(x[0], peaks, beats=windows[:, [0, -1]] if second is not None else beat[:, :1])
     rr = rr_sequence(peaks, fs, config.rr_context)
     return BeatSet(beat.astype(np.float32), rhythm.astype(np.float32), rr, feats, labels,
                    np.full(len(peaks), name, dtype=object), samples_orig.astype(np.int64),

@@ -150,7 +150,7 @@ def qrs_features(beats: np.ndarray, sampling_rate: float, r_index: int) -> tuple
 
 
 def template_features(beats: np.ndarray, sampling_rate: float, r_index: int, regular: np.ndarray,
-                      block: int = 32, halo: int = 32) -> tuple[np.ndarray, tuple[str, ...]]:
+                      block: int = 32, halo: int = 32, width: np.ndarray | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Morphology of beat windows ``(n, time)`` against templates of the record's regular beats.
 
     ``regular`` marks beats that are not premature (for instance previous RR >= 90 % of the
@@ -158,7 +158,8 @@ def template_features(beats: np.ndarray, sampling_rate: float, r_index: int, reg
     with the record's regular template; correlation and RMS distance (over the template's
     peak-to-peak) with the *local* template, the median regular beat of the surrounding
     ``block + 2 * halo`` beats, which follows slow drifts of the normal morphology; the same
-    correlation over the QRS alone (±50 ms); QRS width over the local regular median width.
+    correlation over the QRS alone (±50 ms); QRS width over the local regular median width
+    (``width``: the beats' QRS widths when already measured by :func:`qrs_features`).
 
     >>> import numpy as np
     >>> b = np.tile(np.hanning(60), (40, 1)); b[5] = -b[5]
@@ -170,7 +171,7 @@ def template_features(beats: np.ndarray, sampling_rate: float, r_index: int, reg
     regular = np.asarray(regular, bool)
     if regular.sum() < 5:
         regular = np.ones(len(beats), bool)
-    width = qrs_features(beats, sampling_rate, r_index)[0][:, 0]
+    width = qrs_features(beats, sampling_rate, r_index)[0][:, 0] if width is None else np.asarray(width)
     q0, q1 = max(0, r_index - int(0.05 * sampling_rate)), r_index + int(0.05 * sampling_rate) + 1
     normal = np.median(beats[regular], axis=0)
     scale = np.ptp(normal) + 1e-6
@@ -296,7 +297,7 @@ class BeatFeaturizer:
         wav = wavelet_coefficients(first / scale, self.wavelet, self.wavelet_level, bands=[0])
         qrs2 = qrs_features(second, self.sampling_rate, r_index)[0][:, [qrs_labels.index(n) for n in _SECOND_LEAD]]
         regular = rr[:, rr_labels.index("rr_pre_centred")] >= 0.9
-        templ, _ = template_features(first, self.sampling_rate, r_index, regular)
+        templ, _ = template_features(first, self.sampling_rate, r_index, regular, width=qrs[:, qrs_labels.index("qrs_width_ms")])
         X = np.concatenate([rr, qrs, wav, qrs2, templ], axis=1)
         return X[:, self._columns()]
 

@@ -45,7 +45,7 @@ SKLEARN_DOWNSTREAM = {
     "ventricular_first": lambda seed, ventricular: VentricularFirst(ventricular_columns=ventricular, random_state=seed),
     "gradient_boosting": lambda seed, ventricular: HistGradientBoostingClassifier(max_iter=200, random_state=seed),
 }
-_TRUSTED = ["hsickit.apps.ecg.two_stage.VentricularFirst"]
+_TRUSTED = [f"{VentricularFirst.__module__}.{VentricularFirst.__qualname__}"]
 
 
 def holdout_records(beats: BeatSet, fraction: float, random_state=None, tries: int = 50) -> list[str]:
@@ -262,9 +262,6 @@ class MultiResolutionClassifier(BaseEstimator):
         else:
             est = clone(self.downstream)
         if isinstance(est, VentricularFirst):
-            if self.class_weight not in (None, "balanced"):
-                raise HsickitError(f"downstream={self.downstream!r} balances its two stages itself: class_weight must be "
-                                   f"'balanced' or None, not {self.class_weight!r}; or choose downstream='gradient_boosting'")
             return est.set_params(class_weight=self.class_weight)
         if not has_fit_parameter(est, "sample_weight") and "class_weight" in est.get_params():
             est.set_params(class_weight=class_weights(y, self.class_weight))

@@ -70,7 +70,8 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
         if self.class_weight is None:
             return base
         if self.class_weight != "balanced":
-            raise HsickitError(f"VentricularFirst(class_weight={self.class_weight!r}); use 'balanced' or None")
+            raise HsickitError(f"VentricularFirst balances its two stages itself: class_weight must be 'balanced' or None, "
+                               f"not {self.class_weight!r}; for other weights use a one-stage downstream='gradient_boosting'")
         return base * compute_sample_weight("balanced", y)
 
     def fit(self, X, y, sample_weight=None) -> "VentricularFirst":
@@ -85,7 +86,7 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
         self.columns_ = np.setdiff1d(np.arange(X.shape[1]), np.asarray(self.ventricular_columns, dtype=int))
         rest = ~is_v
         self.second_ = second.fit(X[rest][:, self.columns_], y[rest], sample_weight=self._weights(y[rest], base[rest]))
-        self.classes_ = np.array(sorted({*self.second_.classes_.astype(str), *([self.ventricular_class] if self.first_ else [])}))
+        self.classes_ = np.array(sorted({*self.second_.classes_.astype(str), *([self.ventricular_class] if self.first_ is not None else [])}))
         self.n_features_in_ = X.shape[1]
         return self
 

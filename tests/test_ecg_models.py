@@ -185,7 +185,7 @@ def test_crossfit_stacking_scores_every_record_out_of_group(beats, tmp_path, mon
 
 
 def _boosting_iterations(est) -> list[int]:
-    return [est.first_.n_iter_, est.second_.n_iter_] if isinstance(est, VentricularFirst) else [est.n_iter_]
+    return [s.n_iter_ for pair in est.members_ for s in pair] if isinstance(est, VentricularFirst) else [est.n_iter_]
 
 
 @pytest.mark.parametrize("downstream", ["ventricular_first", "gradient_boosting"])

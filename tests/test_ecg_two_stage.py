@@ -32,11 +32,26 @@ def test_without_ventricular_beats_the_second_stage_is_the_model_and_bad_weights
     X, y = _data()
     keep = y != "V"
     clf = VentricularFirst(ventricular_columns=[3], random_state=0).fit(X[keep], y[keep])
-    assert clf.first_ is None and clf.classes_.tolist() == ["N", "S"] and clf.predict_proba(X).shape == (len(X), 2)
+    assert all(first is None for first, _ in clf.members_) and clf.classes_.tolist() == ["N", "S"] and clf.predict_proba(X).shape == (len(X), 2)
     with pytest.raises(HsickitError, match="class_weight"):
         VentricularFirst(class_weight="sqrt").fit(X, y)
     with pytest.raises(HsickitError, match="only 'V'"):
         VentricularFirst().fit(X[y == "V"], y[y == "V"])
+    with pytest.raises(HsickitError, match="n_seeds"):
+        VentricularFirst(n_seeds=0).fit(X, y)
+
+
+def test_seeds_are_averaged_and_a_warm_refit_grows_every_member():
+    X, y = _data(n=12000)  # early stopping (and its random validation tenth) is on above 10,000 rows
+    kw = dict(ventricular_columns=[3], warm_iterations=7)
+    clf = VentricularFirst(n_seeds=3, random_state=4, **kw).fit(X, y)
+    singles = [VentricularFirst(n_seeds=1, random_state=s, **kw).fit(X, y) for s in (4, 5, 6)]
+    probas = [m.predict_proba(X) for m in singles]
+    assert not np.allclose(probas[0], probas[1])  # the seeds differ
+    np.testing.assert_allclose(clf.predict_proba(X), np.mean(probas, axis=0), atol=1e-12)
+    iterations = [(a.n_iter_, b.n_iter_) for a, b in clf.members_]
+    clf.set_params(warm_start=True).fit(X[:3000], y[:3000])
+    assert [(a.n_iter_, b.n_iter_) for a, b in clf.members_] == [(a + 7, b + 7) for a, b in iterations]
 
 
 def test_saved_with_skops_only_when_trusted_by_name(tmp_path):

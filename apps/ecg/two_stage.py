@@ -6,7 +6,9 @@ all features learns both at once and lets the morphology steer the S decision to
 first stage decides V against the rest on every column; a second stage decides among the
 other classes without the ``ventricular_columns``, trained on the non-V beats only.
 Probabilities compose: ``P(V) = p1``, ``P(c) = (1 - p1) * p2(c)``. Without V beats to
-train on, the second stage is the whole model.
+train on, the second stage is the whole model. Boosting's early stopping holds out a random
+tenth of the beats, and on MIT-BIH one seed's choice moved S +P by up to ten points; so
+``n_seeds`` pairs of stages, fitted with consecutive seeds, are averaged.
 
 Example
 -------
@@ -46,25 +48,32 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
     warm_start : refit from the fitted stages, adding ``warm_iterations`` boosting iterations
         to each (fine-tuning on new records).
     warm_iterations : iterations added per stage by a warm refit.
-    random_state : seed of both stages.
+    n_seeds : number of (first, second) stage pairs, seeds ``random_state + k``, whose composed
+        probabilities are averaged.
+    random_state : seed of the first pair (None: each pair unseeded).
+
+    Attributes
+    ----------
+    members_ : list of (first stage or None, second stage) pairs.
+    columns_ : the columns the second stage reads.
     """
 
     def __init__(self, estimator=None, ventricular_columns: Sequence[int] = (), ventricular_class: str = "V",
-                 class_weight="balanced", warm_start: bool = False, warm_iterations: int = 150, random_state=None):
+                 class_weight="balanced", warm_start: bool = False, warm_iterations: int = 150, n_seeds: int = 5, random_state=None):
         self.estimator = estimator
         self.ventricular_columns = ventricular_columns
         self.ventricular_class = ventricular_class
         self.class_weight = class_weight
         self.warm_start = warm_start
         self.warm_iterations = warm_iterations
+        self.n_seeds = n_seeds
         self.random_state = random_state
 
-    def _stage(self, name: str):
-        if self.warm_start and getattr(self, name, None) is not None:
-            stage = getattr(self, name)
-            return stage.set_params(warm_start=True, max_iter=stage.n_iter_ + self.warm_iterations)
+    def _stage(self, fitted, seed):
+        if self.warm_start and fitted is not None:
+            return fitted.set_params(warm_start=True, max_iter=fitted.n_iter_ + self.warm_iterations)
         est = HistGradientBoostingClassifier(max_iter=200) if self.estimator is None else clone(self.estimator)
-        return est.set_params(random_state=self.random_state) if "random_state" in est.get_params() else est
+        return est.set_params(random_state=seed) if "random_state" in est.get_params() else est
 
     def _weights(self, y: np.ndarray, base: np.ndarray) -> np.ndarray:
         if self.class_weight is None:
@@ -75,31 +84,42 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
         return base * compute_sample_weight("balanced", y)
 
     def fit(self, X, y, sample_weight=None) -> "VentricularFirst":
-        """Fit both stages; ``sample_weight`` multiplies the class balancing (0 drops a row)."""
+        """Fit every pair of stages; ``sample_weight`` multiplies the class balancing (0 drops a row)."""
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y).astype(str)
         base = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         is_v = y == self.ventricular_class
         if is_v.all():
             raise HsickitError(f"VentricularFirst got only {self.ventricular_class!r} beats; it needs beats of other classes too")
-        first, second = self._stage("first_"), self._stage("second_")
-        self.first_ = first.fit(X, is_v, sample_weight=self._weights(is_v, base)) if is_v.any() else None
+        if int(self.n_seeds) < 1:
+            raise HsickitError(f"VentricularFirst(n_seeds={self.n_seeds!r}): n_seeds must be 1 or more")
         self.columns_ = np.setdiff1d(np.arange(X.shape[1]), np.asarray(self.ventricular_columns, dtype=int))
         rest = ~is_v
-        self.second_ = second.fit(X[rest][:, self.columns_], y[rest], sample_weight=self._weights(y[rest], base[rest]))
-        self.classes_ = np.array(sorted({*self.second_.classes_.astype(str), *([self.ventricular_class] if self.first_ is not None else [])}))
+        w_first, w_second = self._weights(is_v, base), self._weights(y[rest], base[rest])
+        warm = self.warm_start and len(getattr(self, "members_", ())) == self.n_seeds
+        members = []
+        for k in range(int(self.n_seeds)):
+            seed = None if self.random_state is None else int(self.random_state) + k
+            first, second = self.members_[k] if warm else (None, None)
+            first = self._stage(first, seed).fit(X, is_v, sample_weight=w_first) if is_v.any() else None
+            second = self._stage(second, seed).fit(X[rest][:, self.columns_], y[rest], sample_weight=w_second)
+            members.append((first, second))
+        self.members_ = members
+        ventricular = [self.ventricular_class] if members[0][0] is not None else []
+        self.classes_ = np.array(sorted({*members[0][1].classes_.astype(str), *ventricular}))
         self.n_features_in_ = X.shape[1]
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities in the order of ``classes_``."""
-        check_is_fitted(self, "second_")
+        """Class probabilities in the order of ``classes_``, averaged over the seeds."""
+        check_is_fitted(self, "members_")
         X = np.asarray(X, dtype=np.float32)
         p = np.zeros((len(X), len(self.classes_)))
-        p_v = np.zeros(len(X)) if self.first_ is None else self.first_.predict_proba(X)[:, list(self.first_.classes_).index(True)]
-        p[:, np.searchsorted(self.classes_, self.second_.classes_.astype(str))] = (1 - p_v)[:, None] * self.second_.predict_proba(X[:, self.columns_])
-        if self.first_ is not None:
-            p[:, np.searchsorted(self.classes_, self.ventricular_class)] = p_v
-        return p
+        for first, second in self.members_:
+            p_v = np.zeros(len(X)) if first is None else first.predict_proba(X)[:, list(first.classes_).index(True)]
+            p[:, np.searchsorted(self.classes_, second.classes_.astype(str))] += (1 - p_v)[:, None] * second.predict_proba(X[:, self.columns_])
+            if first is not None:
+                p[:, np.searchsorted(self.classes_, self.ventricular_class)] += p_v
+        return p / len(self.members_)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

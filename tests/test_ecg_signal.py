@@ -6,7 +6,7 @@ import xarray as xr
 from hsickit import HsickitError
 from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
 from hsickit.apps.ecg.features import (RELATIVE_LABELS, VENTRICULAR_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
-                                      rr_sequence, template_features, wavelet_coefficients)
+                                      neighbour_features, rr_sequence, template_features, wavelet_coefficients)
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
@@ -113,7 +113,7 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert X_all.shape == (len(peaks), len(full.feature_labels())) and np.isfinite(X_all).all()
     f = BeatFeaturizer()
     X = f.featurize(bandpass(sig[:, 0], 360), peaks)
-    assert f.feature_labels() == list(RELATIVE_LABELS + VENTRICULAR_LABELS) and X.shape == (len(peaks), 21)
+    assert f.feature_labels() == list(RELATIVE_LABELS + VENTRICULAR_LABELS) and X.shape == (len(peaks), 26)
     np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in f.feature_labels()]])
     assert f.citations()
     with pytest.raises(HsickitError, match="feature_set"):
@@ -148,6 +148,23 @@ def test_template_features_follow_the_regular_beats():
     drift = np.array([normal * (1 + 0.02 * i) + 0.3 * (i / 200) * np.roll(normal, 10) for i in range(200)])  # slow change
     X, _ = template_features(drift, 100, 50, np.ones(200, bool))
     assert X[:, names.index("corr_to_local")].min() > X[:, names.index("corr_to_regular")].min()
+
+
+def test_neighbour_features_average_over_look_alikes_of_the_same_record():
+    t = np.linspace(-1, 1, 100)
+    normal, ventricular = np.exp(-(t / 0.05) ** 2), -0.6 * np.exp(-(t / 0.25) ** 2)
+    rng = np.random.default_rng(0)
+    is_v = np.arange(300) % 5 == 0
+    beats = np.where(is_v[:, None], ventricular, normal) + 0.01 * rng.normal(size=(300, 100))
+    beats[150] = normal + 0.5 * np.sin(40 * t)  # one noisy normal beat
+    early = is_v & (np.arange(300) % 20 != 0)  # three V beats in four come early; every 20th does not
+    for block in (4096, 64):  # all beats of the record are candidates, or only the nearest 64
+        X, names = neighbour_features(beats, 100, 50, {"early": early.astype(float)}, k=10, block=block)
+        assert names == ("nbr_early", "nbr_rarity")
+        on_time_v = is_v & ~early
+        assert X[on_time_v, 0].min() > 0.5 > 0.1 > X[~is_v, 0].max()  # on time, but its look-alikes are early
+        rarity = X[:, 1]
+        assert rarity[150] > 3 * np.delete(rarity, 150).max()
 
 
 def test_beats_from_records_views_and_labels(records):

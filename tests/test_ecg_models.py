@@ -1,4 +1,6 @@
 """Channel networks, fusion, save/load and fine-tuning of hsickit.apps.ecg (small synthetic records)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +218,6 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
     np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-6)
     with pytest.raises(HsickitError, match="class_weight"):
         MultiResolutionClassifier(channels=(), class_weight="sqrt").fit(train)
+    older = dataclasses.replace(test, features=test.features[:, :-1], feature_labels=test.feature_labels[:-1])
+    with pytest.raises(HsickitError, match=r"missing \['nbr_rarity'\].*retrain"):
+        back.predict(older)  # beats featurised by another hsickit version

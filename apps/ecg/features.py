@@ -197,7 +197,8 @@ def neighbour_features(beats: np.ndarray, sampling_rate: float, r_index: int, va
 
     Shape: the beat window from 100 ms before to 150 ms after the R peak, at about 120 Hz,
     minus its median, over the record median beat's peak-to-peak; neighbours are the ``k``
-    nearest shapes (scikit-learn ``NearestNeighbors``) among the beats within ``block / 2`` beats.
+    nearest shapes (scikit-learn ``NearestNeighbors``) among the beats of its block of ``block``
+    beats and ``block / 2`` beats on either side (so long Holter records stay linear in time).
     The ectopic beats of one focus share a shape and most of them come early, so a beat whose
     look-alikes are premature is likely ectopic even when it is not premature itself (in runs,
     in bigeminy), and an odd-looking beat whose look-alikes are on time is likely noise. Labels:

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import clone
 
 from hsickit.apps.ecg.beats import BeatConfig, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier, holdout_records
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset
-from hsickit.apps.ecg.two_stage import VentricularFirst
 from hsickit.core.io import atomic_write, markdown_table, write_json
 from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION, patient_kfold, subject_of
 
@@ -123,14 +123,12 @@ def main() -> None:
                   "fused (residual MLP, backprop)": {"downstream": "residual_mlp", "training": "backprop"}}
         others = {name: params for name, params in others.items() if name != fused_name}
         if args.downstream == "ventricular_first":  # the default averages 5 seeds of its stages: one seed alone
-            one = VentricularFirst(ventricular_columns=clf._ventricular_columns(fusion_data[0].shape[1]), n_seeds=1, random_state=args.seed)
-            others[f"{fused_name[:-1]}, one seed)"] = {"downstream": one}
+            others[f"{fused_name[:-1]}, one seed)"] = {"downstream": clone(clf.downstream_).set_params(n_seeds=1)}
         if args.hsic:
             others["fused (residual MLP, HSIC)"] = {"downstream": "residual_mlp", "training": "hsic"}
         for name, params in others.items():
             try:
-                refit = copy.copy(clf).set_params(**params).fit_downstream(*fusion_data)
-                predictions[name] = refit.predict(test)
+                predictions[name] = copy.copy(clf).set_params(**params).fit_downstream(*fusion_data).predict(test)
             except Exception as err:  # report, do not lose the fold
                 print(f"fold {fold}: {name} failed: {err}", flush=True)
         # the library's features-only model (CLI --channels none), with its default two-stage and a one-stage downstream

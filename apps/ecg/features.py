@@ -221,9 +221,10 @@ def neighbour_features(beats: np.ndarray, sampling_rate: float, r_index: int, va
     shape = shape / (np.ptp(np.median(shape, axis=0)) + 1e-6)
     table = np.column_stack([np.asarray(v, dtype=np.float32) for v in values.values()])
     X = np.zeros((n, table.shape[1] + 1), np.float32)
+    labels = tuple(f"nbr_{name}" for name in values) + ("nbr_rarity",)
     k = min(k, n - 1)
     if k < 1:
-        return X, tuple(f"nbr_{name}" for name in values) + ("nbr_rarity",)
+        return X, labels
     for s in range(0, n, block):
         e = min(n, s + block)
         lo, hi = max(0, s - block // 2), min(n, e + block // 2)
@@ -235,7 +236,7 @@ def neighbour_features(beats: np.ndarray, sampling_rate: float, r_index: int, va
         X[s:e, :-1] = table[idx].mean(axis=1)
         X[s:e, -1] = dist[:, -1]
     X[:, -1] /= np.median(X[:, -1]) + 1e-6
-    return X, tuple(f"nbr_{name}" for name in values) + ("nbr_rarity",)
+    return X, labels
 
 
 def _corr(rows: np.ndarray, template: np.ndarray) -> np.ndarray:
@@ -351,7 +352,7 @@ class BeatFeaturizer:
         qrs2 = qrs_features(second, self.sampling_rate, r_index)[0][:, [qrs_labels.index(n) for n in _SECOND_LEAD]]
         regular = rr[:, rr_labels.index("rr_pre_centred")] >= 0.9
         templ, templ_labels = template_features(first, self.sampling_rate, r_index, regular, width=qrs[:, qrs_labels.index("qrs_width_ms")])
-        known = dict(zip(rr_labels + templ_labels, np.concatenate([rr, templ], axis=1).T))
+        known = dict(zip(rr_labels, rr.T)) | dict(zip(templ_labels, templ.T))
         nbr, _ = neighbour_features(first, self.sampling_rate, r_index, {name: known[name] for name in _NEIGHBOUR_VALUES})
         X = np.concatenate([rr, qrs, wav, qrs2, templ, nbr], axis=1)
         return X[:, self._columns()]

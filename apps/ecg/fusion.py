@@ -205,13 +205,13 @@ class MultiResolutionClassifier(BaseEstimator):
         """The multi-resolution representation: channel embeddings (crossfit: log-probabilities)
         + standardised features; ``channels`` replaces the fitted channels (crossfit groups)."""
         parts = self._channel_view(self.channels_ if channels is None else channels, beats)
-        if self.use_features and list(beats.feature_labels) != list(self.feature_labels_):
-            missing = [n for n in self.feature_labels_ if n not in beats.feature_labels]
-            extra = [n for n in beats.feature_labels if n not in self.feature_labels_]
-            raise HsickitError(f"the beats carry other hand-crafted features than the model was trained on "
-                               f"(missing {missing or 'none'}, new {extra or 'none'}): the model comes from another "
-                               "hsickit version or feature_set; retrain it (hsickit ecg train) on these records")
         if self.use_features:
+            if list(beats.feature_labels) != list(self.feature_labels_):
+                missing = [n for n in self.feature_labels_ if n not in beats.feature_labels]
+                extra = [n for n in beats.feature_labels if n not in self.feature_labels_]
+                raise HsickitError(f"the beats carry other hand-crafted features than the model was trained on "
+                                   f"(missing {missing or 'none'}, new {extra or 'none'}): the model comes from another "
+                                   "hsickit version or feature_set; retrain it (hsickit ecg train) on these records")
             parts.append(self.feature_scaler_(np.nan_to_num(beats.features)))
         return np.concatenate(parts, axis=1).astype(np.float32)
 

@@ -94,14 +94,14 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
             raise HsickitError(f"VentricularFirst(n_seeds={self.n_seeds!r}): n_seeds must be 1 or more")
         self.columns_ = np.setdiff1d(np.arange(X.shape[1]), np.asarray(self.ventricular_columns, dtype=int))
         rest = ~is_v
-        w_first, w_second = self._weights(is_v, base), self._weights(y[rest], base[rest])
+        X_rest, w_first, w_second = X[rest][:, self.columns_], self._weights(is_v, base), self._weights(y[rest], base[rest])
         warm = self.warm_start and len(getattr(self, "members_", ())) == self.n_seeds
         members = []
         for k in range(int(self.n_seeds)):
             seed = None if self.random_state is None else int(self.random_state) + k
             first, second = self.members_[k] if warm else (None, None)
             first = self._stage(first, seed).fit(X, is_v, sample_weight=w_first) if is_v.any() else None
-            second = self._stage(second, seed).fit(X[rest][:, self.columns_], y[rest], sample_weight=w_second)
+            second = self._stage(second, seed).fit(X_rest, y[rest], sample_weight=w_second)
             members.append((first, second))
         self.members_ = members
         ventricular = [self.ventricular_class] if members[0][0] is not None else []
@@ -113,10 +113,10 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
         """Class probabilities in the order of ``classes_``, averaged over the seeds."""
         check_is_fitted(self, "members_")
         X = np.asarray(X, dtype=np.float32)
-        p = np.zeros((len(X), len(self.classes_)))
+        p, X_rest = np.zeros((len(X), len(self.classes_))), X[:, self.columns_]
         for first, second in self.members_:
             p_v = np.zeros(len(X)) if first is None else first.predict_proba(X)[:, list(first.classes_).index(True)]
-            p[:, np.searchsorted(self.classes_, second.classes_.astype(str))] += (1 - p_v)[:, None] * second.predict_proba(X[:, self.columns_])
+            p[:, np.searchsorted(self.classes_, second.classes_.astype(str))] += (1 - p_v)[:, None] * second.predict_proba(X_rest)
             if first is not None:
                 p[:, np.searchsorted(self.classes_, self.ventricular_class)] += p_v
         return p / len(self.members_)

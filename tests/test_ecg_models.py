@@ -204,15 +204,19 @@ def test_finetune_gradient_boosting_downstream_adds_trees_and_keeps_classes(beat
 
 def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp_path):
     train, test = beats
-    clf = MultiResolutionClassifier(channels=("rr",), channel_epochs=2, random_state=0).fit(train)
+    clf = MultiResolutionClassifier(channels=("beat", "rr"), channel_epochs=2, random_state=0).fit(train)
     assert isinstance(clf.downstream_, VentricularFirst)
     Z = clf.representation(test)
     n_channel = Z.shape[1] - len(clf.feature_labels_)
-    vent = clf._ventricular_columns(Z.shape[1])
-    assert vent[:n_channel] == list(range(n_channel)) > []  # the rr channel's outputs: V stage only
-    assert [clf.feature_labels_[i - n_channel] for i in vent[n_channel:]] == list(VENTRICULAR_LABELS)
-    assert [clf.feature_labels_[i - n_channel] for i in clf.downstream_.columns_] == [
-        n for n in clf.feature_labels_ if n not in VENTRICULAR_LABELS]
+    beat_width = clf.channel_widths_[0]
+    assert clf.channel_widths_ == [beat_width, n_channel - beat_width] and beat_width > 0
+    first = clf.downstream_.first_columns_.tolist()  # the V stage: the rr channel's outputs and every feature
+    assert first == list(range(beat_width, Z.shape[1]))
+    only_first = np.setdiff1d(np.arange(Z.shape[1]), clf.downstream_.columns_)  # every channel output, the V morphology
+    assert only_first[:n_channel].tolist() == list(range(n_channel))
+    assert [clf.feature_labels_[i - n_channel] for i in only_first[n_channel:]] == list(VENTRICULAR_LABELS)
+    with pytest.raises(HsickitError, match="unknown channel"):
+        MultiResolutionClassifier(ventricular_channels=("qrs",)).fit(train)
     clf.save(tmp_path / "m")
     back = MultiResolutionClassifier.load(tmp_path / "m")
     np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-6)

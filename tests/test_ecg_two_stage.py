@@ -28,6 +28,17 @@ def test_stages_compose_probabilities_and_the_second_never_reads_ventricular_col
     assert not np.allclose(p[:, 2], q[:, 2])
 
 
+def test_the_first_stage_reads_only_its_columns():
+    X, y = _data()
+    clf = VentricularFirst(first_columns=[3], ventricular_columns=[3], n_seeds=1, random_state=0).fit(X, y)
+    assert clf.first_columns_.tolist() == [3] and clf.columns_.tolist() == [0, 1, 2]
+    p = clf.predict_proba(X)
+    moved = X.copy()
+    moved[:, :3] = np.random.default_rng(1).normal(size=(len(X), 3))
+    np.testing.assert_allclose(clf.predict_proba(moved)[:, 2], p[:, 2])  # P(V) from column 3 alone
+    assert (clf.predict(X) == y).mean() > 0.9
+
+
 def test_without_ventricular_beats_the_second_stage_is_the_model_and_bad_weights_are_refused():
     X, y = _data()
     keep = y != "V"

@@ -3,8 +3,9 @@
 Ventricular beats are told apart by their morphology; supraventricular beats by their timing,
 with morphology features that do not transfer from patient to patient. One classifier over
 all features learns both at once and lets the morphology steer the S decision too. Here a
-first stage decides V against the rest on every column; a second stage decides among the
-other classes without the ``ventricular_columns``, trained on the non-V beats only.
+first stage decides V against the rest on the ``first_columns`` (default: every column); a
+second stage decides among the other classes without the ``ventricular_columns``, trained on
+the non-V beats only.
 Probabilities compose: ``P(V) = p1``, ``P(c) = (1 - p1) * p2(c)``. Without V beats to
 train on, the second stage is the whole model. Boosting's early stopping holds out a random
 tenth of the beats, and on MIT-BIH one seed's choice moved S +P by up to ten points; so
@@ -41,7 +42,8 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
     ----------
     estimator : the classifier of both stages (default: scikit-learn's
         HistGradientBoostingClassifier, 200 iterations, early stopping).
-    ventricular_columns : indices of the columns only the first stage reads.
+    first_columns : indices of the columns the first stage reads (None: all).
+    ventricular_columns : indices of the columns the second stage does not read.
     ventricular_class : the label of ventricular beats.
     class_weight : "balanced" (each stage balances its own classes: V against the rest, then
         the remaining classes among themselves) or None.
@@ -55,12 +57,14 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     members_ : list of (first stage or None, second stage) pairs.
+    first_columns_ : the columns the first stage reads.
     columns_ : the columns the second stage reads.
     """
 
-    def __init__(self, estimator=None, ventricular_columns: Sequence[int] = (), ventricular_class: str = "V",
+    def __init__(self, estimator=None, first_columns: Sequence[int] | None = None, ventricular_columns: Sequence[int] = (), ventricular_class: str = "V",
                  class_weight="balanced", warm_start: bool = False, warm_iterations: int = 150, n_seeds: int = 5, random_state=None):
         self.estimator = estimator
+        self.first_columns = first_columns
         self.ventricular_columns = ventricular_columns
         self.ventricular_class = ventricular_class
         self.class_weight = class_weight
@@ -92,15 +96,18 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
             raise HsickitError(f"VentricularFirst got only {self.ventricular_class!r} beats; it needs beats of other classes too")
         if int(self.n_seeds) < 1:
             raise HsickitError(f"VentricularFirst(n_seeds={self.n_seeds!r}): n_seeds must be 1 or more")
-        self.columns_ = np.setdiff1d(np.arange(X.shape[1]), np.asarray(self.ventricular_columns, dtype=int))
+        every = np.arange(X.shape[1])
+        self.first_columns_ = every if self.first_columns is None else every[np.asarray(self.first_columns, dtype=int)]
+        self.columns_ = np.setdiff1d(every, np.asarray(self.ventricular_columns, dtype=int))
         rest = ~is_v
-        X_rest, w_first, w_second = X[rest][:, self.columns_], self._weights(is_v, base), self._weights(y[rest], base[rest])
+        X_first, X_rest = X[:, self.first_columns_], X[rest][:, self.columns_]
+        w_first, w_second = self._weights(is_v, base), self._weights(y[rest], base[rest])
         warm = self.warm_start and len(getattr(self, "members_", ())) == self.n_seeds
         members = []
         for k in range(int(self.n_seeds)):
             seed = None if self.random_state is None else int(self.random_state) + k
             first, second = self.members_[k] if warm else (None, None)
-            first = self._stage(first, seed).fit(X, is_v, sample_weight=w_first) if is_v.any() else None
+            first = self._stage(first, seed).fit(X_first, is_v, sample_weight=w_first) if is_v.any() else None
             second = self._stage(second, seed).fit(X_rest, y[rest], sample_weight=w_second)
             members.append((first, second))
         self.members_ = members
@@ -114,8 +121,9 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "members_")
         X = np.asarray(X, dtype=np.float32)
         p, X_rest = np.zeros((len(X), len(self.classes_))), X[:, self.columns_]
+        X_first = X[:, getattr(self, "first_columns_", slice(None))]  # models saved before first_columns read every column
         for first, second in self.members_:
-            p_v = np.zeros(len(X)) if first is None else first.predict_proba(X)[:, list(first.classes_).index(True)]
+            p_v = np.zeros(len(X)) if first is None else first.predict_proba(X_first)[:, list(first.classes_).index(True)]
             p[:, np.searchsorted(self.classes_, second.classes_.astype(str))] += (1 - p_v)[:, None] * second.predict_proba(X_rest)
             if first is not None:
                 p[:, np.searchsorted(self.classes_, self.ventricular_class)] += p_v

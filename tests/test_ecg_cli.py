@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     records = write_synthetic_records(base / "records", n_records=5, duration=40, random_state=11)
     run = base / "run"
     res = runner.invoke(app, ["train", "--records", records, "--records-list", "s00,s01,s02,s03,s04", "--validation-list",
-                              "s04", "--task", "beats", "--out", str(run), "--channels", "beat,rr", "--channel-epochs", "2",
+                              "s04", "--task", "beats", "--out", str(run), "--channels", "beat,rr", "--ventricular-channels", "beat", "--channel-epochs", "2",
                               "--epochs", "4", "--quiet"])
     assert res.exit_code == 0, res.output
     return base, records, run
@@ -34,6 +34,7 @@ def test_train_writes_run_folder(trained):
         assert (run / name).exists(), name
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["validation_records"] == "s04" and config["model"]["channels"] == ["beat", "rr"]
+    assert config["model"]["ventricular_channels"] == ["beat"]
 
 
 def test_evaluate_writes_required_metrics(trained):

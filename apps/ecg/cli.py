@@ -42,6 +42,7 @@ def train(
     channels: str = typer.Option("beat,rhythm,wavelet,rr", help="Channel networks to fuse (comma-separated, or 'none')."),
     features: bool = typer.Option(True, "--features/--no-features", help="Append the hand-crafted features."),
     downstream: str = typer.Option("ventricular_first", help="Downstream classifier: ventricular_first (two-stage gradient boosting), gradient_boosting, residual_mlp or mlp."),
+    ventricular_channels: str = typer.Option("rr", help="Channels whose outputs the V stage of ventricular_first reads (comma-separated, or 'none')."),
     training: str = typer.Option("backprop", help="Downstream training: backprop or hsic."),
     channel_training: str = typer.Option("backprop", help="Channel training: backprop or hsic."),
     epochs: int = typer.Option(15, help="Downstream epochs."),
@@ -69,7 +70,7 @@ def train(
     from hsickit.apps.ecg.api import train_beats
 
     train_beats(records, out, records_list, validation_list, channels=_channels(channels), use_features=features,
-                downstream=downstream, training=training, channel_training=channel_training, epochs=epochs,
+                downstream=downstream, ventricular_channels=_channels(ventricular_channels), training=training, channel_training=channel_training, epochs=epochs,
                 channel_epochs=channel_epochs, class_weight=None if class_weight == "none" else class_weight,
                 stacking=stacking, holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, verbose=verbose)
     metrics = out / "metrics.json"

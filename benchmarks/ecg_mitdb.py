@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from sklearn.base import clone
 
 from hsickit.apps.ecg.beats import BeatConfig, load_beats
@@ -60,6 +61,58 @@ def inner_validation(beats, train_records, fraction=0.2, seed=0):
     return holdout_records(beats.records(train_records), fraction, random_state=seed + 1)
 
 
+def run_fold(args, beats, channels, fused_name, partition, fold, tr_names, te_names) -> dict:
+    """Train and score every model of one fold: its predictions, inference throughput and log line."""
+    torch.set_num_threads(args.threads)
+    val_names = inner_validation(beats, tr_names, args.inner_fraction, args.seed) if args.inner_fraction > 0 else []  # early stopping on training-side records only
+    fit_names = [r for r in tr_names if r not in val_names]
+    train, test = beats.records(fit_names), beats.records(te_names)
+    val = beats.records(val_names) if val_names else None
+    train = train.subset(train.y != "Q")
+    y_test = test.y.astype(str)
+    start = time.perf_counter()
+    clf = MultiResolutionClassifier(channels=channels, channel_epochs=args.channel_epochs, epochs=args.epochs,
+                                    downstream=args.downstream, class_weight=args.class_weight, stacking=args.stacking,
+                                    holdout_fraction=args.holdout_fraction, crossfit_folds=args.crossfit_folds,
+                                    tune_bias=args.tune_bias, random_state=args.seed, verbose=0)
+    fusion_data = clf.fit_channels(train, val)
+    clf.fit_downstream(*fusion_data)
+    fit_s = time.perf_counter() - start
+    predictions = {}
+    for name, net in clf.channels_.items():
+        predictions[f"channel:{name}"] = net.predict(test)
+    t1 = time.perf_counter()
+    pred = clf.predict(test)
+    infer_s = time.perf_counter() - t1
+    predictions[fused_name] = pred
+    if args.tune_bias:
+        raw = clf.downstream_.predict_proba(clf.representation(test))
+        predictions[f"{fused_name[:-1]}, no bias tuning)"] = clf.classes_[raw.argmax(1)]
+    fused = beat_metrics(y_test, pred)
+    print(f"fold {fold}: {fused_name} " + " ".join(f"{k}={fused[k]:.3f}" for k in KEYS), flush=True)
+    # the same channels and representation; only the downstream classifier changes
+    others = {"fused (gradient boosting)": {"downstream": "gradient_boosting"},
+              "fused (residual MLP, backprop)": {"downstream": "residual_mlp", "training": "backprop"}}
+    others = {name: params for name, params in others.items() if name != fused_name}
+    if args.downstream == "ventricular_first":  # the default averages 5 seeds of its stages: one seed alone
+        others[f"{fused_name[:-1]}, one seed)"] = {"downstream": clone(clf.downstream_).set_params(n_seeds=1)}
+        others[f"{fused_name[:-1]}, V stage reads every channel)"] = {"ventricular_channels": channels}
+    if args.hsic:
+        others["fused (residual MLP, HSIC)"] = {"downstream": "residual_mlp", "training": "hsic"}
+    for name, params in others.items():
+        try:
+            predictions[name] = copy.copy(clf).set_params(**params).fit_downstream(*fusion_data).predict(test)
+        except Exception as err:  # report, do not lose the fold
+            print(f"fold {fold}: {name} failed: {err}", flush=True)
+    # the library's features-only model (CLI --channels none), with its default two-stage and a one-stage downstream
+    for name, downstream in (("features + two-stage boosting", "ventricular_first"), ("features + gradient boosting", "gradient_boosting")):
+        features_only = MultiResolutionClassifier(channels=(), downstream=downstream, random_state=args.seed).fit(train)
+        predictions[f"baseline: {name}"] = features_only.predict(test)
+    log = (f"fold {fold}: test records {','.join(te_names)}; early-stopping records {','.join(val_names)}; "
+           f"downstream trained on {','.join(clf.holdout_records_) or 'all training records'}; fit {fit_s:.0f} s")
+    return {"partition": partition, "fold": fold, "predictions": {m: (y_test, p) for m, p in predictions.items()},
+            "throughput": len(test) / infer_s, "log": log}
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent.parent / "shared" / "data" / "ecg" / "mitdb-ds1"))
@@ -75,7 +128,8 @@ def main() -> None:
     ap.add_argument("--holdout-fraction", type=float, default=0.3)
     ap.add_argument("--tune-bias", action="store_true", help="tune per-class bias on the inner validation records")
     ap.add_argument("--hsic", action="store_true", help="also train a downstream residual MLP with the HSIC bottleneck")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per fold")
+    ap.add_argument("--jobs", type=int, default=1, help="folds run side by side (processes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "results" / "ecg_mitdb.json"))
     args = ap.parse_args()
@@ -89,64 +143,18 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     print(f"DS1 WFDB -> features (all views): {load_s:.1f} s for {len(beats)} beats, {len(set(beats.record))} records")
 
-    rows, per_fold, pooled, throughput = [], {}, {}, None
-    for partition, fold, tr_names, te_names in folds(args.folds, list(DS1)):
-        val_names = inner_validation(beats, tr_names, args.inner_fraction, args.seed) if args.inner_fraction > 0 else []  # early stopping on training-side records only
-        fit_names = [r for r in tr_names if r not in val_names]
-        train, test = beats.records(fit_names), beats.records(te_names)
-        val = beats.records(val_names) if val_names else None
-        train = train.subset(train.y != "Q")
-        y_test = test.y.astype(str)
-        start = time.perf_counter()
-        clf = MultiResolutionClassifier(channels=channels, channel_epochs=args.channel_epochs, epochs=args.epochs,
-                                        downstream=args.downstream, class_weight=args.class_weight, stacking=args.stacking,
-                                        holdout_fraction=args.holdout_fraction, crossfit_folds=args.crossfit_folds,
-                                        tune_bias=args.tune_bias, random_state=args.seed, verbose=0)
-        fusion_data = clf.fit_channels(train, val)
-        clf.fit_downstream(*fusion_data)
-        fit_s = time.perf_counter() - start
-        predictions = {}
-        for name, net in clf.channels_.items():
-            predictions[f"channel:{name}"] = net.predict(test)
-        t1 = time.perf_counter()
-        pred = clf.predict(test)
-        infer_s = time.perf_counter() - t1
-        predictions[fused_name] = pred
-        if args.tune_bias:
-            raw = clf.downstream_.predict_proba(clf.representation(test))
-            predictions[f"{fused_name[:-1]}, no bias tuning)"] = clf.classes_[raw.argmax(1)]
-        if throughput is None:
-            throughput = len(test) / infer_s
-        fused = beat_metrics(y_test, pred)
-        print(f"fold {fold}: {fused_name} " + " ".join(f"{k}={fused[k]:.3f}" for k in KEYS), flush=True)
-        # the same channels and representation; only the downstream classifier changes
-        others = {"fused (gradient boosting)": {"downstream": "gradient_boosting"},
-                  "fused (residual MLP, backprop)": {"downstream": "residual_mlp", "training": "backprop"}}
-        others = {name: params for name, params in others.items() if name != fused_name}
-        if args.downstream == "ventricular_first":  # the default averages 5 seeds of its stages: one seed alone
-            others[f"{fused_name[:-1]}, one seed)"] = {"downstream": clone(clf.downstream_).set_params(n_seeds=1)}
-            others[f"{fused_name[:-1]}, V stage reads every channel)"] = {"ventricular_channels": channels}
-        if args.hsic:
-            others["fused (residual MLP, HSIC)"] = {"downstream": "residual_mlp", "training": "hsic"}
-        for name, params in others.items():
-            try:
-                predictions[name] = copy.copy(clf).set_params(**params).fit_downstream(*fusion_data).predict(test)
-            except Exception as err:  # report, do not lose the fold
-                print(f"fold {fold}: {name} failed: {err}", flush=True)
-        # the library's features-only model (CLI --channels none), with its default two-stage and a one-stage downstream
-        for name, downstream in (("features + two-stage boosting", "ventricular_first"), ("features + gradient boosting", "gradient_boosting")):
-            features_only = MultiResolutionClassifier(channels=(), downstream=downstream, random_state=args.seed).fit(train)
-            predictions[f"baseline: {name}"] = features_only.predict(test)
-        results = {model: beat_metrics(y_test, p) for model, p in predictions.items()}
-        if partition is not None:
-            for model, p in predictions.items():
-                pooled.setdefault(partition, {}).setdefault(model, []).append((y_test, np.asarray(p, str)))
-        for model, m in results.items():
-            rows.append({"fold": fold, "model": model, **{k: round(m[k], 4) for k in KEYS}})
+    runs = Parallel(n_jobs=args.jobs)(delayed(run_fold)(args, beats, channels, fused_name, *spec) for spec in folds(args.folds, list(DS1)))
+    rows, per_fold, pooled = [], {}, {}
+    throughput = runs[0]["throughput"]  # the first fold's test records
+    for run in runs:
+        for model, (y_test, p) in run["predictions"].items():
+            m = beat_metrics(y_test, p)
+            rows.append({"fold": run["fold"], "model": model, **{k: round(m[k], 4) for k in KEYS}})
             per_fold.setdefault(model, []).append(m)
-        print(f"fold {fold}: test records {','.join(te_names)}; early-stopping records {','.join(val_names)}; "
-              f"downstream trained on {','.join(clf.holdout_records_) or 'all training records'}; fit {fit_s:.0f} s")
-        print(markdown_table([r for r in rows if r["fold"] == fold]), flush=True)
+            if run["partition"] is not None:
+                pooled.setdefault(run["partition"], {}).setdefault(model, []).append((y_test, np.asarray(p, str)))
+        print(run["log"])
+        print(markdown_table([r for r in rows if r["fold"] == run["fold"]]), flush=True)
 
     summary = []
     for model, ms in per_fold.items():
@@ -161,7 +169,7 @@ def main() -> None:
     if pooled_rows:
         print("\nPooled over the folds of each partition (gross statistics)\n" + markdown_table(pooled_rows))
     print(f"\nthroughput: DS1 WFDB -> features {load_s:.1f} s; inference {throughput:,.0f} beats/s "
-          f"({args.threads} torch thread(s))")
+          f"({args.threads} torch thread(s) per fold, {args.jobs} fold(s) side by side)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, {"args": vars(args), "ds1_to_features_seconds": load_s, "n_beats": len(beats),

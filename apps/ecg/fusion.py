@@ -124,9 +124,9 @@ class MultiResolutionClassifier(BaseEstimator):
     channels : names from :data:`~hsickit.apps.ecg.channels.CHANNELS` (empty: features only).
     use_features : append the hand-crafted features to the embeddings.
     downstream : "ventricular_first" (default: gradient boosting in two stages,
-        :class:`~hsickit.apps.ecg.two_stage.VentricularFirst` — V against the rest on every
-        features and the ``ventricular_channels``' outputs, then N/S/F on the hand-crafted features without
-        the channel outputs and the ventricular morphology), "gradient_boosting"
+        :class:`~hsickit.apps.ecg.two_stage.VentricularFirst` — V against the rest on the
+        hand-crafted features and the ``ventricular_channels``' outputs, then N/S/F on the
+        hand-crafted features without the ventricular morphology), "gradient_boosting"
         (one scikit-learn HistGradientBoostingClassifier), both saved with skops; "residual_mlp",
         "mlp" (core DeepClassifier); or any scikit-learn classifier object (not saveable:
         hsickit never pickles).
@@ -162,7 +162,8 @@ class MultiResolutionClassifier(BaseEstimator):
     """
 
     def __init__(self, channels: Sequence[str] = ("beat", "rhythm", "wavelet", "rr"), use_features=True,
-                 downstream="ventricular_first", ventricular_channels: Sequence[str] = ("rr",), training="backprop", channel_training="backprop", epochs=15,
+                 downstream="ventricular_first", ventricular_channels: Sequence[str] = ("rr",), training="backprop",
+                 channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, tune_bias=False, frozen_blocks=0, warm_start=False,
                  random_state=None, verbose=0):

@@ -132,10 +132,10 @@ class MultiResolutionClassifier(BaseEstimator):
         hsickit never pickles).
     ventricular_channels : the channels whose outputs the V stage of the two-stage downstream
         reads (names not in ``channels`` are ignored); the other downstreams read every channel.
-        Leaving one record of MIT-BIH DS1 out at a time (22 folds, pooled, 5 seeds), the V stage
-        reached V Se / +P 0.903 / 0.900 reading the rr channel, 0.888 / 0.878 reading all four
-        channels, 0.904 / 0.901 reading none (4 patient-wise folds: 0.900 / 0.921, 0.903 / 0.923,
-        0.890 / 0.921).
+        Leaving one record of MIT-BIH DS1 out at a time (22 folds, pooled), V Se / +P was
+        0.901 / 0.903 with the V stage reading the rr channel, 0.888 / 0.878 reading all four
+        channels, 0.904 / 0.901 for the features alone (4 patient-wise folds: 0.895 / 0.922,
+        0.903 / 0.923, 0.892 / 0.922; benchmarks/ecg_mitdb.py).
     training : "backprop" or "hsic" for a core downstream model.
     beta, sigma : HSIC-bottleneck weight and Gaussian kernel width (HSIC training only). sigma
         defaults to 5 because the median heuristic (sigma=None) failed on the fused

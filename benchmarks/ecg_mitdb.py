@@ -113,6 +113,7 @@ def run_fold(args, beats, channels, fused_name, partition, fold, tr_names, te_na
     return {"partition": partition, "fold": fold, "predictions": {m: (y_test, p) for m, p in predictions.items()},
             "throughput": len(test) / infer_s, "log": log}
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent.parent / "shared" / "data" / "ecg" / "mitdb-ds1"))

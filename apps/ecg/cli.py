@@ -70,7 +70,8 @@ def train(
     from hsickit.apps.ecg.api import train_beats
 
     train_beats(records, out, records_list, validation_list, channels=_channels(channels), use_features=features,
-                downstream=downstream, ventricular_channels=_channels(ventricular_channels), training=training, channel_training=channel_training, epochs=epochs,
+                downstream=downstream, ventricular_channels=_channels(ventricular_channels), training=training,
+                channel_training=channel_training, epochs=epochs,
                 channel_epochs=channel_epochs, class_weight=None if class_weight == "none" else class_weight,
                 stacking=stacking, holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, verbose=verbose)
     metrics = out / "metrics.json"

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
 
-from hsickit.apps.ecg.two_stage import VentricularFirst
+from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_sklearn, save_sklearn
 
@@ -73,3 +74,12 @@ def test_saved_with_skops_only_when_trusted_by_name(tmp_path):
         load_sklearn(tmp_path / "m.skops")
     back = load_sklearn(tmp_path / "m.skops", trusted=["hsickit.apps.ecg.two_stage.VentricularFirst"])
     np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X))
+
+
+def test_continue_boosting_adds_regularised_trees():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)); y = np.where(X[:, 0] > 0, "S", "N")
+    est = HistGradientBoostingClassifier(max_iter=30, early_stopping=False, random_state=0).fit(X, y)
+    continue_boosting(est, 10).fit(X, y)
+    assert est.n_iter_ == 40 and est.l2_regularization == 1.0
+    assert continue_boosting(est.set_params(l2_regularization=5.0), 5).l2_regularization == 5.0

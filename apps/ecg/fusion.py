@@ -29,7 +29,7 @@ from sklearn.utils.validation import has_fit_parameter
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, _Standardizer, class_weights, fit_batch_size
 from hsickit.apps.ecg.features import VENTRICULAR_LABELS
-from hsickit.apps.ecg.two_stage import VentricularFirst
+from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.io import load_sklearn, read_json, save_sklearn, write_json
@@ -290,8 +290,9 @@ class MultiResolutionClassifier(BaseEstimator):
         """Fit a scikit-learn downstream, class weighting as sample weights where it takes them.
 
         Fine-tuning (``warm``) a gradient-boosting downstream adds ``10 * epochs`` boosting
-        iterations fitted on the new beats; a class the new beats lack is kept by one
-        zero-weight placeholder row (boosting needs every known class in ``y``)."""
+        iterations fitted on the new beats (:func:`~hsickit.apps.ecg.two_stage.continue_boosting`);
+        a class the new beats lack is kept by one zero-weight placeholder row (boosting needs
+        every known class in ``y``)."""
         if warm and not isinstance(self.downstream_, (HistGradientBoostingClassifier, VentricularFirst)):
             raise HsickitError(f"the downstream classifier {type(self.downstream_).__name__} cannot be fine-tuned; "
                                "train a new model on the combined records")
@@ -307,7 +308,7 @@ class MultiResolutionClassifier(BaseEstimator):
             if isinstance(self.downstream_, VentricularFirst):
                 self.downstream_.set_params(warm_start=True, warm_iterations=10 * self.epochs)
             else:
-                self.downstream_.set_params(warm_start=True, max_iter=self.downstream_.n_iter_ + 10 * self.epochs)
+                continue_boosting(self.downstream_, 10 * self.epochs)
         if has_fit_parameter(self.downstream_, "sample_weight"):
             self.downstream_.fit(Z, y, sample_weight=w)
         else:

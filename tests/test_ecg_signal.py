@@ -6,7 +6,7 @@ import xarray as xr
 from hsickit import HsickitError
 from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
 from hsickit.apps.ecg.features import (RELATIVE_LABELS, VENTRICULAR_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
-                                      neighbour_features, p_wave_features, rr_sequence, template_features, wavelet_coefficients)
+                                      neighbour_features, rr_sequence, template_features, wavelet_coefficients)
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
@@ -113,7 +113,7 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert X_all.shape == (len(peaks), len(full.feature_labels())) and np.isfinite(X_all).all()
     f = BeatFeaturizer()
     X = f.featurize(bandpass(sig[:, 0], 360), peaks)
-    assert f.feature_labels() == list(RELATIVE_LABELS + VENTRICULAR_LABELS) and X.shape == (len(peaks), 29)
+    assert f.feature_labels() == list(RELATIVE_LABELS + VENTRICULAR_LABELS) and X.shape == (len(peaks), 26)
     np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in f.feature_labels()]])
     assert f.citations()
     with pytest.raises(HsickitError, match="feature_set"):
@@ -165,25 +165,6 @@ def test_neighbour_features_average_over_look_alikes_of_the_same_record():
         assert X[on_time_v, 0].min() > 0.5 > 0.1 > X[~is_v, 0].max()  # on time, but its look-alikes are early
         rarity = X[:, 1]
         assert rarity[150] > 3 * np.delete(rarity, 150).max()
-
-
-def test_p_wave_features_tell_a_missing_p_wave_from_a_drifting_baseline():
-    fs, r = 360, 90
-    t = (np.arange(252) - r) / fs  # seconds from the R peak
-    qrs = np.exp(-0.5 * (t / 0.012) ** 2)
-    p_wave = 0.15 * np.exp(-0.5 * ((t + 0.16) / 0.02) ** 2)
-    normal, ventricular = qrs + p_wave, -0.8 * np.exp(-0.5 * (t / 0.05) ** 2)
-    rng = np.random.default_rng(0)
-    beats = np.array([ventricular if i % 4 == 3 else normal for i in range(80)]) + 0.005 * rng.normal(size=(80, 252))
-    beats[::8] += 0.3 * t[None, :]  # baseline drift on some normal beats
-    beats[2] = qrs  # a narrow beat without a P wave
-    is_v = np.arange(80) % 4 == 3
-    X, names = p_wave_features(beats, fs, r, regular=~is_v)
-    assert names == ("p_corr_to_regular", "p_rms_to_regular", "p_dev_to_regular")
-    normal_rows = ~is_v & (np.arange(80) != 2)
-    assert X[normal_rows, 0].min() > 0.95 > 0.7 > X[is_v, 0].max()  # the wide QRS's onset is not a P wave
-    assert X[is_v, 2].min() > 1.0 > 0.3 > X[normal_rows, 2].max()
-    assert X[2, 1] < 0.2 < 0.8 < X[normal_rows, 1].min()
 
 
 def test_beats_from_records_views_and_labels(records):

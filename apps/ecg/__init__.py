@@ -7,7 +7,7 @@ Python API:
 - signal functions: :func:`resample`, :func:`bandpass`, :func:`remove_baseline`,
   :func:`detect_rpeaks`, :func:`select_leads`;
 - features: :class:`BeatFeaturizer`, :func:`rr_features`, :func:`qrs_features`,
-  :func:`template_features`, :func:`neighbour_features`, :func:`p_wave_features`, :func:`wavelet_coefficients`, :func:`hrv_features`;
+  :func:`template_features`, :func:`neighbour_features`, :func:`wavelet_coefficients`, :func:`hrv_features`;
 - models: :class:`ChannelNetwork` (beat, rhythm, wavelet, rr), :class:`MultiResolutionClassifier`
   (fusion + downstream classifier), :class:`VentricularFirst` (its default two-stage
   downstream), :class:`RecordClassifier` (multi-label records);
@@ -27,8 +27,8 @@ True
 from hsickit.apps.ecg.api import evaluate_beats, finetune_beats, load_run, predict_beats, train_beats
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, beats_from_record, load_beats
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, channel_input
-from hsickit.apps.ecg.features import (BeatFeaturizer, hrv_features, neighbour_features, p_wave_features, qrs_features, rr_features,
-                                      rr_sequence, template_features, wavelet_coefficients)
+from hsickit.apps.ecg.features import (BeatFeaturizer, hrv_features, neighbour_features, qrs_features, rr_features, rr_sequence,
+                                      template_features, wavelet_coefficients)
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_metrics
 from hsickit.apps.ecg.records import RecordClassifier, evaluate_records, load_record_set, train_records
@@ -40,7 +40,7 @@ __all__ = [
     "BeatConfig", "BeatSet", "beats_from_record", "load_beats",
     "resample", "bandpass", "remove_baseline", "detect_rpeaks", "select_leads", "conform",
     "BeatFeaturizer", "rr_features", "rr_sequence", "qrs_features", "template_features", "neighbour_features",
-    "p_wave_features", "wavelet_coefficients", "hrv_features",
+    "wavelet_coefficients", "hrv_features",
     "CHANNELS", "ChannelNetwork", "channel_input", "MultiResolutionClassifier", "VentricularFirst", "RecordClassifier",
     "beat_metrics", "beat_confusion", "record_metrics", "metrics_dataset",
     "train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run",

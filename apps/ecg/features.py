@@ -31,7 +31,6 @@ __all__ = [
     "qrs_features",
     "template_features",
     "neighbour_features",
-    "p_wave_features",
     "wavelet_coefficients",
     "hrv_features",
     "BeatFeaturizer",
@@ -240,41 +239,6 @@ def neighbour_features(beats: np.ndarray, sampling_rate: float, r_index: int, va
     return X, labels
 
 
-def p_wave_features(beats: np.ndarray, sampling_rate: float, r_index: int, regular: np.ndarray,
-                    start: float = 0.25, stop: float = 0.06) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The segment before the QRS, where the P wave lies, against the record's regular beats.
-
-    The segment of each beat window ``(n, time)`` from ``start`` to ``stop`` seconds before the
-    R peak, less its mean and linear trend (baseline drift, the previous T wave's tail), is
-    compared with the median segment of the ``regular`` beats: correlation, RMS over the
-    template's RMS, and largest deviation over the template's largest value. A ventricular beat
-    has no P wave of its own there; an atrial premature beat has an early, often deformed one.
-
-    >>> import numpy as np
-    >>> t = np.arange(252); b = np.tile(np.exp(-0.5 * ((t - 36) / 8) ** 2), (30, 1))  # P wave 150 ms before R
-    >>> b[5] = 0.0  # no P wave
-    >>> X, names = p_wave_features(b, 360, 90, np.ones(30, bool))
-    >>> names, round(float(X[0, 0]), 2), round(float(X[5, 1]), 2)
-    (('p_corr_to_regular', 'p_rms_to_regular', 'p_dev_to_regular'), 1.0, 0.0)
-    """
-    beats = np.asarray(beats, dtype=np.float64)
-    regular = np.asarray(regular, bool)
-    if regular.sum() < 5:
-        regular = np.ones(len(beats), bool)
-    a = max(0, r_index - int(round(start * sampling_rate)))
-    b = max(a + 3, r_index - int(round(stop * sampling_rate)))
-    segment = beats[:, a:b] - beats[:, a:b].mean(axis=1, keepdims=True)
-    trend = np.linspace(-1.0, 1.0, b - a)
-    trend /= np.linalg.norm(trend)
-    segment -= np.outer(segment @ trend, trend)
-    template = np.median(segment[regular], axis=0)
-    norm = np.linalg.norm(template) + 1e-9
-    X = np.stack([segment @ template / (np.linalg.norm(segment, axis=1) * norm + 1e-9),
-                  np.linalg.norm(segment, axis=1) / norm,
-                  np.abs(segment - template).max(axis=1) / (np.abs(template).max() + 1e-9)], axis=1)
-    return np.nan_to_num(X).astype(np.float32), ("p_corr_to_regular", "p_rms_to_regular", "p_dev_to_regular")
-
-
 def _corr(rows: np.ndarray, template: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row with ``template``."""
     a = rows - rows.mean(axis=1, keepdims=True)
@@ -335,8 +299,7 @@ RELATIVE_LABELS = ("rr_pre_norm", "rr_post_norm", "rr_local_norm", "rr_pre_post"
 #: +P from 0.547 to 0.563; given to the N/S/F stage as well, they cost S sensitivity (0.788).
 VENTRICULAR_LABELS = ("lead2_corr_to_median", "lead2_dist_to_median", "lead2_qrs_width_norm", "lead2_r_amp_norm",
                       "corr_to_regular", "corr_to_local", "dist_to_local", "qrs_corr_to_local", "qrs_width_local",
-                      "nbr_rr_prematurity", "nbr_rr_post_norm", "nbr_corr_to_regular", "nbr_rr_pre_centred", "nbr_rarity",
-                      "p_corr_to_regular", "p_rms_to_regular", "p_dev_to_regular")
+                      "nbr_rr_prematurity", "nbr_rr_post_norm", "nbr_corr_to_regular", "nbr_rr_pre_centred", "nbr_rarity")
 _NEIGHBOUR_VALUES = ("rr_prematurity", "rr_post_norm", "corr_to_regular", "rr_pre_centred")
 _SECOND_LEAD = ("corr_to_median", "dist_to_median", "qrs_width_norm", "r_amp_norm")
 
@@ -357,7 +320,7 @@ class BeatFeaturizer:
     >>> fs = 360; peaks = np.arange(1, 20) * fs
     >>> sig = np.zeros(21 * fs, "float32"); sig[peaks] = 1.0
     >>> f = BeatFeaturizer(sampling_rate=fs)
-    >>> f.featurize(sig, peaks).shape == (19, len(f.feature_labels())) == (19, 29)
+    >>> f.featurize(sig, peaks).shape == (19, len(f.feature_labels())) == (19, 26)
     True
     """
 
@@ -394,8 +357,7 @@ class BeatFeaturizer:
         templ, templ_labels = template_features(first, self.sampling_rate, r_index, regular, width=qrs[:, qrs_labels.index("qrs_width_ms")])
         known = dict(zip(rr_labels, rr.T)) | dict(zip(templ_labels, templ.T))
         nbr, _ = neighbour_features(first, self.sampling_rate, r_index, {name: known[name] for name in _NEIGHBOUR_VALUES})
-        p_wave, _ = p_wave_features(first, self.sampling_rate, r_index, regular)
-        X = np.concatenate([rr, qrs, wav, qrs2, templ, nbr, p_wave], axis=1)
+        X = np.concatenate([rr, qrs, wav, qrs2, templ, nbr], axis=1)
         return X[:, self._columns()]
 
     def featurize_many(self, items: Sequence[tuple[np.ndarray, Sequence[int]]]) -> list[np.ndarray]:

@@ -294,9 +294,6 @@ RELATIVE_LABELS = ("rr_pre_norm", "rr_post_norm", "rr_local_norm", "rr_pre_post"
 #: The ``nbr_*`` columns (:func:`neighbour_features`: the beat's look-alikes in its record) then
 #: raised V +P from 0.87 to 0.92 (4 folds) and from 0.85 to 0.90 (leaving one record out) in a
 #: features-only model (one seed), V sensitivity 0.86 -> 0.89 and 0.89 -> 0.89.
-#: The ``p_*`` columns (:func:`p_wave_features`: is there a P wave before the QRS) then raised,
-#: leaving one record out (the fused model, 5 seeds), V sensitivity from 0.903 to 0.911 and S
-#: +P from 0.547 to 0.563; given to the N/S/F stage as well, they cost S sensitivity (0.788).
 VENTRICULAR_LABELS = ("lead2_corr_to_median", "lead2_dist_to_median", "lead2_qrs_width_norm", "lead2_r_amp_norm",
                       "corr_to_regular", "corr_to_local", "dist_to_local", "qrs_corr_to_local", "qrs_width_local",
                       "nbr_rr_prematurity", "nbr_rr_post_norm", "nbr_corr_to_regular", "nbr_rr_pre_centred", "nbr_rarity")

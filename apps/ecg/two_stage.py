@@ -40,9 +40,9 @@ def continue_boosting(estimator: HistGradientBoostingClassifier, iterations: int
 
     The leaf values are L2-regularised (at least ``l2_regularization``): the fitted model already
     classifies most of the new beats with near-certainty, their hessians are near zero, and
-    unregularised Newton steps then take huge leaf values (fine-tuning the one-stage boosting
-    downstream on a synthetic record without V beats sent its V beats' P(V) from 0.9 to 0 in
-    5 iterations, and cost accuracy on the fine-tuning beats themselves).
+    unregularised Newton steps then take huge leaf values (in tests/test_ecg_two_stage.py, 20
+    iterations on new beats without V took the accuracy on the other classes from 0.99 to 0.18
+    and 0.95 in two of three draws; regularised it stays at 0.99 or more).
     """
     return estimator.set_params(warm_start=True, max_iter=estimator.n_iter_ + iterations,
                                 l2_regularization=max(estimator.l2_regularization, l2_regularization))

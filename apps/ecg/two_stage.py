@@ -43,6 +43,12 @@ def continue_boosting(estimator: HistGradientBoostingClassifier, iterations: int
     unregularised Newton steps then take huge leaf values (in tests/test_ecg_two_stage.py, 20
     iterations on new beats without V took the accuracy on the other classes from 0.99 to 0.18
     and 0.95 in two of three draws; regularised it stays at 0.99 or more).
+
+    >>> import numpy as np
+    >>> X = np.arange(40.0)[:, None]; y = X[:, 0] > 20
+    >>> est = HistGradientBoostingClassifier(max_iter=10).fit(X, y)
+    >>> continue_boosting(est, 5).fit(X, y).n_iter_
+    15
     """
     return estimator.set_params(warm_start=True, max_iter=estimator.n_iter_ + iterations,
                                 l2_regularization=max(estimator.l2_regularization, l2_regularization))

@@ -217,6 +217,10 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
     assert [clf.feature_labels_[i - n_channel] for i in only_first[n_channel:]] == list(VENTRICULAR_LABELS)
     with pytest.raises(HsickitError, match="unknown channel"):
         MultiResolutionClassifier(ventricular_channels=("qrs",)).fit(train)
+    # the beat channel feeds no stage, and each channel's seed follows its name: the default (rr alone) predicts alike
+    default = MultiResolutionClassifier(channel_epochs=2, random_state=0).fit(train)
+    assert default.channels == ("rr",) and list(default.channels_) == ["rr"]
+    np.testing.assert_allclose(default.predict_proba(test), clf.predict_proba(test), atol=1e-6)
     clf.save(tmp_path / "m")
     back = MultiResolutionClassifier.load(tmp_path / "m")
     np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), atol=1e-6)

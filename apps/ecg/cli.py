@@ -39,7 +39,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     task: str = typer.Option("beats", "--task", help="beats (AAMI classes per beat) or records (multi-label per record)."),
     validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping and the model card (default: DS1 validation records if present, else every 5th)."),
-    channels: str = typer.Option("beat,rhythm,wavelet,rr", help="Channel networks to fuse (comma-separated, or 'none')."),
+    channels: str = typer.Option("rr", help="Channel networks of the beat model (comma-separated, or 'none'): beat, rhythm, wavelet, rr. The default two-stage downstream reads only rr (--ventricular-channels); the others feed the one-stage downstreams. --task records always fuses its four record channels."),
     features: bool = typer.Option(True, "--features/--no-features", help="Append the hand-crafted features."),
     downstream: str = typer.Option("ventricular_first", help="Downstream classifier: ventricular_first (two-stage gradient boosting), gradient_boosting, residual_mlp or mlp."),
     ventricular_channels: str = typer.Option("rr", help="Channels whose outputs the V stage of ventricular_first reads (comma-separated, or 'none')."),

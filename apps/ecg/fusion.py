@@ -122,6 +122,10 @@ class MultiResolutionClassifier(BaseEstimator):
     Parameters
     ----------
     channels : names from :data:`~hsickit.apps.ecg.channels.CHANNELS` (empty: features only).
+        Default ``("rr",)``: the only channel the default two-stage downstream reads (see
+        ``ventricular_channels``); ``("beat", "rhythm", "wavelet", "rr")`` is the full
+        multi-resolution set, for the one-stage downstreams or a V stage that reads them all.
+        Each channel's seed follows its name, so a channel trains alike whatever others are fused.
     use_features : append the hand-crafted features to the embeddings.
     downstream : "ventricular_first" (default: gradient boosting in two stages,
         :class:`~hsickit.apps.ecg.two_stage.VentricularFirst` — V against the rest on the
@@ -161,7 +165,7 @@ class MultiResolutionClassifier(BaseEstimator):
         validation records did not represent new patients well enough (benchmarks/ecg_mitdb.py).
     """
 
-    def __init__(self, channels: Sequence[str] = ("beat", "rhythm", "wavelet", "rr"), use_features=True,
+    def __init__(self, channels: Sequence[str] = ("rr",), use_features=True,
                  downstream="ventricular_first", ventricular_channels: Sequence[str] = ("rr",), training="backprop",
                  channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
@@ -224,7 +228,8 @@ class MultiResolutionClassifier(BaseEstimator):
             parts.append(self.feature_scaler_(np.nan_to_num(beats.features)))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
-    def _channel(self, name: str, i: int) -> ChannelNetwork:
+    def _channel(self, name: str, offset: int = 0) -> ChannelNetwork:
+        i = offset + list(CHANNELS).index(name)
         return ChannelNetwork(name, training=self.channel_training, epochs=self.channel_epochs, batch_size=self.batch_size,
                               lr=self.lr, class_weight=self.class_weight, beta=self.beta, sigma=self.sigma,
                               patience=self.patience, random_state=None if self.random_state is None else self.random_state + i,
@@ -240,7 +245,7 @@ class MultiResolutionClassifier(BaseEstimator):
         Z = None
         for g, (tr, held) in enumerate(groups):
             inner, outer = beats.subset(tr), beats.subset(held)
-            nets = {name: self._channel(name, 100 * (g + 1) + i).fit(inner, outer) for i, name in enumerate(self.channels)}
+            nets = {name: self._channel(name, 100 * (g + 1)).fit(inner, outer) for name in self.channels}
             Z_held = self.representation(outer, nets)
             Z = np.empty((len(beats), Z_held.shape[1]), np.float32) if Z is None else Z
             Z[held] = Z_held
@@ -353,12 +358,12 @@ class MultiResolutionClassifier(BaseEstimator):
                 channel_beats = beats.subset(~np.isin(beats.record, held))
                 fusion_beats = beats.subset(np.isin(beats.record, held))
         self.holdout_records_ = sorted(set(fusion_beats.record)) if fusion_beats is not beats else []
-        for i, name in enumerate(self.channels):
+        for name in self.channels:
             if warm:
                 net = self.channels_[name].set_params(warm_start=True, epochs=self.channel_epochs, frozen_blocks=self.frozen_blocks,
                                                      lr=self.lr)
             else:
-                net = self._channel(name, i)
+                net = self._channel(name)
             # channels stop early on the held-out records (unseen by them), else on ``validation``
             stop_on = fusion_beats if fusion_beats is not beats else validation
             self.channels_[name] = net.fit(channel_beats, stop_on)

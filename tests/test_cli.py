@@ -16,6 +16,20 @@ def test_help_lists_core_and_app_commands():
         assert name in result.output
 
 
+def test_every_command_prints_its_help():
+    import typer.main
+
+    def paths(group, prefix=()):
+        for name, cmd in group.commands.items():
+            yield prefix + (name,)
+            if hasattr(cmd, "commands"):
+                yield from paths(cmd, prefix + (name,))
+
+    for path in paths(typer.main.get_command(build_app())):
+        result = runner.invoke(build_app(), [*path, "--help"])
+        assert result.exit_code == 0, f"hsickit {' '.join(path)} --help: {result.exception!r}"
+
+
 def test_info():
     result = runner.invoke(build_app(), ["info"])
     assert result.exit_code == 0, result.output

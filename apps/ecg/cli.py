@@ -16,7 +16,7 @@ from hsickit.core.errors import HsickitError
 app = typer.Typer(help="ECG arrhythmia classification from a multi-resolution representation (WFDB records).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-_RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea/.dat[/.atr]).")
+_RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea + .dat, and .atr beat annotations where there are any).")
 _LIST = typer.Option(None, "--records-list", help="Comma-separated record names to use (default: all in the folder).")
 _SEED = typer.Option(0, "--seed", help="Random seed.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")

@@ -25,6 +25,7 @@ from hsickit.core.errors import HsickitError
 __all__ = ["read_ludb_labels", "read_cinc_labels", "cinc_code_map"]
 
 _LUDB_NON_LABEL = {"ID", "Sex", "Age"}
+_LUDB_ONE_OF = {"Rhythms", "Electric axis of the heart"}  # columns whose statements are alternatives, not findings
 
 
 def read_ludb_labels(directory: str | os.PathLike, *, level: str = "statement") -> pd.DataFrame:
@@ -32,8 +33,10 @@ def read_ludb_labels(directory: str | os.PathLike, *, level: str = "statement") 
 
     ``level="statement"``: one column per distinct statement (``"Sinus bradycardia"``,
     ``"Ischemia: apical"``, ...); ``level="category"``: one column per diagnosis column of
-    ``ludb.csv`` that is non-empty (``"Rhythms: Sinus rhythm"`` stays a statement of
-    ``Rhythms``; the rhythm column is expanded into its statements in both levels).
+    ``ludb.csv`` that is non-empty, except the rhythm and electric-axis columns: each record
+    has one of their statements (the axis column is non-empty for 39 of the 40 developer
+    records, so as a category it would be a constant label), so both levels expand them into
+    their statements (``"Sinus rhythm"``, ``"Electric axis of the heart: left axis deviation"``).
     """
     if level not in ("statement", "category"):
         raise HsickitError(f"level={level!r}; use 'statement' or 'category'")
@@ -54,7 +57,7 @@ def read_ludb_labels(directory: str | os.PathLike, *, level: str = "statement") 
                 if column in _LUDB_NON_LABEL or column is None or not (cell or "").strip():
                     continue
                 statements = [s.strip().rstrip(".") for s in cell.splitlines() if s.strip()]
-                if level == "category" and column != "Rhythms":
+                if level == "category" and column not in _LUDB_ONE_OF:
                     labels.add(column)
                 else:
                     labels.update(statements)

@@ -175,14 +175,17 @@ def test_splits_are_by_record_and_disjoint():
 
 def test_ludb_labels_parse_multiline_cells(tmp_path):
     (tmp_path / "ludb.csv").write_text(
-        'ID,Sex,Age,Rhythms,Hypertrophies,Ischemia\n'
-        '1,"F\n",51,Sinus bradycardia,"Left ventricular overload\nLeft ventricular hypertrophy",\n'
-        '6,M,76,Sinus rhythm,,"Ischemia: apical"\n')
+        'ID,Sex,Age,Rhythms,Electric axis of the heart,Hypertrophies,Ischemia\n'
+        '1,"F\n",51,Sinus bradycardia,Electric axis of the heart: normal,"Left ventricular overload\nLeft ventricular hypertrophy",\n'
+        '6,M,76,Sinus rhythm,Electric axis of the heart: left axis deviation,,"Ischemia: apical"\n')
     table = read_ludb_labels(tmp_path)
     assert table.loc["1", "Left ventricular hypertrophy"] == 1 and table.loc["1", "Left ventricular overload"] == 1
-    assert table.loc["6"].sum() == 2 and "F" not in table.columns
+    assert table.loc["6"].sum() == 3 and "F" not in table.columns
     coarse = read_ludb_labels(tmp_path, level="category")
     assert coarse.loc["1", "Hypertrophies"] == 1 and coarse.loc["6", "Ischemia"] == 1
+    # every record has an axis: the category keeps its statements apart, as for the rhythm
+    assert "Electric axis of the heart" not in coarse.columns
+    assert coarse.loc["6", "Electric axis of the heart: left axis deviation"] == 1 and coarse.loc["1", "Sinus bradycardia"] == 1
 
 
 def test_cinc_labels_merge_equivalent_codes(tmp_path):

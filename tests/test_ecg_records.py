@@ -43,14 +43,18 @@ def test_record_set_views_and_labels(ludb_like):
         record_labels(ludb_like / "nothing")
 
 
-def test_record_classifier_learns_and_roundtrips(ludb_like, tmp_path):
+@pytest.mark.parametrize("downstream", ["logistic", "mlp"])
+def test_record_classifier_learns_and_roundtrips(ludb_like, tmp_path, downstream):
     rs = load_record_set(ludb_like, verbose=0)
-    clf = RecordClassifier(epochs=30, channel_epochs=20, random_state=0).fit(rs)
+    clf = RecordClassifier(downstream=downstream, epochs=30, channel_epochs=20, random_state=0).fit(rs)
     p = clf.predict_proba(rs)
     assert p.shape == (10, 2)
     assert p[rs.Y[:, 0] == 1, 0].mean() > p[rs.Y[:, 0] == 0, 0].mean()  # ectopy is learnt
     clf.save(tmp_path / "m")
     np.testing.assert_allclose(RecordClassifier.load(tmp_path / "m").predict_proba(rs), p, atol=1e-5)
+    if downstream == "logistic":
+        with pytest.raises(HsickitError, match="downstream='mlp'"):
+            RecordClassifier(training="hsic", channel_epochs=1).fit(rs)
 
 
 def test_cli_train_and_evaluate_records(ludb_like, tmp_path):

@@ -41,7 +41,7 @@ def train(
     validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping and the model card (default: DS1 validation records if present, else every 5th)."),
     channels: str = typer.Option("rr", help="Channel networks of the beat model (comma-separated, or 'none'): beat, rhythm, wavelet, rr. The default two-stage downstream reads only rr (--ventricular-channels); the others feed the one-stage downstreams. --task records always fuses its four record channels."),
     features: bool = typer.Option(True, "--features/--no-features", help="Append the hand-crafted features."),
-    downstream: str = typer.Option("ventricular_first", help="Downstream classifier: ventricular_first (two-stage gradient boosting), gradient_boosting, residual_mlp or mlp."),
+    downstream: Optional[str] = typer.Option(None, help="Downstream classifier. Beats: ventricular_first (default; two-stage gradient boosting), gradient_boosting, residual_mlp or mlp. Records: logistic (default; mlp with --training hsic) or mlp."),
     ventricular_channels: str = typer.Option("rr", help="Channels whose outputs the V stage of ventricular_first reads (comma-separated, or 'none')."),
     training: str = typer.Option("backprop", help="Downstream training: backprop or hsic."),
     channel_training: str = typer.Option("backprop", help="Channel training: backprop or hsic."),
@@ -60,7 +60,7 @@ def train(
     if task == "records":
         from hsickit.apps.ecg.records import train_records
 
-        metrics = train_records(records, out, records_list, validation_list, epochs=epochs, training=training,
+        metrics = train_records(records, out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
                                 random_state=seed, verbose=verbose)
         typer.echo(json.dumps({k: metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc") if k in metrics}))
         typer.echo(f"run folder: {out}")
@@ -70,7 +70,7 @@ def train(
     from hsickit.apps.ecg.api import train_beats
 
     train_beats(records, out, records_list, validation_list, channels=_channels(channels), use_features=features,
-                downstream=downstream, ventricular_channels=_channels(ventricular_channels), training=training,
+                downstream=downstream or "ventricular_first", ventricular_channels=_channels(ventricular_channels), training=training,
                 channel_training=channel_training, epochs=epochs,
                 channel_epochs=channel_epochs, class_weight=None if class_weight == "none" else class_weight,
                 stacking=stacking, holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, verbose=verbose)

@@ -71,6 +71,29 @@ def test_cli_train_and_evaluate_records(ludb_like, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_samples"] == 4
 
 
+def test_cli_finetunes_a_record_model_on_new_records(ludb_like, tmp_path):
+    runner = CliRunner()
+    base, tuned = tmp_path / "run", tmp_path / "tuned"
+    res = runner.invoke(app, ["train", "--records", str(ludb_like), "--records-list", "1,2,3,4,5,6", "--task", "records",
+                              "--out", str(base), "--validation-list", "5,6", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["finetune", str(base), "--records", str(ludb_like), "--records-list", "7,8,9,10", "--validation-list", "9,10",
+                              "--out", str(tuned), "--epochs", "3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    before, after = RecordClassifier.load(base / "model"), RecordClassifier.load(tuned / "model")
+    assert after.labels_ == before.labels_
+    w0, w1 = (m.nets_["rhythm"].model_.state_dict() for m in (before, after))
+    first = [k for k in w0 if k.startswith("blocks.0.")]
+    assert first and all(torch.equal(w0[k], w1[k]) for k in first)  # the frozen first block
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0 if k not in first)  # the rest trained on the new records
+    config = json.loads((tuned / "config.json").read_text())
+    assert config["base_run"] == str(base.resolve()) and config["train_records"] == ["7", "8"]
+    assert json.loads((tuned / "metrics.json").read_text())["n_samples"] == 2
+    other = load_record_set(ludb_like, ["7", "8"], labels=before.labels_[:1], verbose=0)
+    with pytest.raises(HsickitError, match=r"labels=model.labels_"):
+        before.set_params(warm_start=True).fit(other)
+
+
 @pytest.mark.skipif(not (SHARED / "cinc2021-sample").exists(), reason="shared CinC 2021 sample absent")
 def test_real_cinc_record_set():
     rs = load_record_set(SHARED / "cinc2021-sample", ["E07500", "JS20004", "HR06000"], min_count=1, verbose=0)

@@ -128,12 +128,16 @@ def finetune(
     seed: int = _SEED,
     quiet: bool = _QUIET,
 ) -> None:
-    """Fine-tune a beat model on your own annotated records."""
+    """Fine-tune a beat or record model on your own labelled records."""
     from hsickit.apps.ecg.api import finetune_beats
+    from hsickit.apps.ecg.records import finetune_records
+    from hsickit.core.io import read_json
 
     _seed(seed)
-    finetune_beats(run, records, out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
-                   verbose=0 if quiet else 1)
+    records_model = read_json(run / "config.json").get("task") == "records"
+    finetune = finetune_records if records_model else finetune_beats
+    finetune(run, records, out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
+             verbose=0 if quiet else 1)
     typer.echo(f"run folder: {out}")
 
 

@@ -17,6 +17,7 @@ are left out and listed in ``attrs["dropped_labels"]``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -40,7 +41,7 @@ from hsickit.core.io import RunFolder, load_sklearn, markdown_table, read_json, 
 from hsickit.datasets.ecg import list_records, read_record, record_path
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 
-__all__ = ["RecordConfig", "RecordSet", "load_record_set", "RecordClassifier", "train_records", "evaluate_records",
+__all__ = ["RecordConfig", "RecordSet", "load_record_set", "RecordClassifier", "train_records", "finetune_records", "evaluate_records",
            "RECORD_CHANNELS"]
 
 RECORD_CHANNELS = {"rhythm": ("conv1d", {"channels": (16, 32, 32), "kernel_size": 7}),
@@ -174,11 +175,15 @@ class RecordClassifier(BaseEstimator):
         balanced classes on the standardised representation) or "mlp" (core MLP).
     training : "backprop" or "hsic" for the "mlp" downstream.
     epochs, channel_epochs, lr, batch_size : training of the MLP downstream and the channels.
+    warm_start : refit from the fitted model (fine-tuning on new records with the same labels):
+        the channel networks (and an MLP downstream) continue training, their first
+        ``frozen_blocks`` blocks fixed; the feature scalers stay; the logistic downstream,
+        cheap and convex, is refitted on the new records' representation.
     random_state : seed of every network.
     """
 
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
-                 channel_epochs=30, lr=1e-3, batch_size=16, random_state=None, verbose=0):
+                 channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, random_state=None, verbose=0):
         self.channels = channels
         self.downstream = downstream
         self.training = training
@@ -186,8 +191,14 @@ class RecordClassifier(BaseEstimator):
         self.channel_epochs = channel_epochs
         self.lr = lr
         self.batch_size = batch_size
+        self.warm_start = warm_start
+        self.frozen_blocks = frozen_blocks
         self.random_state = random_state
         self.verbose = verbose
+
+    def _continue(self, net: DeepClassifier, epochs: int, n: int) -> DeepClassifier:
+        return net.set_params(warm_start=True, epochs=epochs, frozen_blocks=self.frozen_blocks, lr=self.lr,
+                              batch_size=int(max(2, min(self.batch_size, n))))
 
     def _net(self, model, params, epochs, n, training="backprop"):
         return DeepClassifier(model=model, model_params=params, training=training, epochs=epochs, lr=self.lr,
@@ -202,6 +213,8 @@ class RecordClassifier(BaseEstimator):
     def fit(self, rs: RecordSet) -> "RecordClassifier":
         if rs.Y is None or rs.Y.shape[1] == 0:
             raise HsickitError("no labels to learn: every label has fewer positive records than min_count")
+        if self.warm_start and hasattr(self, "nets_"):
+            return self._fine_tune(rs)
         self.labels_ = list(rs.labels)
         self.nets_, self.scalers_ = {}, {"features": _Standardizer().fit(rs.features)}
         for c in self.channels:
@@ -219,6 +232,17 @@ class RecordClassifier(BaseEstimator):
             self.downstream_ = self._net("mlp", {"hidden": (64, 64)}, self.epochs, len(rs), self.training)
         else:
             raise HsickitError(f"downstream={self.downstream!r}; use 'logistic' or 'mlp'")
+        self.downstream_.fit(self.representation(rs), rs.Y)
+        return self
+
+    def _fine_tune(self, rs: RecordSet) -> "RecordClassifier":
+        if list(rs.labels) != self.labels_:
+            raise HsickitError(f"fine-tuning records carry labels {rs.labels}, the model {self.labels_}; "
+                               "load them with load_record_set(..., labels=model.labels_)")
+        for c in self.channels:
+            self._continue(self.nets_[c], self.channel_epochs, len(rs)).fit(self.scalers_[c](rs.view(c)), rs.Y)
+        if isinstance(self.downstream_, DeepClassifier):
+            self._continue(self.downstream_, self.epochs, len(rs))
         self.downstream_.fit(self.representation(rs), rs.Y)
         return self
 
@@ -262,9 +286,33 @@ def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) 
     return metrics
 
 
+def _write_run(out, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],
+               data: dict, title: str, labels_note: str = "") -> dict:
+    """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card."""
+    run = RunFolder(out)
+    clf.save(run / "model")
+    run.write_config({"task": "records", "record_config": config.to_dict(), "labels": clf.labels_, "train_records": train.records,
+                      "validation_records": val, "model": {**clf.get_params(), "channels": list(clf.channels)}, **data})
+    history = [{"model": f"channel:{c}", **r} for c, n in clf.nets_.items() for r in n.history_]
+    run.write_history(history + [{"model": "downstream", **r} for r in getattr(clf.downstream_, "history_", [])])
+    metrics = _evaluate(run, clf, rs.subset(val), "validation") if val else {}
+    rows = [{"model": "fused", "macro_f1": metrics.get("macro_f1"), "micro_f1": metrics.get("micro_f1")}]
+    if val:
+        vs = rs.subset(val)
+        for c in clf.channels:
+            m = record_metrics(vs.Y, clf.channel_proba(vs, c), clf.labels_)
+            rows.append({"model": f"channel:{c}", "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]})
+    head = "MLP (" + clf.training + ")" if clf.downstream == "mlp" else "logistic regression per label"
+    run.write_model_card(title, {
+        "Model": f"Channels {', '.join(clf.channels)} + HRV features, downstream {head}.",
+        "Labels": ", ".join(clf.labels_) + labels_note,
+        "Validation (records not trained on)": markdown_table(rows) if val else "no validation records",
+        "Repairs": "; ".join(rs.repairs) or "none"})
+    return metrics
+
+
 def train_records(records_dir, out, records=None, validation_records=None, *, epochs: int = 40, training: str = "backprop",
-                  downstream: str | None = None,
-                  min_count: int = 3, random_state=0, verbose: int = 1) -> dict:
+                  downstream: str | None = None, min_count: int = 3, random_state=0, verbose: int = 1) -> dict:
     """Train the record-level multi-label model; writes a run folder and returns validation metrics.
 
     ``downstream`` (None: "logistic", or "mlp" when ``training`` is not "backprop") goes to
@@ -277,26 +325,37 @@ def train_records(records_dir, out, records=None, validation_records=None, *, ep
     train = rs.subset([r for r in rs.records if r not in val])
     downstream = downstream or ("logistic" if training == "backprop" else "mlp")
     clf = RecordClassifier(downstream=downstream, training=training, epochs=epochs, random_state=random_state, verbose=0).fit(train)
-    run = RunFolder(out)
-    clf.save(run / "model")
-    run.write_config({"task": "records", "record_config": config.to_dict(), "labels": clf.labels_,
-                      "dropped_labels": rs.dropped_labels, "train_records": train.records, "validation_records": val,
-                      "model": {**clf.get_params(), "channels": list(clf.channels)}})
-    history = [{"model": f"channel:{c}", **r} for c, n in clf.nets_.items() for r in n.history_]
-    run.write_history(history + [{"model": "downstream", **r} for r in getattr(clf.downstream_, "history_", [])])
-    metrics = _evaluate(run, clf, rs.subset(val), "validation") if val else {}
-    rows = [{"model": "fused", "macro_f1": metrics.get("macro_f1"), "micro_f1": metrics.get("micro_f1")}]
-    if val:
-        vs = rs.subset(val)
-        for c in clf.channels:
-            m = record_metrics(vs.Y, clf.channel_proba(vs, c), clf.labels_)
-            rows.append({"model": f"channel:{c}", "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]})
-    run.write_model_card("hsickit ECG record model (multi-label)", {
-        "Model": f"Channels {', '.join(clf.channels)} + HRV features, downstream {'MLP (' + training + ')' if downstream == 'mlp' else 'logistic regression per label'}.",
-        "Labels": ", ".join(clf.labels_) + (f"\n\nLeft out (< {min_count} positive records): {', '.join(rs.dropped_labels)}" if rs.dropped_labels else ""),
-        "Validation (records not trained on)": markdown_table(rows) if val else "no validation records",
-        "Repairs": "; ".join(rs.repairs) or "none"})
-    return metrics
+    note = f"\n\nLeft out (< {min_count} positive records): {', '.join(rs.dropped_labels)}" if rs.dropped_labels else ""
+    return _write_run(out, clf, config, rs, train, val, {"dropped_labels": rs.dropped_labels},
+                      "hsickit ECG record model (multi-label)", note)
+
+
+def finetune_records(run, records_dir, out, records=None, validation_records=None, *, epochs: int = 10, frozen_blocks: int = 1,
+                     lr: float = 3e-4, verbose: int = 1) -> dict:
+    """Continue training a run's record model on new labelled records (e.g. a hospital's); writes run folder ``out``.
+
+    The labels stay the model's: the new records' other labels are ignored (listed in the
+    model card and config), and a model label none of them carries is learnt as absent.
+    """
+    cfg = read_json(Path(run) / "config.json")
+    if cfg.get("task") != "records":
+        raise HsickitError(f"{run} holds a {cfg.get('task', 'beats')!r} model; fine-tune it with finetune_beats")
+    clf = RecordClassifier.load(Path(run) / "model")
+    config = RecordConfig.from_dict(cfg["record_config"])
+    names = list_records(records_dir, records)
+    val = list_records(records_dir, validation_records) if validation_records else []
+    rs = load_record_set(records_dir, names + [v for v in val if v not in names], config, labels=clf.labels_, verbose=verbose)
+    table = record_labels(records_dir, rs.records)
+    ignored = sorted(c for c in table.columns if c not in clf.labels_ and table[c].sum() > 0)
+    train = rs.subset([r for r in rs.records if r not in val])
+    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr).fit(train)
+    absent = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == 0]
+    note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
+                   (("Labels of the new records the model does not know (ignored)", ignored),
+                    ("Model labels no fine-tuning record carries", absent)) if items)
+    return _write_run(out, clf, config, rs, train, val, {"base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
+                                                         "ignored_labels": ignored, "labels_without_positive_records": absent},
+                      "hsickit ECG record model (multi-label, fine-tuned)", note)
 
 
 def evaluate_records(run, records_dir, records=None, *, verbose: int = 1) -> dict:

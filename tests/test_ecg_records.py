@@ -90,6 +90,8 @@ def test_cli_finetunes_a_record_model_on_new_records(ludb_like, tmp_path):
     assert config["base_run"] == str(base.resolve()) and config["train_records"] == ["7", "8"]
     assert json.loads((tuned / "metrics.json").read_text())["n_samples"] == 2
     other = load_record_set(ludb_like, ["7", "8"], labels=before.labels_[:1], verbose=0)
+    assert other.dropped_labels == before.labels_[1:]  # carried by these records, not asked for
+    assert config["ignored_labels"] == []
     with pytest.raises(HsickitError, match=r"labels=model.labels_"):
         before.set_params(warm_start=True).fit(other)
 

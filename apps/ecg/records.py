@@ -13,7 +13,7 @@ where the MLP scored 0.41 / 0.59: 32 training records are too few for a network 
 
 Labels come from ``ludb.csv`` (LUDB) or the ``# Dx:`` header lines mapped with the
 Challenge's code tables (CinC 2021); labels with fewer than ``min_count`` positive records
-are left out and listed in ``attrs["dropped_labels"]``.
+are left out and listed in the record set's ``dropped_labels``.
 """
 from __future__ import annotations
 
@@ -147,17 +147,22 @@ def record_labels(directory, records=None) -> pd.DataFrame:
 
 def load_record_set(directory, records=None, config: RecordConfig | None = None, *, labels: Sequence[str] | None = None,
                     min_count: int = 3, verbose: int = 1) -> RecordSet:
-    """Views and labels of the records in ``directory``; ``labels`` fixes the label columns (a trained model's)."""
+    """Views and labels of the records in ``directory``; ``labels`` fixes the label columns (a trained model's).
+
+    ``dropped_labels`` lists the labels left out: with fewer than ``min_count`` positive
+    records, or (``labels`` given) carried by some of these records but not in ``labels``.
+    """
     config = config or RecordConfig()
     names = list_records(directory, records)
     parts = [_views(record_path(directory, r), config) for r in tqdm(names, desc="records", disable=not verbose)]
     stack = lambda i: np.stack([p[i] for p in parts])  # noqa: E731
     table = record_labels(directory, names)
-    dropped = []
+    counts = table.sum()
     if labels is None:
-        counts = table.sum()
         dropped = sorted(counts[counts < min_count].index)
         labels = [c for c in table.columns if c not in dropped]
+    else:
+        dropped = sorted(c for c in table.columns if c not in labels and counts[c] > 0)
     Y = np.stack([table[c].to_numpy() if c in table.columns else np.zeros(len(table), int) for c in labels], axis=1)
     rs = RecordSet(stack(0), stack(1), stack(2), stack(3), stack(4), names, Y.astype(np.float32), list(labels),
                    [r for p in parts for r in p[5]])
@@ -196,13 +201,16 @@ class RecordClassifier(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _batch_size(self, n: int) -> int:
+        return int(max(2, min(self.batch_size, n)))
+
     def _continue(self, net: DeepClassifier, epochs: int, n: int) -> DeepClassifier:
         return net.set_params(warm_start=True, epochs=epochs, frozen_blocks=self.frozen_blocks, lr=self.lr,
-                              batch_size=int(max(2, min(self.batch_size, n))))
+                              batch_size=self._batch_size(n))
 
     def _net(self, model, params, epochs, n, training="backprop"):
         return DeepClassifier(model=model, model_params=params, training=training, epochs=epochs, lr=self.lr,
-                              batch_size=int(max(2, min(self.batch_size, n))), patience=None, validation_fraction=0.0,
+                              batch_size=self._batch_size(n), patience=None, validation_fraction=0.0,
                               format_epochs=5 if training == "hsic" else 0, random_state=self.random_state, verbose=self.verbose)
 
     def representation(self, rs: RecordSet) -> np.ndarray:
@@ -345,8 +353,7 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     names = list_records(records_dir, records)
     val = list_records(records_dir, validation_records) if validation_records else []
     rs = load_record_set(records_dir, names + [v for v in val if v not in names], config, labels=clf.labels_, verbose=verbose)
-    table = record_labels(records_dir, rs.records)
-    ignored = sorted(c for c in table.columns if c not in clf.labels_ and table[c].sum() > 0)
+    ignored = rs.dropped_labels
     train = rs.subset([r for r in rs.records if r not in val])
     clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr).fit(train)
     absent = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == 0]

@@ -14,10 +14,13 @@ or a documented repair that is listed in ``attrs["repairs"]``:
 - a header checksum that disagrees with the samples: error (``check_checksum=False`` skips it);
 - an annotation code that is neither a beat nor a known non-beat code: error, or skipped
   and reported with ``unknown="skip"``;
-- runs of missing samples (NaN): error, or linear interpolation with ``nan_policy="interpolate"``
-  (runs longer than ``max_gap`` seconds are still an error);
+- runs of missing samples (NaN): error, or linear interpolation with ``nan_policy="interpolate"``;
 - a flat lead (peak-to-peak below ``flat_threshold`` mV): error, or dropped with
-  ``flat_policy="drop"``, or kept with ``flat_policy="keep"``.
+  ``flat_policy="drop"``, or kept with ``flat_policy="keep"``;
+- a dropout inside a lead (a NaN run longer than ``max_gap`` seconds, or a stretch of at least
+  ``min_flat`` seconds that stays within ``flat_threshold``: the electrode was off or the
+  amplifier saturated): error, or with ``dropouts="mask"`` bridged by a straight line and listed
+  in ``attrs["dropouts"]`` as ``(lead, start_s, end_s)``, so that beats in it can be left out.
 
 A sampling rate other than a model's is handled where the model is applied
 (:func:`hsickit.apps.ecg.signal.resample` repairs it and reports it).
@@ -42,6 +45,7 @@ import numpy as np
 import pandas as pd
 import wfdb
 import xarray as xr
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from hsickit.core.errors import HsickitError
 
@@ -168,19 +172,33 @@ def _check_files(path: str, header: wfdb.Record) -> None:
             )
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges of the True runs of a boolean array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def _fill_nan_runs(x: np.ndarray, max_run: int) -> int:
-    """Linearly interpolate NaN runs of at most ``max_run`` samples in place; return the longest run."""
+    """Linearly interpolate the NaN runs of at most ``max_run`` samples in place; return the longest run."""
     bad = np.isnan(x)
-    if not bad.any():
-        return 0
-    edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    longest = int((ends - starts).max())
-    if longest > max_run or bad.all():
-        return longest
+    runs = _runs(bad)
+    if not runs or bad.all():
+        return max((e - s for s, e in runs), default=0)
+    short = np.zeros_like(bad)
+    for start, end in runs:
+        short[start:end] = end - start <= max_run
     good = ~bad
-    x[bad] = np.interp(np.flatnonzero(bad), np.flatnonzero(good), x[good])
-    return longest
+    x[short] = np.interp(np.flatnonzero(short), np.flatnonzero(good), x[good])
+    return max(e - s for s, e in runs)
+
+
+def _flat_stretches(x: np.ndarray, width: int, threshold: float) -> np.ndarray:
+    """Samples inside a window of ``width`` samples whose peak-to-peak stays below ``threshold``."""
+    width |= 1  # odd, so that the window is centred on its sample
+    if width < 3 or x.size < width:
+        return np.zeros(x.size, dtype=bool)
+    span = maximum_filter1d(x, width) - minimum_filter1d(x, width)
+    return maximum_filter1d((span < threshold).astype(np.int8), width) > 0
 
 
 def read_record(
@@ -191,6 +209,8 @@ def read_record(
     max_gap: float = 0.5,
     flat_policy: str = "raise",
     flat_threshold: float = 1e-3,
+    dropouts: str = "raise",
+    min_flat: float = 1.0,
     check_checksum: bool = True,
 ) -> xr.DataArray:
     """Read one WFDB record (single- or multi-segment) into a ``(lead, time)`` DataArray in physical units.
@@ -202,12 +222,15 @@ def read_record(
     nan_policy : ``"raise"`` or ``"interpolate"`` (NaN runs up to ``max_gap`` seconds, reported).
     flat_policy : ``"raise"``, ``"drop"`` (reported) or ``"keep"`` for a lead whose peak-to-peak
         amplitude is below ``flat_threshold`` (in the record's units).
+    dropouts : ``"raise"`` or ``"mask"`` (bridged and listed in ``attrs["dropouts"]``) for NaN
+        runs longer than ``max_gap`` s (with ``nan_policy="interpolate"``) and for stretches of
+        ``min_flat`` s or more within ``flat_threshold``.
     check_checksum : compare the header's per-signal checksums with the samples.
 
     Returns
     -------
     DataArray (lead, time), float32; coords ``lead``, ``time`` (s), ``units`` (per lead);
-    attrs ``fs``, ``record``, ``source``, ``provenance``, ``comments``, ``repairs``.
+    attrs ``fs``, ``record``, ``source``, ``provenance``, ``comments``, ``repairs``, ``dropouts``.
     """
     path = str(path)
     name = _name(path)
@@ -215,6 +238,8 @@ def read_record(
         raise HsickitError(f"nan_policy={nan_policy!r}; use 'raise' or 'interpolate'")
     if flat_policy not in ("raise", "drop", "keep"):
         raise HsickitError(f"flat_policy={flat_policy!r}; use 'raise', 'drop' or 'keep'")
+    if dropouts not in ("raise", "mask"):
+        raise HsickitError(f"dropouts={dropouts!r}; use 'raise' or 'mask'")
     if not Path(path + ".hea").exists():
         raise HsickitError(f"record {name}: header {path}.hea not found; pass the record path without extension")
     try:
@@ -261,9 +286,10 @@ def read_record(
             idx.append(lower.index(lead.lower()))
         signal, names, units = signal[idx], [names[i] for i in idx], [units[i] for i in idx]
 
-    keep = []
+    keep, spans = [], []
     for i, lead in enumerate(names):
         x = signal[i]
+        gone = np.zeros(x.size, dtype=bool)
         if np.isnan(x).any():
             if nan_policy == "raise":
                 n_nan = int(np.isnan(x).sum())
@@ -272,12 +298,18 @@ def read_record(
                     f"to fill runs up to {max_gap} s, or select other leads"
                 )
             longest = _fill_nan_runs(x, int(round(max_gap * fs)))
-            if np.isnan(x).any():
-                raise HsickitError(
-                    f"record {name}, lead {lead}: a run of {longest / fs:.2f} s of missing samples is longer than "
-                    f"max_gap={max_gap} s; drop this lead (leads=...) or raise max_gap"
-                )
-            repairs.append(f"lead {lead}: interpolated NaN runs (longest {longest / fs:.3f} s)")
+            gone = np.isnan(x)
+            if gone.all():
+                raise HsickitError(f"record {name}, lead {lead}: every sample is missing (NaN); select other leads")
+            if gone.any():
+                if dropouts == "raise":
+                    raise HsickitError(
+                        f"record {name}, lead {lead}: a run of {longest / fs:.2f} s of missing samples is longer than "
+                        f"max_gap={max_gap} s; pass dropouts='mask' to leave out the beats in it, select other "
+                        "leads, or raise max_gap"
+                    )
+                x[gone] = np.interp(np.flatnonzero(gone), np.flatnonzero(~gone), x[~gone])
+            repairs.append(f"lead {lead}: interpolated NaN runs up to {max_gap} s (longest {longest / fs:.3f} s)")
         ptp = float(np.ptp(x)) if x.size else 0.0
         if ptp < flat_threshold:
             if flat_policy == "raise":
@@ -289,6 +321,19 @@ def read_record(
                 repairs.append(f"lead {lead}: dropped, flat (peak-to-peak {ptp:.2g})")
                 continue
             repairs.append(f"lead {lead}: flat (peak-to-peak {ptp:.2g}), kept")
+        else:
+            flat = _flat_stretches(x, int(round(min_flat * fs)), flat_threshold)
+            if flat.any() and dropouts == "raise":
+                start, end = _runs(flat)[0]
+                raise HsickitError(
+                    f"record {name}, lead {lead}: flat from {start / fs:.1f} s to {end / fs:.1f} s (the electrode "
+                    f"was off or the signal saturated); pass dropouts='mask' to leave out the beats in it, "
+                    "or select other leads"
+                )
+            gone |= flat
+        for start, end in _runs(gone):
+            spans.append((lead, round(start / fs, 3), round(end / fs, 3)))
+            repairs.append(f"lead {lead}: dropout from {start / fs:.1f} s to {end / fs:.1f} s masked")
         keep.append(i)
     if not keep:
         raise HsickitError(f"record {name}: every lead was dropped as flat; the record has no usable signal")
@@ -308,6 +353,7 @@ def read_record(
             "provenance": f"wfdb {wfdb.__version__} rdrecord({path!r})",
             "comments": "\n".join(rec.comments or []),
             "repairs": repairs,
+            "dropouts": spans,
         },
     )
 

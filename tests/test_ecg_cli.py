@@ -64,6 +64,19 @@ def test_predict_writes_wfdb_annotations_and_csv(trained):
     assert res.exit_code == 0 and len(list((base / "pred_all").glob("*.hsk"))) == 5
 
 
+def test_predict_on_a_folder_goes_past_a_bad_record(trained, tmp_path):
+    import shutil
+
+    _, records, run = trained
+    for name in ("s00", "s01"):
+        for ext in ("hea", "dat", "atr"):
+            shutil.copy(f"{records}/{name}.{ext}", tmp_path / f"{name}.{ext}")
+    (tmp_path / "s00.dat").write_bytes((tmp_path / "s00.dat").read_bytes()[:1000])  # truncated
+    res = runner.invoke(app, ["predict", str(run), str(tmp_path), "--out", str(tmp_path / "pred"), "--quiet"])
+    assert res.exit_code != 0 and "labelled 1 of 2 records" in str(res.exception) and "s00" in str(res.exception)
+    assert (tmp_path / "pred" / "s01.hsk").exists() and not (tmp_path / "pred" / "s00.hsk").exists()
+
+
 def test_finetune_writes_new_run(trained):
     base, records, run = trained
     own = write_synthetic_records(base / "hospital", n_records=2, duration=30, random_state=5, prefix="h")

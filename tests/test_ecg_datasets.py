@@ -80,8 +80,24 @@ def test_nan_runs_raise_or_interpolate(tmp_path):
     assert not np.isnan(da.values).any()
     assert any("interpolated" in r for r in da.attrs["repairs"])
     np.testing.assert_allclose(da.values[0, 1005], np.sin(1005 / 50.0), atol=0.02)
-    with pytest.raises(HsickitError, match="longer than max_gap"):
+    with pytest.raises(HsickitError, match="longer than max_gap.*dropouts='mask'"):
         read_record(path, nan_policy="interpolate", max_gap=0.01)
+
+
+def test_dropouts_inside_a_lead_raise_or_are_masked(tmp_path):
+    t = np.arange(36000) / FS
+    sig = np.stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)], 1)
+    sig[3600:7200, 0] = 0.25  # MLII flat from 10 s to 20 s: the electrode came off
+    sig[18000:18900, 1] = np.nan  # V1 missing for 2.5 s from 50 s
+    sig[25000:25010, 1] = np.nan  # and for 10 samples, which is bridged as before
+    path = _write(tmp_path, n=len(t), fmt="16", signal=sig)
+    with pytest.raises(HsickitError, match="lead MLII: flat from 10.0 s to 20.0 s.*dropouts='mask'"):
+        read_record(path, nan_policy="interpolate")
+    da = read_record(path, nan_policy="interpolate", dropouts="mask")
+    assert not np.isnan(da.values).any()
+    assert da.attrs["dropouts"] == [("MLII", 10.0, 20.0), ("V1", 50.0, 52.5)]
+    assert sum("dropout" in r for r in da.attrs["repairs"]) == 2
+    assert read_record(_write(tmp_path, "clean")).attrs["dropouts"] == []
 
 
 def test_flat_lead_raise_drop_keep(tmp_path):

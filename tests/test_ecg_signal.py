@@ -243,3 +243,22 @@ def test_record_metrics():
     assert m["auroc_AF"] == 1.0 and m["f1_AF"] == 1.0 and m["f1_LVH"] == pytest.approx(2 / 3)
     assert m["macro_f1"] == pytest.approx((1 + 2 / 3) / 2) and m["n_records"] == 4
     assert 0 < m["micro_auroc"] <= 1
+
+
+def test_beats_in_a_signal_dropout_are_left_out_and_reported(records, tmp_path):
+    import shutil
+
+    import wfdb
+
+    rec = wfdb.rdrecord(f"{records}/s00")
+    sig = rec.p_signal.copy()
+    sig[3600:7200, 1] = sig[3600, 1]  # V1 (the second lead's features) flat from 10 s to 20 s
+    wfdb.wrsamp("d", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=sig, fmt=["16", "16"], write_dir=str(tmp_path))
+    shutil.copy(f"{records}/s00.atr", tmp_path / "d.atr")
+    whole, cut = beats_from_record(f"{records}/s00", BeatConfig()), beats_from_record(tmp_path / "d", BeatConfig())
+    t = whole.sample / 360
+    outside = (t + 0.45 <= 10) | (t - 0.25 >= 20)
+    np.testing.assert_array_equal(cut.sample, whole.sample[outside])
+    assert any(f"{(~outside).sum()} beats in signal dropouts left out" in r for r in cut.repairs)
+    with pytest.raises(HsickitError, match="V1: flat from 10.0 s to 20.0 s"):
+        beats_from_record(tmp_path / "d", BeatConfig(dropouts="raise"))

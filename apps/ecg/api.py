@@ -169,7 +169,9 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
 
     Writes ``<record>.<ext>`` WFDB annotations (extension ``hsk``; the beat's AAMI class as
     its code, at the record's sample positions) and ``<record>_beats.csv``; R peaks are
-    taken from the record's annotations when present, else detected. Returns the CSV paths.
+    taken from the record's annotations when present, else detected; beats in signal dropouts
+    are left out (printed with the other repairs). In a folder, a record that cannot be read
+    does not stop the others: the error lists them at the end. Returns the CSV paths.
     """
     clf, config = load_run(run)
     target = Path(record_or_dir)
@@ -181,11 +183,20 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
         raise HsickitError(f"{target} is neither a folder of records nor a record (no {target}.hea); pass one of those")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, failed = [], []
     from hsickit.apps.ecg.beats import beats_from_record
 
     for path in paths:
-        beats = beats_from_record(path, config)
+        try:
+            beats = beats_from_record(path, config)
+        except HsickitError as exc:
+            if len(paths) == 1:
+                raise
+            failed.append(str(exc))
+            continue
+        if verbose:
+            for repair in beats.repairs:
+                print(f"repaired: {repair}")
         proba = clf.predict_proba(beats)
         pred = clf.classes_[proba.argmax(1)]
         fs = wfdb.rdheader(str(path)).fs
@@ -197,6 +208,9 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
             w.writerow([path.name, int(beats.sample[i]), f"{beats.sample[i] / fs:.4f}", pred[i],
                         beats.y[i] if beats.y[i] is not None else ""] + [f"{p:.4f}" for p in proba[i]])
         written.append(atomic_write(out / f"{path.name}_beats.csv", buf.getvalue()))
+    if failed:
+        raise HsickitError(f"labelled {len(written)} of {len(paths)} records (written to {out}); these could not be read:\n"
+                           + "\n".join(failed))
     return written
 
 

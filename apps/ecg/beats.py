@@ -55,6 +55,7 @@ class BeatConfig:
     detector: str = "gqrs"
     nan_policy: str = "interpolate"
     flat_policy: str = "raise"
+    dropouts: str = "mask"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,7 +120,7 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     config = config or BeatConfig()
     path = str(path)
     name = Path(path).name
-    da = read_record(path, nan_policy=config.nan_policy, flat_policy=config.flat_policy)
+    da = read_record(path, nan_policy=config.nan_policy, flat_policy=config.flat_policy, dropouts=config.dropouts)
     fs_orig = float(da.attrs["fs"])
     sig = conform(da, config.sampling_rate, leads=config.leads, filter=config.filter)
     fs = config.sampling_rate
@@ -141,7 +142,7 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     scale = float(np.median(np.abs(x[:, peaks]), axis=1).max()) + 1e-6
     x = x / scale
     repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]
-    second = _second_lead(da, sig, config, repairs, name)
+    second, second_name = _second_lead(da, sig, config, repairs, name)
     both = x if second is None else np.vstack([x, second / (np.median(np.abs(second[peaks])) + 1e-6)])
     b, a = int(round(config.before * fs)), int(round(config.after * fs))
     padded = np.pad(both, ((0, 0), (b, a)), mode="edge")
@@ -155,32 +156,49 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
     feats = featurizer.featurize(x[0], peaks, beats=windows[:, [0, -1]] if second is not None else beat[:, :1])
     rr = rr_sequence(peaks, fs, config.rr_context)
-    return BeatSet(beat.astype(np.float32), rhythm.astype(np.float32), rr, feats, labels,
-                   np.full(len(peaks), name, dtype=object), samples_orig.astype(np.int64),
-                   featurizer.feature_labels(), repairs)
+    beats = BeatSet(beat.astype(np.float32), rhythm.astype(np.float32), rr, feats, labels,
+                    np.full(len(peaks), name, dtype=object), samples_orig.astype(np.int64),
+                    featurizer.feature_labels(), repairs)
+    used = {str(n) for n in sig.coords["lead"].values} | {second_name}
+    gone = _in_dropouts(peaks / fs, [(s, e) for lead, s, e in da.attrs["dropouts"] if lead in used], config)
+    if gone.all():
+        raise HsickitError(f"record {name}: every beat lies in a signal dropout {da.attrs['dropouts']}; the record has no usable beats")
+    if gone.any():
+        repairs.append(f"{name}: {int(gone.sum())} beats in signal dropouts left out")
+        beats = beats.subset(~gone)
+    return beats
 
 
-def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str], name: str) -> np.ndarray | None:
-    """The filtered ``(time,)`` lead whose morphology gives the ``lead2_*`` features.
+def _in_dropouts(times: np.ndarray, spans, config: BeatConfig) -> np.ndarray:
+    """Beats (R-peak times in s) whose window overlaps one of the ``(start_s, end_s)`` spans."""
+    gone = np.zeros(len(times), dtype=bool)
+    for start, end in spans:
+        gone |= (times + config.after > start) & (times - config.before < end)
+    return gone
+
+
+def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str], name: str) -> tuple[np.ndarray | None, str | None]:
+    """The filtered ``(time,)`` lead whose morphology gives the ``lead2_*`` features, and its name.
 
     ``config.second_lead``: "auto" takes the model's second lead, else the record's first lead
     that is not a model lead (a record with one lead repeats the first, reported in
     ``repairs``); a lead name takes that lead; None repeats the first lead.
     """
     if config.second_lead is None:
-        return None
+        return None, None
     if config.second_lead == "auto":
         if model_leads.sizes["lead"] > 1:
-            return model_leads.values[1]
+            return model_leads.values[1], str(model_leads.coords["lead"].values[1])
         used = {str(n) for n in model_leads.coords["lead"].values}
         others = [str(n) for n in record.coords["lead"].values if str(n) not in used]
         if not others:
             repairs.append(f"{name}: one lead only; the second-lead features repeat the first lead")
-            return None
+            return None, None
         lead = others[0]
     else:
         lead = config.second_lead
-    return conform(record, config.sampling_rate, leads=[lead], filter=config.filter).values[0]
+    second = conform(record, config.sampling_rate, leads=[lead], filter=config.filter)
+    return second.values[0], str(second.coords["lead"].values[0])
 
 
 def load_beats(
@@ -191,8 +209,16 @@ def load_beats(
     annotated: bool | None = None,
     verbose: int = 1,
 ) -> BeatSet:
-    """Beats of the records in ``directory`` (``records`` selects, as ``--records-list`` does)."""
+    """Beats of the records in ``directory`` (``records`` selects, as ``--records-list`` does).
+
+    Repairs (resampling, bridged gaps, beats left out in dropouts) are in ``repairs`` and,
+    with ``verbose``, printed.
+    """
     names = list_records(directory, records)
     sets = [beats_from_record(record_path(directory, r), config, annotated=annotated)
             for r in tqdm(names, desc="records", disable=not verbose)]
-    return BeatSet.concat(sets)
+    beats = BeatSet.concat(sets)
+    if verbose:
+        for repair in beats.repairs:
+            print(f"repaired: {repair}")
+    return beats

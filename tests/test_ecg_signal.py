@@ -243,3 +243,14 @@ def test_record_metrics():
     assert m["auroc_AF"] == 1.0 and m["f1_AF"] == 1.0 and m["f1_LVH"] == pytest.approx(2 / 3)
     assert m["macro_f1"] == pytest.approx((1 + 2 / 3) / 2) and m["n_records"] == 4
     assert 0 < m["micro_auroc"] <= 1
+
+
+def test_record_macro_f1_averages_the_labels_present_in_the_reference():
+    Y = np.array([[1, 0, 0], [0, 0, 0], [1, 0, 0]])  # "b" and "c" absent from these records
+    S = np.array([[0.9, 0.1, 0.8], [0.2, 0.1, 0.1], [0.3, 0.2, 0.1]])  # "c" predicted once (a false positive)
+    m = record_metrics(Y, S, ["a", "b", "c"])
+    assert m["f1_a"] == pytest.approx(2 / 3) and np.isnan(m["f1_b"]) and m["f1_c"] == 0.0
+    assert m["macro_f1"] == pytest.approx(2 / 3)  # not (2/3 + 0 + 0) / 3
+    assert m["micro_f1"] == pytest.approx(0.5)  # the false positive of "c" counts here
+    assert np.isnan(record_metrics(np.zeros((2, 1)), np.zeros((2, 1)), ["a"])["macro_f1"])
+    assert record_metrics(Y, S, ["a", "b", "c"], threshold=[0.25, 0.5, 0.5])["f1_a"] == 1.0  # one threshold per label

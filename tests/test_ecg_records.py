@@ -115,6 +115,7 @@ def test_predict_records_without_labels(ludb_like, record_run, tmp_path):
     for r in ("7", "8", "9", "10"):
         for ext in (".hea", ".dat"):
             shutil.copy(ludb_like / f"{r}{ext}", new)
+    assert "Carried by every training record (predicted for every record): Sinus rhythm" in (record_run / "README.md").read_text()
     clf = RecordClassifier.load(record_run / "model")
     with pytest.raises(HsickitError, match="labelled=False"):
         load_record_set(new, labels=clf.labels_, verbose=0)

@@ -54,6 +54,7 @@ __all__ = [
     "AAMI_MAP",
     "NON_BEAT_SYMBOLS",
     "list_records",
+    "records_at",
     "read_record",
     "read_records",
     "read_beat_table",
@@ -124,6 +125,16 @@ def list_records(directory: str | os.PathLike, records: Sequence[str | int] | st
     if not names:
         raise HsickitError(f"no WFDB records (*.hea) in {directory}; pass a folder of PhysioNet-format records")
     return names
+
+
+def records_at(target: str | os.PathLike) -> tuple[Path, list[str]]:
+    """The folder and record names of ``target``: a record path without extension, or a folder of records."""
+    target = Path(target)
+    if target.is_dir():
+        return target, list_records(target)
+    if Path(f"{target}.hea").exists():
+        return target.parent, [target.name]
+    raise HsickitError(f"{target} is neither a folder of records nor a record (no {target}.hea); pass one of those")
 
 
 def _natural_key(name: str) -> list:

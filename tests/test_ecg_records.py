@@ -1,5 +1,8 @@
 """Record-level multi-label task (LUDB-style folder written here; the shared LUDB/CinC data when present)."""
+import csv
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +97,71 @@ def test_cli_finetunes_a_record_model_on_new_records(ludb_like, tmp_path):
     assert config["ignored_labels"] == []
     with pytest.raises(HsickitError, match=r"labels=model.labels_"):
         before.set_params(warm_start=True).fit(other)
+
+
+@pytest.fixture(scope="module")
+def record_run(ludb_like, tmp_path_factory):
+    """A record model trained on records 1-6 (5 and 6 for validation)."""
+    run = tmp_path_factory.mktemp("records_run") / "run"
+    res = CliRunner().invoke(app, ["train", "--records", str(ludb_like), "--records-list", "1,2,3,4,5,6", "--task", "records",
+                                   "--out", str(run), "--validation-list", "5,6", "--quiet"])
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def test_predict_records_without_labels(ludb_like, record_run, tmp_path):
+    new = tmp_path / "new"  # records 7-10 without ludb.csv: nothing to read labels from
+    new.mkdir()
+    for r in ("7", "8", "9", "10"):
+        for ext in (".hea", ".dat"):
+            shutil.copy(ludb_like / f"{r}{ext}", new)
+    assert "Carried by every training record (predicted for every record): Sinus rhythm" in (record_run / "README.md").read_text()
+    clf = RecordClassifier.load(record_run / "model")
+    with pytest.raises(HsickitError, match="labelled=False"):
+        load_record_set(new, labels=clf.labels_, verbose=0)
+    rs = load_record_set(new, labels=clf.labels_, labelled=False, verbose=0)
+    assert rs.Y is None and rs.labels == clf.labels_ and rs.records == ["7", "8", "9", "10"]
+    with pytest.raises(HsickitError, match="without labels"):
+        RecordClassifier().fit(rs)
+    proba, pred = clf.predict_proba(rs), clf.predict(rs)
+    assert proba.shape == pred.shape == (4, len(clf.labels_)) and set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, (proba >= 0.5).astype(int))
+    assert clf.set_params(threshold=[1.0, 0.0]).predict(rs)[:, 1].all()  # one threshold per label
+    with pytest.raises(HsickitError, match="one per label"):
+        clf.set_params(threshold=[0.5]).predict(rs)
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(record_run), str(new), "--out", str(tmp_path / "out"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "out" / "record_predictions.csv").open()))
+    assert [r["record"] for r in rows] == rs.records
+    assert list(rows[0]) == ["record"] + [f"p_{lab}" for lab in clf.labels_] + ["predicted"]
+    np.testing.assert_allclose([[float(r[f"p_{lab}"]) for lab in clf.labels_] for r in rows], proba, atol=1e-4)
+    assert [r["predicted"] for r in rows] == [";".join(lab for lab, on in zip(clf.labels_, y) if on) for y in pred]
+    res = runner.invoke(app, ["predict", str(record_run), str(new / "8"), "--out", str(tmp_path / "one"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "one" / "record_predictions.csv").open()))
+    assert [r["record"] for r in rows] == ["8"] and float(rows[0]["p_Extrasystolies"]) == pytest.approx(proba[1, 0], abs=1e-4)
+    res = runner.invoke(app, ["predict", str(record_run), str(new / "99"), "--out", str(tmp_path / "none")])
+    assert res.exit_code != 0 and "neither a folder of records nor a record" in str(res.exception)
+
+
+def test_finetuning_without_a_label_keeps_its_classifier(ludb_like, record_run, tmp_path):
+    base = RecordClassifier.load(record_run / "model")
+    j = base.labels_.index("Extrasystolies")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no raw scikit-learn warning about constant labels
+        res = CliRunner().invoke(app, ["finetune", str(record_run), "--records", str(ludb_like), "--records-list", "7,9",
+                                       "--out", str(tmp_path / "tuned"), "--epochs", "3", "--quiet"])
+    assert res.exit_code == 0, res.output  # records 7 and 9: no extrasystole, both sinus rhythm
+    tuned = RecordClassifier.load(tmp_path / "tuned" / "model")
+    rs = load_record_set(ludb_like, labels=base.labels_, verbose=0)
+    p = tuned.predict_proba(rs)[:, j]
+    assert p.std() > 1e-3  # not a constant classifier
+    assert p[rs.Y[:, j] == 1].mean() > p[rs.Y[:, j] == 0].mean()  # and it still tells ectopy apart
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert config["labels_kept_from_base_model"] == ["Extrasystolies", "Sinus rhythm"]
+    assert "classifier kept" in (tmp_path / "tuned" / "README.md").read_text()
 
 
 @pytest.mark.skipif(not (SHARED / "cinc2021-sample").exists(), reason="shared CinC 2021 sample absent")

@@ -262,3 +262,14 @@ def test_beats_in_a_signal_dropout_are_left_out_and_reported(records, tmp_path):
     assert any(f"{(~outside).sum()} beats in signal dropouts left out" in r for r in cut.repairs)
     with pytest.raises(HsickitError, match="V1: flat from 10.0 s to 20.0 s"):
         beats_from_record(tmp_path / "d", BeatConfig(dropouts="raise"))
+
+
+def test_record_macro_f1_averages_the_labels_present_in_the_reference():
+    Y = np.array([[1, 0, 0], [0, 0, 0], [1, 0, 0]])  # "b" and "c" absent from these records
+    S = np.array([[0.9, 0.1, 0.8], [0.2, 0.1, 0.1], [0.3, 0.2, 0.1]])  # "c" predicted once (a false positive)
+    m = record_metrics(Y, S, ["a", "b", "c"])
+    assert m["f1_a"] == pytest.approx(2 / 3) and np.isnan(m["f1_b"]) and m["f1_c"] == 0.0
+    assert m["macro_f1"] == pytest.approx(2 / 3)  # not (2/3 + 0 + 0) / 3
+    assert m["micro_f1"] == pytest.approx(0.5)  # the false positive of "c" counts here
+    assert np.isnan(record_metrics(np.zeros((2, 1)), np.zeros((2, 1)), ["a"])["macro_f1"])
+    assert record_metrics(Y, S, ["a", "b", "c"], threshold=[0.25, 0.5, 0.5])["f1_a"] == 1.0  # one threshold per label

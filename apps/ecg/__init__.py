@@ -12,7 +12,8 @@ Python API:
   (fusion + downstream classifier), :class:`VentricularFirst` (its default two-stage
   downstream), :class:`RecordClassifier` (multi-label records);
 - metrics: :func:`beat_metrics`, :func:`record_metrics`, :func:`metrics_dataset`;
-- pipelines: :func:`train_beats`, :func:`evaluate_beats`, :func:`predict_beats`, :func:`finetune_beats`.
+- pipelines: :func:`train_beats`, :func:`evaluate_beats`, :func:`predict_beats`, :func:`finetune_beats`; for record
+  models :func:`train_records`, :func:`evaluate_records`, :func:`predict_records`, :func:`finetune_records`.
 
 Example
 -------
@@ -31,7 +32,8 @@ from hsickit.apps.ecg.features import (BeatFeaturizer, hrv_features, neighbour_f
                                       template_features, wavelet_coefficients)
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_metrics
-from hsickit.apps.ecg.records import RecordClassifier, evaluate_records, load_record_set, train_records
+from hsickit.apps.ecg.records import (RecordClassifier, evaluate_records, finetune_records, load_record_set, predict_records,
+                                     train_records)
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import write_synthetic_records
 from hsickit.apps.ecg.two_stage import VentricularFirst
@@ -44,5 +46,5 @@ __all__ = [
     "CHANNELS", "ChannelNetwork", "channel_input", "MultiResolutionClassifier", "VentricularFirst", "RecordClassifier",
     "beat_metrics", "beat_confusion", "record_metrics", "metrics_dataset",
     "train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run",
-    "train_records", "evaluate_records", "load_record_set", "write_synthetic_records",
+    "train_records", "evaluate_records", "predict_records", "finetune_records", "load_record_set", "write_synthetic_records",
 ]

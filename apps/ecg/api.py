@@ -31,7 +31,7 @@ from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json
-from hsickit.datasets.ecg import AAMI_CLASSES, list_records
+from hsickit.datasets.ecg import AAMI_CLASSES, list_records, records_at
 
 __all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
 
@@ -174,13 +174,8 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
     does not stop the others: the error lists them at the end. Returns the CSV paths.
     """
     clf, config = load_run(run)
-    target = Path(record_or_dir)
-    if target.is_dir():
-        paths = [target / r for r in list_records(target)]
-    elif Path(f"{target}.hea").exists():
-        paths = [target]
-    else:
-        raise HsickitError(f"{target} is neither a folder of records nor a record (no {target}.hea); pass one of those")
+    directory, names = records_at(record_or_dir)
+    paths = [directory / r for r in names]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written, failed = [], []

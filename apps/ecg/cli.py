@@ -28,6 +28,13 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _records_model(run: Path) -> bool:
+    """Whether ``run`` holds a record model (``--task records``) rather than a beat model."""
+    from hsickit.core.io import read_json
+
+    return read_json(run / "config.json").get("task") == "records"
+
+
 def _channels(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip() and c.strip() != "none")
 
@@ -88,9 +95,7 @@ def evaluate(
     quiet: bool = _QUIET,
 ) -> None:
     """Score a trained model on annotated records; writes RUN/metrics.json."""
-    from hsickit.core.io import read_json
-
-    if read_json(run / "config.json").get("task") == "records":
+    if _records_model(run):
         from hsickit.apps.ecg.records import evaluate_records
 
         metrics = evaluate_records(run, records, records_list, verbose=0 if quiet else 1)
@@ -103,15 +108,21 @@ def evaluate(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder of a beat model."),
-    record_or_dir: Path = typer.Argument(..., help="A record path without extension, or a folder of records."),
-    out: Path = typer.Option(..., "--out", help="Folder for <record>.hsk annotations and <record>_beats.csv."),
+    run: Path = typer.Argument(..., help="Run folder written by 'hsickit ecg train' (beat or record model)."),
+    record_or_dir: Path = typer.Argument(..., help="A record path without extension, or a folder of records (no labels needed)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv."),
     quiet: bool = _QUIET,
 ) -> None:
-    """Label every beat; write WFDB annotations (extension hsk) and CSV."""
+    """Beat model: label every beat (WFDB annotations, extension hsk, and CSV). Record model: per-label probabilities and the predicted labels of every record (CSV)."""
+    verbose = 0 if quiet else 1
+    if _records_model(run):
+        from hsickit.apps.ecg.records import predict_records
+
+        typer.echo(str(predict_records(run, record_or_dir, out, verbose=verbose)))
+        return
     from hsickit.apps.ecg.api import predict_beats
 
-    for path in predict_beats(run, record_or_dir, out, verbose=0 if quiet else 1):
+    for path in predict_beats(run, record_or_dir, out, verbose=verbose):
         typer.echo(str(path))
 
 
@@ -131,11 +142,9 @@ def finetune(
     """Fine-tune a beat or record model on your own labelled records."""
     from hsickit.apps.ecg.api import finetune_beats
     from hsickit.apps.ecg.records import finetune_records
-    from hsickit.core.io import read_json
 
     _seed(seed)
-    records_model = read_json(run / "config.json").get("task") == "records"
-    finetune = finetune_records if records_model else finetune_beats
+    finetune = finetune_records if _records_model(run) else finetune_beats
     finetune(run, records, out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
              verbose=0 if quiet else 1)
     typer.echo(f"run folder: {out}")

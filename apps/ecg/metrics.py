@@ -53,23 +53,30 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
     return out
 
 
-def record_metrics(Y_true, Y_score, labels: Sequence[str], threshold: float = 0.5) -> dict:
+def record_metrics(Y_true, Y_score, labels: Sequence[str], threshold: float | Sequence[float] = 0.5) -> dict:
     """Multi-label record metrics: ``f1_<label>``, ``auroc_<label>``, macro/micro F1 and AUROC.
 
-    AUROC of a label that is all-positive or all-negative in ``Y_true`` is NaN and left out
-    of the macro average.
+    A record carries a label when its score is at least ``threshold`` (one number, or one
+    per label). ``f1_<label>`` is NaN for a label no record carries in ``Y_true`` and none
+    is predicted to carry (undefined), 0 when it is only predicted. ``macro_f1`` averages
+    the labels present in ``Y_true`` (at least one positive record), so labels absent from
+    the evaluation records neither count as 0 nor reward; false positives of absent labels
+    count in ``micro_f1``. AUROC of a label that is all-positive or all-negative in
+    ``Y_true`` is NaN and left out of the macro average. Averages over no label are NaN.
     """
     Y_true = np.asarray(Y_true).astype(int)
     Y_score = np.asarray(Y_score, dtype=float)
     if Y_true.shape != Y_score.shape or Y_true.ndim != 2 or Y_true.shape[1] != len(labels):
         raise HsickitError(f"Y_true {Y_true.shape} and Y_score {Y_score.shape} must both be (records, {len(labels)} labels)")
-    Y_pred = (Y_score >= threshold).astype(int)
-    out = {"macro_f1": float(skm.f1_score(Y_true, Y_pred, average="macro", zero_division=0)),
+    Y_pred = (Y_score >= np.asarray(threshold, dtype=float)).astype(int)
+    f1 = skm.f1_score(Y_true, Y_pred, average=None, zero_division=np.nan)
+    present = Y_true.sum(axis=0) > 0
+    out = {"macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
            "micro_f1": float(skm.f1_score(Y_true, Y_pred, average="micro", zero_division=0)),
            "n_records": int(Y_true.shape[0])}
     aucs = []
     for j, name in enumerate(labels):
-        out[f"f1_{name}"] = float(skm.f1_score(Y_true[:, j], Y_pred[:, j], zero_division=0))
+        out[f"f1_{name}"] = float(f1[j])
         auc = float(skm.roc_auc_score(Y_true[:, j], Y_score[:, j])) if 0 < Y_true[:, j].sum() < len(Y_true) else float("nan")
         out[f"auroc_{name}"] = auc
         aucs.append(auc)

@@ -17,14 +17,17 @@ are left out and listed in the record set's ``dropped_labels``.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
@@ -37,12 +40,12 @@ from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import RunFolder, load_sklearn, markdown_table, read_json, save_sklearn, write_json
-from hsickit.datasets.ecg import list_records, read_record, record_path
+from hsickit.core.io import RunFolder, atomic_write, load_sklearn, markdown_table, read_json, save_sklearn, write_json
+from hsickit.datasets.ecg import list_records, read_record, record_path, records_at
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 
 __all__ = ["RecordConfig", "RecordSet", "load_record_set", "RecordClassifier", "train_records", "finetune_records", "evaluate_records",
-           "RECORD_CHANNELS"]
+           "predict_records", "load_record_run", "RECORD_CHANNELS"]
 
 RECORD_CHANNELS = {"rhythm": ("conv1d", {"channels": (16, 32, 32), "kernel_size": 7}),
                    "beat": ("conv1d", {"channels": (16, 32, 32), "kernel_size": 7}),
@@ -142,20 +145,27 @@ def record_labels(directory, records=None) -> pd.DataFrame:
     if (directory / "dx_mapping_scored.csv").exists():
         return read_cinc_labels(directory, records)
     raise HsickitError(f"{directory} has no record labels: expected ludb.csv (LUDB) or dx_mapping_scored.csv "
-                       "with '# Dx:' header lines (CinC 2021)")
+                       "with '# Dx:' header lines (CinC 2021); to predict on unlabelled records, pass labelled=False "
+                       "to load_record_set (or run 'hsickit ecg predict')")
 
 
 def load_record_set(directory, records=None, config: RecordConfig | None = None, *, labels: Sequence[str] | None = None,
-                    min_count: int = 3, verbose: int = 1) -> RecordSet:
+                    min_count: int = 3, labelled: bool = True, verbose: int = 1) -> RecordSet:
     """Views and labels of the records in ``directory``; ``labels`` fixes the label columns (a trained model's).
 
     ``dropped_labels`` lists the labels left out: with fewer than ``min_count`` positive
     records, or (``labels`` given) carried by some of these records but not in ``labels``.
+    ``labelled=False`` reads no label table (new records to predict): ``Y`` is None.
     """
     config = config or RecordConfig()
     names = list_records(directory, records)
     parts = [_views(record_path(directory, r), config) for r in tqdm(names, desc="records", disable=not verbose)]
     stack = lambda i: np.stack([p[i] for p in parts])  # noqa: E731
+    repairs = [r for p in parts for r in p[5]]
+    if not labelled:
+        rs = RecordSet(stack(0), stack(1), stack(2), stack(3), stack(4), names, None, list(labels or []), repairs)
+        rs.dropped_labels = []
+        return rs
     table = record_labels(directory, names)
     counts = table.sum()
     if labels is None:
@@ -164,8 +174,7 @@ def load_record_set(directory, records=None, config: RecordConfig | None = None,
     else:
         dropped = sorted(c for c in table.columns if c not in labels and counts[c] > 0)
     Y = np.stack([table[c].to_numpy() if c in table.columns else np.zeros(len(table), int) for c in labels], axis=1)
-    rs = RecordSet(stack(0), stack(1), stack(2), stack(3), stack(4), names, Y.astype(np.float32), list(labels),
-                   [r for p in parts for r in p[5]])
+    rs = RecordSet(stack(0), stack(1), stack(2), stack(3), stack(4), names, Y.astype(np.float32), list(labels), repairs)
     rs.dropped_labels = dropped
     return rs
 
@@ -183,12 +192,22 @@ class RecordClassifier(BaseEstimator):
     warm_start : refit from the fitted model (fine-tuning on new records with the same labels):
         the channel networks (and an MLP downstream) continue training, their first
         ``frozen_blocks`` blocks fixed; the feature scalers stay; the logistic downstream,
-        cheap and convex, is refitted on the new records' representation.
+        cheap and convex, is refitted per label on the new records' representation, except
+        for labels that every new record or none carries: those keep the model's own
+        classifier (listed in ``kept_labels_``) instead of becoming constant.
+    threshold : a record carries a label when its probability is at least this (one
+        number, or one per label in the order of ``labels_``); used by :meth:`predict` and
+        the run folders' metrics.
     random_state : seed of every network.
+
+    Attributes
+    ----------
+    labels_ : the label names, the column order of :meth:`predict` and :meth:`predict_proba`.
     """
 
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
-                 channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, random_state=None, verbose=0):
+                 channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, threshold=0.5, random_state=None,
+                 verbose=0):
         self.channels = channels
         self.downstream = downstream
         self.training = training
@@ -198,6 +217,7 @@ class RecordClassifier(BaseEstimator):
         self.batch_size = batch_size
         self.warm_start = warm_start
         self.frozen_blocks = frozen_blocks
+        self.threshold = threshold
         self.random_state = random_state
         self.verbose = verbose
 
@@ -219,7 +239,9 @@ class RecordClassifier(BaseEstimator):
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def fit(self, rs: RecordSet) -> "RecordClassifier":
-        if rs.Y is None or rs.Y.shape[1] == 0:
+        if rs.Y is None:
+            raise HsickitError("these records were loaded without labels (labelled=False); load labelled records to train")
+        if rs.Y.shape[1] == 0:
             raise HsickitError("no labels to learn: every label has fewer positive records than min_count")
         if self.warm_start and hasattr(self, "nets_"):
             return self._fine_tune(rs)
@@ -240,7 +262,9 @@ class RecordClassifier(BaseEstimator):
             self.downstream_ = self._net("mlp", {"hidden": (64, 64)}, self.epochs, len(rs), self.training)
         else:
             raise HsickitError(f"downstream={self.downstream!r}; use 'logistic' or 'mlp'")
-        self.downstream_.fit(self.representation(rs), rs.Y)
+        with warnings.catch_warnings():  # a label every record carries: constant, listed in train_records' model card
+            warnings.filterwarnings("ignore", "Label .* is present in all training examples", UserWarning)
+            self.downstream_.fit(self.representation(rs), rs.Y)
         return self
 
     def _fine_tune(self, rs: RecordSet) -> "RecordClassifier":
@@ -249,13 +273,33 @@ class RecordClassifier(BaseEstimator):
                                "load them with load_record_set(..., labels=model.labels_)")
         for c in self.channels:
             self._continue(self.nets_[c], self.channel_epochs, len(rs)).fit(self.scalers_[c](rs.view(c)), rs.Y)
+        self.kept_labels_ = []
         if isinstance(self.downstream_, DeepClassifier):
-            self._continue(self.downstream_, self.epochs, len(rs))
-        self.downstream_.fit(self.representation(rs), rs.Y)
+            self._continue(self.downstream_, self.epochs, len(rs)).fit(self.representation(rs), rs.Y)
+            return self
+        # Logistic: the standardisation stays; a label the new records do not vary on keeps its regression.
+        Z, per_label = self.downstream_[:-1].transform(self.representation(rs)), self.downstream_[-1]
+        for j, label in enumerate(self.labels_):
+            if 0 < rs.Y[:, j].sum() < len(rs):
+                per_label.estimators_[j] = clone(per_label.estimator).fit(Z, rs.Y[:, j])
+            else:
+                self.kept_labels_.append(label)
         return self
 
     def predict_proba(self, rs: RecordSet) -> np.ndarray:
+        """Per-label probabilities, shape (records, labels) in the order of ``labels_``."""
         return self.downstream_.predict_proba(self.representation(rs))
+
+    def thresholds(self) -> np.ndarray:
+        """The threshold of each label (``threshold`` spread over ``labels_``)."""
+        t = np.asarray(self.threshold, dtype=float)
+        if t.ndim and t.shape != (len(self.labels_),):
+            raise HsickitError(f"threshold has {t.size} values for {len(self.labels_)} labels; pass one number or one per label")
+        return np.broadcast_to(t, (len(self.labels_),))
+
+    def predict(self, rs: RecordSet) -> np.ndarray:
+        """The 0/1 indicator matrix (records, labels) in the order of ``labels_`` (scikit-learn's multi-label form)."""
+        return (self.predict_proba(rs) >= self.thresholds()).astype(int)
 
     def channel_proba(self, rs: RecordSet, channel: str) -> np.ndarray:
         """A channel network's own multi-label probabilities (to score it alone)."""
@@ -288,7 +332,7 @@ class RecordClassifier(BaseEstimator):
 
 
 def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) -> dict:
-    metrics = record_metrics(rs.Y, clf.predict_proba(rs), clf.labels_)
+    metrics = record_metrics(rs.Y, clf.predict_proba(rs), clf.labels_, clf.thresholds())
     run.write_metrics({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()},
                       split=split, n_samples=len(rs.records))
     return metrics
@@ -308,7 +352,7 @@ def _write_run(out, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, 
     if val:
         vs = rs.subset(val)
         for c in clf.channels:
-            m = record_metrics(vs.Y, clf.channel_proba(vs, c), clf.labels_)
+            m = record_metrics(vs.Y, clf.channel_proba(vs, c), clf.labels_, clf.thresholds())
             rows.append({"model": f"channel:{c}", "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]})
     head = "MLP (" + clf.training + ")" if clf.downstream == "mlp" else "logistic regression per label"
     run.write_model_card(title, {
@@ -333,7 +377,10 @@ def train_records(records_dir, out, records=None, validation_records=None, *, ep
     train = rs.subset([r for r in rs.records if r not in val])
     downstream = downstream or ("logistic" if training == "backprop" else "mlp")
     clf = RecordClassifier(downstream=downstream, training=training, epochs=epochs, random_state=random_state, verbose=0).fit(train)
-    note = f"\n\nLeft out (< {min_count} positive records): {', '.join(rs.dropped_labels)}" if rs.dropped_labels else ""
+    constant = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == len(train)]
+    note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
+                   ((f"Left out (< {min_count} positive records)", rs.dropped_labels),
+                    ("Carried by every training record (predicted for every record)", constant)) if items)
     return _write_run(out, clf, config, rs, train, val, {"dropped_labels": rs.dropped_labels},
                       "hsickit ECG record model (multi-label)", note)
 
@@ -343,13 +390,11 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     """Continue training a run's record model on new labelled records (e.g. a hospital's); writes run folder ``out``.
 
     The labels stay the model's: the new records' other labels are ignored (listed in the
-    model card and config), and a model label none of them carries is learnt as absent.
+    model card and config). A model label none (or all) of the training records carries keeps
+    the base model's logistic regression (``labels_kept_from_base_model``); an MLP downstream
+    learns it as absent (present).
     """
-    cfg = read_json(Path(run) / "config.json")
-    if cfg.get("task") != "records":
-        raise HsickitError(f"{run} holds a {cfg.get('task', 'beats')!r} model; fine-tune it with finetune_beats")
-    clf = RecordClassifier.load(Path(run) / "model")
-    config = RecordConfig.from_dict(cfg["record_config"])
+    clf, config = load_record_run(run)
     names = list_records(records_dir, records)
     val = list_records(records_dir, validation_records) if validation_records else []
     rs = load_record_set(records_dir, names + [v for v in val if v not in names], config, labels=clf.labels_, verbose=verbose)
@@ -357,18 +402,47 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     train = rs.subset([r for r in rs.records if r not in val])
     clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr).fit(train)
     absent = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == 0]
+    kept = "the base model's classifier kept (every fine-tuning record or none carries them)"
     note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
                    (("Labels of the new records the model does not know (ignored)", ignored),
-                    ("Model labels no fine-tuning record carries", absent)) if items)
+                    ("Model labels no fine-tuning record carries", absent),
+                    (f"Labels with {kept}", clf.kept_labels_)) if items)
     return _write_run(out, clf, config, rs, train, val, {"base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
-                                                         "ignored_labels": ignored, "labels_without_positive_records": absent},
+                                                         "ignored_labels": ignored, "labels_without_positive_records": absent,
+                                                         "labels_kept_from_base_model": clf.kept_labels_},
                       "hsickit ECG record model (multi-label, fine-tuned)", note)
+
+
+def load_record_run(run) -> tuple[RecordClassifier, RecordConfig]:
+    """The record model and record configuration saved in a run folder."""
+    cfg = read_json(Path(run) / "config.json")
+    if cfg.get("task") != "records":
+        raise HsickitError(f"{run} holds a {cfg.get('task', 'beats')!r} model; this command needs a record model (--task records)")
+    return RecordClassifier.load(Path(run) / "model"), RecordConfig.from_dict(cfg["record_config"])
 
 
 def evaluate_records(run, records_dir, records=None, *, verbose: int = 1) -> dict:
     """Score a record model on labelled records; writes ``metrics.json`` into the run folder."""
-    run = RunFolder(run)
-    cfg = run.read_json("config.json")
-    clf = RecordClassifier.load(run / "model")
-    rs = load_record_set(records_dir, records, RecordConfig.from_dict(cfg["record_config"]), labels=clf.labels_, verbose=verbose)
-    return _evaluate(run, clf, rs, "evaluation")
+    clf, config = load_record_run(run)
+    rs = load_record_set(records_dir, records, config, labels=clf.labels_, verbose=verbose)
+    return _evaluate(RunFolder(run), clf, rs, "evaluation")
+
+
+def predict_records(run, record_or_dir, out, *, verbose: int = 1) -> Path:
+    """Diagnose a record (path without extension) or every record in a folder; no labels needed.
+
+    Writes ``out/record_predictions.csv``, one row per record: ``record``, ``p_<label>`` per
+    model label, and ``predicted``, the labels whose probability reaches the model's
+    threshold, joined by ``;``. Returns the CSV's path.
+    """
+    clf, config = load_record_run(run)
+    directory, names = records_at(record_or_dir)
+    rs = load_record_set(directory, names, config, labels=clf.labels_, labelled=False, verbose=verbose)
+    proba, pred = clf.predict_proba(rs), clf.predict(rs)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["record"] + [f"p_{lab}" for lab in clf.labels_] + ["predicted"])
+    for name, p, y in zip(rs.records, proba, pred):
+        w.writerow([name] + [f"{v:.4f}" for v in p] + [";".join(lab for lab, on in zip(clf.labels_, y) if on)])
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return atomic_write(Path(out) / "record_predictions.csv", buf.getvalue())

@@ -196,7 +196,8 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         """Write ``model.safetensors`` and ``estimator.json`` into the folder ``path``."""
         check_is_fitted(self, "model_")
         path = Path(path)
-        params = {k: v for k, v in self.get_params().items() if not callable(v)}
+        # a checkpoint folder belongs to one training run, not to the model (a loaded model fine-tunes elsewhere)
+        params = {k: v for k, v in self.get_params().items() if not callable(v) and k != "checkpoint_dir"}
         save_model(self.model_, path / "model.safetensors")
         write_json(path / "estimator.json", {
             "estimator": type(self).__name__, "params": params, "n_features_in_": self.n_features_in_,

@@ -78,10 +78,20 @@ def test_predict_with_ensemble_std(trained, data):
 
 def test_finetune(trained, data):
     out = data / "ft"
-    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "2", "--quiet")
+    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "3", "--quiet")
     assert r.exit_code == 0, r.output
     assert (out / "model" / "materials.json").exists() and (out / "history.csv").exists()
-    assert json.loads((out / "config.json").read_text())["freeze_blocks"] == 3
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["freeze_blocks"] == 3 and cfg["epochs"] == 3 and cfg["from"] == str(trained)
+    assert cfg["params"]["frozen_blocks"] == 3 and cfg["params"]["epochs"] == 3  # the fine-tuning's, not the original's
+    assert cfg["unit"] == "eV" and cfg["source_target_col"] == "gap_eV" and cfg["target_col"] == "target"
+    card = (out / "README.md").read_text()
+    assert "up to 3 epochs" in card and "in eV" in card and "(fine-tuned)" in card and str(trained) in card
+    hist = pd.read_csv(out / "history.csv")
+    before, after = hist[hist.phase == "main"], hist[hist.phase == "finetune"]
+    assert len(before) == 2 and len(after) == 3 and after.epoch.tolist() == [3, 4, 5]
+    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "3", "--quiet")
+    assert isinstance(r.exception, HsickitError) and "finished run" in str(r.exception)
     for run, name in ((trained, "a.csv"), (out, "b.csv")):
         assert invoke("predict", run, data / "new.csv", "-o", data / name, "--quiet").exit_code == 0
     a, b = pd.read_csv(data / "a.csv"), pd.read_csv(data / "b.csv")

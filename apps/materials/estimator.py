@@ -213,7 +213,8 @@ class _MaterialsEstimator(BaseEstimator):
         """Continue training every member on new data (warm start), the first
         `freeze_blocks` blocks frozen. The feature scaler and target scaling of the original
         fit are kept (so the model's inputs mean the same); the clipping range widens to the
-        new data. Returns self.
+        new data. ``frozen_blocks`` and the given ``epochs``, ``lr``, ``patience`` become the
+        estimator's parameters; with ``checkpoint_dir`` it resumes as :meth:`fit` does. Returns self.
         """
         check_is_fitted(self, "members_")
         if is_forest(self.model):
@@ -232,11 +233,13 @@ class _MaterialsEstimator(BaseEstimator):
         n_blocks = len(self.members_[0].model_.blocks)
         if not 0 <= freeze_blocks < n_blocks:
             raise HsickitError(f"freeze_blocks={freeze_blocks}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
+        # the estimator's parameters now describe this training (model card, config.json)
+        self.set_params(frozen_blocks=int(freeze_blocks),
+                        **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
         for m in self.members_:
-            m.set_params(warm_start=True, frozen_blocks=int(freeze_blocks),
-                         batch_size=self._batch_size(len(Xs), Xv is not None),
-                         **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
-            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
+            m.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
+                         patience=self.patience, verbose=self.verbose, batch_size=self._batch_size(len(Xs), Xv is not None))
+        self.members_ = self._train_members(self.members_, Xs, y, Xv, y_val)
         self.fine_tuned_ = getattr(self, "fine_tuned_", 0) + 1
         return self
 

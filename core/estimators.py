@@ -154,7 +154,12 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         ckpt = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         history = train(self.model_, X_tr, y_tr, config, X_val=X_va, y_val=y_va, run_dir=ckpt, resume=ckpt is not None,
                         callbacks=callbacks)
-        self.history_ = (getattr(self, "history_", []) if warm else []) + history
+        if warm:  # fine-tuning: its rows continue the epoch count, in phases of their own
+            before = getattr(self, "history_", [])
+            offset = max((r["epoch"] for r in before), default=0)
+            history = [{**r, "phase": "finetune" if r["phase"] == "main" else f"finetune_{r['phase']}",
+                        "epoch": r["epoch"] + offset} for r in history]
+        self.history_ = (before if warm else []) + history
         self.train_config_ = config.to_dict()
         if ckpt is not None:
             (ckpt / CHECKPOINT).unlink(missing_ok=True)  # several processes (torchrun) may race here
@@ -196,7 +201,8 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         """Write ``model.safetensors`` and ``estimator.json`` into the folder ``path``."""
         check_is_fitted(self, "model_")
         path = Path(path)
-        params = {k: v for k, v in self.get_params().items() if not callable(v)}
+        # a checkpoint folder belongs to one training run, not to the model (a loaded model fine-tunes elsewhere)
+        params = {k: v for k, v in self.get_params().items() if not callable(v) and k != "checkpoint_dir"}
         save_model(self.model_, path / "model.safetensors")
         write_json(path / "estimator.json", {
             "estimator": type(self).__name__, "params": params, "n_features_in_": self.n_features_in_,

@@ -19,11 +19,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
+import hashlib
 import io
 import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -272,6 +274,64 @@ class RunFolder:
             lines += [f"## {head}", "", str(body).rstrip(), ""]
         lines += ["## Versions", ""] + [f"- {k}: {v}" for k, v in versions().items()] + [""]
         return atomic_write(self.path / "README.md", "\n".join(lines))
+
+
+#: Written when a training command starts, removed when its run folder is complete: a folder
+#: holding it is an unfinished run, which the same command resumes.
+TRAINING_MARKER = "training.json"
+
+
+def file_digest(path: str | os.PathLike) -> str | None:
+    """SHA-256 of a file's bytes (None for a folder or a path that does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence = (),
+                       overwrite: bool = False) -> tuple[RunFolder, bool]:
+    """Open the run folder of a training command; returns ``(run, resumed)``.
+
+    Call it once the input has been read and validated. A new or empty folder starts a run.
+    An unfinished run (holding :data:`TRAINING_MARKER`) resumes when ``settings`` and the
+    checksums of the ``inputs`` files match those it was started with. A finished run is
+    refused unless ``overwrite``, which clears it first; a non-empty folder that is no
+    hsickit run is always refused.
+    """
+    path = Path(path)
+    record = _jsonable({"settings": settings, "inputs": {str(p): file_digest(p) for p in inputs if p is not None}})
+    marker = path / TRAINING_MARKER
+    if path.exists() and not path.is_dir():
+        raise HsickitError(f"--out {path} is a file; give a folder for the run")
+    is_run = marker.exists() or (path / "config.json").exists()
+    if path.exists() and any(path.iterdir()) and not is_run:
+        raise HsickitError(f"--out {path} is not empty and holds no hsickit run; choose a new or empty folder")
+    if overwrite and is_run:
+        shutil.rmtree(path)
+    elif marker.exists():
+        old = read_json(marker)
+        if old != record:
+            diff = sorted(k for k in {**old["settings"], **record["settings"]}
+                          if old["settings"].get(k) != record["settings"].get(k))
+            diff += [f"{p} (its contents)" for p in record["inputs"] if old["inputs"].get(p) != record["inputs"][p]]
+            raise HsickitError(f"{path} holds an unfinished run started with other settings or data ({', '.join(diff)}); "
+                               "rerun the same command to resume it, or pass --overwrite to start afresh")
+        for tmp in path.rglob(".*.tmp"):  # atomic_write's temporaries, left by a killed process
+            tmp.unlink()
+        return RunFolder(path), True
+    elif is_run:
+        raise HsickitError(f"{path} holds a finished run; pass --overwrite to replace it (the folder is cleared), "
+                           "or choose a new --out")
+    run = RunFolder(path)
+    write_json(marker, record)
+    return run, False
+
+
+def finish_training_run(run: RunFolder) -> None:
+    """Mark ``run`` complete (remove :data:`TRAINING_MARKER`); call it after its last output is written."""
+    (run / TRAINING_MARKER).unlink(missing_ok=True)
 
 
 def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:

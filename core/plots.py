@@ -40,7 +40,7 @@ def learning_curves(history: list[dict], path, title: str = "Learning curves") -
     for key in ("train_loss", "val_loss"):
         vals = [r.get(key, np.nan) for r in history]
         ax.plot(epochs, vals, marker=".", label=key.replace("_", " "))
-    formats = [r["epoch"] for r in history if r.get("phase") == "format"]
+    formats = [r["epoch"] for r in history if str(r.get("phase")).endswith("format")]
     if formats:
         ax.axvspan(min(formats) - 0.5, max(formats) + 0.5, color="0.9", label="format layer only")
     ax.set(xlabel="epoch", ylabel="loss", title=title)

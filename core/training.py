@@ -622,6 +622,8 @@ class Trainer:
             restored = self._restore()
             if restored is not None:
                 phase, start = restored[0], restored[1] + 1
+                if c.verbose and self.rank == 0:
+                    tqdm.write(f"resuming from {self.checkpoint}: {len(self.history)} epoch(s) already done")
         self.step = self._distributed(_Step(self.model, c, self.loss_fn))
         probe_X, probe_y = (X_val, y_val) if has_val else (X, y)
 

@@ -78,10 +78,20 @@ def test_predict_with_ensemble_std(trained, data):
 
 def test_finetune(trained, data):
     out = data / "ft"
-    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "2", "--quiet")
+    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "3", "--quiet")
     assert r.exit_code == 0, r.output
     assert (out / "model" / "materials.json").exists() and (out / "history.csv").exists()
-    assert json.loads((out / "config.json").read_text())["freeze_blocks"] == 3
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["freeze_blocks"] == 3 and cfg["epochs"] == 3 and cfg["from"] == str(trained)
+    assert cfg["params"]["frozen_blocks"] == 3 and cfg["params"]["epochs"] == 3  # the fine-tuning's, not the original's
+    assert cfg["unit"] == "eV" and cfg["source_target_col"] == "gap_eV" and cfg["target_col"] == "target"
+    card = (out / "README.md").read_text()
+    assert "up to 3 epochs" in card and "in eV" in card and "(fine-tuned)" in card and str(trained) in card
+    hist = pd.read_csv(out / "history.csv")
+    before, after = hist[hist.phase == "main"], hist[hist.phase == "finetune"]
+    assert len(before) == 2 and len(after) == 3 and after.epoch.tolist() == [3, 4, 5]
+    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "3", "--quiet")
+    assert isinstance(r.exception, HsickitError) and "finished run" in str(r.exception)
     for run, name in ((trained, "a.csv"), (out, "b.csv")):
         assert invoke("predict", run, data / "new.csv", "-o", data / name, "--quiet").exit_code == 0
     a, b = pd.read_csv(data / "a.csv"), pd.read_csv(data / "b.csv")
@@ -178,3 +188,69 @@ def test_train_chooses_among_models_by_cross_validation(data, tmp_path):
     best = table.loc[table["rank"] == 1, "model"].item()
     assert f"'model': '{best}'" in r.output and "Model selection" in (run / "README.md").read_text()
     assert json.loads((run / "model" / "materials.json").read_text())["params"]["model"] == best
+
+
+def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(data, tmp_path, monkeypatch):
+    """Stopped in the second model's third epoch, the same command keeps the first model and resumes the second."""
+    from safetensors.torch import load_file
+
+    from hsickit.apps.materials.estimator import _MaterialsEstimator
+    from hsickit.core.estimators import DeepRegressor
+
+    args = ["train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--n-models", "2",
+            "--epochs", "4", "--patience", "10", "--batch-size", "16"]
+    assert invoke(*args, "--out", tmp_path / "straight", "--quiet").exit_code == 0
+    epochs_seen = []
+
+    def interrupt(row):
+        epochs_seen.append(row["epoch"])
+        if len(epochs_seen) == 4 + 3:
+            raise RuntimeError("interrupted")
+
+    with monkeypatch.context() as m:
+        m.setattr(_MaterialsEstimator, "_callbacks", lambda self: (interrupt,))
+        r = invoke(*args, "--out", tmp_path / "cut", "--quiet")
+    assert isinstance(r.exception, RuntimeError)
+    cut = tmp_path / "cut"
+    assert (cut / "training.json").exists() and not (cut / "config.json").exists()
+    assert (cut / "model/member_0/estimator.json").exists() and (cut / "model/member_1/checkpoint.safetensors").exists()
+
+    fits = []
+    fit = DeepRegressor.fit
+    monkeypatch.setattr(DeepRegressor, "fit", lambda self, *a, **k: fits.append(1) or fit(self, *a, **k))
+    r = invoke(*args, "--out", cut)
+    assert r.exit_code == 0, r.output
+    assert "resuming the unfinished run" in r.output and "model 1/2: already trained" in r.output
+    assert "3 epoch(s) already done" not in r.output and "2 epoch(s) already done" in r.output
+    assert len(fits) == 1  # only the interrupted model trains
+    assert not list(cut.rglob("checkpoint.safetensors")) and not (cut / "training.json").exists()
+    for i in (0, 1):
+        a, b = load_file(cut / f"model/member_{i}/model.safetensors"), load_file(tmp_path / f"straight/model/member_{i}/model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(pd.read_csv(cut / "history.csv"), pd.read_csv(tmp_path / "straight/history.csv"))
+    assert "checkpoint_dir" not in json.loads((cut / "model/materials.json").read_text())["params"]
+
+
+def test_run_folder_rules(data, tmp_path):
+    """A finished run is refused unless --overwrite, which clears it; bad input creates no folder."""
+    run = tmp_path / "run"
+    args = ["train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", *FAST]
+    assert invoke(*args, "--out", run, "--n-models", "2").exit_code == 0
+    (run / "eval-old").mkdir()
+    r = invoke(*args, "--out", run)
+    assert isinstance(r.exception, HsickitError) and "finished run" in str(r.exception) and "--overwrite" in str(r.exception)
+    r = invoke(*args, "--out", run, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert not (run / "eval-old").exists() and not (run / "model/member_1").exists()
+    r = invoke(*args, "--out", run, "--epochs", "3", "--overwrite")  # a changed command needs --overwrite too
+    assert r.exit_code == 0, r.output
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    r = invoke(*args, "--out", other, "--overwrite")
+    assert isinstance(r.exception, HsickitError) and "holds no hsickit run" in str(r.exception)
+    assert (other / "notes.txt").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("composition,gap_eV\nXx2O,1.0\nNaCl,5.0\n")
+    r = invoke("train", bad, "--formula-col", "composition", "--target-col", "gap_eV", "--out", tmp_path / "never", *FAST)
+    assert isinstance(r.exception, HsickitError) and not (tmp_path / "never").exists()

@@ -152,3 +152,37 @@ def test_demo_runs_without_network(tmp_path, monkeypatch):
     assert "iris" in result.output and "taxonomic" in result.output
     m = json.loads((tmp_path / "demo" / "taxonomic" / "metrics.json").read_text())
     assert m["accuracy_species"] > 0.8
+
+
+def test_interrupted_training_resumes_and_finished_runs_are_kept(files, monkeypatch):
+    """Killed after 2 epochs, the same command resumes to the uninterrupted result; a finished run needs --overwrite."""
+    from safetensors.torch import load_file
+
+    from hsickit.apps.plants.classifier import TaxonomicClassifier
+
+    args = ["train", "--features", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv", "--split", "train",
+            "--val-split", "val", "--epochs", 5, "--patience", 10]
+    invoke(args + ["--out", files / "straight", "--quiet"])
+
+    def interrupt(row):
+        if row["epoch"] == 3:
+            raise RuntimeError("interrupted")
+
+    fit = TaxonomicClassifier.fit
+    with monkeypatch.context() as m:
+        m.setattr(TaxonomicClassifier, "fit", lambda self, X, y, **kw: fit(self, X, y, callbacks=(interrupt,), **kw))
+        result = runner.invoke(app, [str(a) for a in args + ["--out", files / "cut", "--quiet"]])
+    assert isinstance(result.exception, RuntimeError)
+    assert (files / "cut" / "checkpoint.safetensors").exists() and not (files / "cut" / "config.json").exists()
+    result = invoke(args + ["--out", files / "cut"])
+    assert "resuming the unfinished run" in result.output and "2 epoch(s) already done" in result.output
+    assert not (files / "cut" / "checkpoint.safetensors").exists() and not (files / "cut" / "training.json").exists()
+    a, b = load_file(files / "cut" / "model.safetensors"), load_file(files / "straight" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(pd.read_csv(files / "cut" / "history.csv"), pd.read_csv(files / "straight" / "history.csv"))
+
+    (files / "cut" / "stale.csv").write_text("old")
+    result = runner.invoke(app, [str(a) for a in args + ["--out", files / "cut", "--quiet"]])
+    assert "finished run" in str(result.exception) and "--overwrite" in str(result.exception)
+    invoke(args + ["--out", files / "cut", "--quiet", "--overwrite"])
+    assert not (files / "cut" / "stale.csv").exists() and (files / "cut" / "config.json").exists()

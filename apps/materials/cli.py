@@ -22,6 +22,10 @@ app = typer.Typer(help="Materials: composition -> property with very deep residu
                        "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
 
 from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into, read_into as _read
+from hsickit.apps.materials.runs import read_table as _read_table, write_reports as _write_reports
+
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is cleared first). "
+                                                    "An unfinished run there resumes without it.")
 
 
 def _threads():
@@ -65,23 +69,34 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Train a model on DATA and write the run folder OUT."""
+    """Train a model on DATA and write the run folder OUT.
+
+    Each model keeps a checkpoint in OUT while it trains: rerunning the same command after an
+    interruption resumes (models already trained are kept). A finished OUT is refused unless --overwrite.
+    """
+    # what decides the result; an unfinished run resumes only with the same (first line: only the parameters so far)
+    settings = {k: v for k, v in locals().items() if k not in ("out", "unit", "quiet", "device", "overwrite")}
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.core import plots
-    from hsickit.core.io import RunFolder
+    from hsickit.core.io import finish_training_run, start_training_run
 
     _threads()
-    run = RunFolder(out)
-    table = _read(data, formula_col, target_col, skip_invalid, out, duplicates, quiet)
+    table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet)
+    run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite)
+    if resumed and not quiet:
+        typer.echo(f"resuming the unfinished run in {out}")
+    _write_reports(out, table, duplicates, quiet)
     cls = MaterialsClassifier if _is_classification(table.y, task) else MaterialsRegressor
     y = table.y.astype(int) if cls is MaterialsClassifier else table.y
     est = cls(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-              validation_fraction=validation_fraction, random_state=seed, verbose=0 if quiet else 1, device=device)
+              validation_fraction=validation_fraction, random_state=seed, verbose=0 if quiet else 1, device=device,
+              checkpoint_dir=run / MODEL_DIR)
     start = time.perf_counter()
     est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet)
     seconds = time.perf_counter() - start
-    est.save(run / MODEL_DIR)
+    est.set_params(checkpoint_dir=None).save(run / MODEL_DIR)
     run.write_config({"command": "train", "data": str(data), "formula_col": formula_col, "target_col": target_col,
                       "unit": unit, "estimator": type(est).__name__, "params": est.get_params(),
                       "train_seconds": seconds})
@@ -91,7 +106,8 @@ def train(
     metrics = {"best_val_loss": float(min(val)) if val else None, "epochs_run": len(est.history_),
                "train_seconds": seconds}
     run.write_metrics(metrics, split="validation", n_samples=len(table))
-    _card(run, f"hsickit materials model: {target_col}", est, table, extra)
+    _card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit)
+    finish_training_run(run)
     if not quiet:
         typer.echo(f"trained {type(est).__name__} in {seconds:.0f} s; run folder {out}")
 
@@ -105,7 +121,9 @@ def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, q
     candidates = candidates_from(models, features)
     if len(candidates) == 1:
         return est.set_params(**candidates[0]).fit(formulas, y), None
-    search = model_search(est.set_params(verbose=0), candidates, cv=inner_folds, random_state=seed).fit(formulas, y)
+    # no checkpoints in the search: its fits on the folds would resume from one another
+    search = model_search(est.set_params(verbose=0, checkpoint_dir=None), candidates, cv=inner_folds,
+                          random_state=seed).fit(formulas, y)
     rows = selection_table(search)
     atomic_write(run / "model_selection.csv", pd.DataFrame(rows).to_csv(index=False))
     if not quiet:
@@ -194,31 +212,48 @@ def finetune(
     skip_invalid: bool = typer.Option(False, "--skip-invalid"),
     duplicates: str = typer.Option("keep", help="keep, mean or min."),
     quiet: bool = typer.Option(False, "--quiet"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Fine-tune a trained model on new data (warm start; optionally freeze early blocks)."""
+    """Fine-tune a trained model on new data (warm start; optionally freeze early blocks).
+
+    OUT records the fine-tuning's own settings; it resumes and is refused as `train`'s run folder is.
+    """
+    settings = {k: v for k, v in locals().items() if k not in ("out", "quiet", "overwrite")}
     from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
     from hsickit.core import plots
-    from hsickit.core.io import RunFolder
+    from hsickit.core.io import finish_training_run, read_json, start_training_run
 
     _threads()
     est = load_estimator(run_dir / MODEL_DIR)
-    run = RunFolder(out)
-    table = _read(data, formula_col, target_col, skip_invalid, out, duplicates, quiet)
+    source = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
+    unit = source.get("unit", "")
+    table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet)
+    run, resumed = start_training_run(out, settings, inputs=[data, run_dir / MODEL_DIR / "materials.json"],
+                                      overwrite=overwrite)
+    if resumed and not quiet:
+        typer.echo(f"resuming the unfinished fine-tuning in {out}")
+    _write_reports(out, table, duplicates, quiet)
     y = table.y.astype(int) if isinstance(est, MaterialsClassifier) else table.y
     start = time.perf_counter()
+    est.set_params(checkpoint_dir=run / MODEL_DIR, verbose=0 if quiet else 1)
     est.fine_tune(table.formulas, y, freeze_blocks=freeze_blocks, epochs=epochs, lr=lr, patience=patience)
     seconds = time.perf_counter() - start
-    est.save(run / MODEL_DIR)
-    run.write_config({"command": "finetune", "from": str(run_dir), "data": str(data), "freeze_blocks": freeze_blocks,
-                      "epochs": epochs, "lr": lr, "patience": patience, "params": est.get_params(),
-                      "train_seconds": seconds})
+    est.set_params(checkpoint_dir=None).save(run / MODEL_DIR)
+    p = est.get_params()
+    run.write_config({"command": "finetune", "from": str(run_dir), "data": str(data), "formula_col": formula_col,
+                      "target_col": target_col, "source_target_col": source.get("target_col"), "unit": unit,
+                      "estimator": type(est).__name__, "freeze_blocks": freeze_blocks, "epochs": p["epochs"],
+                      "lr": p["lr"], "patience": p["patience"], "params": p, "train_seconds": seconds})
     run.write_history(est.history_)
     plots.learning_curves(est.history_, run.plots / "learning_curves.png")
-    val = [r["val_loss"] for r in est.history_ if "val_loss" in r]
+    val = [r["val_loss"] for r in est.history_ if "val_loss" in r and str(r.get("phase")).startswith("finetune")]
     run.write_metrics({"best_val_loss": float(min(val)) if val else None, "train_seconds": seconds},
                       split="validation", n_samples=len(table))
-    _card(run, "hsickit materials model (fine-tuned)", est, table,
-          {"Fine-tuning": f"Warm start from {run_dir}; first {freeze_blocks} block(s) frozen."})
+    _card(run, f"hsickit materials model: {target_col} (fine-tuned)", est, table,
+          {"Fine-tuning": f"Warm start from {run_dir} (trained on {source.get('target_col', 'unknown target')}); "
+                          f"first {freeze_blocks} block(s) frozen, up to {p['epochs']} epochs, lr {p['lr']}. "
+                          "History rows of the fine-tuning have phase `finetune`."}, unit=unit)
+    finish_training_run(run)
     if not quiet:
         typer.echo(f"fine-tuned in {seconds:.0f} s; run folder {out}")
 

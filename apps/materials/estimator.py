@@ -21,6 +21,7 @@ Example
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class _MaterialsEstimator(BaseEstimator):
     def __init__(self, features="ward145", model="irnet17", model_params=None, training="backprop", n_models=1,
                  epochs=500, batch_size=32, lr=1e-4, weight_decay=0.0, patience=50, validation_fraction=0.1,
                  sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
-                 random_state=None, verbose=0, device="cpu"):
+                 checkpoint_dir=None, random_state=None, verbose=0, device="cpu"):
         self.features = features
         self.model = model
         self.model_params = model_params
@@ -67,6 +68,7 @@ class _MaterialsEstimator(BaseEstimator):
         self.hsic_lr = hsic_lr
         self.frozen_blocks = frozen_blocks
         self.time_limit = time_limit
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -171,21 +173,48 @@ class _MaterialsEstimator(BaseEstimator):
         Xs = self._scale(X)
         Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
         seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self.n_models)
-        members = []
-        for seed in seeds:
-            m = self._member(seed, self._batch_size(len(Xs), Xv is not None))
-            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
-            members.append(m)
-        self.members_ = members
+        batch_size = self._batch_size(len(Xs), Xv is not None)
+        self.members_ = self._train_members([self._member(seed, batch_size) for seed in seeds], Xs, y, Xv, y_val)
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _train_members(self, members, Xs, y, Xv, y_val):
+        """Fit each member; with ``checkpoint_dir``, checkpointed, and those already trained there are loaded."""
+        done = []
+        for i, m in enumerate(members):
+            folder = None if self.checkpoint_dir is None or is_forest(self.model) else Path(self.checkpoint_dir) / f"member_{i}"
+            if folder is not None and (folder / "estimator.json").exists():
+                done.append(self._finished_member(m, folder, i))
+                continue
+            if folder is not None:
+                m.set_params(checkpoint_dir=folder)
+            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
+            if folder is not None:
+                m.set_params(checkpoint_dir=None).save(folder)
+            done.append(m)
+        return done
+
+    def _finished_member(self, member, folder, i):
+        """Model `i` saved in `folder` by an interrupted :meth:`fit` with the same settings."""
+        saved = type(member).load(folder)
+        ignore = ("verbose", "device", "checkpoint_dir")
+        mine, theirs = ({k: v for k, v in json.loads(json.dumps(e.get_params(), default=str)).items() if k not in ignore}
+                        for e in (member, saved))
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+            raise HsickitError(f"{folder} holds a model trained with other settings ({', '.join(diff)}); "
+                               "use another checkpoint_dir or delete that folder")
+        if self.verbose:
+            print(f"model {i + 1}/{self.n_models}: already trained, loaded from {folder}")
+        return saved.set_params(verbose=self.verbose, device=self.device)
 
     def fine_tune(self, formulas, y, freeze_blocks=0, epochs=None, lr=None, patience=None,
                   formulas_val=None, y_val=None):
         """Continue training every member on new data (warm start), the first
         `freeze_blocks` blocks frozen. The feature scaler and target scaling of the original
         fit are kept (so the model's inputs mean the same); the clipping range widens to the
-        new data. Returns self.
+        new data. ``frozen_blocks`` and the given ``epochs``, ``lr``, ``patience`` become the
+        estimator's parameters; with ``checkpoint_dir`` it resumes as :meth:`fit` does. Returns self.
         """
         check_is_fitted(self, "members_")
         if is_forest(self.model):
@@ -204,11 +233,13 @@ class _MaterialsEstimator(BaseEstimator):
         n_blocks = len(self.members_[0].model_.blocks)
         if not 0 <= freeze_blocks < n_blocks:
             raise HsickitError(f"freeze_blocks={freeze_blocks}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
+        # the estimator's parameters now describe this training (model card, config.json)
+        self.set_params(frozen_blocks=int(freeze_blocks),
+                        **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
         for m in self.members_:
-            m.set_params(warm_start=True, frozen_blocks=int(freeze_blocks),
-                         batch_size=self._batch_size(len(Xs), Xv is not None),
-                         **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
-            m.fit(Xs, y, X_val=Xv, y_val=None if y_val is None else np.asarray(y_val), callbacks=self._callbacks())
+            m.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
+                         patience=self.patience, verbose=self.verbose, batch_size=self._batch_size(len(Xs), Xv is not None))
+        self.members_ = self._train_members(self.members_, Xs, y, Xv, y_val)
         self.fine_tuned_ = getattr(self, "fine_tuned_", 0) + 1
         return self
 
@@ -226,7 +257,7 @@ class _MaterialsEstimator(BaseEstimator):
         path.mkdir(parents=True, exist_ok=True)
         for i, m in enumerate(self.members_):
             m.save(path / f"member_{i}")
-        params = self.get_params()
+        params = {k: v for k, v in self.get_params().items() if k != "checkpoint_dir"}
         write_json(path / "materials.json", {
             "estimator": type(self).__name__, "params": params, "n_features_in": self.n_features_in_,
             "feature_names": self.feature_names_, "feature_mean": self.feature_mean_.tolist(),
@@ -286,6 +317,11 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
     frozen_blocks : freeze the first k blocks (used by :meth:`fine_tune`).
     time_limit : float, optional — seconds per model; its training stops after the first epoch
         that ends past it, keeping its best validation epoch (None: no limit).
+    checkpoint_dir : path, optional — model i keeps ``checkpoint.safetensors`` in
+        ``checkpoint_dir/member_i`` while it trains (removed when it ends) and is then saved there;
+        a :meth:`fit` interrupted and called again with the same settings and data loads the models
+        already trained and resumes the interrupted one from its last finished epoch (the result
+        equals an uninterrupted fit). Not used by tree ensembles.
     random_state, verbose, device
     """
 

@@ -4,6 +4,7 @@ predictions.csv, parity plot and residual histogram, or a confusion matrix), wri
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -11,27 +12,42 @@ import pandas as pd
 MODEL_DIR = "model"
 
 
-def read_into(data, formula_col, target_col, skip_invalid, out, duplicates="keep", quiet=False):
-    from hsickit.datasets.materials import read_formula_table
-
-    """Read a formula table; rejects.csv / duplicates.csv go into `out`."""
+def read_table(data, formula_col, target_col, skip_invalid, duplicates="keep", quiet=False):
+    """Read and validate a formula table; writes nothing (:func:`write_reports` writes its rejects)."""
     import typer
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = read_formula_table(data, formula_col, target_col, skip_invalid=skip_invalid,
-                               rejects_path=out / "rejects.csv", duplicates=duplicates)
+    from hsickit.datasets.materials import read_formula_table
+
+    with warnings.catch_warnings():  # skipped rows are not lost: write_reports writes them
+        warnings.filterwarnings("ignore", message=r".*skipped \d+ invalid row")
+        table = read_formula_table(data, formula_col, target_col, skip_invalid=skip_invalid, duplicates=duplicates)
     if not quiet:
         typer.echo(table.summary())
-        if len(table.rejects):
+    return table
+
+
+def write_reports(out, table, duplicates="keep", quiet=False):
+    """rejects.csv (rows skipped) and duplicates.csv (rows sharing a composition) of `table`, into `out`."""
+    import typer
+
+    from hsickit.core.io import atomic_write
+
+    out = Path(out)
+    if len(table.rejects):
+        atomic_write(out / "rejects.csv", table.rejects.to_csv(index=False))
+        if not quiet:
             typer.echo(f"  rejected rows written to {out / 'rejects.csv'}")
     if len(table.duplicates):
-        from hsickit.core.io import atomic_write
-
         atomic_write(out / "duplicates.csv", table.duplicates.to_csv(index=False))
         if not quiet:
             typer.echo(f"  {len(table.duplicates)} groups of rows share a composition "
                        f"(policy {duplicates!r}); listed in {out / 'duplicates.csv'}")
+
+
+def read_into(data, formula_col, target_col, skip_invalid, out, duplicates="keep", quiet=False):
+    """Read a formula table; rejects.csv / duplicates.csv go into `out`."""
+    table = read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet)
+    write_reports(out, table, duplicates, quiet)
     return table
 
 
@@ -66,8 +82,8 @@ def evaluate_into(run, est, table, unit=""):
     return m
 
 
-def card(run, title, est, table, extra=None):
-    """README.md model card of a materials run."""
+def card(run, title, est, table, extra=None, unit=""):
+    """README.md model card of a materials run (`unit`: of the target)."""
     from hsickit.apps.materials.forest import is_forest
     from hsickit.core.io import markdown_table
 
@@ -82,7 +98,7 @@ def card(run, title, est, table, extra=None):
                  f"{p['validation_fraction']:.0%} validation split carved from the training data.")
     sections = {
         "Model": model,
-        "Data": f"{table.summary()}; target column(s) {table.target_names}.",
+        "Data": f"{table.summary()}; target column(s) {table.target_names}" + (f", in {unit}." if unit else "."),
         "Intended use": ("Predict the property of inorganic compositions similar to the training data. "
                          "Composition-only: polymorphs of one composition get one prediction."),
     }

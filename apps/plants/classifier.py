@@ -79,12 +79,16 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     standardize : bool
         z-score feature vectors with the training mean and standard deviation.
     random_state, verbose, device
+    checkpoint_dir : path, optional
+        Folder for the network's ``checkpoint.safetensors`` while it trains: an interrupted
+        :meth:`fit` called again resumes from its last finished epoch (not saved with the model).
     """
 
     def __init__(self, taxonomy=None, loss="taxonomic", level_weights=None, encoder="auto", model_params=None,
                  training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
                  validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
-                 random_state=None, verbose=0, device="cpu", optimizer="adam", label_smoothing=0.0):
+                 random_state=None, verbose=0, device="cpu", optimizer="adam", label_smoothing=0.0,
+                 checkpoint_dir=None):
         self.taxonomy = taxonomy
         self.loss = loss
         self.level_weights = level_weights
@@ -106,6 +110,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.optimizer = optimizer
         self.label_smoothing = label_smoothing
+        self.checkpoint_dir = checkpoint_dir
 
     # --- helpers ------------------------------------------------------------------------
     def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:
@@ -194,7 +199,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
                          optimizer=self.optimizer, weight_decay=self.weight_decay,
                          loss=self._loss_fn(tax), patience=self.patience, validation_fraction=self.validation_fraction,
                          beta=self.beta, format_epochs=self.format_epochs, lr_schedule=self.lr_schedule,
-                         classes=np.arange(tax.n_leaves),
+                         classes=np.arange(tax.n_leaves), checkpoint_dir=self.checkpoint_dir,
                          random_state=self.random_state, verbose=self.verbose, device=self.device)
         if X_val is not None:
             X_val, y_val = self._scale(X_val), self._y(y_val, tax)
@@ -292,7 +297,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         path = Path(path)
         self.net_.save(path)
-        params = {k: v for k, v in self.get_params().items() if k != "taxonomy"}
+        params = {k: v for k, v in self.get_params().items() if k not in ("taxonomy", "checkpoint_dir")}
         write_json(path / "plants.json", {
             "params": params, "taxonomy": self.taxonomy_.to_dict(),
             "mean": None if self.mean_ is None else self.mean_.tolist(),

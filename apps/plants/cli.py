@@ -145,10 +145,19 @@ def train(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the species loss."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds reported in the metrics."),
     skip_bad_rows: bool = SKIP, seed: int = SEED, quiet: bool = QUIET, device: str = DEVICE,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is "
+                                   "cleared first). An unfinished run there resumes without it."),
 ) -> None:
-    """Train a taxonomic classifier on feature vectors or images."""
+    """Train a taxonomic classifier on feature vectors or images.
+
+    The network keeps a checkpoint in OUT while it trains: rerunning the same command after an
+    interruption resumes from the last finished epoch. A finished OUT is refused unless --overwrite.
+    """
+    # what decides the result; an unfinished run resumes only with the same (first line: only the parameters so far)
+    settings = {k: v for k, v in locals().items() if k not in ("out", "quiet", "device", "overwrite")}
     from hsickit.apps.plants.classifier import TaxonomicClassifier
     from hsickit.core import plots
+    from hsickit.core.io import finish_training_run, start_training_run
 
     start = time.perf_counter()
     tax = read_taxonomy(taxonomy)
@@ -156,13 +165,17 @@ def train(
                 feature_cols=feature_cols, image_size=image_size)
     tr = _read(features, images, tax, split=split, **read)
     va = _read(features, images, tax, split=val_split, **read) if val_split else None
+    run, resumed = start_training_run(out, settings, inputs=[taxonomy, features, images, labels, splits],
+                                      overwrite=overwrite)
+    if resumed and not quiet:
+        typer.echo(f"resuming the unfinished run in {out}")
     clf = TaxonomicClassifier(tax, loss=loss, level_weights=_weights(level_weights), training=training, epochs=epochs,
                               lr=lr, batch_size=batch_size, patience=patience, lr_schedule=lr_schedule, random_state=seed,
                               verbose=0 if quiet else 1, device=device, model_params=_preset(encoder_preset, images),
-                              optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing)
+                              optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                              checkpoint_dir=run.path)
     clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
-    run = RunFolder(out)
-    clf.save(run.path)
+    clf.set_params(checkpoint_dir=None).save(run.path)
     atomic_write(run / "taxonomy.csv", tax.to_frame().to_csv(index=False))
     run.write_config({"command": "plants train", "classifier": clf.get_params() | {"taxonomy": str(taxonomy)},
                       "data": _data_info(tr, label_col, id_col, image_size), "split": split, "val_split": val_split,
@@ -179,6 +192,7 @@ def train(
         "Metrics": markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]),
         "Use": f"hsickit plants predict {out} --features NEW.csv -o predictions.csv",
     })
+    finish_training_run(run)
     if not quiet:
         typer.echo(f"wrote {out} ({time.perf_counter() - start:.0f} s)")
 

@@ -158,8 +158,8 @@ def main() -> None:
         print(markdown_table([r for r in rows if r["fold"] == run["fold"]]), flush=True)
 
     summary = []
-    for model, ms in per_fold.items():
-        summary.append({"model": model, "folds": len(ms), **{k: round(float(np.mean([m[k] for m in ms])), 4) for k in KEYS}})
+    for model, ms in per_fold.items():  # an undefined metric (NaN: no F beats in a fold, F never predicted) counts in no fold's mean
+        summary.append({"model": model, "folds": len(ms), **{k: round(float(np.nanmean([m[k] for m in ms])), 4) for k in KEYS}})
     print("\nMean over folds\n" + markdown_table(summary))
     # de Chazal's gross statistics: every test beat of a partition counted once, in one confusion matrix
     pooled_rows = []

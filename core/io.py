@@ -16,6 +16,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as _dt
@@ -66,6 +67,49 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike):
+    """Build a folder in a temporary sibling that takes ``path``'s place only when the block succeeds.
+
+    A failure removes the sibling and leaves ``path`` as it was, so no reader ever finds a
+    half-written folder. An existing ``path`` is replaced only when it is empty or a hsickit
+    run folder (it holds ``config.json``); any other folder is refused, never deleted.
+    Under ``torchrun`` only rank 0 writes, in ``path`` itself.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "run"
+    >>> with staged_folder(out) as tmp:
+    ...     _ = write_json(tmp / "config.json", {}); out.exists()
+    False
+    >>> sorted(p.name for p in out.iterdir())
+    ['config.json']
+    """
+    from hsickit.core.distributed import is_main_process
+
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / "config.json").exists())):
+        raise HsickitError(f"{path} exists and is not an empty folder or a hsickit run folder (no config.json); "
+                           "choose a new output folder, or empty that one first")
+    if not is_main_process():
+        yield path
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the run folder's mode
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = tmp.with_suffix(".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _jsonable(obj):
@@ -255,8 +299,10 @@ class RunFolder:
         writer.writerows(history)
         return atomic_write(self.path / name, buf.getvalue())
 
-    def write_metrics(self, metrics: dict, split: str, n_samples: int | None = None, name: str = "metrics.json") -> Path:
-        """Flat JSON, metric name -> number, plus ``n_samples`` and ``split``."""
+    def write_metrics(self, metrics: dict, split: str, n_samples: int | None = None, name: str = "metrics.json",
+                      info: dict[str, str] | None = None) -> Path:
+        """Flat JSON, metric name -> number (NaN -> null), plus ``n_samples``, ``split`` and the
+        strings in ``info`` (what was scored: data folder, records)."""
         flat = {k: _jsonable(v) for k, v in metrics.items()}
         n_samples = flat.pop("n_samples", None) if n_samples is None else n_samples
         if n_samples is None:
@@ -264,7 +310,7 @@ class RunFolder:
         bad = [k for k, v in flat.items() if not isinstance(v, (int, float, type(None)))]
         if bad:
             raise HsickitError(f"metrics must be flat name -> number; {bad} are not numbers")
-        return self.write_json(name, {**flat, "n_samples": int(n_samples), "split": split})
+        return self.write_json(name, {**flat, "n_samples": int(n_samples), "split": split, **{k: str(v) for k, v in (info or {}).items()}})
 
     def write_model_card(self, title: str, sections: dict[str, str], command: str | None = None) -> Path:
         lines = [f"# {title}", "", f"Written {_dt.datetime.now().isoformat(timespec='seconds')} by hsickit.", ""]
@@ -335,7 +381,7 @@ def finish_training_run(run: RunFolder) -> None:
 
 
 def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
-    """A GitHub-markdown table of a list of dicts (for model cards and benchmark output)."""
+    """A GitHub-markdown table of a list of dicts (for model cards and benchmark output); NaN and None show as n/a."""
     if not rows:
         return ""
     keys: list[str] = []
@@ -343,6 +389,8 @@ def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
         keys += [k for k in row if k not in keys]
 
     def fmt(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "n/a"
         return format(v, floatfmt) if isinstance(v, float) else str(v)
 
     out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

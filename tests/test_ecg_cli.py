@@ -46,6 +46,14 @@ def test_evaluate_writes_required_metrics(trained):
         assert key in m, key
     assert m["n_beats"] == len(wfdb.rdann(f"{records}/s04", "atr").sample)
     assert 0.0 <= m["accuracy"] <= 1.0 and m["split"] == "evaluation"
+    assert m["records"] == "s04" and m["records_dir"] == str(records)
+    assert json.loads(res.stdout) == m  # the console shows metrics.json itself
+    validation = json.loads((run / "validation_metrics.json").read_text())  # training's validation metrics are kept
+    assert validation["split"] == "validation" and validation["records"] == "s04"
+    import xarray as xr
+
+    with xr.open_dataset(run / "metrics.nc", engine="scipy") as ds:
+        assert ds.attrs["records"] == "s04" and ds.attrs["split"] == "evaluation"
 
 
 def test_predict_writes_wfdb_annotations_and_csv(trained):
@@ -105,3 +113,43 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "records" / "s00.atr").exists() and (tmp_path / "demo" / "predictions" / "s07.hsk").exists()
     assert (tmp_path / "demo" / "finetuned" / "metrics.json").exists() is False  # no validation records given
     assert (tmp_path / "demo" / "finetuned" / "model" / "fusion.json").exists()
+
+
+def test_train_on_normal_and_ventricular_beats_only_says_what_it_holds_out(tmp_path):
+    records = write_synthetic_records(tmp_path / "nv", n_records=3, duration=40, random_state=3, rates={"V": 0.1})  # like MIT-BIH 119
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--records", records, "--out", str(run), "--channel-epochs", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "no validation records" in res.output and not (run / "metrics.json").exists()
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s02", "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert m["sensitivity_S"] is None and m["support_S"] == 0 and "NaN" not in res.stdout  # no S beats: undefined, not 0
+    res = runner.invoke(app, ["train", "--records", records, "--validation-list", "s02", "--out", str(tmp_path / "run2"),
+                              "--channel-epochs", "1"])
+    assert res.exit_code == 0, res.output
+    assert "validation records, held out of training (as asked" in res.output and ": s02;" in res.output
+    res = runner.invoke(app, ["train", "--records", records, "--records-list", "s00,s02", "--validation-list", "none",
+                              "--out", str(tmp_path / "run3"), "--channels", "none"])
+    assert res.exit_code == 0, res.output
+    assert "no validation records (--validation-list none)" in res.output and "training on 2 record(s)" in res.output
+
+
+def test_a_failed_train_leaves_no_run_folder(trained, tmp_path, monkeypatch):
+    from hsickit import HsickitError
+    from hsickit.apps.ecg import api
+    from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+
+    _, records, run = trained
+    args = ["train", "--records", records, "--records-list", "s00,s01,s02", "--channels", "none", "--quiet"]
+    monkeypatch.setattr(api, "_model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "new")])
+    assert isinstance(res.exception, OSError) and not (tmp_path / "new").exists()  # the model was written, then the card failed
+    assert list(tmp_path.iterdir()) == []
+    before = (run / "model" / "fusion.json").read_bytes()
+    res = runner.invoke(app, [*args, "--out", str(run)])  # an earlier run folder stays as it was
+    assert isinstance(res.exception, OSError) and (run / "model" / "fusion.json").read_bytes() == before
+    monkeypatch.setattr(MultiResolutionClassifier, "fit", lambda *a: 1 / 0)
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "new")])
+    assert isinstance(res.exception, HsickitError) and "nothing was written" in str(res.exception)
+    assert not (tmp_path / "new").exists()

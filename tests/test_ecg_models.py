@@ -110,8 +110,8 @@ def test_finetune_warm_start_keeps_classes_and_freezes_blocks(beats):
     bad.y = bad.y.copy()
     bad.y[0] = "Q"
     assert "Q" not in clf.classes_
-    with pytest.raises(HsickitError, match="classes \\['Q'\\]"):
-        clf.fit(bad)
+    with pytest.raises(HsickitError, match="classes \\['Q'\\]"):  # by default Q beats are left out; with every class kept, refused
+        clf.set_params(classes=None).fit(bad)
 
 
 def test_class_weights_modes():
@@ -229,3 +229,20 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
     older = dataclasses.replace(test, features=test.features[:, :-1], feature_labels=test.feature_labels[:-1])
     with pytest.raises(HsickitError, match=rf"missing \['{test.feature_labels[-1]}'\].*retrain"):
         back.predict(older)  # beats featurised by another hsickit version
+
+
+def test_beats_outside_the_classes_are_left_out_of_training(beats, tmp_path):
+    train, test = beats
+    y = train.y.copy()
+    y[[10, 150]] = "Q"  # two unclassifiable beats, as MIT-BIH 101 and 208 carry
+    with_q = dataclasses.replace(train, y=y)
+    params = dict(channel_epochs=1, random_state=0)  # the defaults otherwise, as in the README example
+    with pytest.warns(UserWarning, match=r"left out 2 beat\(s\).*'Q': 2"):
+        clf = MultiResolutionClassifier(**params).fit(with_q)
+    assert "Q" not in clf.classes_ and clf.left_out_ == {"Q": 2}
+    without = MultiResolutionClassifier(**params).fit(with_q.subset(y != "Q"))
+    np.testing.assert_array_equal(clf.predict(test), without.predict(test))
+    np.testing.assert_allclose(clf.predict_proba(test), without.predict_proba(test))
+    assert MultiResolutionClassifier.load(clf.save(tmp_path / "m")).classes == ("N", "S", "V", "F")
+    with pytest.raises(HsickitError, match="none of the classes"):
+        MultiResolutionClassifier(channels=(), classes=("X",)).fit(train)

@@ -219,7 +219,12 @@ def test_beat_metrics_values():
     m = beat_metrics(y_true, y_pred)
     assert m["sensitivity_S"] == 0.5 and m["ppv_S"] == 0.5 and m["f1_S"] == 0.5
     assert m["sensitivity_V"] == 1.0 and m["ppv_V"] == 1.0 and m["accuracy"] == 0.8 and m["n_beats"] == 10
-    assert m["specificity_N"] == 0.75 and m["support_F"] == 0 and m["ppv_F"] == 0.0
+    assert m["specificity_N"] == 0.75 and m["support_F"] == 0
+    # F has no reference beats and is never predicted: its Se, +P and F1 are undefined, not 0
+    assert np.isnan(m["sensitivity_F"]) and np.isnan(m["ppv_F"]) and np.isnan(m["f1_F"])
+    m2 = beat_metrics(["N", "N", "V"], ["N", "S", "N"])
+    assert np.isnan(m2["sensitivity_S"]) and m2["ppv_S"] == 0.0 and m2["f1_S"] == 0.0  # S predicted once, wrongly
+    assert m2["sensitivity_V"] == 0.0 and np.isnan(m2["ppv_V"]) and m2["f1_V"] == 0.0  # V never predicted
     assert 0 < m["kappa"] < 1
     assert m["macro_f1"] == pytest.approx(np.mean([m["f1_N"], m["f1_S"], m["f1_V"]]))  # F absent: not averaged
     with pytest.raises(HsickitError):

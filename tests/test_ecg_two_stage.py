@@ -91,3 +91,18 @@ def test_continue_boosting_keeps_the_known_classes_on_new_beats_without_one():
         X_test, y_test = _data(n=2000, seed=10 + seed)
         rest = y_test != "V"
         assert (est.predict(X_test[rest]) == y_test[rest]).mean() > 0.97  # unregularised: 0.18 and 0.95 for seeds 0 and 1
+
+
+def test_one_class_besides_v_gives_a_second_stage_of_probability_one(tmp_path):
+    X, y = _data()
+    y = np.where(y == "S", "N", y)  # N and V only (MIT-BIH 119 alone)
+    clf = VentricularFirst(ventricular_columns=[3], n_seeds=2, random_state=0).fit(X, y)
+    p = clf.predict_proba(X)
+    assert clf.classes_.tolist() == ["N", "V"] and p.shape == (len(X), 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(p[:, 0], 1 - np.mean([f.predict_proba(X.astype(np.float32))[:, 1] for f, _ in clf.members_], axis=0))
+    assert (clf.predict(X) == y).mean() > 0.9
+    clf.set_params(warm_start=True).fit(X[:300], y[:300])  # a warm refit keeps the one-class stage
+    save_sklearn(tmp_path / "m.skops", clf)
+    back = load_sklearn(tmp_path / "m.skops", trusted=["hsickit.apps.ecg.two_stage.VentricularFirst"])
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hsickit import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, load_model, read_json, save_model, write_json
+from hsickit.core.io import RunFolder, atomic_write, load_model, markdown_table, read_json, save_model, staged_folder, write_json
 from hsickit.core.models import create_model
 
 
@@ -75,3 +75,29 @@ def test_run_folder(tmp_path):
     assert "# A run" in card and "hsickit demo" in card and "torch" in card
     with pytest.raises(HsickitError, match="flat"):
         run.write_metrics({"per_class": {"a": 1}}, split="test", n_samples=1)
+    run.write_metrics({"ppv": float("nan")}, split="test", n_samples=2, info={"records": "a,b"})
+    assert run.read_json("metrics.json") == {"ppv": None, "n_samples": 2, "split": "test", "records": "a,b"}
+    assert markdown_table([{"ppv": float("nan"), "se": None}]).splitlines()[-1] == "| n/a | n/a |"
+
+
+def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with staged_folder(out) as tmp:
+            (tmp / "model.bin").write_text("half")
+            raise RuntimeError("training failed")
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no folder, no leftovers
+    for text in ("first", "second"):  # a run folder is replaced whole
+        with staged_folder(out) as tmp:
+            (tmp / "config.json").write_text(text)
+            assert not (out / "config.json").exists() or (out / "config.json").read_text() == "first"
+    assert (out / "config.json").read_text() == "second" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # as os.mkdir makes it, not mkdtemp's 0700
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.csv").write_text("x")
+    with pytest.raises(HsickitError, match="not an empty folder or a hsickit run folder"):
+        with staged_folder(tmp_path / "data"):
+            pass
+    assert (tmp_path / "data" / "mine.csv").exists()

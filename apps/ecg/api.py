@@ -2,7 +2,10 @@
 
 A *run folder* holds ``config.json`` (beat preparation + model parameters), the model
 (``model/``: safetensors + JSON per channel and for the downstream classifier),
-``history.csv``, ``metrics.json`` (+ ``metrics.nc``), ``plots/`` and a ``README.md`` model card.
+``history.csv``, ``metrics.json`` (+ ``metrics.nc``; the latest scoring: validation at
+training time, then each ``evaluate``), ``validation_metrics.json`` (kept from training),
+``plots/`` and a ``README.md`` model card. It is built in a temporary folder next to it and
+takes its name only once complete, so a failed run leaves no folder that other commands load.
 
 Example
 -------
@@ -30,7 +33,7 @@ from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json
+from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json, staged_folder
 from hsickit.datasets.ecg import AAMI_CLASSES, list_records, records_at
 
 __all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
@@ -78,36 +81,52 @@ def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConf
     run.write_model_card("hsickit ECG beat model", sections)
 
 
-def _fit_and_write(clf: MultiResolutionClassifier, run: RunFolder, config: BeatConfig, train: BeatSet,
+def _fit_and_write(clf: MultiResolutionClassifier, out, config: BeatConfig, train: BeatSet,
                    validation: BeatSet | None, data: dict, verbose: int) -> MultiResolutionClassifier:
+    """Fit ``clf``, then write run folder ``out`` whole (nothing is written when training fails)."""
     start = time.perf_counter()
-    clf.fit(train, validation)
+    try:
+        clf.fit(train, validation)
+    except HsickitError:
+        raise
+    except Exception as err:
+        raise HsickitError(f"training on records {data['train_records']} of {data['records_dir']} failed "
+                           f"({type(err).__name__}: {err}); nothing was written to {out}. Check those records "
+                           "(the classes each holds); if they are sound, report this with the command") from err
     seconds = time.perf_counter() - start
+    data["beats_left_out_of_training"] = clf.left_out_
+    data["n_train_beats"] = len(train) - sum(clf.left_out_.values())
     if getattr(clf, "holdout_records_", None):
         data["downstream_trained_on_records"] = ",".join(clf.holdout_records_)
-    clf.save(run / "model")
-    run.write_config({"task": "beats", "beat_config": config.to_dict(),
-                      "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
-                      "data": data, "fit_seconds": seconds})
-    history = _history(clf)
-    if history:
-        run.write_history(history)
-    metrics = None
-    if validation is not None and len(validation):
-        metrics = _write_evaluation(run, clf, validation, "validation")
-    _model_card(run, clf, config, data, metrics)
+    with staged_folder(out) as folder:
+        run = RunFolder(folder)
+        clf.save(run / "model")
+        run.write_config({"task": "beats", "beat_config": config.to_dict(),
+                          "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
+                          "data": data, "fit_seconds": seconds})
+        history = _history(clf)
+        if history:
+            run.write_history(history)
+        metrics = None
+        if validation is not None and len(validation):
+            metrics = _write_evaluation(run, clf, validation, "validation", data["records_dir"])
+            atomic_write(run / "validation_metrics.json", (run / "metrics.json").read_bytes())
+        _model_card(run, clf, config, data, metrics)
     return clf
 
 
-def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: BeatSet, split: str) -> dict:
+def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: BeatSet, split: str, records_dir) -> dict:
+    """Score ``beats``; write metrics.json and metrics.nc (naming the records scored), the confusion matrix and its plot."""
     from hsickit.core.plots import confusion_matrix
 
     y_pred = clf.predict(beats)
     y_true = beats.y.astype(str)
     classes = [c for c in ("N", "S", "V", "F")]
     metrics = beat_metrics(y_true, y_pred, classes)
-    run.write_metrics(metrics, split=split, n_samples=len(beats))
-    atomic_write(run / "metrics.nc", metrics_dataset([metrics], classes, folds=[split]).to_netcdf(engine="scipy"))
+    info = {"records_dir": os.path.abspath(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
+    run.write_metrics(metrics, split=split, n_samples=len(beats), info=info)
+    ds = metrics_dataset([metrics], classes, folds=[split]).assign_attrs(split=split, **info)
+    atomic_write(run / "metrics.nc", ds.to_netcdf(engine="scipy"))
     labels = [c for c in AAMI_CLASSES if c in set(y_true) | set(y_pred)]
     cm = beat_confusion(y_true, y_pred, labels)
     run.write_json("confusion.json", {"labels": labels, "matrix": cm.tolist()})
@@ -126,42 +145,58 @@ def load_run(run: str | os.PathLike) -> tuple[MultiResolutionClassifier, BeatCon
     return MultiResolutionClassifier.load(run / "model"), BeatConfig.from_dict(cfg["beat_config"])
 
 
+def _validation_note(validation: list[str], train_names: list[str], how: str) -> str:
+    """One line on the records held out for validation (chosen ``how``), and on those trained on."""
+    if not validation:
+        return (f"no validation records ({how}): no validation metrics are written; "
+                f"training on {len(train_names)} record(s)")
+    return (f"validation records, held out of training ({how}; choose others with --validation-list): "
+            f"{', '.join(validation)}; training on {len(train_names)} record(s)")
+
+
 def train_beats(records_dir, out, records: Sequence[str] | str | None = None, validation_records: Sequence[str] | str | None = None,
                 *, beat_config: BeatConfig | None = None, verbose: int = 1, **model_params) -> MultiResolutionClassifier:
     """Train a multi-resolution beat classifier on annotated records and write a run folder.
 
-    ``validation_records`` (names inside ``records_dir``) are held out for early stopping and
-    the model card's metrics; by default the MIT-BIH DS1 validation records when they are
-    present, else every fifth record. ``model_params`` go to :class:`MultiResolutionClassifier`.
+    ``validation_records`` (names inside ``records_dir``; "none": no validation) are held out
+    for early stopping and the model card's metrics; by default the MIT-BIH DS1 validation
+    records when they are present, else every fifth record. Which records were held out is
+    printed (``verbose``) and written to config.json. ``model_params`` go to
+    :class:`MultiResolutionClassifier`.
     """
     from hsickit.datasets.ecg_splits import DS1_VALIDATION
 
     config = beat_config or BeatConfig()
     names = list_records(records_dir, records)
-    if validation_records is None:
-        validation = [r for r in names if r in DS1_VALIDATION] or (names[4::5] if len(names) >= 3 else [])
+    if validation_records == "none":
+        validation, how = [], "--validation-list none"
+    elif validation_records is not None:
+        validation, how = list_records(records_dir, validation_records), "as asked"
+    elif any(r in DS1_VALIDATION for r in names):
+        validation, how = [r for r in names if r in DS1_VALIDATION], "the MIT-BIH DS1 validation records among them"
     else:
-        validation = list_records(records_dir, validation_records)
+        validation, how = names[4::5], f"every 5th of the {len(names)} records"
     train_names = [r for r in names if r not in validation]
     if not train_names:
-        raise HsickitError("every record is a validation record; leave some records for training")
+        raise HsickitError("every record is a validation record; leave some records for training "
+                           "(--validation-list names the validation records; 'none' for none)")
+    if verbose:
+        print(_validation_note(validation, train_names, how))
     beats = load_beats(records_dir, sorted(set(train_names) | set(validation)), config, annotated=True, verbose=verbose)
     train, val = beats.records(train_names), beats.records(validation)
-    n_q = int((train.y == "Q").sum())
-    train = train.subset(train.y != "Q")  # Q (unclassifiable) beats are too rare to learn (AAMI practice)
-    data = {"n_q_beats_left_out_of_training": n_q, "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
-            "validation_records": ",".join(validation), "n_train_beats": len(train), "n_validation_beats": len(val),
+    data = {"records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
+            "validation_records": ",".join(validation), "n_validation_beats": len(val),
             "repairs": "; ".join(beats.repairs) or "none"}
     model_params.setdefault("verbose", verbose)
     clf = MultiResolutionClassifier(**model_params)
-    return _fit_and_write(clf, RunFolder(out), config, train, val if len(val) else None, data, verbose)
+    return _fit_and_write(clf, out, config, train, val if len(val) else None, data, verbose)
 
 
 def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None, *, verbose: int = 1) -> dict:
     """Score a run's model on annotated records; writes ``metrics.json`` (+ .nc, confusion plot) into the run."""
     clf, config = load_run(run)
     beats = load_beats(records_dir, records, config, annotated=True, verbose=verbose)
-    return _write_evaluation(RunFolder(run), clf, beats, "evaluation")
+    return _write_evaluation(RunFolder(run), clf, beats, "evaluation", records_dir)
 
 
 def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
@@ -229,5 +264,5 @@ def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = 
     train = train.subset(known)
     clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
     data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
-            "validation_records": ",".join(validation), "n_train_beats": len(train), "repairs": "; ".join(beats.repairs) or "none"}
-    return _fit_and_write(clf, RunFolder(out), config, train, val if len(val) else None, data, verbose)
+            "validation_records": ",".join(validation), "repairs": "; ".join(beats.repairs) or "none"}
+    return _fit_and_write(clf, out, config, train, val if len(val) else None, data, verbose)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -45,7 +46,7 @@ def train(
     records_list: Optional[str] = _LIST,
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     task: str = typer.Option("beats", "--task", help="beats (AAMI classes per beat) or records (multi-label per record)."),
-    validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping and the model card (default: DS1 validation records if present, else every 5th)."),
+    validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping and the model card (default: DS1 validation records if present, else every 5th; beats: 'none' for none)."),
     channels: str = typer.Option("rr", help="Channel networks of the beat model (comma-separated, or 'none'): beat, rhythm, wavelet, rr. The default two-stage downstream reads only rr (--ventricular-channels); the others feed the one-stage downstreams. --task records always fuses its four record channels."),
     features: bool = typer.Option(True, "--features/--no-features", help="Append the hand-crafted features."),
     downstream: Optional[str] = typer.Option(None, help="Downstream classifier. Beats: ventricular_first (default; two-stage gradient boosting), gradient_boosting, residual_mlp or mlp. Records: logistic (default; mlp with --training hsic) or mlp."),
@@ -69,7 +70,8 @@ def train(
 
         metrics = train_records(records, out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
                                 random_state=seed, verbose=verbose)
-        typer.echo(json.dumps({k: metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc") if k in metrics}))
+        typer.echo(json.dumps({k: None if math.isnan(metrics[k]) else metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc")
+                              if k in metrics}))
         typer.echo(f"run folder: {out}")
         return
     if task != "beats":
@@ -83,7 +85,12 @@ def train(
                 stacking=stacking, holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, verbose=verbose)
     metrics = out / "metrics.json"
     if metrics.exists():
+        from hsickit.core.io import read_json
+
+        typer.echo(f"validation metrics on records {read_json(metrics)['records']} (held out of training):")
         typer.echo(metrics.read_text())
+    else:
+        typer.echo("no validation records, so no validation metrics; score the model with 'hsickit ecg evaluate'")
     typer.echo(f"run folder: {out}")
 
 
@@ -94,16 +101,17 @@ def evaluate(
     records_list: Optional[str] = _LIST,
     quiet: bool = _QUIET,
 ) -> None:
-    """Score a trained model on annotated records; writes RUN/metrics.json."""
+    """Score a trained model on annotated records; writes RUN/metrics.json (training's validation
+    metrics stay in RUN/validation_metrics.json) and prints it (undefined ratios are null)."""
     if _records_model(run):
         from hsickit.apps.ecg.records import evaluate_records
 
-        metrics = evaluate_records(run, records, records_list, verbose=0 if quiet else 1)
+        evaluate_records(run, records, records_list, verbose=0 if quiet else 1)
     else:
         from hsickit.apps.ecg.api import evaluate_beats
 
-        metrics = evaluate_beats(run, records, records_list, verbose=0 if quiet else 1)
-    typer.echo(json.dumps(metrics, indent=1))
+        evaluate_beats(run, records, records_list, verbose=0 if quiet else 1)
+    typer.echo((run / "metrics.json").read_text())
 
 
 @app.command()
@@ -175,6 +183,6 @@ def demo(
     predict_beats(out / "run", records / "s07", out / "predictions", verbose=verbose)
     finetune_beats(out / "run", hospital, out / "finetuned", epochs=2, verbose=verbose)
     keys = ["accuracy", "kappa"] + [f"{m}_{c}" for c in ("N", "S", "V", "F") for m in ("sensitivity", "ppv")]
-    typer.echo(" ".join(f"{k}={metrics[k]:.3f}" for k in keys))
+    typer.echo(" ".join(f"{k}={'n/a' if math.isnan(metrics[k]) else format(metrics[k], '.3f')}" for k in keys))
     typer.echo(f"synthetic records: {records}; run folders: {out / 'run'}, {out / 'finetuned'}; "
                f"predictions: {out / 'predictions'} ({time.perf_counter() - start:.0f} s)")

@@ -18,6 +18,7 @@ True
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -160,6 +161,11 @@ class MultiResolutionClassifier(BaseEstimator):
         and downstream see the same beats (used when there are fewer than 3 records, and when
         fine-tuning).
     crossfit_folds : number of record groups for ``stacking="crossfit"``.
+    classes : the beat classes to learn (default the AAMI N, S, V, F; None: every class in the
+        training beats). Beats of other classes — Q (unclassifiable), which a few MIT-BIH records
+        carry by the handful — are left out of training and validation, with a warning; their count
+        per class is ``left_out_``. Trained on, two Q beats made a fifth class that balanced class
+        weighting inflated (MIT-BIH 201, 208, 223 -> 119, 118: V Se 0.15 with them, 0.83 without).
     tune_bias : with ``validation`` beats, tune per-class log-probability offsets on them to
         maximise macro F1 (:func:`tune_class_bias`). Off by default: on MIT-BIH DS1 a few
         validation records did not represent new patients well enough (benchmarks/ecg_mitdb.py).
@@ -169,9 +175,10 @@ class MultiResolutionClassifier(BaseEstimator):
                  downstream="ventricular_first", ventricular_channels: Sequence[str] = ("rr",), training="backprop",
                  channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
-                 stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, tune_bias=False, frozen_blocks=0, warm_start=False,
-                 random_state=None, verbose=0):
+                 stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
+                 tune_bias=False, frozen_blocks=0, warm_start=False, random_state=None, verbose=0):
         self.channels = channels
+        self.classes = classes
         self.sigma = sigma
         self.tune_bias = tune_bias
         self.stacking = stacking
@@ -201,6 +208,26 @@ class MultiResolutionClassifier(BaseEstimator):
             raise HsickitError(f"unknown channel(s) {unknown}; choose from {', '.join(CHANNELS)}")
         if not self.channels and not self.use_features:
             raise HsickitError("nothing to classify from: give at least one channel or use_features=True")
+        if self.classes is not None and (isinstance(self.classes, str) or not len(self.classes)):
+            raise HsickitError(f"classes={self.classes!r}; give a sequence of class labels such as ('N', 'S', 'V', 'F'), or None for all")
+
+    def _known(self, beats: BeatSet, what: str) -> BeatSet:
+        """The beats of ``classes`` (all when None); the others are counted and warned about."""
+        if self.classes is None:
+            return beats
+        keep = np.isin(beats.y.astype(str), [str(c) for c in self.classes])
+        if keep.all():
+            return beats
+        labels, counts = np.unique(beats.y[~keep].astype(str), return_counts=True)
+        left_out = dict(zip(labels.tolist(), counts.tolist()))
+        if what == "training":
+            if not keep.any():
+                raise HsickitError(f"the training beats have none of the classes {tuple(self.classes)} (only {sorted(left_out)}); "
+                                   "pass records with such beats, or set classes")
+            self.left_out_ = left_out
+        warnings.warn(f"{what} beats: left out {int((~keep).sum())} beat(s) of classes outside classes={tuple(self.classes)}: "
+                      f"{left_out}", stacklevel=4)
+        return beats.subset(keep)
 
     def _channel_view(self, channels: dict, beats: BeatSet) -> list[np.ndarray]:
         """Each channel's embedding, or (crossfit) its log-probabilities over ``channel_classes_``."""
@@ -334,6 +361,10 @@ class MultiResolutionClassifier(BaseEstimator):
         self._check()
         if not beats.labelled:
             raise HsickitError("training beats have no labels (records without annotation files); pass annotated records")
+        self.left_out_ = {}
+        beats = self._known(beats, "training")
+        if validation is not None and len(validation):
+            validation = self._known(validation, "validation")
         y = beats.y.astype(str)
         warm = self.warm_start and hasattr(self, "downstream_")
         if warm:
@@ -441,6 +472,8 @@ class MultiResolutionClassifier(BaseEstimator):
         meta = read_json(path / "fusion.json")
         params = dict(meta["params"])
         params["channels"] = tuple(params["channels"])
+        if params.get("classes") is not None:
+            params["classes"] = tuple(params["classes"])
         clf = cls(**params)
         clf.channels_ = {name: ChannelNetwork.load(path / "channels" / name) for name in clf.channels}
         clf.downstream_ = (load_sklearn(path / "downstream" / "model.skops", trusted=_TRUSTED) if clf.downstream in SKLEARN_DOWNSTREAM

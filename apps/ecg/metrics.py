@@ -8,6 +8,8 @@ Example
 >>> m = beat_metrics(["N", "N", "S", "V"], ["N", "S", "S", "V"])
 >>> m["sensitivity_S"], m["ppv_S"], m["n_beats"]
 (1.0, 0.5, 4)
+>>> m["sensitivity_F"]  # no F beats: undefined, not 0
+nan
 """
 from __future__ import annotations
 
@@ -34,14 +36,16 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
     """Flat dict: accuracy, kappa, macro_f1 and ``sensitivity_c``, ``ppv_c``, ``f1_c``,
     ``specificity_c``, ``support_c`` per class, plus ``n_beats``.
 
-    Se = TP / (TP + FN), +P = TP / (TP + FP) (0 when a class is never predicted), F1 their
-    harmonic mean; macro_f1 averages the classes that occur in y_true or y_pred. Accuracy and kappa count every beat (Q included when present).
+    Se = TP / (TP + FN), +P = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + FN) (scikit-learn's);
+    a ratio with nothing to count is NaN, not 0 (Se of a class without reference beats, +P of a
+    class never predicted, F1 of a class neither present nor predicted; null in metrics.json).
+    macro_f1 averages the classes that occur in y_true or y_pred. Accuracy and kappa count every beat (Q included when present).
     """
     y_true, y_pred = np.asarray(y_true, str), np.asarray(y_pred, str)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise HsickitError(f"y_true and y_pred must be non-empty and equally long (got {y_true.size} and {y_pred.size})")
     classes = list(classes)
-    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=np.nan)
     out = {"accuracy": float(skm.accuracy_score(y_true, y_pred)),
            "kappa": float(skm.cohen_kappa_score(y_true, y_pred)) if len(set(y_true) | set(y_pred)) > 1 else 1.0,
            "macro_f1": float(np.mean([f[i] for i, c in enumerate(classes) if s[i] > 0 or c in set(y_pred)] or [0.0])), "n_beats": int(y_true.size)}

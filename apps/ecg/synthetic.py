@@ -93,16 +93,18 @@ def synthetic_record(duration: float = 60.0, rates: dict | None = None, random_s
 
 
 def write_synthetic_records(
-    directory: str | os.PathLike, n_records: int = 6, duration: float = 60.0, random_state=0, prefix: str = "s"
+    directory: str | os.PathLike, n_records: int = 6, duration: float = 60.0, random_state=0, prefix: str = "s",
+    rates: dict | None = None,
 ) -> str:
-    """Write ``n_records`` synthetic two-lead records (``.hea``, ``.dat``, ``.atr``) and a RECORDS file."""
+    """Write ``n_records`` synthetic two-lead records (``.hea``, ``.dat``, ``.atr``) and a RECORDS file;
+    ``rates`` as in :func:`synthetic_record`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(random_state)
     names = []
     for i in range(n_records):
         name = f"{prefix}{i:02d}"
-        sig, peaks, kinds = synthetic_record(duration, random_state=int(rng.integers(2**31)))
+        sig, peaks, kinds = synthetic_record(duration, rates, random_state=int(rng.integers(2**31)))
         wfdb.wrsamp(name, fs=_FS, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=sig, fmt=["212", "212"],
                     adc_gain=[200.0, 200.0], baseline=[1024, 1024], write_dir=str(directory),
                     comments=["synthetic record written by hsickit.apps.ecg.synthetic"])

@@ -7,7 +7,8 @@ first stage decides V against the rest on the ``first_columns`` (default: every 
 second stage decides among the other classes without the ``ventricular_columns``, trained on
 the non-V beats only.
 Probabilities compose: ``P(V) = p1``, ``P(c) = (1 - p1) * p2(c)``. Without V beats to
-train on, the second stage is the whole model. Boosting's early stopping holds out a random
+train on, the second stage is the whole model; when the other beats are all of one class, the
+second stage is that class with probability 1 (scikit-learn's ``DummyClassifier``). Boosting's early stopping holds out a random
 tenth of the beats, and on MIT-BIH one seed's choice moved S +P by up to ten points; so
 ``n_seeds`` pairs of stages, fitted with consecutive seeds, are averaged.
 
@@ -26,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
@@ -75,7 +77,8 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    members_ : list of (first stage or None, second stage) pairs.
+    members_ : list of (first stage or None, second stage) pairs; the second stage is a
+        ``DummyClassifier`` when the non-V beats are all of one class.
     first_columns_ : the columns the first stage reads.
     columns_ : the columns the second stage reads.
     """
@@ -127,7 +130,11 @@ class VentricularFirst(ClassifierMixin, BaseEstimator):
             seed = None if self.random_state is None else int(self.random_state) + k
             first, second = self.members_[k] if warm else (None, None)
             first = self._stage(first, seed).fit(X_first, is_v, sample_weight=w_first) if is_v.any() else None
-            second = self._stage(second, seed).fit(X_rest, y[rest], sample_weight=w_second)
+            if len(np.unique(y[rest])) == 1:  # boosting needs two classes: the one class has probability 1
+                second = DummyClassifier(strategy="prior").fit(X_rest, y[rest])
+            else:
+                second = self._stage(None if isinstance(second, DummyClassifier) else second, seed).fit(
+                    X_rest, y[rest], sample_weight=w_second)
             members.append((first, second))
         self.members_ = members
         ventricular = [self.ventricular_class] if members[0][0] is not None else []

@@ -66,7 +66,7 @@ def test_level_probabilities_are_sums_and_consistent(tax):
 
 
 def test_top_k_and_back_off(tax):
-    p = np.array([[0.1, 0.2, 0.3, 0.15, 0.15, 0.1],   # species 0.3, genus 0.4 (Acer), family 0.6
+    p = np.array([[0.1, 0.15, 0.35, 0.15, 0.15, 0.1],   # Fagus s. 0.35; genus Acer 0.4 > Fagus 0.35; Fagaceae 0.6
                   [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
     idx, pk = top_k(p, 2)
     assert idx.tolist() == [[2, 1], [0, 1]] and np.allclose(pk[1], [0.9, 0.02])
@@ -74,14 +74,50 @@ def test_top_k_and_back_off(tax):
     bo = back_off(lv, tax, threshold=0.5)
     assert bo["level"].tolist() == ["family", "species"]
     assert bo["name"].tolist() == ["Fagaceae", "Quercus robur"]
-    bo = back_off(lv, tax, threshold=0.35)
-    assert bo["level"].tolist() == ["genus", "species"] and bo["name"][0] == "Acer"
-    bo = back_off(lv, tax, threshold=0.95)
-    assert bo["level"].tolist() == ["family", "family"] and not bo["confident"].any()
+    bo = back_off(lv, tax, threshold=0.3)
+    assert bo["level"].tolist() == ["species", "species"] and bo["name"][0] == "Fagus sylvatica"
+    # Acer (0.4) is the most probable genus on its own, but it is not in the most probable family
+    bo = back_off(lv, tax, threshold=0.38)
+    assert bo["name"].tolist() == ["Fagaceae", "Quercus robur"]
     table = prediction_table(p, tax, ids=["a", "b"], k=2, threshold=0.5)
-    assert table.loc[0, "genus"] == "Acer" and table.loc[0, "species"] == "Fagus sylvatica"
+    assert table.loc[0, ["family", "genus", "species"]].tolist() == ["Fagaceae", "Fagus", "Fagus sylvatica"]
+    assert table.loc[0, "p_genus"] == pytest.approx(0.35)
     assert table.loc[0, "top2_species"] == "Fagus sylvatica;Quercus ilex"
     assert table.loc[1, "backoff_name"] == "Quercus robur"
+
+
+def test_back_off_is_undetermined_when_no_level_reaches_the_threshold(tax):
+    p = np.array([[0.1, 0.15, 0.35, 0.15, 0.15, 0.1], [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
+    bo = back_off(level_probabilities(p, tax), tax, threshold=0.95)
+    assert bo["level"].tolist() == ["none", "none"] and bo["name"].tolist() == ["", ""]
+    assert bo["index"].tolist() == [-1, -1] and bo["depth"].tolist() == [3, 3]
+    assert np.allclose(bo["probability"], [0.6, 0.94])  # the lineage's family, the best it offers
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(6, 0.5), size=300)
+    for t in (0.3, 0.5, 0.7, 0.9):
+        table = prediction_table(p, tax, threshold=t)
+        none = table.backoff_level == "none"
+        assert (table.backoff_p[~none] >= t).all() and (table.backoff_p[none] < t).all(), t
+        assert (table.backoff_name[none] == "").all() and (table.backoff_name[~none] != "").all()
+    assert none.any()  # at 0.9 some specimens have no confident level
+
+
+def test_predicted_lineage_is_consistent(tax):
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.full(6, 0.3), size=500)
+    table = prediction_table(p, tax, threshold=0.4)
+    lineage = {tax.lineage(i)["species"]: tax.lineage(i) for i in range(tax.n_leaves)}
+    for row in table.itertuples():
+        assert lineage[row.species]["genus"] == row.genus and lineage[row.species]["family"] == row.family
+        if row.backoff_level != "none":  # the back-off answer lies on the same lineage
+            assert getattr(row, row.backoff_level) == row.backoff_name
+    assert (table.p_genus >= table.p_species - 1e-12).all() and (table.p_family >= table.p_genus - 1e-12).all()
+    # the family is the most probable family, and metrics score the same lineage as the table
+    assert (table.p_family == level_probabilities(p, tax)["family"].max(1)).all()
+    y = rng.integers(0, 6, size=500)
+    m = taxonomic_metrics(y, p, tax)
+    assert m["accuracy_genus"] == pytest.approx(np.mean(table.genus.to_numpy() == np.array(
+        [tax.lineage(i)["genus"] for i in y])))
 
 
 def test_metrics_by_hand(tax):

@@ -210,7 +210,8 @@ def predict(
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     top_k: int = typer.Option(5, "--top-k", help="Number of species listed per specimen."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level whose probability reaches this."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level of the predicted lineage whose probability reaches this "
+                                   "(backoff_level 'none', empty name, when none does)."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
 ) -> None:
     """Predictions at every level with probabilities, the top-k species and the back-off answer."""

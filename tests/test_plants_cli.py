@@ -65,7 +65,9 @@ def test_train_evaluate_predict_finetune(files):
                  "plots/confusion_family_val.png"):
         assert (run / name).exists(), name
     invoke(["evaluate", run, "--features", files / "specimens.csv", "--split", "test", "--quiet"])
-    m = json.loads((run / "metrics.json").read_text())
+    assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the run's own metrics are kept
+    m = json.loads((run / "eval-specimens-test" / "metrics.json").read_text())
+    assert (run / "eval-specimens-test" / "plots" / "level_accuracy_test.png").exists()
     for key in ("accuracy_species", "accuracy_genus", "accuracy_family", "top5_species", "hierarchical_f1",
                 "mistake_severity", "n_samples"):
         assert key in m, key
@@ -114,7 +116,7 @@ def test_images_npz_route(tmp_path):
             "--out", run, "--quiet"])
     invoke(["evaluate", run, "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv",
             "--split", "test", "--quiet"])
-    assert json.loads((run / "metrics.json").read_text())["n_samples"] == 10
+    assert json.loads((run / "eval-images-test" / "metrics.json").read_text())["n_samples"] == 10
     invoke(["predict", run, "--images", tmp_path / "images.npz", "-o", tmp_path / "p.csv", "--quiet"])
     assert len(pd.read_csv(tmp_path / "p.csv")) == 30
     common = ["train", "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv", "--label-col", "label",

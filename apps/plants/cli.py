@@ -21,7 +21,7 @@ import numpy as np
 import typer
 
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json
+from hsickit.core.io import RunFolder, atomic_write, evaluation_folder, markdown_table, read_json
 from hsickit.datasets.plants import PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy
 
 app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
@@ -189,18 +189,25 @@ def evaluate(
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
     label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: as in training)."),
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and plots (default: the run folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and plots "
+                                       "(default RUN/eval-<data name>[-<split>]; the run's own metrics.json is kept)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
 ) -> None:
-    """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity, back-off)."""
+    """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity,
+    back-off) and plots, in RUN/eval-<data name>[-<split>] unless --out says otherwise."""
     clf, cfg = _load_run(run)
     data = cfg.get("data", {})
     s = _read(features, images, clf.taxonomy_, label_col=label_col or data.get("label_col", "species"),
               id_col=data.get("id_col", "id"), splits=splits, split=split, labels=labels, skip=skip_bad_rows,
               feature_cols=data.get("feature_names") or None if features else None,
               image_size=data.get("image_size", 128))
-    _report(RunFolder(out or run), clf, s, split or "test", _thresholds(thresholds), quiet)
+    folder = RunFolder(out or evaluation_folder(run, features or images, split))
+    _report(folder, clf, s, split or "test", _thresholds(thresholds), quiet)
+    folder.write_config({"command": "plants evaluate", "run": str(run), "data": str(features or images),
+                         "splits": None if splits is None else str(splits), "split": split})
+    if not quiet:
+        typer.echo(f"wrote {folder.path}")
 
 
 @app.command()

@@ -188,13 +188,14 @@ def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
     block0 = clf.net_.model_.blocks[0].linear.weight.detach().clone()
     new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
     Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono", "Quercus robur"], seed=0)
-    clf.finetune(Xn, yn, taxonomy=new_rows, epochs=40, frozen_blocks=1)
+    clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, frozen_blocks=1, lr=3e-3)
     assert clf.classes_.tolist()[-1] == "Acer rubrum" and len(clf.classes_) == 6
     assert clf.net_.model_.head.weight.shape[0] == 6
     assert torch.equal(clf.net_.model_.blocks[0].linear.weight, block0)  # frozen block kept
-    assert not torch.equal(clf.net_.model_.head.weight[:5], old_w)  # trained further
+    assert torch.equal(clf.net_.model_.head.weight[:5], old_w)  # known species' rows kept (keep_known)
     assert (clf.predict(Xn) == yn).mean() > 0.8
     assert clf.predict_levels(Xn)["genus"].shape == (len(Xn), 3)
+    assert len(clf.validation_index_) == round(0.2 * len(yn))  # held out of the new specimens
     # a conflicting taxonomy row is refused, naming the species
     bad = read_taxonomy(io.StringIO("species,genus,family\nAcer mono,Acer,Aceraceae\n"))
     with pytest.raises(HsickitError, match="Acer mono"):
@@ -204,6 +205,26 @@ def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
     again = TaxonomicClassifier.load(tmp_path / "run")
     assert np.allclose(again.predict_proba(Xn), clf.predict_proba(Xn), atol=1e-6)
     assert again.taxonomy_.n_leaves == 6
+
+
+def test_finetune_defaults_keep_what_the_model_knew(tax):
+    """Old behaviour (every block and output row trained at lr 1e-3) forgets the species absent
+    from the fine-tuning data; the defaults (frozen encoder, known rows kept) remember them."""
+    base_species = [s for s in tax.leaves if s != "Acer rubrum"]
+    small = read_taxonomy(io.StringIO("".join(l + "\n" for l in TAX.splitlines() if "rubrum" not in l)))
+    X, y = synthetic(tax, species=base_species, noise=1.5)
+    new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
+    Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono"])
+    scores = {}
+    for name, kwargs in {"old": dict(frozen_blocks=0, lr=1e-3, keep_known=False), "default": {}}.items():
+        clf = TaxonomicClassifier(small, epochs=40, patience=None, model_params={"hidden": (32, 32)},
+                                  random_state=0).fit(X, y)
+        held = np.isin(y, ["Quercus robur", "Quercus ilex", "Fagus sylvatica", "Acer opalus"])
+        before = clf.score(X[held], y[held])
+        clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, **kwargs)
+        scores[name] = clf.score(X[held], y[held])
+    assert before > 0.9
+    assert scores["default"] > 0.8 and scores["default"] > scores["old"] + 0.3, scores
 
 
 def test_images_use_the_cnn_and_round_trip(tax, tmp_path):

@@ -91,6 +91,9 @@ def test_train_evaluate_predict_finetune(files):
             "--epochs", 40, "--out", run2, "--quiet"])
     cfg = json.loads((run2 / "config.json").read_text())
     assert cfg["new_species"] == ["A_rub"]
+    m2 = json.loads((run2 / "metrics.json").read_text())  # scored on specimens held out of mine.csv, not trained on
+    assert m2["split"] == "validation" and m2["n_samples"] == round(0.2 * len(pd.read_csv(files / "mine.csv")))
+    assert "held out of" in (run2 / "README.md").read_text() and cfg["frozen_blocks"] == "encoder"
     invoke(["predict", run2, "--features", files / "mine.csv", "-o", files / "pred2.csv", "--quiet"])
     p2 = pd.read_csv(files / "pred2.csv")
     truth = pd.read_csv(files / "mine.csv").species.map({"A_rub": "Acer rubrum", "A_mon": "Acer mono"})

@@ -255,6 +255,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def evaluation_folder(run: str | os.PathLike, data: str | os.PathLike, split: str | None = None) -> Path:
+    """``RUN/eval-<data file stem>[-<split>]``: where ``evaluate`` writes by default, so it never
+    overwrites the run's own (validation) metrics.json and plots.
+
+    >>> evaluation_folder("runs/a", "data/test.csv").as_posix(), evaluation_folder("runs/a", "all.csv", "test").as_posix()
+    ('runs/a/eval-test', 'runs/a/eval-all-test')
+    """
+    name = Path(data).stem
+    return Path(run) / (f"eval-{name}-{split}" if split else f"eval-{name}")
+
+
 class RunFolder:
     """A folder of one training or evaluation run.
 

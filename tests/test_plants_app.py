@@ -66,7 +66,7 @@ def test_level_probabilities_are_sums_and_consistent(tax):
 
 
 def test_top_k_and_back_off(tax):
-    p = np.array([[0.1, 0.2, 0.3, 0.15, 0.15, 0.1],   # species 0.3, genus 0.4 (Acer), family 0.6
+    p = np.array([[0.1, 0.15, 0.35, 0.15, 0.15, 0.1],   # Fagus s. 0.35; genus Acer 0.4 > Fagus 0.35; Fagaceae 0.6
                   [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
     idx, pk = top_k(p, 2)
     assert idx.tolist() == [[2, 1], [0, 1]] and np.allclose(pk[1], [0.9, 0.02])
@@ -74,14 +74,50 @@ def test_top_k_and_back_off(tax):
     bo = back_off(lv, tax, threshold=0.5)
     assert bo["level"].tolist() == ["family", "species"]
     assert bo["name"].tolist() == ["Fagaceae", "Quercus robur"]
-    bo = back_off(lv, tax, threshold=0.35)
-    assert bo["level"].tolist() == ["genus", "species"] and bo["name"][0] == "Acer"
-    bo = back_off(lv, tax, threshold=0.95)
-    assert bo["level"].tolist() == ["family", "family"] and not bo["confident"].any()
+    bo = back_off(lv, tax, threshold=0.3)
+    assert bo["level"].tolist() == ["species", "species"] and bo["name"][0] == "Fagus sylvatica"
+    # Acer (0.4) is the most probable genus on its own, but it is not in the most probable family
+    bo = back_off(lv, tax, threshold=0.38)
+    assert bo["name"].tolist() == ["Fagaceae", "Quercus robur"]
     table = prediction_table(p, tax, ids=["a", "b"], k=2, threshold=0.5)
-    assert table.loc[0, "genus"] == "Acer" and table.loc[0, "species"] == "Fagus sylvatica"
+    assert table.loc[0, ["family", "genus", "species"]].tolist() == ["Fagaceae", "Fagus", "Fagus sylvatica"]
+    assert table.loc[0, "p_genus"] == pytest.approx(0.35)
     assert table.loc[0, "top2_species"] == "Fagus sylvatica;Quercus ilex"
     assert table.loc[1, "backoff_name"] == "Quercus robur"
+
+
+def test_back_off_is_undetermined_when_no_level_reaches_the_threshold(tax):
+    p = np.array([[0.1, 0.15, 0.35, 0.15, 0.15, 0.1], [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
+    bo = back_off(level_probabilities(p, tax), tax, threshold=0.95)
+    assert bo["level"].tolist() == ["none", "none"] and bo["name"].tolist() == ["", ""]
+    assert bo["index"].tolist() == [-1, -1] and bo["depth"].tolist() == [3, 3]
+    assert np.allclose(bo["probability"], [0.6, 0.94])  # the lineage's family, the best it offers
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(6, 0.5), size=300)
+    for t in (0.3, 0.5, 0.7, 0.9):
+        table = prediction_table(p, tax, threshold=t)
+        none = table.backoff_level == "none"
+        assert (table.backoff_p[~none] >= t).all() and (table.backoff_p[none] < t).all(), t
+        assert (table.backoff_name[none] == "").all() and (table.backoff_name[~none] != "").all()
+    assert none.any()  # at 0.9 some specimens have no confident level
+
+
+def test_predicted_lineage_is_consistent(tax):
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.full(6, 0.3), size=500)
+    table = prediction_table(p, tax, threshold=0.4)
+    lineage = {tax.lineage(i)["species"]: tax.lineage(i) for i in range(tax.n_leaves)}
+    for row in table.itertuples():
+        assert lineage[row.species]["genus"] == row.genus and lineage[row.species]["family"] == row.family
+        if row.backoff_level != "none":  # the back-off answer lies on the same lineage
+            assert getattr(row, row.backoff_level) == row.backoff_name
+    assert (table.p_genus >= table.p_species - 1e-12).all() and (table.p_family >= table.p_genus - 1e-12).all()
+    # the family is the most probable family, and metrics score the same lineage as the table
+    assert (table.p_family == level_probabilities(p, tax)["family"].max(1)).all()
+    y = rng.integers(0, 6, size=500)
+    m = taxonomic_metrics(y, p, tax)
+    assert m["accuracy_genus"] == pytest.approx(np.mean(table.genus.to_numpy() == np.array(
+        [tax.lineage(i)["genus"] for i in y])))
 
 
 def test_metrics_by_hand(tax):
@@ -152,13 +188,14 @@ def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
     block0 = clf.net_.model_.blocks[0].linear.weight.detach().clone()
     new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
     Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono", "Quercus robur"], seed=0)
-    clf.finetune(Xn, yn, taxonomy=new_rows, epochs=40, frozen_blocks=1)
+    clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, frozen_blocks=1, lr=3e-3)
     assert clf.classes_.tolist()[-1] == "Acer rubrum" and len(clf.classes_) == 6
     assert clf.net_.model_.head.weight.shape[0] == 6
     assert torch.equal(clf.net_.model_.blocks[0].linear.weight, block0)  # frozen block kept
-    assert not torch.equal(clf.net_.model_.head.weight[:5], old_w)  # trained further
+    assert torch.equal(clf.net_.model_.head.weight[:5], old_w)  # known species' rows kept (keep_known)
     assert (clf.predict(Xn) == yn).mean() > 0.8
     assert clf.predict_levels(Xn)["genus"].shape == (len(Xn), 3)
+    assert len(clf.validation_index_) == round(0.2 * len(yn))  # held out of the new specimens
     # a conflicting taxonomy row is refused, naming the species
     bad = read_taxonomy(io.StringIO("species,genus,family\nAcer mono,Acer,Aceraceae\n"))
     with pytest.raises(HsickitError, match="Acer mono"):
@@ -168,6 +205,26 @@ def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
     again = TaxonomicClassifier.load(tmp_path / "run")
     assert np.allclose(again.predict_proba(Xn), clf.predict_proba(Xn), atol=1e-6)
     assert again.taxonomy_.n_leaves == 6
+
+
+def test_finetune_defaults_keep_what_the_model_knew(tax):
+    """Old behaviour (every block and output row trained at lr 1e-3) forgets the species absent
+    from the fine-tuning data; the defaults (frozen encoder, known rows kept) remember them."""
+    base_species = [s for s in tax.leaves if s != "Acer rubrum"]
+    small = read_taxonomy(io.StringIO("".join(l + "\n" for l in TAX.splitlines() if "rubrum" not in l)))
+    X, y = synthetic(tax, species=base_species, noise=1.5)
+    new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
+    Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono"])
+    scores = {}
+    for name, kwargs in {"old": dict(frozen_blocks=0, lr=1e-3, keep_known=False), "default": {}}.items():
+        clf = TaxonomicClassifier(small, epochs=40, patience=None, model_params={"hidden": (32, 32)},
+                                  random_state=0).fit(X, y)
+        held = np.isin(y, ["Quercus robur", "Quercus ilex", "Fagus sylvatica", "Acer opalus"])
+        before = clf.score(X[held], y[held])
+        clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, **kwargs)
+        scores[name] = clf.score(X[held], y[held])
+    assert before > 0.9
+    assert scores["default"] > 0.8 and scores["default"] > scores["old"] + 0.3, scores
 
 
 def test_images_use_the_cnn_and_round_trip(tax, tmp_path):

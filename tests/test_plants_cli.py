@@ -65,7 +65,9 @@ def test_train_evaluate_predict_finetune(files):
                  "plots/confusion_family_val.png"):
         assert (run / name).exists(), name
     invoke(["evaluate", run, "--features", files / "specimens.csv", "--split", "test", "--quiet"])
-    m = json.loads((run / "metrics.json").read_text())
+    assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the run's own metrics are kept
+    m = json.loads((run / "eval-specimens-test" / "metrics.json").read_text())
+    assert (run / "eval-specimens-test" / "plots" / "level_accuracy_test.png").exists()
     for key in ("accuracy_species", "accuracy_genus", "accuracy_family", "top5_species", "hierarchical_f1",
                 "mistake_severity", "n_samples"):
         assert key in m, key
@@ -82,13 +84,16 @@ def test_train_evaluate_predict_finetune(files):
         assert col in table.columns, col
     assert len(table) == 80
     assert (table.p_genus >= table.p_species - 1e-9).all() and (table.p_family >= table.p_genus - 1e-9).all()
-    assert ((table.backoff_p >= 0.6) | (table.backoff_level == "family")).all()
+    assert ((table.backoff_p >= 0.6) == (table.backoff_level != "none")).all()
 
     run2 = files / "run2"
     invoke(["finetune", run, "--features", files / "mine.csv", "--taxonomy", files / "mine_tax.csv",
             "--epochs", 40, "--out", run2, "--quiet"])
     cfg = json.loads((run2 / "config.json").read_text())
     assert cfg["new_species"] == ["A_rub"]
+    m2 = json.loads((run2 / "metrics.json").read_text())  # scored on specimens held out of mine.csv, not trained on
+    assert m2["split"] == "validation" and m2["n_samples"] == round(0.2 * len(pd.read_csv(files / "mine.csv")))
+    assert "held out of" in (run2 / "README.md").read_text() and cfg["frozen_blocks"] == "encoder"
     invoke(["predict", run2, "--features", files / "mine.csv", "-o", files / "pred2.csv", "--quiet"])
     p2 = pd.read_csv(files / "pred2.csv")
     truth = pd.read_csv(files / "mine.csv").species.map({"A_rub": "Acer rubrum", "A_mon": "Acer mono"})
@@ -114,7 +119,7 @@ def test_images_npz_route(tmp_path):
             "--out", run, "--quiet"])
     invoke(["evaluate", run, "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv",
             "--split", "test", "--quiet"])
-    assert json.loads((run / "metrics.json").read_text())["n_samples"] == 10
+    assert json.loads((run / "eval-images-test" / "metrics.json").read_text())["n_samples"] == 10
     invoke(["predict", run, "--images", tmp_path / "images.npz", "-o", tmp_path / "p.csv", "--quiet"])
     assert len(pd.read_csv(tmp_path / "p.csv")) == 30
     common = ["train", "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv", "--label-col", "label",

@@ -146,11 +146,11 @@ def evaluate(
 ) -> None:
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram."""
     from hsickit.apps.materials.estimator import load_estimator
-    from hsickit.core.io import RunFolder, read_json
+    from hsickit.core.io import RunFolder, evaluation_folder, read_json
 
     _threads()
     est = load_estimator(run_dir / MODEL_DIR)
-    out = out or run_dir / f"eval-{data.stem}"
+    out = out or evaluation_folder(run_dir, data)
     run = RunFolder(out)
     table = _read(data, formula_col, target_col, skip_invalid, out, "keep", quiet)
     unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""

@@ -36,16 +36,22 @@ from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.io import read_json, write_json
 from hsickit.core.losses import GroupedLoss
+from hsickit.core.models import block_chains
+from hsickit.core.training import validation_split
 from hsickit.datasets.plants import Taxonomy, read_taxonomy
 
 from hsickit.apps.plants.encoders import FEATURE_ENCODER, IMAGE_ENCODER
-from hsickit.apps.plants.hierarchy import level_probabilities, prediction_table
+from hsickit.apps.plants.hierarchy import level_predictions, level_probabilities, prediction_table
 from hsickit.apps.plants.metrics import taxonomic_metrics
 
 __all__ = ["TaxonomicClassifier", "LOSSES"]
 
 LOSSES = ("taxonomic", "ce")
 FEATURE_DEFAULTS = {"hidden": (512, 512), "dropout": 0.2}
+FINETUNE_LR = 3e-4
+"""Default learning rate of :meth:`TaxonomicClassifier.finetune` (the output layer only, by default)."""
+FINETUNE_VALIDATION = 0.2
+"""Share of the new specimens held out (stratified) for early stopping and the reported score."""
 
 
 def _as_taxonomy(taxonomy) -> Taxonomy:
@@ -207,28 +213,60 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = self.net_.history_
         return self
 
-    def finetune(self, X, y, taxonomy=None, epochs: int | None = None, lr: float | None = None,
-                 frozen_blocks: int = 0, X_val=None, y_val=None):
+    def finetune(self, X, y, taxonomy=None, epochs: int | None = None, lr: float = FINETUNE_LR,
+                 frozen_blocks: int | str = "encoder", X_val=None, y_val=None,
+                 validation_fraction: float = FINETUNE_VALIDATION, keep_known: bool = True):
         """Continue training on new specimens, growing the output layer for new species.
 
         ``taxonomy`` (a Taxonomy or path) adds rows for species the model has not seen;
         their output weights start from the mean of their genus (else family, else all)
-        rows. The encoder is kept; ``frozen_blocks`` freezes its first blocks.
+        rows. By default the whole encoder is kept fixed (``frozen_blocks="encoder"``; an
+        integer freezes only the first blocks, 0 none) and only the output layer learns, at
+        a low learning rate: a few dozen specimens of a handful of species cannot retrain the
+        features (and their BatchNorm statistics) without erasing what the model knew about
+        the other species. With ``keep_known`` (default) and new species in the taxonomy, the
+        output weights of the species the model already knew stay fixed too (no weight decay
+        while fine-tuning): only the new species' rows learn. Training stops early on ``X_val``
+        or, without it, on a stratified ``validation_fraction`` of the new specimens (their
+        indices: ``validation_index_``).
         """
         check_is_fitted(self, "net_")
         tax = self.taxonomy_ if taxonomy is None else self.taxonomy_.extend(_as_taxonomy(taxonomy))
         y_idx = self._y(y, tax)
+        X = np.asarray(X, dtype=np.float32)
+        n_blocks = len(block_chains(self.net_.model_)[0])
+        if frozen_blocks == "encoder":
+            frozen_blocks = n_blocks
+        if isinstance(frozen_blocks, str) or not 0 <= int(frozen_blocks) <= n_blocks:
+            raise HsickitError(f"frozen_blocks must be 'encoder' or an integer in 0..{n_blocks}, got {frozen_blocks!r}")
+        self.validation_index_ = np.arange(0)
+        if X_val is None:
+            train_idx, self.validation_index_ = validation_split(len(y_idx), validation_fraction, self.net_._seed_, y_idx)
+            if len(self.validation_index_):
+                X_val, y_val = X[self.validation_index_], y_idx[self.validation_index_]
+                X, y_idx = X[train_idx], y_idx[train_idx]
         old = self.taxonomy_.n_leaves
         if tax.n_leaves > old:
             self._grow_head(tax, old)
         net = self.net_
         net.set_params(classes=np.arange(tax.n_leaves), loss=self._loss_fn(tax), warm_start=True,
                        batch_size=self._batch_size(len(y_idx), X_val is not None, net.patience),
-                       frozen_blocks=frozen_blocks, epochs=epochs or net.epochs, lr=lr or net.lr)
+                       frozen_blocks=int(frozen_blocks), epochs=epochs or net.epochs, lr=lr)
         net.classes_ = np.arange(tax.n_leaves)
         if X_val is not None:
             X_val, y_val = self._scale(X_val), self._y(y_val, tax)
-        net.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val)
+        hooks, weight_decay = [], net.weight_decay
+        if keep_known and tax.n_leaves > old:
+            head = net.model_.head
+            learn = (torch.arange(tax.n_leaves) >= old).to(head.weight)
+            hooks = [head.weight.register_hook(lambda g: g * learn[:, None]), head.bias.register_hook(lambda g: g * learn)]
+            net.set_params(weight_decay=0.0)
+        try:
+            net.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val)
+        finally:
+            for h in hooks:
+                h.remove()
+            net.set_params(weight_decay=weight_decay)
         self.taxonomy_, self.classes_ = tax, tax.leaves
         self.taxonomy = tax
         self.history_ = net.history_
@@ -264,15 +302,21 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         return self.net_.predict_proba(self._scale(X)).astype(np.float64)
 
+    def _predict_index(self, X) -> np.ndarray:
+        return level_predictions(self.predict_levels(X), self.taxonomy_)[self.taxonomy_.leaf_level]
+
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        """Species of the predicted lineage (the most probable species of the predicted genus;
+        see :mod:`hsickit.apps.plants.hierarchy`)."""
+        return self.classes_[self._predict_index(X)]
 
     def predict_levels(self, X) -> dict[str, np.ndarray]:
         """Tree-consistent probabilities at every level: ``{level: (n, n_groups)}``."""
         return level_probabilities(self.predict_proba(X), self.taxonomy_)
 
     def predict_table(self, X, ids=None, k: int = 5, threshold: float = 0.5) -> pd.DataFrame:
-        """Answer and probability per level, top-k species and the back-off answer, one row per sample."""
+        """Predicted lineage with each level's probability, top-k species and the back-off answer
+        (``backoff_level`` "none" and an empty name when no level reaches ``threshold``), one row per sample."""
         return prediction_table(self.predict_proba(X), self.taxonomy_, ids=ids, k=k, threshold=threshold)
 
     def transform(self, X) -> np.ndarray:
@@ -281,9 +325,9 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         return self.net_.transform(self._scale(X))
 
     def score(self, X, y, sample_weight=None) -> float:
-        """Species accuracy (labels matched through the taxonomy)."""
+        """Species accuracy of :meth:`predict` (labels matched through the taxonomy)."""
         y_idx = self._y(y, self.taxonomy_)
-        ok = self.predict_proba(X).argmax(1) == y_idx
+        ok = self._predict_index(X) == y_idx
         return float(np.average(ok, weights=sample_weight))
 
     def evaluate(self, X, y, k: int = 5, thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> dict:

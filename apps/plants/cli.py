@@ -21,7 +21,7 @@ import numpy as np
 import typer
 
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json
+from hsickit.core.io import RunFolder, atomic_write, evaluation_folder, markdown_table, read_json
 from hsickit.datasets.plants import PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy
 
 app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
@@ -96,6 +96,13 @@ def _thresholds(text: str) -> list[float]:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError as err:
         raise HsickitError(f"--thresholds must be comma-separated numbers in [0, 1], got {text!r}") from err
+
+
+def _count(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError as err:
+        raise HsickitError(f"{option} must be 'encoder' or a whole number, got {text!r}") from err
 
 
 def _weights(text: Optional[str]):
@@ -203,18 +210,25 @@ def evaluate(
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
     label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: as in training)."),
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and plots (default: the run folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and plots "
+                                       "(default RUN/eval-<data name>[-<split>]; the run's own metrics.json is kept)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
 ) -> None:
-    """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity, back-off)."""
+    """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity,
+    back-off) and plots, in RUN/eval-<data name>[-<split>] unless --out says otherwise."""
     clf, cfg = _load_run(run)
     data = cfg.get("data", {})
     s = _read(features, images, clf.taxonomy_, label_col=label_col or data.get("label_col", "species"),
               id_col=data.get("id_col", "id"), splits=splits, split=split, labels=labels, skip=skip_bad_rows,
               feature_cols=data.get("feature_names") or None if features else None,
               image_size=data.get("image_size", 128))
-    _report(RunFolder(out or run), clf, s, split or "test", _thresholds(thresholds), quiet)
+    folder = RunFolder(out or evaluation_folder(run, features or images, split))
+    _report(folder, clf, s, split or "test", _thresholds(thresholds), quiet)
+    folder.write_config({"command": "plants evaluate", "run": str(run), "data": str(features or images),
+                         "splits": None if splits is None else str(splits), "split": split})
+    if not quiet:
+        typer.echo(f"wrote {folder.path}")
 
 
 @app.command()
@@ -224,7 +238,8 @@ def predict(
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     top_k: int = typer.Option(5, "--top-k", help="Number of species listed per specimen."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level whose probability reaches this."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level of the predicted lineage whose probability reaches this "
+                                   "(backoff_level 'none', empty name, when none does)."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
 ) -> None:
     """Predictions at every level with probabilities, the top-k species and the back-off answer."""
@@ -250,12 +265,20 @@ def finetune(
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     val_split: Optional[str] = typer.Option(None, "--val-split", help="Split (same file) for early stopping."),
     epochs: int = typer.Option(100, help="Maximum fine-tuning epochs."),
-    lr: float = typer.Option(5e-4, help="Learning rate."),
-    frozen_blocks: int = typer.Option(0, "--frozen-blocks", help="Keep the first k encoder blocks fixed."),
+    lr: float = typer.Option(3e-4, help="Learning rate (the output layer only, by default)."),
+    frozen_blocks: str = typer.Option("encoder", "--frozen-blocks", help="Encoder blocks kept fixed: 'encoder' (all: "
+                                      "only the output layer learns, which keeps what the model knew) or a number k "
+                                      "(the first k; 0 retrains everything)."),
+    train_known: bool = typer.Option(False, "--train-known-species", help="Also train the output weights of the "
+                                     "species the model already knew (default: only new species' weights learn)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
 ) -> None:
-    """Fine-tune on your own collection; species new to the model grow the output layer."""
+    """Fine-tune on your own collection; species new to the model grow the output layer.
+
+    Without --val-split, a stratified fifth of your specimens is held out for early stopping,
+    and the model card reports the score on them.
+    """
     from hsickit.core import plots
 
     clf, cfg = _load_run(run)
@@ -270,21 +293,30 @@ def finetune(
     n_old = clf.taxonomy_.n_leaves
     clf.set_params(verbose=0 if quiet else 1)
     clf.net_.set_params(verbose=0 if quiet else 1)
-    clf.finetune(tr.X, tr.y, taxonomy=tax, epochs=epochs, lr=lr, frozen_blocks=frozen_blocks,
+    frozen = frozen_blocks if frozen_blocks == "encoder" else _count(frozen_blocks, "--frozen-blocks")
+    clf.finetune(tr.X, tr.y, taxonomy=tax, epochs=epochs, lr=lr, frozen_blocks=frozen, keep_known=not train_known,
                  X_val=None if va is None else va.X, y_val=None if va is None else va.y)
+    carved = va is None
+    if carved:
+        va, val_split = tr.subset(clf.validation_index_), "validation"
     new_run = RunFolder(out)
     clf.save(new_run.path)
     atomic_write(new_run / "taxonomy.csv", clf.taxonomy_.to_frame().to_csv(index=False))
     new_run.write_config({**{k: v for k, v in cfg.items() if k != "versions"}, "command": "plants finetune",
                           "parent_run": str(run), "data": _data_info(tr, read["label_col"], read["id_col"], read["image_size"]),
-                          "new_species": clf.taxonomy_.leaves[n_old:].tolist(), "frozen_blocks": frozen_blocks})
+                          "split": split, "val_split": val_split, "new_species": clf.taxonomy_.leaves[n_old:].tolist(),
+                          "frozen_blocks": frozen, "lr": lr, "train_known_species": train_known})
     new_run.write_history(clf.history_)
     plots.learning_curves(clf.history_, new_run.plots / "learning_curves.png")
-    metrics = _report(new_run, clf, va if va is not None else tr, val_split or split or "train", _thresholds(thresholds), quiet)
+    metrics = _report(new_run, clf, va, val_split, _thresholds(thresholds), quiet) if len(va) else {}
     new_run.write_model_card("Fine-tuned taxonomic plant classifier", {
         "Parent": str(run),
         "New species": ", ".join(clf.taxonomy_.leaves[n_old:].tolist()) or "none",
-        "Metrics": markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]),
+        "Training": f"{len(tr) - (len(va) if carved else 0)} specimens of {tr.source}, encoder blocks frozen: "
+                    f"{frozen}, lr {lr}; early stopping on the validation specimens",
+        f"Metrics (validation: {len(va)} specimens "
+        f"{'held out of ' + str(tr.source) if carved else 'of split ' + str(val_split)}, not trained on)":
+            markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]) or "too few specimens to hold any out",
     })
     if not quiet:
         typer.echo(f"wrote {out}: {clf.taxonomy_.n_leaves - n_old} new species, {clf.taxonomy_.n_leaves} in all")

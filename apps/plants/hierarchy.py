@@ -1,7 +1,15 @@
-"""Predictions at every taxonomic level: tree-consistent probabilities, top-k and back-off.
+"""Predictions at every taxonomic level: tree-consistent probabilities, one lineage, top-k and back-off.
 
 The probability of a genus (or family, order ...) is the sum of the probabilities of its
-species, so the levels never contradict each other.
+species: the model has one softmax over the species, and the taxonomic loss is trained on
+exactly these sums. The predicted lineage is read top-down: the most probable group at the
+coarsest level, then the most probable group inside it at every finer level. Every row's
+genus therefore lies in its family, the probabilities never grow with depth, and the
+back-off answer (the deepest level of the lineage whose probability reaches a threshold)
+is, for thresholds above 0.5, the deepest group anywhere in the tree that reaches it. The
+predicted species is the most probable species of the predicted genus; it can differ from
+the single most probable species (the first of the top-k list) when the genus's
+probability is spread over many species.
 
 Examples
 --------
@@ -13,6 +21,8 @@ Examples
 ([[0.75, 0.25]], [[0.75, 0.25]])
 >>> back_off(levels, tax, threshold=0.5)["level"].tolist()   # species 0.4 < 0.5: back off to genus
 ['genus']
+>>> back_off(levels, tax, threshold=0.9)[["level", "name"]].values.tolist()  # no level reaches 0.9
+[['none', '']]
 """
 from __future__ import annotations
 
@@ -22,7 +32,10 @@ import pandas as pd
 from hsickit.core.errors import HsickitError
 from hsickit.datasets.plants import Taxonomy
 
-__all__ = ["level_probabilities", "level_predictions", "top_k", "back_off", "prediction_table"]
+__all__ = ["level_probabilities", "level_predictions", "top_k", "back_off", "prediction_table", "UNDETERMINED"]
+
+UNDETERMINED = "none"
+"""``backoff_level`` of a specimen for which no level reaches the threshold (its name is empty)."""
 
 
 def level_probabilities(proba: np.ndarray, taxonomy: Taxonomy) -> dict[str, np.ndarray]:
@@ -40,9 +53,20 @@ def level_probabilities(proba: np.ndarray, taxonomy: Taxonomy) -> dict[str, np.n
     return out
 
 
-def level_predictions(levels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Most probable group index at every level."""
-    return {lvl: p.argmax(1) for lvl, p in levels.items()}
+def level_predictions(levels: dict[str, np.ndarray], taxonomy: Taxonomy) -> dict[str, np.ndarray]:
+    """The predicted lineage, ``{level: (n,) group index}``, read top-down.
+
+    The coarsest level takes its most probable group; every finer level the most probable
+    group among the children of the group chosen above, so the levels never contradict.
+    """
+    order = list(taxonomy.levels)
+    out = {order[-1]: levels[order[-1]].argmax(1)}
+    for fine, coarse in zip(order[-2::-1], order[:0:-1]):
+        parent = np.zeros(len(taxonomy.names(fine)), dtype=np.int64)
+        parent[taxonomy.group_index(fine)] = taxonomy.group_index(coarse)
+        inside = parent[None, :] == out[coarse][:, None]
+        out[fine] = np.where(inside, levels[fine], -np.inf).argmax(1)
+    return {lvl: out[lvl] for lvl in order}
 
 
 def top_k(p: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -53,42 +77,45 @@ def top_k(p: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
 
 
 def back_off(levels: dict[str, np.ndarray], taxonomy: Taxonomy, threshold: float = 0.5) -> pd.DataFrame:
-    """The deepest level whose most probable group clears ``threshold``.
+    """The deepest level of the predicted lineage whose probability reaches ``threshold``.
 
-    Returns a frame with ``level``, ``index`` (group index at that level), ``name`` and
-    ``probability``. When no level clears the threshold the coarsest level is reported
-    and ``confident`` is False.
+    Returns a frame with ``level``, ``depth`` (0 for the leaf level), ``index`` (group index
+    at that level), ``name`` and ``probability``. When no level reaches the threshold the
+    answer is undetermined: ``level`` is ``"none"`` (:data:`UNDETERMINED`), ``depth`` the
+    number of levels, ``index`` -1, ``name`` empty and ``probability`` that of the
+    coarsest group of the lineage (the highest probability of the lineage, below the threshold).
     """
     if not 0.0 <= threshold <= 1.0:
         raise HsickitError(f"back-off threshold must lie in [0, 1], got {threshold}")
     order = list(taxonomy.levels)
-    n = next(iter(levels.values())).shape[0]
-    chosen = np.full(n, len(order) - 1)
-    confident = np.zeros(n, dtype=bool)
-    for depth in range(len(order) - 1, -1, -1):  # coarse to fine: keep the finest that clears
-        ok = levels[order[depth]].max(1) >= threshold
-        chosen = np.where(ok, depth, chosen)
-        confident |= ok
-    idx = np.array([levels[order[d]][i].argmax() for i, d in enumerate(chosen)], dtype=np.int64)
-    prob = np.array([levels[order[d]][i, j] for i, (d, j) in enumerate(zip(chosen, idx))])
-    names = [taxonomy.names(order[d])[j] for d, j in zip(chosen, idx)]
-    return pd.DataFrame({"level": [order[d] for d in chosen], "depth": chosen, "index": idx, "name": names,
-                         "probability": prob, "confident": confident})
+    lineage = level_predictions(levels, taxonomy)
+    rows = np.arange(len(lineage[order[0]]))
+    probs = np.stack([levels[lvl][rows, lineage[lvl]] for lvl in order], axis=1)  # (n, n_levels), never smaller at coarser levels
+    ok = probs >= threshold
+    depth = np.where(ok.any(1), ok.argmax(1), len(order))  # first (finest) level that reaches it
+    known = depth < len(order)
+    d = np.minimum(depth, len(order) - 1)
+    idx = np.where(known, np.stack([lineage[lvl] for lvl in order], axis=1)[rows, d], -1)
+    names = [taxonomy.names(order[k])[j] if k < len(order) else "" for k, j in zip(depth, idx)]
+    return pd.DataFrame({"level": [order[k] if k < len(order) else UNDETERMINED for k in depth], "depth": depth,
+                         "index": idx, "name": names, "probability": np.where(known, probs[rows, d], probs[:, -1])})
 
 
 def prediction_table(proba: np.ndarray, taxonomy: Taxonomy, ids=None, k: int = 5, threshold: float = 0.5) -> pd.DataFrame:
-    """One row per sample: the answer and its probability at every level, the top-k leaves and the back-off answer."""
+    """One row per sample: the predicted lineage with each level's probability, the top-k leaves
+    (by probability alone) and the back-off answer (see :func:`back_off`)."""
     levels = level_probabilities(proba, taxonomy)
+    lineage = level_predictions(levels, taxonomy)
     cols: dict[str, object] = {}
     if ids is not None:
         cols["id"] = list(ids)
+    rows = np.arange(len(proba))
     for lvl, p in levels.items():
-        j = p.argmax(1)
         names = taxonomy.names(lvl)
-        cols[lvl] = [names[i] for i in j]
-        cols[f"p_{lvl}"] = p[np.arange(len(p)), j]
+        cols[lvl] = [names[i] for i in lineage[lvl]]
+        cols[f"p_{lvl}"] = p[rows, lineage[lvl]]
     if taxonomy.key != taxonomy.leaf_level:
-        cols[taxonomy.key] = taxonomy.leaves[levels[taxonomy.leaf_level].argmax(1)]
+        cols[taxonomy.key] = taxonomy.leaves[lineage[taxonomy.leaf_level]]
     idx, pk = top_k(levels[taxonomy.leaf_level], k)
     leaf_names = taxonomy.names(taxonomy.leaf_level)
     cols[f"top{k}_{taxonomy.leaf_level}"] = [";".join(leaf_names[i] for i in row) for row in idx]

@@ -1,6 +1,8 @@
 """Metrics for taxonomic classification: per-level accuracy and top-k, hierarchical
 precision/recall/F1, mistake severity and back-off accuracy.
 
+Predictions are the lineage of :func:`hsickit.apps.plants.hierarchy.level_predictions`
+(read top-down, so every level agrees with the others), as in ``hsickit plants predict``.
 Hierarchical precision/recall follow Kiritchenko et al. (2006), as in hiclass: each
 prediction and each truth is the set of its nodes at every level, and
 ``hP = sum |P & T| / sum |P|``, ``hR = sum |P & T| / sum |T|``. Mistake severity is the
@@ -26,7 +28,7 @@ import numpy as np
 from hsickit.core.errors import HsickitError
 from hsickit.datasets.plants import Taxonomy
 
-from hsickit.apps.plants.hierarchy import back_off, level_probabilities, top_k
+from hsickit.apps.plants.hierarchy import back_off, level_predictions, level_probabilities, top_k
 
 __all__ = ["taxonomic_metrics", "hierarchical_prf", "backoff_metrics", "per_level_accuracy"]
 
@@ -63,48 +65,57 @@ def hierarchical_prf(y_true, pred_leaf, taxonomy: Taxonomy, pred_depth=None) -> 
 
 
 def backoff_metrics(y_true, proba, taxonomy: Taxonomy, thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> dict:
-    """For each threshold: accuracy of the back-off answers, the share answered at the leaf level,
-    the mean depth climbed, and hierarchical precision of those answers."""
+    """For each threshold: the share of specimens answered (some level reaches it), the accuracy
+    of the answered ones, the share answered at the leaf level, the mean depth climbed by the
+    answered ones and the hierarchical precision of the answers (see :func:`back_off`)."""
     y = _truth(y_true, taxonomy)
     levels = level_probabilities(proba, taxonomy)
+    pred_leaf = level_predictions(levels, taxonomy)[taxonomy.leaf_level]
+    n_levels = len(taxonomy.levels)
     out = {}
     for t in thresholds:
         bo = back_off(levels, taxonomy, t)
-        correct = np.array([taxonomy.group_index(lvl)[yi] == j for yi, lvl, j in zip(y, bo["level"], bo["index"])])
+        depth = bo["depth"].to_numpy()
+        answered = depth < n_levels
+        correct = np.array([taxonomy.group_index(taxonomy.levels[d])[yi] == j if d < n_levels else False
+                            for yi, d, j in zip(y, depth, bo["index"])], dtype=bool)
         tag = f"{t:g}"
-        out[f"backoff_accuracy@{tag}"] = float(correct.mean()) if len(y) else float("nan")
-        out[f"backoff_leaf_share@{tag}"] = float((bo["depth"] == 0).mean()) if len(y) else float("nan")
-        out[f"backoff_mean_depth@{tag}"] = float(bo["depth"].mean()) if len(y) else float("nan")
-        hp, _, _ = hierarchical_prf(y, levels[taxonomy.leaf_level].argmax(1), taxonomy, pred_depth=bo["depth"].to_numpy())
+        out[f"backoff_answered@{tag}"] = float(answered.mean()) if len(y) else float("nan")
+        out[f"backoff_accuracy@{tag}"] = float(correct[answered].mean()) if answered.any() else float("nan")
+        out[f"backoff_leaf_share@{tag}"] = float((depth == 0).mean()) if len(y) else float("nan")
+        out[f"backoff_mean_depth@{tag}"] = float(depth[answered].mean()) if answered.any() else float("nan")
+        hp, _, _ = hierarchical_prf(y, pred_leaf, taxonomy, pred_depth=depth)
         out[f"backoff_hprecision@{tag}"] = hp
     return out
 
 
 def per_level_accuracy(y_true, proba, taxonomy: Taxonomy) -> dict[str, float]:
-    """Accuracy at every level from the tree-consistent level probabilities."""
+    """Accuracy at every level of the predicted lineage."""
     y = _truth(y_true, taxonomy)
-    levels = level_probabilities(proba, taxonomy)
-    return {lvl: float((p.argmax(1) == taxonomy.group_index(lvl)[y]).mean()) for lvl, p in levels.items()}
+    pred = level_predictions(level_probabilities(proba, taxonomy), taxonomy)
+    return {lvl: float((j == taxonomy.group_index(lvl)[y]).mean()) for lvl, j in pred.items()}
 
 
 def taxonomic_metrics(y_true, proba, taxonomy: Taxonomy, k: int = 5,
                       thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> dict:
     """All metrics as a flat ``name -> number`` dict (plus ``n_samples``).
 
-    ``accuracy_<level>`` uses the argmax of the level's summed probabilities;
-    ``accuracy_<level>_from_leaf`` reads the level off the predicted species.
+    ``accuracy_<level>`` scores the predicted lineage (read top-down, as the prediction
+    table); ``accuracy_<level>_from_leaf`` reads the level off the single most probable
+    species instead. Hierarchical F1 and mistake severity use the predicted species.
     """
     y = _truth(y_true, taxonomy)
     proba = np.asarray(proba, dtype=np.float64)
     levels = level_probabilities(proba, taxonomy)
-    pred_leaf = proba.argmax(1)
+    lineage = level_predictions(levels, taxonomy)
+    pred_leaf = lineage[taxonomy.leaf_level]
     out: dict[str, float] = {}
     for lvl, p in levels.items():
         truth = taxonomy.group_index(lvl)[y]
-        out[f"accuracy_{lvl}"] = float((p.argmax(1) == truth).mean())
+        out[f"accuracy_{lvl}"] = float((lineage[lvl] == truth).mean())
         idx, _ = top_k(p, k)
         out[f"top{k}_{lvl}"] = float((idx == truth[:, None]).any(1).mean())
-        out[f"accuracy_{lvl}_from_leaf"] = float((taxonomy.group_index(lvl)[pred_leaf] == truth).mean())
+        out[f"accuracy_{lvl}_from_leaf"] = float((taxonomy.group_index(lvl)[proba.argmax(1)] == truth).mean())
     hp, hr, hf = hierarchical_prf(y, pred_leaf, taxonomy)
     out.update(hierarchical_precision=hp, hierarchical_recall=hr, hierarchical_f1=hf)
     dist = taxonomy.distance(y, pred_leaf)

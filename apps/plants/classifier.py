@@ -41,7 +41,7 @@ from hsickit.core.training import validation_split
 from hsickit.datasets.plants import Taxonomy, read_taxonomy
 
 from hsickit.apps.plants.encoders import FEATURE_ENCODER, IMAGE_ENCODER
-from hsickit.apps.plants.hierarchy import level_predictions, level_probabilities, prediction_table
+from hsickit.apps.plants.hierarchy import level_probabilities, prediction_table
 from hsickit.apps.plants.metrics import taxonomic_metrics
 
 __all__ = ["TaxonomicClassifier", "LOSSES"]
@@ -302,13 +302,8 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         return self.net_.predict_proba(self._scale(X)).astype(np.float64)
 
-    def _predict_index(self, X) -> np.ndarray:
-        return level_predictions(self.predict_levels(X), self.taxonomy_)[self.taxonomy_.leaf_level]
-
     def predict(self, X) -> np.ndarray:
-        """Species of the predicted lineage (the most probable species of the predicted genus;
-        see :mod:`hsickit.apps.plants.hierarchy`)."""
-        return self.classes_[self._predict_index(X)]
+        return self.classes_[self.predict_proba(X).argmax(1)]
 
     def predict_levels(self, X) -> dict[str, np.ndarray]:
         """Tree-consistent probabilities at every level: ``{level: (n, n_groups)}``."""
@@ -325,9 +320,9 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         return self.net_.transform(self._scale(X))
 
     def score(self, X, y, sample_weight=None) -> float:
-        """Species accuracy of :meth:`predict` (labels matched through the taxonomy)."""
+        """Species accuracy (labels matched through the taxonomy)."""
         y_idx = self._y(y, self.taxonomy_)
-        ok = self._predict_index(X) == y_idx
+        ok = self.predict_proba(X).argmax(1) == y_idx
         return float(np.average(ok, weights=sample_weight))
 
     def evaluate(self, X, y, k: int = 5, thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> dict:

@@ -2,14 +2,12 @@
 
 The probability of a genus (or family, order ...) is the sum of the probabilities of its
 species: the model has one softmax over the species, and the taxonomic loss is trained on
-exactly these sums. The predicted lineage is read top-down: the most probable group at the
-coarsest level, then the most probable group inside it at every finer level. Every row's
-genus therefore lies in its family, the probabilities never grow with depth, and the
-back-off answer (the deepest level of the lineage whose probability reaches a threshold)
-is, for thresholds above 0.5, the deepest group anywhere in the tree that reaches it. The
-predicted species is the most probable species of the predicted genus; it can differ from
-the single most probable species (the first of the top-k list) when the genus's
-probability is spread over many species.
+exactly these sums. The predicted lineage is that of the most probable species (the answer
+that is right most often at the species level), so every row's genus lies in its family and
+the probabilities never grow with depth; the back-off answer is the deepest level of that
+lineage whose probability reaches a threshold. A level's own most probable group (what
+``accuracy_<level>`` in :mod:`hsickit.apps.plants.metrics` scores) can lie outside the lineage
+when that group's probability is spread over many species.
 
 Examples
 --------
@@ -54,19 +52,9 @@ def level_probabilities(proba: np.ndarray, taxonomy: Taxonomy) -> dict[str, np.n
 
 
 def level_predictions(levels: dict[str, np.ndarray], taxonomy: Taxonomy) -> dict[str, np.ndarray]:
-    """The predicted lineage, ``{level: (n,) group index}``, read top-down.
-
-    The coarsest level takes its most probable group; every finer level the most probable
-    group among the children of the group chosen above, so the levels never contradict.
-    """
-    order = list(taxonomy.levels)
-    out = {order[-1]: levels[order[-1]].argmax(1)}
-    for fine, coarse in zip(order[-2::-1], order[:0:-1]):
-        parent = np.zeros(len(taxonomy.names(fine)), dtype=np.int64)
-        parent[taxonomy.group_index(fine)] = taxonomy.group_index(coarse)
-        inside = parent[None, :] == out[coarse][:, None]
-        out[fine] = np.where(inside, levels[fine], -np.inf).argmax(1)
-    return {lvl: out[lvl] for lvl in order}
+    """The predicted lineage, ``{level: (n,) group index}``: the most probable species and its groups."""
+    leaf = levels[taxonomy.leaf_level].argmax(1)
+    return {lvl: taxonomy.group_index(lvl)[leaf] for lvl in taxonomy.levels}
 
 
 def top_k(p: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,9 @@
 """Metrics for taxonomic classification: per-level accuracy and top-k, hierarchical
 precision/recall/F1, mistake severity and back-off accuracy.
 
-Predictions are the lineage of :func:`hsickit.apps.plants.hierarchy.level_predictions`
-(read top-down, so every level agrees with the others), as in ``hsickit plants predict``.
+``accuracy_<level>`` scores each level's most probable group (summed species probabilities);
+``accuracy_<level>_from_leaf``, hierarchical F1, mistake severity and back-off score the lineage
+of the most probable species, as ``hsickit plants predict`` writes it.
 Hierarchical precision/recall follow Kiritchenko et al. (2006), as in hiclass: each
 prediction and each truth is the set of its nodes at every level, and
 ``hP = sum |P & T| / sum |P|``, ``hR = sum |P & T| / sum |T|``. Mistake severity is the
@@ -90,19 +91,19 @@ def backoff_metrics(y_true, proba, taxonomy: Taxonomy, thresholds: Sequence[floa
 
 
 def per_level_accuracy(y_true, proba, taxonomy: Taxonomy) -> dict[str, float]:
-    """Accuracy at every level of the predicted lineage."""
+    """Accuracy at every level from the tree-consistent level probabilities."""
     y = _truth(y_true, taxonomy)
-    pred = level_predictions(level_probabilities(proba, taxonomy), taxonomy)
-    return {lvl: float((j == taxonomy.group_index(lvl)[y]).mean()) for lvl, j in pred.items()}
+    levels = level_probabilities(proba, taxonomy)
+    return {lvl: float((p.argmax(1) == taxonomy.group_index(lvl)[y]).mean()) for lvl, p in levels.items()}
 
 
 def taxonomic_metrics(y_true, proba, taxonomy: Taxonomy, k: int = 5,
                       thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> dict:
     """All metrics as a flat ``name -> number`` dict (plus ``n_samples``).
 
-    ``accuracy_<level>`` scores the predicted lineage (read top-down, as the prediction
-    table); ``accuracy_<level>_from_leaf`` reads the level off the single most probable
-    species instead. Hierarchical F1 and mistake severity use the predicted species.
+    ``accuracy_<level>`` uses the argmax of the level's summed probabilities;
+    ``accuracy_<level>_from_leaf`` reads the level off the predicted species (the lineage
+    of the prediction table). Hierarchical F1 and mistake severity use the predicted species.
     """
     y = _truth(y_true, taxonomy)
     proba = np.asarray(proba, dtype=np.float64)
@@ -112,10 +113,10 @@ def taxonomic_metrics(y_true, proba, taxonomy: Taxonomy, k: int = 5,
     out: dict[str, float] = {}
     for lvl, p in levels.items():
         truth = taxonomy.group_index(lvl)[y]
-        out[f"accuracy_{lvl}"] = float((lineage[lvl] == truth).mean())
+        out[f"accuracy_{lvl}"] = float((p.argmax(1) == truth).mean())
         idx, _ = top_k(p, k)
         out[f"top{k}_{lvl}"] = float((idx == truth[:, None]).any(1).mean())
-        out[f"accuracy_{lvl}_from_leaf"] = float((taxonomy.group_index(lvl)[proba.argmax(1)] == truth).mean())
+        out[f"accuracy_{lvl}_from_leaf"] = float((lineage[lvl] == truth).mean())
     hp, hr, hf = hierarchical_prf(y, pred_leaf, taxonomy)
     out.update(hierarchical_precision=hp, hierarchical_recall=hr, hierarchical_f1=hf)
     dist = taxonomy.distance(y, pred_leaf)

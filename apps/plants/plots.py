@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix
 from hsickit.core import plots
 from hsickit.datasets.plants import Taxonomy
 
-from hsickit.apps.plants.hierarchy import level_predictions, level_probabilities
+from hsickit.apps.plants.hierarchy import level_probabilities
 
 __all__ = ["level_accuracy_plot", "level_confusion_plot"]
 
@@ -40,9 +40,9 @@ def level_accuracy_plot(metrics: dict, taxonomy: Taxonomy, path, errors: dict | 
 
 
 def level_confusion_plot(y_true, proba, taxonomy: Taxonomy, path, level: str = "family") -> Path:
-    """Confusion matrix at ``level`` (default family) of the predicted lineage."""
+    """Confusion matrix at ``level`` (default family) from tree-consistent probabilities."""
     y = np.asarray(y_true, dtype=np.int64)
-    pred = level_predictions(level_probabilities(proba, taxonomy), taxonomy)[level]
+    pred = level_probabilities(proba, taxonomy)[level].argmax(1)
     codes = taxonomy.group_index(level)
     names = taxonomy.names(level)
     cm = confusion_matrix(codes[y], pred, labels=np.arange(len(names)))

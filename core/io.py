@@ -69,13 +69,31 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
     return path
 
 
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a Path when a run may be written there: new, empty, or (with ``overwrite``) a run folder.
+
+    A folder holding a finished run (``config.json``) is refused unless ``overwrite``; any other
+    non-empty folder is always refused, never deleted.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HsickitError(f"--out {path} is a file; give a folder for the run")
+    if path.exists() and any(path.iterdir()):
+        if not (path / "config.json").exists():
+            raise HsickitError(f"--out {path} is not empty and holds no hsickit run; choose a new or empty folder")
+        if not overwrite:
+            raise HsickitError(f"{path} holds a finished run; pass --overwrite to replace it (the folder is cleared), "
+                               "or choose a new --out")
+    return path
+
+
 @contextlib.contextmanager
-def staged_folder(path: str | os.PathLike):
+def staged_folder(path: str | os.PathLike, overwrite: bool = False):
     """Build a folder in a temporary sibling that takes ``path``'s place only when the block succeeds.
 
     A failure removes the sibling and leaves ``path`` as it was, so no reader ever finds a
-    half-written folder. An existing ``path`` is replaced only when it is empty or a hsickit
-    run folder (it holds ``config.json``); any other folder is refused, never deleted.
+    half-written folder. An existing run folder at ``path`` is replaced only with ``overwrite``
+    (:func:`check_output_folder`).
     Under ``torchrun`` only rank 0 writes, in ``path`` itself.
 
     >>> import tempfile
@@ -88,10 +106,7 @@ def staged_folder(path: str | os.PathLike):
     """
     from hsickit.core.distributed import is_main_process
 
-    path = Path(path)
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / "config.json").exists())):
-        raise HsickitError(f"{path} exists and is not an empty folder or a hsickit run folder (no config.json); "
-                           "choose a new output folder, or empty that one first")
+    path = check_output_folder(path, overwrite)
     if not is_main_process():
         yield path
         return

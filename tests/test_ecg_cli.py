@@ -106,8 +106,26 @@ def test_bad_input_is_one_clear_error(trained, tmp_path):
     assert isinstance(res.exception, HsickitError) and "--task" in str(res.exception)
 
 
+def test_a_finished_run_is_replaced_only_with_overwrite(trained, tmp_path):
+    _, records, run = trained
+    out = tmp_path / "run"
+    args = ["train", "--records", records, "--records-list", "s00,s01", "--validation-list", "none", "--out", str(out),
+            "--channels", "none", "--quiet"]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    res = runner.invoke(app, args)
+    assert "holds a finished run; pass --overwrite" in str(res.exception) and (out / "notes.txt").exists()
+    res = runner.invoke(app, args + ["--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "notes.txt").exists() and (out / "config.json").exists()
+    res = runner.invoke(app, ["finetune", str(run), "--records", records, "--records-list", "s02", "--out", str(out), "--quiet"])
+    assert "holds a finished run" in str(res.exception)
+
+
 def test_demo_runs_end_to_end(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])  # a second demo replaces the first
     assert res.exit_code == 0, res.output
     assert "sensitivity_V=" in res.output
     assert (tmp_path / "demo" / "records" / "s00.atr").exists() and (tmp_path / "demo" / "predictions" / "s07.hsk").exists()
@@ -147,7 +165,7 @@ def test_a_failed_train_leaves_no_run_folder(trained, tmp_path, monkeypatch):
     assert isinstance(res.exception, OSError) and not (tmp_path / "new").exists()  # the model was written, then the card failed
     assert list(tmp_path.iterdir()) == []
     before = (run / "model" / "fusion.json").read_bytes()
-    res = runner.invoke(app, [*args, "--out", str(run)])  # an earlier run folder stays as it was
+    res = runner.invoke(app, [*args, "--out", str(run), "--overwrite"])  # an earlier run folder stays as it was
     assert isinstance(res.exception, OSError) and (run / "model" / "fusion.json").read_bytes() == before
     monkeypatch.setattr(MultiResolutionClassifier, "fit", lambda *a: 1 / 0)
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "new")])

@@ -87,17 +87,20 @@ def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
             (tmp / "model.bin").write_text("half")
             raise RuntimeError("training failed")
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no folder, no leftovers
-    for text in ("first", "second"):  # a run folder is replaced whole
-        with staged_folder(out) as tmp:
+    for text in ("first", "second"):  # a run folder is replaced whole, and only with overwrite
+        with staged_folder(out, overwrite=True) as tmp:
             (tmp / "config.json").write_text(text)
             assert not (out / "config.json").exists() or (out / "config.json").read_text() == "first"
     assert (out / "config.json").read_text() == "second" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    with pytest.raises(HsickitError, match="holds a finished run; pass --overwrite"):
+        with staged_folder(out):
+            pass
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # as os.mkdir makes it, not mkdtemp's 0700
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "mine.csv").write_text("x")
-    with pytest.raises(HsickitError, match="not an empty folder or a hsickit run folder"):
-        with staged_folder(tmp_path / "data"):
+    with pytest.raises(HsickitError, match="not empty and holds no hsickit run"):
+        with staged_folder(tmp_path / "data", overwrite=True):
             pass
     assert (tmp_path / "data" / "mine.csv").exists()

@@ -33,7 +33,7 @@ from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, markdown_table, read_json, staged_folder
+from hsickit.core.io import RunFolder, atomic_write, check_output_folder, markdown_table, read_json, staged_folder
 from hsickit.datasets.ecg import AAMI_CLASSES, list_records, records_at
 
 __all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
@@ -81,7 +81,7 @@ def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConf
     run.write_model_card("hsickit ECG beat model", sections)
 
 
-def _fit_and_write(clf: MultiResolutionClassifier, out, config: BeatConfig, train: BeatSet,
+def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config: BeatConfig, train: BeatSet,
                    validation: BeatSet | None, data: dict, verbose: int) -> MultiResolutionClassifier:
     """Fit ``clf``, then write run folder ``out`` whole (nothing is written when training fails)."""
     start = time.perf_counter()
@@ -98,7 +98,7 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, config: BeatConfig, trai
     data["n_train_beats"] = len(train) - sum(clf.left_out_.values())
     if getattr(clf, "holdout_records_", None):
         data["downstream_trained_on_records"] = ",".join(clf.holdout_records_)
-    with staged_folder(out) as folder:
+    with staged_folder(out, overwrite) as folder:
         run = RunFolder(folder)
         clf.save(run / "model")
         run.write_config({"task": "beats", "beat_config": config.to_dict(),
@@ -155,8 +155,11 @@ def _validation_note(validation: list[str], train_names: list[str], how: str) ->
 
 
 def train_beats(records_dir, out, records: Sequence[str] | str | None = None, validation_records: Sequence[str] | str | None = None,
-                *, beat_config: BeatConfig | None = None, verbose: int = 1, **model_params) -> MultiResolutionClassifier:
+                *, beat_config: BeatConfig | None = None, overwrite: bool = False, verbose: int = 1,
+                **model_params) -> MultiResolutionClassifier:
     """Train a multi-resolution beat classifier on annotated records and write a run folder.
+
+    A finished run already in ``out`` is replaced only with ``overwrite``.
 
     ``validation_records`` (names inside ``records_dir``; "none": no validation) are held out
     for early stopping and the model card's metrics; by default the MIT-BIH DS1 validation
@@ -166,6 +169,7 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
     """
     from hsickit.datasets.ecg_splits import DS1_VALIDATION
 
+    check_output_folder(out, overwrite)
     config = beat_config or BeatConfig()
     names = list_records(records_dir, records)
     if validation_records == "none":
@@ -189,7 +193,7 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
             "repairs": "; ".join(beats.repairs) or "none"}
     model_params.setdefault("verbose", verbose)
     clf = MultiResolutionClassifier(**model_params)
-    return _fit_and_write(clf, out, config, train, val if len(val) else None, data, verbose)
+    return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose)
 
 
 def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None, *, verbose: int = 1) -> dict:
@@ -245,12 +249,15 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
 
 
 def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = None, validation_records=None, *,
-                   epochs: int = 5, frozen_blocks: int = 1, lr: float = 3e-4, verbose: int = 1) -> MultiResolutionClassifier:
-    """Continue training a run's model on new annotated records (e.g. a hospital's); writes run folder ``out``.
+                   epochs: int = 5, frozen_blocks: int = 1, lr: float = 3e-4, overwrite: bool = False,
+                   verbose: int = 1) -> MultiResolutionClassifier:
+    """Continue training a run's model on new annotated records (e.g. a hospital's); writes run folder ``out``
+    (a finished run there is replaced only with ``overwrite``).
 
     The first ``frozen_blocks`` blocks of every network stay fixed; the classes stay those of
     the original model.
     """
+    check_output_folder(out, overwrite)
     clf, config = load_run(run)
     names = list_records(records_dir, records)
     validation = list_records(records_dir, validation_records) if validation_records else []
@@ -265,4 +272,4 @@ def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = 
     clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
     data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
             "validation_records": ",".join(validation), "repairs": "; ".join(beats.repairs) or "none"}
-    return _fit_and_write(clf, out, config, train, val if len(val) else None, data, verbose)
+    return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose)

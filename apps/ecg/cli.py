@@ -21,6 +21,7 @@ _RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea + .
 _LIST = typer.Option(None, "--records-list", help="Comma-separated record names to use (default: all in the folder).")
 _SEED = typer.Option(0, "--seed", help="Random seed.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only once the new run is complete).")
 
 
 def _seed(seed: int) -> None:
@@ -60,6 +61,7 @@ def train(
     holdout_fraction: float = typer.Option(0.3, help="Share of training records held out for the downstream classifier."),
     tune_bias: bool = typer.Option(False, "--tune-bias/--no-tune-bias", help="Tune per-class bias on the validation records (needs representative validation records)."),
     seed: int = _SEED,
+    overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
 ) -> None:
     """Train a model on annotated records and write a run folder."""
@@ -69,7 +71,7 @@ def train(
         from hsickit.apps.ecg.records import train_records
 
         metrics = train_records(records, out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
-                                random_state=seed, verbose=verbose)
+                                random_state=seed, overwrite=overwrite, verbose=verbose)
         typer.echo(json.dumps({k: None if math.isnan(metrics[k]) else metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc")
                               if k in metrics}))
         typer.echo(f"run folder: {out}")
@@ -82,7 +84,8 @@ def train(
                 downstream=downstream or "ventricular_first", ventricular_channels=_channels(ventricular_channels), training=training,
                 channel_training=channel_training, epochs=epochs,
                 channel_epochs=channel_epochs, class_weight=None if class_weight == "none" else class_weight,
-                stacking=stacking, holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, verbose=verbose)
+                stacking=stacking, holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, overwrite=overwrite,
+                verbose=verbose)
     metrics = out / "metrics.json"
     if metrics.exists():
         from hsickit.core.io import read_json
@@ -145,6 +148,7 @@ def finetune(
     frozen_blocks: int = typer.Option(1, help="Blocks kept fixed at the start of every network."),
     lr: float = typer.Option(3e-4, help="Learning rate."),
     seed: int = _SEED,
+    overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
 ) -> None:
     """Fine-tune a beat or record model on your own labelled records."""
@@ -154,7 +158,7 @@ def finetune(
     _seed(seed)
     finetune = finetune_records if _records_model(run) else finetune_beats
     finetune(run, records, out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
-             verbose=0 if quiet else 1)
+             overwrite=overwrite, verbose=0 if quiet else 1)
     typer.echo(f"run folder: {out}")
 
 
@@ -178,10 +182,10 @@ def demo(
     records = Path(write_synthetic_records(out / "records", n_records=8, duration=60, random_state=seed))
     hospital = Path(write_synthetic_records(out / "hospital", n_records=2, duration=60, random_state=seed + 1, prefix="h"))
     train_beats(records, out / "run", validation_records="s06,s07", channels=("beat", "rhythm", "wavelet", "rr"),
-                channel_epochs=3, epochs=5, random_state=seed, verbose=verbose)
+                channel_epochs=3, epochs=5, random_state=seed, overwrite=True, verbose=verbose)
     metrics = evaluate_beats(out / "run", records, "s06,s07", verbose=verbose)
     predict_beats(out / "run", records / "s07", out / "predictions", verbose=verbose)
-    finetune_beats(out / "run", hospital, out / "finetuned", epochs=2, verbose=verbose)
+    finetune_beats(out / "run", hospital, out / "finetuned", epochs=2, overwrite=True, verbose=verbose)
     keys = ["accuracy", "kappa"] + [f"{m}_{c}" for c in ("N", "S", "V", "F") for m in ("sensitivity", "ppv")]
     typer.echo(" ".join(f"{k}={'n/a' if math.isnan(metrics[k]) else format(metrics[k], '.3f')}" for k in keys))
     typer.echo(f"synthetic records: {records}; run folders: {out / 'run'}, {out / 'finetuned'}; "

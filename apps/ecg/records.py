@@ -40,7 +40,8 @@ from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import RunFolder, atomic_write, load_sklearn, markdown_table, read_json, save_sklearn, write_json
+from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, load_sklearn, markdown_table, read_json, save_sklearn,
+                             staged_folder, write_json)
 from hsickit.datasets.ecg import list_records, read_record, record_path, records_at
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 
@@ -338,10 +339,16 @@ def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) 
     return metrics
 
 
-def _write_run(out, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],
+def _write_run(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],
                data: dict, title: str, labels_note: str = "") -> dict:
-    """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card."""
-    run = RunFolder(out)
+    """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card
+    (built whole in a temporary sibling, see :func:`hsickit.core.io.staged_folder`)."""
+    with staged_folder(out, overwrite) as folder:
+        return _write_run_into(RunFolder(folder), clf, config, rs, train, val, data, title, labels_note)
+
+
+def _write_run_into(run: RunFolder, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet,
+                    val: list[str], data: dict, title: str, labels_note: str) -> dict:
     clf.save(run / "model")
     run.write_config({"task": "records", "record_config": config.to_dict(), "labels": clf.labels_, "train_records": train.records,
                       "validation_records": val, "model": {**clf.get_params(), "channels": list(clf.channels)}, **data})
@@ -364,12 +371,15 @@ def _write_run(out, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, 
 
 
 def train_records(records_dir, out, records=None, validation_records=None, *, epochs: int = 40, training: str = "backprop",
-                  downstream: str | None = None, min_count: int = 3, random_state=0, verbose: int = 1) -> dict:
+                  downstream: str | None = None, min_count: int = 3, random_state=0, overwrite: bool = False, verbose: int = 1) -> dict:
     """Train the record-level multi-label model; writes a run folder and returns validation metrics.
+
+    A finished run already in ``out`` is replaced only with ``overwrite``.
 
     ``downstream`` (None: "logistic", or "mlp" when ``training`` is not "backprop") goes to
     :class:`RecordClassifier`.
     """
+    check_output_folder(out, overwrite)
     config = RecordConfig()
     names = list_records(records_dir, records)
     val = list_records(records_dir, validation_records) if validation_records else names[4::5]
@@ -381,12 +391,12 @@ def train_records(records_dir, out, records=None, validation_records=None, *, ep
     note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
                    ((f"Left out (< {min_count} positive records)", rs.dropped_labels),
                     ("Carried by every training record (predicted for every record)", constant)) if items)
-    return _write_run(out, clf, config, rs, train, val, {"dropped_labels": rs.dropped_labels},
+    return _write_run(out, overwrite, clf, config, rs, train, val, {"dropped_labels": rs.dropped_labels},
                       "hsickit ECG record model (multi-label)", note)
 
 
 def finetune_records(run, records_dir, out, records=None, validation_records=None, *, epochs: int = 10, frozen_blocks: int = 1,
-                     lr: float = 3e-4, verbose: int = 1) -> dict:
+                     lr: float = 3e-4, overwrite: bool = False, verbose: int = 1) -> dict:
     """Continue training a run's record model on new labelled records (e.g. a hospital's); writes run folder ``out``.
 
     The labels stay the model's: the new records' other labels are ignored (listed in the
@@ -394,6 +404,7 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     the base model's logistic regression (``labels_kept_from_base_model``); an MLP downstream
     learns it as absent (present).
     """
+    check_output_folder(out, overwrite)
     clf, config = load_record_run(run)
     names = list_records(records_dir, records)
     val = list_records(records_dir, validation_records) if validation_records else []
@@ -407,7 +418,7 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
                    (("Labels of the new records the model does not know (ignored)", ignored),
                     ("Model labels no fine-tuning record carries", absent),
                     (f"Labels with {kept}", clf.kept_labels_)) if items)
-    return _write_run(out, clf, config, rs, train, val, {"base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
+    return _write_run(out, overwrite, clf, config, rs, train, val, {"base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
                                                          "ignored_labels": ignored, "labels_without_positive_records": absent,
                                                          "labels_kept_from_base_model": clf.kept_labels_},
                       "hsickit ECG record model (multi-label, fine-tuned)", note)

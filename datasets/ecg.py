@@ -423,8 +423,9 @@ def read_beat_table(
         raise HsickitError(f"unknown={unknown!r}; use 'raise' or 'skip'")
     if not Path(f"{path}.{extension}").exists():
         raise HsickitError(
-            f"record {name}: annotation file {path}.{extension} not found; pass the right extension "
-            "(MIT-BIH reference beats are 'atr'), or detect R peaks with hsickit.apps.ecg.signal.detect_rpeaks"
+            f"record {name}: annotation file {path}.{extension} not found; training and scoring need reference beat "
+            "labels (MIT-BIH: 'atr'): copy the annotation file beside the record, or leave the record out "
+            "(--records-list); 'hsickit ecg predict' labels unannotated records"
         )
     try:
         ann = wfdb.rdann(path, extension)

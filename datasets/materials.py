@@ -111,8 +111,10 @@ def parse_formula(text):
     try:
         comp = Composition(s, strict=True)
     except Exception as exc:  # pymatgen raises ValueError/KeyError/TypeError with terse messages
+        case = (" (element symbols start with a capital letter: 'Fe2O3', not 'fe2o3')"
+                if re.search(r"(^|[^A-Za-z])[a-z]", s) else "")
         raise HsickitError(
-            f"formula {text!r} cannot be parsed ({exc}); check brackets, symbols and amounts, "
+            f"formula {text!r} cannot be parsed ({exc}); check brackets, symbols and amounts{case}, "
             "e.g. 'Ag(AuS)2', 'Fe0.7Ni0.3'"
         ) from None
     if comp.num_atoms <= 0 or len(comp) == 0:

@@ -309,3 +309,17 @@ def test_classification_with_text_labels(data, tmp_path, model):
     df.to_csv(tmp_path / "other.csv", index=False)
     r = invoke("evaluate", tmp_path / "auto", tmp_path / "other.csv", *args, "--out", tmp_path / "ev2", "--quiet")
     assert isinstance(r.exception, HsickitError) and "['conductor']" in str(r.exception)
+
+
+def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, data, tmp_path):
+    r = invoke("predict", tmp_path / "nosuchrun", data / "new.csv", "-o", tmp_path / "p.csv")
+    assert isinstance(r.exception, HsickitError) and "run folder" in str(r.exception) and "does not exist" in str(r.exception)
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", tmp_path / "cnn", "--model", "leafcnn", *FAST)
+    msg = str(r.exception)
+    assert isinstance(r.exception, HsickitError) and "irnet17" in msg and "extra_trees" in msg
+    assert not any(name in msg.split("valid names")[1] for name in ("conv1d", "leafcnn", "parallel"))
+    (tmp_path / "bad.csv").write_text("formula,target\nfe2o3,1.0\n")
+    r = invoke("evaluate", trained, tmp_path / "bad.csv", "--out", tmp_path / "never", "--quiet")
+    assert isinstance(r.exception, HsickitError) and "capital letter" in str(r.exception)
+    assert not (tmp_path / "never").exists()  # the output folder comes only after the input is read and checked

@@ -94,6 +94,14 @@ def test_skip_invalid_without_path_warns():
     assert len(t) == 1 and len(t.rejects) == 1
 
 
+def test_lowercase_symbols_get_a_capitalisation_hint():
+    with pytest.raises(HsickitError, match=r"capital letter: 'Fe2O3', not 'fe2o3'"):
+        parse_formula("fe2o3")
+    with pytest.raises(HsickitError) as info:
+        parse_formula("Fe2O3*H2O")
+    assert "capital" not in str(info.value)
+
+
 def test_class_labels_as_text_or_numbers():
     df = pd.DataFrame({"formula": ["Fe", "NaCl", "Cu", "MgO"], "target": ["metal", "nonmetal", " metal", ""]})
     with pytest.raises(HsickitError, match=r"'abc' is not a number.*--task classification"):

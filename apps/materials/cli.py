@@ -21,7 +21,7 @@ from hsickit.core.errors import HsickitError
 app = typer.Typer(help="Materials: composition -> property with very deep residual MLPs (IRNet), "
                        "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
 
-from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into, read_into as _read
+from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
 from hsickit.apps.materials.runs import domain_columns as _domain, read_table as _read_table
 from hsickit.apps.materials.runs import write_reports as _write_reports
 
@@ -33,6 +33,16 @@ def _threads():
     import torch
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+
+
+def _load(run_dir):
+    """The model of a run folder; a clear error when the folder itself is missing."""
+    from hsickit.apps.materials.estimator import load_estimator
+
+    if not Path(run_dir).is_dir():
+        raise HsickitError(f"run folder {str(run_dir)!r} does not exist; give the folder written by "
+                           "`hsickit materials train --out RUN`")
+    return load_estimator(Path(run_dir) / MODEL_DIR)
 
 
 TARGET_TYPES = {"regression": "number", "classification": "label", "auto": "auto"}
@@ -109,7 +119,7 @@ def train(
               validation_fraction=validation_fraction, random_state=seed, verbose=0 if quiet else 1, device=device,
               checkpoint_dir=run / MODEL_DIR)
     start = time.perf_counter()
-    est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet)
+    est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet, unit)
     seconds = time.perf_counter() - start
     est.set_params(checkpoint_dir=None).save(run / MODEL_DIR)
     run.write_config({"command": "train", "data": str(data), "formula_col": formula_col, "target_col": target_col,
@@ -154,10 +164,10 @@ def _score_line(validation, unit):
     return f"validation ({metrics['n_samples']} rows): {score_line(metrics, unit)}"
 
 
-def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet):
+def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet, unit=""):
     """Fit the one (model, features) candidate, or choose among several by cross-validation
     (model_selection.csv in the run folder); returns the fitted estimator and model-card sections."""
-    from hsickit.apps.materials.selection import candidates_from, model_search, selection_table
+    from hsickit.apps.materials.selection import candidates_from, model_search, score_name, selection_table
     from hsickit.core.io import atomic_write, markdown_table
 
     candidates = candidates_from(models, features)
@@ -171,9 +181,11 @@ def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, q
     if not quiet:
         typer.echo(markdown_table(rows))
         typer.echo(f"chosen by {inner_folds}-fold cross-validation: {search.best_params_}")
+    score = {"mae": f"mean absolute error{f' in {unit}' if unit else ''}", "log_loss": "log-loss"}.get(
+        score_name(search), score_name(search))
     return search.best_estimator_, {"Model selection": f"Chosen among {len(candidates)} candidates by "
                                     f"{inner_folds}-fold cross-validation on the training data "
-                                    f"(score: {search.scoring}).\n\n" + markdown_table(rows)}
+                                    f"(score: {score}, lower is better).\n\n" + markdown_table(rows)}
 
 
 @app.command()
@@ -187,15 +199,16 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram."""
-    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.core.io import RunFolder, evaluation_folder, read_json
 
     _threads()
-    est = load_estimator(run_dir / MODEL_DIR)
+    est = _load(run_dir)
     out = out or evaluation_folder(run_dir, data)
-    run = RunFolder(out)
-    table = _read(data, formula_col, target_col, skip_invalid, out, "keep", quiet,
-                  target_type="label" if isinstance(est, MaterialsClassifier) else "number")
+    table = _read_table(data, formula_col, target_col, skip_invalid, "keep", quiet,
+                        target_type="label" if isinstance(est, MaterialsClassifier) else "number")
+    run = RunFolder(out)  # created only once the input is read and checked
+    _write_reports(out, table, "keep", quiet)
     unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""
     m = _evaluate_into(run, est, table, unit)
     run.write_config({"command": "evaluate", "run": str(run_dir), "data": str(data)})
@@ -212,14 +225,13 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Predict the property of every formula; with an ensemble (or a tree model) also its std."""
-    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.apps.materials.forest import is_forest
     from hsickit.core.io import atomic_write
 
     _threads()
-    est = load_estimator(run_dir / MODEL_DIR)
-    table = _read(formulas, formula_col, None, skip_invalid, output.parent if str(output.parent) else Path("."),
-                  "keep", quiet)
+    est = _load(run_dir)
+    table = _read_table(formulas, formula_col, None, skip_invalid, "keep", quiet)
     df = pd.DataFrame({"row": table.rows, "formula": table.formulas})
     ens = len(est.members_) > 1
     if isinstance(est, MaterialsClassifier):
@@ -239,6 +251,7 @@ def predict(
     domain, warning = _domain(est, table.formulas)
     for k, v in domain.items():
         df[k] = v
+    _write_reports(output.parent, table, "keep", quiet)
     atomic_write(output, df.to_csv(index=False))
     if warning:
         typer.echo(warning, err=True)
@@ -267,12 +280,12 @@ def finetune(
     OUT records the fine-tuning's own settings; it resumes and is refused as `train`'s run folder is.
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "quiet", "overwrite")}
-    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.core import plots
     from hsickit.core.io import finish_training_run, read_json, start_training_run
 
     _threads()
-    est = load_estimator(run_dir / MODEL_DIR)
+    est = _load(run_dir)
     source = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
     unit = source.get("unit", "")
     classifier = isinstance(est, MaterialsClassifier)

@@ -35,10 +35,12 @@ from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.io import read_json, write_json
-from hsickit.core.models import list_models
 from hsickit.core.training import validation_split
 
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
+
+#: The core networks that take a composition's feature vector (conv1d, leafcnn and parallel do not).
+NETWORKS = ("irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48", "elemnet17", "mlp", "residual_mlp")
 
 _PARAM_NAMES = ("features", "model", "model_params", "training", "n_models", "epochs", "batch_size", "lr",
                 "weight_decay", "patience", "validation_fraction", "sigma", "beta", "format_epochs",
@@ -159,8 +161,8 @@ class _MaterialsEstimator(BaseEstimator):
             raise HsickitError(f"n_models must be an integer >= 1, got {self.n_models!r}")
 
     def _member(self, seed, batch_size, y=None):
-        if not is_forest(self.model) and self.model not in list_models():
-            raise HsickitError(f"unknown model {self.model!r}; valid names: {', '.join(list_models())}, "
+        if not is_forest(self.model) and self.model not in NETWORKS:
+            raise HsickitError(f"unknown model {self.model!r} for materials; valid names: {', '.join(NETWORKS)}, "
                                f"or a tree ensemble: {', '.join(FORESTS)}")
         if is_forest(self.model):
             return ForestMember(self.model, classification=self._member_cls is DeepClassifier,

@@ -49,13 +49,6 @@ def write_reports(out, table, duplicates="keep", quiet=False):
                        f"(policy {duplicates!r}); listed in {out / 'duplicates.csv'}")
 
 
-def read_into(data, formula_col, target_col, skip_invalid, out, duplicates="keep", quiet=False, target_type="number"):
-    """Read a formula table; rejects.csv / duplicates.csv go into `out`."""
-    table = read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet, target_type)
-    write_reports(out, table, duplicates, quiet)
-    return table
-
-
 def domain_columns(est, formulas):
     """Applicability domain of each formula: ``in_domain`` (every element occurs in the training
     data) and ``unseen_elements`` (those that do not, space-separated), plus a warning line for

@@ -111,8 +111,10 @@ def parse_formula(text):
     try:
         comp = Composition(s, strict=True)
     except Exception as exc:  # pymatgen raises ValueError/KeyError/TypeError with terse messages
+        case = (" (element symbols start with a capital letter: 'Fe2O3', not 'fe2o3')"
+                if re.search(r"(^|[^A-Za-z])[a-z]", s) else "")
         raise HsickitError(
-            f"formula {text!r} cannot be parsed ({exc}); check brackets, symbols and amounts, "
+            f"formula {text!r} cannot be parsed ({exc}); check brackets, symbols and amounts{case}, "
             "e.g. 'Ag(AuS)2', 'Fe0.7Ni0.3'"
         ) from None
     if comp.num_atoms <= 0 or len(comp) == 0:
@@ -207,8 +209,18 @@ def _composition_key(comp):
     return tuple(sorted((el.symbol, round(float(a), 10)) for el, a in frac.items()))
 
 
+def _labels(text, num):
+    """Class labels of one column: numbers (integers when whole) when every non-empty one is a
+    number, else the stripped strings."""
+    given = text != ""
+    if given.any() and np.isfinite(num[given]).all():
+        whole = np.all(num[given] == np.round(num[given]))
+        return np.where(given, num, 0).astype(np.int64) if whole else num
+    return text
+
+
 def read_formula_table(source, formula_col="formula", target_cols="target", *, skip_invalid=False,
-                       rejects_path=None, duplicates="keep", sep=None, verbose=0):
+                       rejects_path=None, duplicates="keep", sep=None, verbose=0, target_type="number"):
     """Read a table of formulas and targets; parse strictly; handle bad rows and duplicates.
 
     Parameters
@@ -218,7 +230,12 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
     formula_col : str
         Column holding the formulas.
     target_cols : str, sequence of str or None
-        Numeric target column(s). None reads formulas only (input for prediction).
+        Target column(s). None reads formulas only (input for prediction).
+    target_type : {"number", "label", "auto"}
+        "number": targets are numbers (regression). "label": class labels (classification),
+        strings such as ``metal`` or numbers such as 0/1 (returned as numbers, integers when
+        whole, when every label is a number); only a missing label is a bad row. "auto": a
+        column none of whose values is a number holds labels, any other holds numbers.
     skip_invalid : bool
         False (default): any bad row raises :class:`HsickitError` listing *all* bad rows.
         True: bad rows are skipped, kept in ``table.rejects`` and written to `rejects_path`.
@@ -275,17 +292,27 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
         except HsickitError as exc:
             bad.append((i + 1, formula_col, "" if text is None else str(text), str(exc)))
 
+    if target_type not in ("number", "label", "auto"):
+        raise HsickitError(f"target_type={target_type!r}: use 'number', 'label' or 'auto'")
     ys = []
     for col in target_cols:
         raw = df[col]
         num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        cells = np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in raw],
+                         dtype=object)
+        if target_type == "label" or (target_type == "auto" and not np.isfinite(num).any() and (cells != "").any()):
+            ys.append(_labels(cells, num))
+            bad += [(i + 1, col, "", f"class label in column {col!r} is missing; write the row's class (for "
+                                     "example metal) or remove the row") for i in np.flatnonzero(cells == "")]
+            continue
         for i in np.flatnonzero(~np.isfinite(num)):
             text = raw.iloc[i]
             text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
             why = "is missing" if text.strip() == "" else ("is not finite" if text.strip().lower() in
                                                           ("inf", "-inf", "+inf", "infinity", "-infinity") else "is not a number")
             bad.append((i + 1, col, text, f"target {col!r} value {text!r} {why}; write a plain number "
-                                          "such as 1.25 (no units) or remove the row"))
+                                          "such as 1.25 (no units) or remove the row (class labels such as "
+                                          "'metal': target_type='label', CLI --task classification)"))
         ys.append(num)
 
     rejects = pd.DataFrame(sorted(bad), columns=["row", "column", "value", "reason"])
@@ -329,6 +356,9 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
           "formulas": " ".join(formulas[j] for j in g)} for g in dup_groups],
         columns=["key", "rows", "formulas"])
     if dup_groups and duplicates != "keep" and y is not None:
+        if y.dtype == object:
+            raise HsickitError(f"duplicates={duplicates!r} averages targets, but {name} holds class labels; "
+                               "use duplicates='keep' (CLI --duplicates keep)")
         agg = np.mean if duplicates == "mean" else np.min
         order = sorted(groups.values(), key=lambda g: g[0])
         first = np.array([g[0] for g in order])

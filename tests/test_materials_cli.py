@@ -52,6 +52,19 @@ def test_train_writes_run_folder(trained):
     assert "IRNet" in (trained / "README.md").read_text() or "irnet17" in (trained / "README.md").read_text()
 
 
+def test_training_metrics_are_the_validation_scores_in_the_unit(trained):
+    """metrics.json after training: the ensemble's MAE / R² on its 6 validation rows (10 % of 60),
+    the best epoch (the one the model keeps), shown in the model card."""
+    m = json.loads((trained / "metrics.json").read_text())
+    assert m["split"] == "validation" and m["n_samples"] == 6 and m["unit"] == "eV"
+    assert {"mae", "rmse", "r2"} <= set(m) and m["mae"] > 0 and "6 validation rows" in m["validation"]
+    hist = pd.read_csv(trained / "history.csv")
+    best = hist.loc[hist.val_loss.idxmin()]
+    assert m["best_epoch"] == best.epoch and m["best_val_loss"] == pytest.approx(best.val_loss) and m["epochs_run"] == 2
+    card = (trained / "README.md").read_text()
+    assert f"keeps the weights of epoch {int(best.epoch)}" in card and f"| {m['mae']:.4g} |" in card
+
+
 def test_evaluate(trained, data):
     out = data / "eval"
     r = invoke("evaluate", trained, data / "test.csv", "--out", out, "--quiet")
@@ -70,7 +83,7 @@ def test_predict_with_ensemble_std(trained, data):
     r = invoke("predict", trained, data / "new.csv", "-o", out, "--quiet")
     assert r.exit_code == 0, r.output
     df = pd.read_csv(out)
-    assert list(df.columns) == ["row", "formula", "predicted", "std"] and len(df) == 20
+    assert list(df.columns) == ["row", "formula", "predicted", "std", "in_domain", "unseen_elements"] and len(df) == 20
     mean, std = load_estimator(trained / "model").predict(df.formula.tolist(), return_std=True)
     np.testing.assert_allclose(df.predicted, mean, rtol=1e-5)
     assert (df["std"] > 0).all()
@@ -144,6 +157,9 @@ def test_matbench_command(tmp_path):
     assert [r["algorithm"] for r in res["leaderboard"]].count("Dummy") == 1
     assert res["folds"][0]["n_samples"] == int((src.fold == 0).sum())
     assert "Dummy" in r.output and "this run" in r.output
+    assert "mae = " in r.output and " eV" in r.output and "not comparable" in r.output  # 2 of 5 folds: not ranked
+    assert [row["rank"] for row in res["leaderboard"] if row["algorithm"].startswith("this run")] == [None]
+    assert [row["rank"] for row in res["leaderboard"] if row["algorithm"] == "Dummy"] == [1]
     r = invoke("matbench", "expt_gap", "--data", tmp_path, "--out", tmp_path / "mb_et", "--fold", "1",
                "--model", "extra_trees,random_forest", "--features", "ward145+fractions118", "--inner-folds", "2",
                "--quiet")
@@ -170,6 +186,8 @@ def test_extra_trees_train_predict_and_no_finetune(data, tmp_path):
     assert r.exit_code == 0, r.output
     assert "extra_trees" in (run / "README.md").read_text()
     assert (run / "model" / "member_0" / "forest.skops").exists()
+    m = json.loads((run / "metrics.json").read_text())  # trees: a copy fitted on 54 rows scores the other 6
+    assert m["n_samples"] == 6 and m["mae"] > 0 and "held-out" in m["validation"] and "best_val_loss" not in m
     r = invoke("predict", run, data / "new.csv", "-o", tmp_path / "p.csv", "--quiet")
     assert r.exit_code == 0, r.output
     p = pd.read_csv(tmp_path / "p.csv")
@@ -254,3 +272,54 @@ def test_run_folder_rules(data, tmp_path):
     bad.write_text("composition,gap_eV\nXx2O,1.0\nNaCl,5.0\n")
     r = invoke("train", bad, "--formula-col", "composition", "--target-col", "gap_eV", "--out", tmp_path / "never", *FAST)
     assert isinstance(r.exception, HsickitError) and not (tmp_path / "never").exists()
+
+
+def test_predict_flags_formulas_with_elements_never_seen_in_training(trained, data):
+    """Applicability domain: a formula with an element absent from the training data is out of it."""
+    seen = pd.read_csv(data / "train.csv").composition[0]
+    (data / "edge.csv").write_text(f"formula\n{seen}\nHe\nAr2\nOg\n")
+    r = invoke("predict", trained, data / "edge.csv", "-o", data / "edge_pred.csv", "--quiet")
+    assert r.exit_code == 0, r.output
+    p = pd.read_csv(data / "edge_pred.csv", keep_default_na=False)
+    assert p.in_domain.tolist() == [True, False, False, False]
+    assert p.unseen_elements.tolist() == ["", "He", "Ar", "Og"]
+    assert "3 of 4 formulas" in r.output and "never saw in training" in r.output
+
+
+@pytest.mark.parametrize("model", ["extra_trees", "mlp"])
+def test_classification_with_text_labels(data, tmp_path, model):
+    df = pd.read_csv(data / "train.csv")
+    df["kind"] = np.where(df.gap_eV == 0, "metal", "nonmetal")
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    args = ["--formula-col", "composition", "--target-col", "kind"]
+    for task in ("classification", "auto"):
+        r = invoke("train", tmp_path / "labels.csv", *args, "--out", tmp_path / task, "--task", task, "--model", model, *FAST)
+        assert r.exit_code == 0, r.output
+        assert json.loads((tmp_path / task / "config.json").read_text())["estimator"] == "MaterialsClassifier"
+    m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert {"accuracy", "rocauc"} <= set(m) and m["n_samples"] == 6
+    r = invoke("predict", tmp_path / "auto", data / "new.csv", "-o", tmp_path / "p.csv", "--quiet")
+    assert r.exit_code == 0, r.output
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert set(p.predicted) <= {"metal", "nonmetal"} and {"p_metal", "p_nonmetal"} <= set(p.columns)
+    r = invoke("evaluate", tmp_path / "auto", tmp_path / "labels.csv", *args, "--out", tmp_path / "ev", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_samples"] == 60
+    df["kind"] = df["kind"].replace("metal", "conductor")
+    df.to_csv(tmp_path / "other.csv", index=False)
+    r = invoke("evaluate", tmp_path / "auto", tmp_path / "other.csv", *args, "--out", tmp_path / "ev2", "--quiet")
+    assert isinstance(r.exception, HsickitError) and "['conductor']" in str(r.exception)
+
+
+def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, data, tmp_path):
+    r = invoke("predict", tmp_path / "nosuchrun", data / "new.csv", "-o", tmp_path / "p.csv")
+    assert isinstance(r.exception, HsickitError) and "run folder" in str(r.exception) and "does not exist" in str(r.exception)
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", tmp_path / "cnn", "--model", "leafcnn", *FAST)
+    msg = str(r.exception)
+    assert isinstance(r.exception, HsickitError) and "irnet17" in msg and "extra_trees" in msg
+    assert not any(name in msg.split("valid names")[1] for name in ("conv1d", "leafcnn", "parallel"))
+    (tmp_path / "bad.csv").write_text("formula,target\nfe2o3,1.0\n")
+    r = invoke("evaluate", trained, tmp_path / "bad.csv", "--out", tmp_path / "never", "--quiet")
+    assert isinstance(r.exception, HsickitError) and "capital letter" in str(r.exception)
+    assert not (tmp_path / "never").exists()  # the output folder comes only after the input is read and checked

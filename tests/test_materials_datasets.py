@@ -94,6 +94,30 @@ def test_skip_invalid_without_path_warns():
     assert len(t) == 1 and len(t.rejects) == 1
 
 
+def test_lowercase_symbols_get_a_capitalisation_hint():
+    with pytest.raises(HsickitError, match=r"capital letter: 'Fe2O3', not 'fe2o3'"):
+        parse_formula("fe2o3")
+    with pytest.raises(HsickitError) as info:
+        parse_formula("Fe2O3*H2O")
+    assert "capital" not in str(info.value)
+
+
+def test_class_labels_as_text_or_numbers():
+    df = pd.DataFrame({"formula": ["Fe", "NaCl", "Cu", "MgO"], "target": ["metal", "nonmetal", " metal", ""]})
+    with pytest.raises(HsickitError, match=r"'abc' is not a number.*--task classification"):
+        read_formula_table(df.assign(target=["1", "abc", "2", "3"]))
+    with pytest.raises(HsickitError, match=r"row 4.*class label in column 'target' is missing"):
+        read_formula_table(df, target_type="label")
+    for kind in ("label", "auto"):
+        t = read_formula_table(df.head(3), target_type=kind)
+        assert t.y.tolist() == ["metal", "nonmetal", "metal"]
+    t = read_formula_table(df.head(3).assign(target=["1", "0", "1"]), target_type="label")
+    assert t.y.dtype.kind == "i" and t.y.tolist() == [1, 0, 1]
+    assert read_formula_table(df.head(3).assign(target=["1", "0", "1"]), target_type="auto").y.dtype.kind == "f"
+    with pytest.raises(HsickitError, match="holds class labels"):
+        read_formula_table(df.head(3).assign(formula=["Fe", "NaCl", "Fe"]), target_type="label", duplicates="mean")
+
+
 def test_missing_columns_named():
     df = pd.DataFrame({"composition": ["NaCl"], "gap": [1.0]})
     with pytest.raises(HsickitError, match=r"formula column\(s\) \['formula'\] not found.*composition"):

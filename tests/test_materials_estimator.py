@@ -202,3 +202,40 @@ def test_forest_predicts_the_median_of_its_trees_unless_asked_for_the_mean(gaps)
         MaterialsRegressor(features="precomputed", model="extra_tree").fit(X, t)
     with pytest.raises(HsickitError, match="aggregate='mode'"):
         MaterialsRegressor(features="precomputed", model="extra_trees", model_params={"aggregate": "mode"}).fit(X, t)
+
+
+def test_validation_metrics_are_the_ensembles_scores_on_its_validation_rows(gaps):
+    f, y = gaps
+    reg = MaterialsRegressor(epochs=3, n_models=2, random_state=0, **SMALL).fit(f[:100], y[:100])
+    rows = reg.validation_rows_
+    assert len(rows) == reg.validation_metrics_["n_samples"] == 10
+    pred = reg.predict([f[i] for i in rows])
+    assert reg.validation_metrics_["mae"] == pytest.approx(np.abs(pred - y[rows]).mean())
+    # the validation rows are held out of every model: each model's own validation loss is on them
+    for m in reg.members_:
+        best = min(r["val_loss"] for r in m.history_)
+        err = np.abs(m.predict(reg._scale(reg.featurize([f[i] for i in rows]))) - y[rows]).mean()
+        assert err / m.y_scale_[0] == pytest.approx(best, rel=1e-4)
+    trees = MaterialsRegressor(model="extra_trees", model_params={"n_estimators": 20}, random_state=0)
+    assert trees.fit(f[:100], y[:100]).validation_metrics_ is None  # fitted on all rows
+    held = trees.holdout_metrics(f[:100], y[:100])
+    assert held["n_samples"] == 10 and held["mae"] > 0
+
+
+def test_unseen_elements_mark_the_applicability_domain(gaps, tmp_path):
+    f, y = gaps
+    reg = MaterialsRegressor(epochs=1, random_state=0, **SMALL).fit(f[:100], y[:100])
+    assert "O" in reg.elements_ and "He" not in reg.elements_
+    assert reg.unseen_elements([f[0], "He", "HeOg", "Ag2O"]) == [[], ["He"], ["He", "Og"], []]
+    assert load_estimator(reg.save(tmp_path / "m")).elements_ == reg.elements_
+    reg.fine_tune(["He"] * 8, [20.0] * 8, epochs=1)
+    assert reg.unseen_elements(["He"]) == [[]]  # fine-tuning data widen the domain
+
+
+def test_classifier_takes_text_labels(tmp_path):
+    clf = MaterialsClassifier(model="mlp", model_params={"hidden": (16,)}, epochs=3, random_state=0)
+    clf.fit(["Fe", "Cu", "Ni3Al", "NaCl", "MgO", "SiO2"] * 4, ["metal"] * 3 * 4 + ["nonmetal"] * 3 * 4)
+    assert clf.classes_.tolist() == ["metal", "nonmetal"] and clf.predict(["Co"]).item() in ("metal", "nonmetal")
+    assert load_estimator(clf.save(tmp_path / "c")).classes_.tolist() == ["metal", "nonmetal"]
+    with pytest.raises(HsickitError, match="only one class"):
+        MaterialsClassifier(model="mlp", epochs=1).fit(["Fe", "Cu", "Ni"] * 4, ["metal"] * 12)

@@ -23,7 +23,8 @@ def test_the_candidate_with_the_lowest_cv_error_is_chosen_and_refitted(gaps):
             "model_params": {"n_estimators": 5, "max_depth": 1}}
     search = model_search(MaterialsRegressor(random_state=0), [poor, good], cv=3).fit(f[:240], y[:240])
     rows = selection_table(search)
-    assert [r["rank"] for r in rows] == [2, 1] and rows[1]["cv_score"] > rows[0]["cv_score"]
+    assert [r["rank"] for r in rows] == [2, 1] and 0 < rows[1]["cv_mae"] < rows[0]["cv_mae"]  # MAE, positive
+    assert rows[1]["cv_mae"] == pytest.approx(-search.cv_results_["mean_test_score"][1])
     assert search.best_params_["model"] == "extra_trees"
     assert len(search.best_estimator_.members_[0].model_.estimators_) == 30  # refitted on all 240 rows
     assert search.best_estimator_.members_[0].model_.n_features_in_ == 263

@@ -21,8 +21,9 @@ from hsickit.core.errors import HsickitError
 app = typer.Typer(help="Materials: composition -> property with very deep residual MLPs (IRNet), "
                        "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
 
-from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into, read_into as _read
-from hsickit.apps.materials.runs import read_table as _read_table, write_reports as _write_reports
+from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
+from hsickit.apps.materials.runs import domain_columns as _domain, read_table as _read_table
+from hsickit.apps.materials.runs import write_reports as _write_reports
 
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is cleared first). "
                                                     "An unfinished run there resumes without it.")
@@ -34,13 +35,36 @@ def _threads():
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
 
 
-def _is_classification(y, task):
-    if task == "auto":
-        vals = np.unique(y)
-        return len(vals) <= 2 and set(vals.tolist()) <= {0.0, 1.0}
-    if task not in ("regression", "classification"):
+def _load(run_dir):
+    """The model of a run folder; a clear error when the folder itself is missing."""
+    from hsickit.apps.materials.estimator import load_estimator
+
+    if not Path(run_dir).is_dir():
+        raise HsickitError(f"run folder {str(run_dir)!r} does not exist; give the folder written by "
+                           "`hsickit materials train --out RUN`")
+    return load_estimator(Path(run_dir) / MODEL_DIR)
+
+
+TARGET_TYPES = {"regression": "number", "classification": "label", "auto": "auto"}
+
+
+def _target_type(task):
+    """How `train` reads the target column for --task (see read_formula_table's target_type)."""
+    if task not in TARGET_TYPES:
         raise HsickitError(f"--task {task!r}: use regression, classification or auto")
+    return TARGET_TYPES[task]
+
+
+def _is_classification(y, task):
+    """--task auto: class labels (text) or 0/1 targets are a classification."""
+    if task == "auto":
+        return y.dtype == object or set(np.unique(y).tolist()) <= {0, 1}
     return task == "classification"
+
+
+def _class_targets(y):
+    """Targets as a classifier gets them: 0/1 read as numbers become integers."""
+    return y.astype(int) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
 @app.command()
@@ -49,7 +73,8 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     formula_col: str = typer.Option("formula", help="Formula column."),
     target_col: str = typer.Option("target", help="Target column."),
-    task: str = typer.Option("auto", help="regression, classification, or auto (0/1 targets -> classification)."),
+    task: str = typer.Option("auto", help="regression, classification (class labels such as metal / nonmetal, or "
+                                          "numbers), or auto (text labels or 0/1 targets -> classification)."),
     features: str = typer.Option("ward145", help="ward145, elemnet86, fractions118, or several joined by '+' "
                                                  "(ward145+fractions118); a comma-separated list to choose among."),
     model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / "
@@ -83,18 +108,18 @@ def train(
     from hsickit.core.io import finish_training_run, start_training_run
 
     _threads()
-    table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet)
+    table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet, target_type=_target_type(task))
     run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite)
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished run in {out}")
     _write_reports(out, table, duplicates, quiet)
     cls = MaterialsClassifier if _is_classification(table.y, task) else MaterialsRegressor
-    y = table.y.astype(int) if cls is MaterialsClassifier else table.y
+    y = _class_targets(table.y) if cls is MaterialsClassifier else table.y
     est = cls(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
               validation_fraction=validation_fraction, random_state=seed, verbose=0 if quiet else 1, device=device,
               checkpoint_dir=run / MODEL_DIR)
     start = time.perf_counter()
-    est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet)
+    est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet, unit)
     seconds = time.perf_counter() - start
     est.set_params(checkpoint_dir=None).save(run / MODEL_DIR)
     run.write_config({"command": "train", "data": str(data), "formula_col": formula_col, "target_col": target_col,
@@ -102,20 +127,47 @@ def train(
                       "train_seconds": seconds})
     run.write_history(est.history_)
     plots.learning_curves(est.history_, run.plots / "learning_curves.png")
-    val = [r["val_loss"] for r in est.history_ if "val_loss" in r]
-    metrics = {"best_val_loss": float(min(val)) if val else None, "epochs_run": len(est.history_),
-               "train_seconds": seconds}
-    run.write_metrics(metrics, split="validation", n_samples=len(table))
-    _card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit)
+    validation = _write_validation(run, est, table.formulas, y, unit, seconds)
+    _card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit, validation=validation)
     finish_training_run(run)
     if not quiet:
-        typer.echo(f"trained {type(est).__name__} in {seconds:.0f} s; run folder {out}")
+        typer.echo(f"trained {type(est).__name__} in {seconds:.0f} s; {_score_line(validation, unit)}; run folder {out}")
 
 
-def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet):
+def _write_validation(run, est, formulas, y, unit, seconds, phase=None):
+    """metrics.json of a training run: the validation scores in the target's unit (which rows:
+    key ``validation``), and for a network its best epoch; returns (metrics, how)."""
+    from hsickit.apps.materials.forest import is_forest
+    from hsickit.apps.materials.runs import best_epoch, validation_summary
+
+    metrics, how = validation_summary(est, formulas, y)
+    extra = {"train_seconds": seconds}
+    hist = [r for r in est.history_ if phase is None or str(r.get("phase")).startswith(phase)]
+    if not is_forest(est.model) and hist:
+        best = best_epoch(hist)
+        extra.update({"best_epoch": best["epoch"], "best_val_loss": best.get("val_loss"),
+                      "epochs_run": len(hist)})
+    info = {"validation": how, "unit": unit}
+    if "best_val_loss" in extra:
+        info["loss"] = ("cross-entropy" if "Classifier" in type(est).__name__
+                        else "L1 on the standardised target (MAE / std of the training target)")
+    run.write_metrics({**metrics, **extra}, split="validation", n_samples=metrics.get("n_samples", 0), info=info)
+    return metrics, how
+
+
+def _score_line(validation, unit):
+    from hsickit.apps.materials.runs import score_line
+
+    metrics, _ = validation
+    if not metrics:
+        return "no validation rows to score"
+    return f"validation ({metrics['n_samples']} rows): {score_line(metrics, unit)}"
+
+
+def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet, unit=""):
     """Fit the one (model, features) candidate, or choose among several by cross-validation
     (model_selection.csv in the run folder); returns the fitted estimator and model-card sections."""
-    from hsickit.apps.materials.selection import candidates_from, model_search, selection_table
+    from hsickit.apps.materials.selection import candidates_from, model_search, score_name, selection_table
     from hsickit.core.io import atomic_write, markdown_table
 
     candidates = candidates_from(models, features)
@@ -129,9 +181,11 @@ def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, q
     if not quiet:
         typer.echo(markdown_table(rows))
         typer.echo(f"chosen by {inner_folds}-fold cross-validation: {search.best_params_}")
+    score = {"mae": f"mean absolute error{f' in {unit}' if unit else ''}", "log_loss": "log-loss"}.get(
+        score_name(search), score_name(search))
     return search.best_estimator_, {"Model selection": f"Chosen among {len(candidates)} candidates by "
                                     f"{inner_folds}-fold cross-validation on the training data "
-                                    f"(score: {search.scoring}).\n\n" + markdown_table(rows)}
+                                    f"(score: {score}, lower is better).\n\n" + markdown_table(rows)}
 
 
 @app.command()
@@ -145,14 +199,16 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram."""
-    from hsickit.apps.materials.estimator import load_estimator
+    from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.core.io import RunFolder, evaluation_folder, read_json
 
     _threads()
-    est = load_estimator(run_dir / MODEL_DIR)
+    est = _load(run_dir)
     out = out or evaluation_folder(run_dir, data)
-    run = RunFolder(out)
-    table = _read(data, formula_col, target_col, skip_invalid, out, "keep", quiet)
+    table = _read_table(data, formula_col, target_col, skip_invalid, "keep", quiet,
+                        target_type="label" if isinstance(est, MaterialsClassifier) else "number")
+    run = RunFolder(out)  # created only once the input is read and checked
+    _write_reports(out, table, "keep", quiet)
     unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""
     m = _evaluate_into(run, est, table, unit)
     run.write_config({"command": "evaluate", "run": str(run_dir), "data": str(data)})
@@ -169,14 +225,13 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Predict the property of every formula; with an ensemble (or a tree model) also its std."""
-    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.apps.materials.forest import is_forest
     from hsickit.core.io import atomic_write
 
     _threads()
-    est = load_estimator(run_dir / MODEL_DIR)
-    table = _read(formulas, formula_col, None, skip_invalid, output.parent if str(output.parent) else Path("."),
-                  "keep", quiet)
+    est = _load(run_dir)
+    table = _read_table(formulas, formula_col, None, skip_invalid, "keep", quiet)
     df = pd.DataFrame({"row": table.rows, "formula": table.formulas})
     ens = len(est.members_) > 1
     if isinstance(est, MaterialsClassifier):
@@ -193,7 +248,13 @@ def predict(
         df["predicted"] = res[0] if ens else res
         if ens:
             df["std"] = res[1]
+    domain, warning = _domain(est, table.formulas)
+    for k, v in domain.items():
+        df[k] = v
+    _write_reports(output.parent, table, "keep", quiet)
     atomic_write(output, df.to_csv(index=False))
+    if warning:
+        typer.echo(warning, err=True)
     if not quiet:
         typer.echo(f"{len(df)} predictions written to {output}")
 
@@ -219,21 +280,23 @@ def finetune(
     OUT records the fine-tuning's own settings; it resumes and is refused as `train`'s run folder is.
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "quiet", "overwrite")}
-    from hsickit.apps.materials.estimator import MaterialsClassifier, load_estimator
+    from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.core import plots
     from hsickit.core.io import finish_training_run, read_json, start_training_run
 
     _threads()
-    est = load_estimator(run_dir / MODEL_DIR)
+    est = _load(run_dir)
     source = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
     unit = source.get("unit", "")
-    table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet)
+    classifier = isinstance(est, MaterialsClassifier)
+    table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet,
+                        target_type="label" if classifier else "number")
     run, resumed = start_training_run(out, settings, inputs=[data, run_dir / MODEL_DIR / "materials.json"],
                                       overwrite=overwrite)
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished fine-tuning in {out}")
     _write_reports(out, table, duplicates, quiet)
-    y = table.y.astype(int) if isinstance(est, MaterialsClassifier) else table.y
+    y = _class_targets(table.y) if classifier else table.y
     start = time.perf_counter()
     est.set_params(checkpoint_dir=run / MODEL_DIR, verbose=0 if quiet else 1)
     est.fine_tune(table.formulas, y, freeze_blocks=freeze_blocks, epochs=epochs, lr=lr, patience=patience)
@@ -246,16 +309,14 @@ def finetune(
                       "lr": p["lr"], "patience": p["patience"], "params": p, "train_seconds": seconds})
     run.write_history(est.history_)
     plots.learning_curves(est.history_, run.plots / "learning_curves.png")
-    val = [r["val_loss"] for r in est.history_ if "val_loss" in r and str(r.get("phase")).startswith("finetune")]
-    run.write_metrics({"best_val_loss": float(min(val)) if val else None, "train_seconds": seconds},
-                      split="validation", n_samples=len(table))
+    validation = _write_validation(run, est, table.formulas, y, unit, seconds, phase="finetune")
     _card(run, f"hsickit materials model: {target_col} (fine-tuned)", est, table,
           {"Fine-tuning": f"Warm start from {run_dir} (trained on {source.get('target_col', 'unknown target')}); "
                           f"first {freeze_blocks} block(s) frozen, up to {p['epochs']} epochs, lr {p['lr']}. "
-                          "History rows of the fine-tuning have phase `finetune`."}, unit=unit)
+                          "History rows of the fine-tuning have phase `finetune`."}, unit=unit, validation=validation)
     finish_training_run(run)
     if not quiet:
-        typer.echo(f"fine-tuned in {seconds:.0f} s; run folder {out}")
+        typer.echo(f"fine-tuned in {seconds:.0f} s; {_score_line(validation, unit)}; run folder {out}")
 
 
 @app.command()
@@ -310,18 +371,29 @@ def matbench(
     metric = res["metric"]
     flat = {f"{metric}_fold{r['fold']}": r[metric] for r in res["folds"]}
     flat.update({metric: res["mean"], f"{metric}_std": res["std"], "n_folds": len(res["folds"])})
-    run.write_metrics(flat, split="matbench_test_folds", n_samples=sum(r["n_samples"] for r in res["folds"]))
+    run.write_metrics(flat, split="matbench_test_folds", n_samples=sum(r["n_samples"] for r in res["folds"]),
+                      info={"unit": res["unit"], "comparable_with_leaderboard": "yes" if res["complete"] else
+                            "no: the leaderboard scores are means over all 5 folds"})
     run.write_json("matbench.json", res)
     run.write_config({"command": "matbench", "task": t, "data": str(data), "folds": folds, "params": params,
                       "candidates": candidates, "inner_folds": inner_folds if len(candidates) > 1 else None})
-    table = markdown_table([{k: r[k] for k in ("rank", "algorithm", "mean", "std")} for r in res["leaderboard"]])
+    unit = f" {res['unit']}" if res["unit"] else ""
+    table = markdown_table([{"rank": "—" if r["rank"] is None else r["rank"], "algorithm": r["algorithm"],
+                             f"mean{unit}": r["mean"], f"std{unit}": r["std"]} for r in res["leaderboard"]])
+    done = [r["fold"] for r in res["folds"]]
+    caveat = ("" if res["complete"] else
+              f"Only {len(done)} of the 5 folds ({done}): the leaderboard's scores are means over all 5 folds, so this "
+              "score is not comparable with them and is not ranked.")
     run.write_model_card(f"Matbench {t}: {cls.__name__}", {
-        "Protocol": "Official Matbench v0.1 folds; validation (early stopping) carved from each training fold.",
+        "Protocol": "Official Matbench v0.1 folds; validation (early stopping) carved from each training fold. "
+                    + caveat,
         "Per fold": markdown_table([{**{k: r[k] for k in ("fold", metric, "n_samples", "n_train")},
                                      **({"chosen": r["chosen"]} if "chosen" in r else {})} for r in res["folds"]]),
         "Leaderboard": table})
-    typer.echo(f"\n{res['task']}: {metric} = {res['mean']:.4f} ± {res['std']:.4f} over folds "
-               f"{[r['fold'] for r in res['folds']]}\n")
+    spread = f" ± {res['std']:.4g}{unit} (std over folds)" if len(done) > 1 else ""
+    typer.echo(f"\n{res['task']}: {metric} = {res['mean']:.4g}{unit}{spread} over folds {done}\n")
+    if caveat:
+        typer.echo(caveat + "\n")
     typer.echo(table)
 
 

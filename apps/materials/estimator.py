@@ -30,14 +30,17 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from hsickit.apps.materials.featurizers import get_featurizer
+from hsickit.apps.materials.featurizers import CompositionMatrix, get_featurizer
 from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.io import read_json, write_json
-from hsickit.core.models import list_models
+from hsickit.core.training import validation_split
 
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
+
+#: The core networks that take a composition's feature vector (conv1d, leafcnn and parallel do not).
+NETWORKS = ("irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48", "elemnet17", "mlp", "residual_mlp")
 
 _PARAM_NAMES = ("features", "model", "model_params", "training", "n_models", "epochs", "batch_size", "lr",
                 "weight_decay", "patience", "validation_fraction", "sigma", "beta", "format_epochs",
@@ -77,6 +80,10 @@ class _MaterialsEstimator(BaseEstimator):
     def featurize(self, formulas) -> np.ndarray:
         """Raw (unscaled) features of a list of formulas / compositions, shape (n, d)
         (with ``features="precomputed"``: the given feature matrix, checked)."""
+        return self._featurize(formulas)[0]
+
+    def _featurize(self, formulas):
+        """(features, CompositionMatrix of the formulas, or None for precomputed features)."""
         if self.features == "precomputed":
             X = np.asarray(formulas, dtype=float)
             if X.ndim != 2 or not len(X):
@@ -85,19 +92,39 @@ class _MaterialsEstimator(BaseEstimator):
             bad = ~np.isfinite(X).all(1)
             if bad.any():
                 raise HsickitError(f"feature row {int(np.flatnonzero(bad)[0])} is not finite; remove that row")
-            return X
+            return X, None
         if isinstance(formulas, str):
             raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
         formulas = list(formulas)
         if not formulas:
             raise HsickitError("no formulas given; pass a non-empty list such as ['Fe2O3', 'NaCl']")
-        X = get_featurizer(self.features).featurize_many(formulas)
+        cm = CompositionMatrix.from_compositions(formulas)
+        X = get_featurizer(self.features).featurize_many(cm)
         bad = ~np.isfinite(X).all(1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise HsickitError(f"formula {formulas[i]!r} (entry {i}) gives non-finite features; "
                                "it may contain elements without element data; remove it")
-        return X
+        return X, cm
+
+    def unseen_elements(self, formulas) -> list:
+        """Applicability domain: for each formula, the sorted list of its elements that no
+        training formula contains (empty: every element was seen in training).
+
+        A prediction for a formula with an unseen element is an extrapolation. The training
+        set's elements are in ``elements_`` (None for precomputed features, or a model saved
+        before hsickit recorded them: then this raises).
+        """
+        check_is_fitted(self, "members_")
+        if getattr(self, "elements_", None) is None:
+            raise HsickitError("this model does not know its training elements (precomputed features, or saved by an "
+                               "older hsickit); retrain it to get the applicability-domain check")
+        from pymatgen.core import Element
+
+        cm = CompositionMatrix.from_compositions(list(formulas))
+        seen = {Element(e).Z for e in self.elements_}
+        return [sorted((Element.from_Z(int(z)).symbol for z in set(row[m].tolist()) - seen), key=lambda e: Element(e).Z)
+                for row, m in zip(cm.z, cm.mask)]
 
     def _feature_names(self, n_features):
         if self.features == "precomputed":
@@ -133,50 +160,106 @@ class _MaterialsEstimator(BaseEstimator):
         if not isinstance(self.n_models, (int, np.integer)) or self.n_models < 1:
             raise HsickitError(f"n_models must be an integer >= 1, got {self.n_models!r}")
 
-    def _member(self, seed, batch_size):
-        if not is_forest(self.model) and self.model not in list_models():
-            raise HsickitError(f"unknown model {self.model!r}; valid names: {', '.join(list_models())}, "
+    def _member(self, seed, batch_size, y=None):
+        if not is_forest(self.model) and self.model not in NETWORKS:
+            raise HsickitError(f"unknown model {self.model!r} for materials; valid names: {', '.join(NETWORKS)}, "
                                f"or a tree ensemble: {', '.join(FORESTS)}")
         if is_forest(self.model):
             return ForestMember(self.model, classification=self._member_cls is DeepClassifier,
                                 model_params=self.model_params, random_state=int(seed))
-        return self._member_cls(
+        # a classifier knows every class of y, also one that only the validation rows hold
+        classes = {"classes": np.unique(y).tolist()} if self._member_cls is DeepClassifier and y is not None else {}
+        return self._member_cls(**classes,
             model=self.model, model_params=self.model_params, training=self.training, epochs=self.epochs,
             batch_size=batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
             validation_fraction=self.validation_fraction, sigma=self.sigma, beta=self.beta,
             format_epochs=self.format_epochs, hsic_lr=self.hsic_lr, frozen_blocks=self.frozen_blocks,
             random_state=int(seed), verbose=self.verbose, device=self.device)
 
-    def _batch_size(self, n, has_val):
-        """``batch_size``, reduced to the number of training rows left after the validation split."""
-        if not has_val and self.patience is not None and self.validation_fraction > 0 and n >= 4:
-            n -= max(1, int(round(self.validation_fraction * n)))
-        return int(max(2, min(self.batch_size, n)))
+    def _batch_size(self, n_train):
+        """``batch_size``, reduced to the number of training rows (after the validation split)."""
+        return int(max(2, min(self.batch_size, n_train)))
 
     # --- fitting ----------------------------------------------------------------------------
     def fit(self, formulas, y, formulas_val=None, y_val=None):
         """Featurise, fit the scaler on the training formulas, train ``n_models`` models.
 
         Validation data (early stopping) are `formulas_val`, `y_val` when given, else a
-        ``validation_fraction`` split carved from the training data (per model, by its seed).
+        ``validation_fraction`` split carved from the training data, the same rows for every
+        model of the ensemble (none with ``patience=None``, and none for a tree ensemble, which
+        is fitted on all rows). The ensemble's scores on them are in ``validation_metrics_``
+        (None without validation rows); their row numbers in ``validation_rows_``. The
+        training formulas' elements are kept in ``elements_`` (see :meth:`unseen_elements`).
         """
         self._check_n_models()
-        X = self.featurize(formulas)
+        X, cm = self._featurize(formulas)
         y = np.asarray(y)
         if len(y) != len(X):
             raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
+        if self._member_cls is DeepClassifier and len(np.unique(y)) < 2:
+            raise HsickitError(f"y has only one class ({y[0]!r}); a classifier needs at least two")
         self.feature_mean_ = X.mean(0)
         self.feature_min_, self.feature_max_ = X.min(0), X.max(0)
         scale = X.std(0)
         self.feature_scale_ = np.where(scale > 0, scale, 1.0)
         self.feature_names_ = self._feature_names(X.shape[1])
+        self.elements_ = None if cm is None else _symbols(cm.z[cm.mask])
         Xs = self._scale(X)
-        Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
-        seeds = check_random_state(self.random_state).randint(2**31 - 1, size=self.n_models)
-        batch_size = self._batch_size(len(Xs), Xv is not None)
-        self.members_ = self._train_members([self._member(seed, batch_size) for seed in seeds], Xs, y, Xv, y_val)
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(2**31 - 1, size=self.n_models)
+        tr, va, Xv, y_val = self._validation_data(Xs, y, formulas_val, y_val, rng.randint(2**31 - 1))
+        batch_size = self._batch_size(len(tr))
+        members = [self._member(seed, batch_size, y) for seed in seeds]
+        self.members_ = self._train_members(members, Xs[tr], y[tr], Xv, y_val)
         self.n_features_in_ = X.shape[1]
+        self._score_validation(Xv, y_val, va)
         return self
+
+    def _validation_data(self, Xs, y, formulas_val, y_val, seed):
+        """(training rows, validation rows of Xs, validation X, validation y): the given
+        validation data, else rows carved from Xs (stratified for a classifier), else none."""
+        rows = np.arange(len(Xs))
+        if formulas_val is not None:
+            if y_val is None or len(y_val) != len(formulas_val):
+                raise HsickitError("give y_val with formulas_val, one target per validation formula")
+            return rows, None, self._scale(self.featurize(formulas_val)), np.asarray(y_val)
+        fraction = 0.0 if self.patience is None or is_forest(self.model) else self.validation_fraction
+        tr, va = self._split(y, seed, fraction)
+        if not len(va):
+            return rows, None, None, None
+        return tr, va, Xs[va], y[va]
+
+    def _split(self, y, seed, fraction):
+        """(train, validation) indices: `fraction` of the rows, stratified for a classifier."""
+        return validation_split(len(y), fraction, int(seed), y if self._member_cls is DeepClassifier else None)
+
+    def holdout_metrics(self, formulas, y):
+        """Scores of a copy of this estimator fitted on all but a ``validation_fraction`` share of
+        (formulas, y) and scored on that share (dict as ``validation_metrics_``; None when the
+        share is empty). For a tree ensemble, which is fitted on all rows and so has no
+        validation rows of its own; the copy costs one more fit on ~90 % of the rows."""
+        from sklearn.base import clone
+
+        y = np.asarray(y)
+        tr, va = self._split(y, check_random_state(self.random_state).randint(2**31 - 1), self.validation_fraction)
+        if not len(va):
+            return None
+        formulas = list(formulas)
+        held = clone(self).set_params(checkpoint_dir=None, verbose=0)
+        return held.fit([formulas[i] for i in tr], y[tr], [formulas[i] for i in va], y[va]).validation_metrics_
+
+    def _score_validation(self, Xv, y_val, rows):
+        """``validation_metrics_`` (the ensemble on the validation data, in the target's unit) and
+        ``validation_rows_`` (indices of the training rows held out, or None)."""
+        self.validation_rows_ = None if rows is None else np.asarray(rows)
+        self.validation_metrics_ = None if Xv is None else self._metrics(Xv, y_val)
+
+    def _metrics(self, Xs, y):
+        from hsickit.apps.materials.matbench import classification_metrics, regression_metrics
+
+        if self._member_cls is DeepClassifier:
+            return classification_metrics(y, self._predict_proba_scaled(Xs), self.classes_)
+        return regression_metrics(y, self._predict_scaled(Xs))
 
     def _train_members(self, members, Xs, y, Xv, y_val):
         """Fit each member; with ``checkpoint_dir``, checkpointed, and those already trained there are loaded."""
@@ -221,26 +304,30 @@ class _MaterialsEstimator(BaseEstimator):
             raise HsickitError(f"a {self.model} model cannot be fine-tuned (trees do not continue training on "
                                "new rows); train a new model on the old and new rows together, or use a "
                                "network (model='irnet17') when fine-tuning is the plan")
-        X = self.featurize(formulas)
+        X, cm = self._featurize(formulas)
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
         if getattr(self, "feature_min_", None) is not None:
             self.feature_min_ = np.minimum(self.feature_min_, X.min(0))
             self.feature_max_ = np.maximum(self.feature_max_, X.max(0))
+        if getattr(self, "elements_", None) is not None and cm is not None:  # the domain grows by the new elements
+            self.elements_ = _symbols(list(self.elements_) + _symbols(cm.z[cm.mask]))
         Xs = self._scale(X)
-        Xv = None if formulas_val is None else self._scale(self.featurize(formulas_val))
-        y = np.asarray(y)
-        if len(y) != len(Xs):
-            raise HsickitError(f"{len(Xs)} formulas but {len(y)} targets; give one target per formula")
         n_blocks = len(self.members_[0].model_.blocks)
         if not 0 <= freeze_blocks < n_blocks:
             raise HsickitError(f"freeze_blocks={freeze_blocks}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
         # the estimator's parameters now describe this training (model card, config.json)
         self.set_params(frozen_blocks=int(freeze_blocks),
                         **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
+        tr, va, Xv, y_val = self._validation_data(Xs, y, formulas_val, y_val,
+                                                  check_random_state(self.random_state).randint(2**31 - 1))
         for m in self.members_:
             m.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
-                         patience=self.patience, verbose=self.verbose, batch_size=self._batch_size(len(Xs), Xv is not None))
-        self.members_ = self._train_members(self.members_, Xs, y, Xv, y_val)
+                         patience=self.patience, verbose=self.verbose, batch_size=self._batch_size(len(tr)))
+        self.members_ = self._train_members(self.members_, Xs[tr], y[tr], Xv, y_val)
         self.fine_tuned_ = getattr(self, "fine_tuned_", 0) + 1
+        self._score_validation(Xv, y_val, va)
         return self
 
     @property
@@ -263,6 +350,7 @@ class _MaterialsEstimator(BaseEstimator):
             "feature_names": self.feature_names_, "feature_mean": self.feature_mean_.tolist(),
             "feature_scale": self.feature_scale_.tolist(), "feature_min": self.feature_min_.tolist(),
             "feature_max": self.feature_max_.tolist(), "n_members": len(self.members_),
+            "elements": getattr(self, "elements_", None),
             "fine_tuned": getattr(self, "fine_tuned_", 0)})
         return path
 
@@ -285,6 +373,7 @@ class _MaterialsEstimator(BaseEstimator):
         if "feature_min" in meta:  # models saved before range clipping have none
             est.feature_min_, est.feature_max_ = np.asarray(meta["feature_min"]), np.asarray(meta["feature_max"])
         est.feature_names_ = meta["feature_names"]
+        est.elements_ = meta.get("elements")  # None: precomputed features, or saved before it was recorded
         est.n_features_in_ = meta["n_features_in"]
         member_cls = ForestMember if is_forest(params.get("model")) else cls._member_cls
         est.members_ = [member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
@@ -327,18 +416,22 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
 
     _member_cls = DeepRegressor
 
-    def predict(self, formulas, return_std=False):
-        """Predicted property (the ensemble mean; for a tree ensemble the median of its trees,
-        see :mod:`~hsickit.apps.materials.forest`); with ``return_std`` also the ensemble std
-        (needs ``n_models >= 2``, or a tree ensemble: the spread over its trees)."""
-        check_is_fitted(self, "members_")
-        Xs = self._scale(self.featurize(formulas))
+    def _predict_scaled(self, Xs, members=False):
+        """Prediction from scaled features (with ``members``: also each tree's / model's)."""
         if is_forest(self.model):
             preds = np.concatenate([m.tree_predictions(Xs) for m in self.members_])
             mean = np.median(preds, 0) if self.members_[0].aggregate_ == "median" else preds.mean(0)
         else:
             preds = np.stack([m.predict(Xs) for m in self.members_])
             mean = preds.mean(0)
+        return (mean, preds) if members else mean
+
+    def predict(self, formulas, return_std=False):
+        """Predicted property (the ensemble mean; for a tree ensemble the median of its trees,
+        see :mod:`~hsickit.apps.materials.forest`); with ``return_std`` also the ensemble std
+        (needs ``n_models >= 2``, or a tree ensemble: the spread over its trees)."""
+        check_is_fitted(self, "members_")
+        mean, preds = self._predict_scaled(self._scale(self.featurize(formulas)), members=True)
         if not return_std:
             return mean
         if len(preds) < 2:
@@ -367,12 +460,16 @@ class MaterialsClassifier(ClassifierMixin, _MaterialsEstimator):
         check_is_fitted(self, "members_")
         return self.members_[0].classes_
 
+    def _predict_proba_scaled(self, Xs, members=False):
+        """Class probabilities from scaled features (ensemble mean, or with ``members`` each model's)."""
+        probs = np.stack([m.predict_proba(Xs) for m in self.members_])
+        return probs if members else probs.mean(0)
+
     def predict_proba(self, formulas, return_std=False):
         """Class probabilities (ensemble mean), shape (n, n_classes); with ``return_std`` also
         their std over the ensemble."""
         check_is_fitted(self, "members_")
-        Xs = self._scale(self.featurize(formulas))
-        probs = np.stack([m.predict_proba(Xs) for m in self.members_])
+        probs = self._predict_proba_scaled(self._scale(self.featurize(formulas)), members=True)
         if not return_std:
             return probs.mean(0)
         if len(self.members_) < 2:
@@ -381,6 +478,14 @@ class MaterialsClassifier(ClassifierMixin, _MaterialsEstimator):
 
     def predict(self, formulas):
         return self.classes_[self.predict_proba(formulas).argmax(1)]
+
+
+def _symbols(atomic_numbers) -> list:
+    """Element symbols of atomic numbers (or symbols), unique, in atomic-number order."""
+    from pymatgen.core import Element
+
+    els = {Element.from_Z(int(z)) if not isinstance(z, str) else Element(z) for z in np.asarray(atomic_numbers).tolist()}
+    return [e.symbol for e in sorted(els, key=lambda e: e.Z)]
 
 
 def load_estimator(path):

@@ -21,7 +21,7 @@ from sklearn import metrics as skm
 from hsickit.core.errors import HsickitError
 from hsickit.datasets.materials import MATBENCH_TASKS, _task_name, load_leaderboard, load_matbench, matbench_folds
 
-__all__ = ["regression_metrics", "classification_metrics", "run_matbench", "leaderboard_comparison"]
+__all__ = ["regression_metrics", "classification_metrics", "run_matbench", "leaderboard_comparison", "MATBENCH_UNITS"]
 
 
 def regression_metrics(y_true, y_pred) -> dict:
@@ -45,16 +45,29 @@ def classification_metrics(y_true, proba, classes) -> dict:
     return out
 
 
-def leaderboard_comparison(task, data_dir, score, metric) -> list:
-    """Leaderboard rows of `task` (best first) with this run inserted as ``"this run"``."""
+#: Unit of each regression task's target (and so of its MAE); ROC-AUC has none.
+MATBENCH_UNITS = {"expt_gap": "eV", "steels": "MPa", "mp_e_form": "eV/atom", "mp_gap": "eV"}
+
+
+def leaderboard_comparison(task, data_dir, score, metric, n_folds=5) -> list:
+    """Leaderboard rows of `task` (best first) with this run inserted as ``"this run"``.
+
+    The leaderboard's scores are means over all 5 folds: a run over fewer folds is listed at
+    its place by score but not ranked (its ``rank`` is None).
+    """
     lb = load_leaderboard(data_dir, task)
     rows = [{"algorithm": r.algorithm, "mean": float(r["mean"]), "std": float(r["std"])} for _, r in lb.iterrows()
             if r.metric == metric]
-    rows.append({"algorithm": "this run", "mean": float(score["mean"]), "std": float(score["std"])})
+    rows.append({"algorithm": "this run" if n_folds == 5 else f"this run ({n_folds} of 5 folds, not ranked)",
+                 "mean": float(score["mean"]), "std": float(score["std"]), "mine": True})
     higher_better = metric == "rocauc"
     rows.sort(key=lambda r: -r["mean"] if higher_better else r["mean"])
-    for i, r in enumerate(rows):
-        r["rank"] = i + 1
+    rank = 0
+    for r in rows:
+        ranked = n_folds == 5 or not r.pop("mine", False)
+        r.pop("mine", None)
+        rank += ranked
+        r["rank"] = rank if ranked else None
     return rows
 
 
@@ -78,7 +91,8 @@ def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=
 
     Returns
     -------
-    dict with task, metric, folds (list of per-fold dicts), mean, std, leaderboard.
+    dict with task, metric, unit (of a regression task's MAE), folds (list of per-fold dicts), mean,
+    std, complete (all 5 folds: comparable with the leaderboard), leaderboard.
     """
     t = _task_name(task)
     kind, metric = MATBENCH_TASKS[t]
@@ -113,7 +127,7 @@ def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=
         if on_fold is not None:
             on_fold(k, est, res)
     scores = np.array([r[metric] for r in results])
-    summary = {"task": f"matbench_{t}", "metric": metric, "folds": results,
-               "mean": float(scores.mean()), "std": float(scores.std())}
-    summary["leaderboard"] = leaderboard_comparison(t, data_dir, summary, metric)
+    summary = {"task": f"matbench_{t}", "metric": metric, "unit": MATBENCH_UNITS.get(t, ""), "folds": results,
+               "mean": float(scores.mean()), "std": float(scores.std()), "complete": len(results) == 5}
+    summary["leaderboard"] = leaderboard_comparison(t, data_dir, summary, metric, n_folds=len(results))
     return summary

@@ -7,20 +7,25 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from hsickit.core.errors import HsickitError
 
 MODEL_DIR = "model"
 
 
-def read_table(data, formula_col, target_col, skip_invalid, duplicates="keep", quiet=False):
-    """Read and validate a formula table; writes nothing (:func:`write_reports` writes its rejects)."""
+def read_table(data, formula_col, target_col, skip_invalid, duplicates="keep", quiet=False, target_type="number"):
+    """Read and validate a formula table; writes nothing (:func:`write_reports` writes its rejects).
+    `target_type`: "number", "label" (class labels) or "auto", as read_formula_table's."""
     import typer
 
     from hsickit.datasets.materials import read_formula_table
 
     with warnings.catch_warnings():  # skipped rows are not lost: write_reports writes them
         warnings.filterwarnings("ignore", message=r".*skipped \d+ invalid row")
-        table = read_formula_table(data, formula_col, target_col, skip_invalid=skip_invalid, duplicates=duplicates)
+        table = read_formula_table(data, formula_col, target_col, skip_invalid=skip_invalid, duplicates=duplicates,
+                                   target_type=target_type)
     if not quiet:
         typer.echo(table.summary())
     return table
@@ -44,11 +49,22 @@ def write_reports(out, table, duplicates="keep", quiet=False):
                        f"(policy {duplicates!r}); listed in {out / 'duplicates.csv'}")
 
 
-def read_into(data, formula_col, target_col, skip_invalid, out, duplicates="keep", quiet=False):
-    """Read a formula table; rejects.csv / duplicates.csv go into `out`."""
-    table = read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet)
-    write_reports(out, table, duplicates, quiet)
-    return table
+def domain_columns(est, formulas):
+    """Applicability domain of each formula: ``in_domain`` (every element occurs in the training
+    data) and ``unseen_elements`` (those that do not, space-separated), plus a warning line for
+    the console (None when all are in the domain). Both empty / None for a model that does not
+    know its training elements (saved by an older hsickit)."""
+    if getattr(est, "elements_", None) is None:
+        return {}, None
+    unseen = est.unseen_elements(formulas)
+    cols = {"in_domain": [not u for u in unseen], "unseen_elements": [" ".join(u) for u in unseen]}
+    out = [f for f, u in zip(formulas, unseen) if u]
+    if not out:
+        return cols, None
+    elements = sorted({e for u in unseen for e in u})
+    shown = ", ".join(out[:5]) + (", ..." if len(out) > 5 else "")
+    return cols, (f"warning: {len(out)} of {len(unseen)} formulas ({shown}) contain elements the model never saw in "
+                  f"training ({', '.join(elements)}); their predictions are extrapolations (in_domain = False)")
 
 
 def evaluate_into(run, est, table, unit=""):
@@ -59,8 +75,13 @@ def evaluate_into(run, est, table, unit=""):
     from hsickit.core.io import atomic_write
 
     if isinstance(est, MaterialsClassifier):
+        classes = est.classes_.tolist()
+        unknown = sorted({str(v) for v in table.y.tolist() if v not in classes})
+        if unknown:
+            raise HsickitError(f"{table.source}: labels {unknown[:5]} of column {table.target_names[0]!r} are not among the "
+                               f"model's classes {classes}; score data labelled with the model's classes")
+        y = np.array([classes[classes.index(v)] for v in table.y.tolist()])  # as the model writes them (1.0 -> 1)
         proba = est.predict_proba(table.formulas)
-        y = table.y.astype(est.classes_.dtype) if table.y.dtype != est.classes_.dtype else table.y
         m = classification_metrics(y, proba, est.classes_)
         pred = pd.DataFrame({"formula": table.formulas, "row": table.rows, "target": table.y,
                              "predicted": est.classes_[proba.argmax(1)], "probability": proba[:, -1]})
@@ -77,18 +98,64 @@ def evaluate_into(run, est, table, unit=""):
         pred = pd.DataFrame({"formula": table.formulas, "row": table.rows, "target": y, "predicted": p})
         plots.parity(y, p, run.plots / "parity.png", unit=unit)
         plots.residual_histogram(y, p, run.plots / "residuals.png", unit=unit)
+    domain, warning = domain_columns(est, table.formulas)
+    for k, v in domain.items():
+        pred[k] = v
+    if domain:
+        m["n_out_of_domain"] = int(len(pred) - sum(domain["in_domain"]))
     run.write_metrics(m, split="test")
     atomic_write(run / "predictions.csv", pred.to_csv(index=False))
+    if warning:
+        import typer
+
+        typer.echo(warning, err=True)
     return m
 
 
-def card(run, title, est, table, extra=None, unit=""):
-    """README.md model card of a materials run (`unit`: of the target)."""
+def best_epoch(history):
+    """The history row whose weights a network keeps: lowest validation loss (training loss
+    without validation rows) of the last phase (a fine-tuning restores its own best epoch)."""
+    last = [r for r in history if r.get("phase") == history[-1].get("phase")]
+    return min(last, key=lambda r: r.get("val_loss", r["train_loss"]))
+
+
+def validation_summary(est, formulas, y):
+    """(metrics, how) after training: the scores on the validation rows in the target's unit
+    (``est.validation_metrics_``; for a tree ensemble, fitted on all rows, those of a copy fitted on
+    the other rows: :meth:`holdout_metrics`), and one sentence saying which rows they are.
+    Metrics are {} when there are none (``--patience`` none or ``--validation-fraction 0``)."""
+    from hsickit.apps.materials.forest import is_forest
+
+    frac = est.get_params()["validation_fraction"]
+    if is_forest(est.model):
+        m = est.holdout_metrics(formulas, y)
+        how = (f"{m['n_samples']} held-out rows ({frac:.0%}), by a copy of the model fitted on the other "
+               f"{len(y) - m['n_samples']} rows; the saved model is fitted on all {len(y)} rows") if m else None
+    else:
+        m = est.validation_metrics_
+        shared = ", the same for every model of the ensemble" if len(est.members_) > 1 else ""
+        how = (f"the {m['n_samples']} validation rows ({frac:.0%}{shared}): never trained on, but used for early "
+               "stopping, so slightly optimistic; score a test set with `hsickit materials evaluate`") if m else None
+    return (dict(m), how) if m else ({}, "no rows: none were held out (patience none or validation fraction 0)")
+
+
+def score_line(metrics, unit=""):
+    """'MAE 0.43 eV, RMSE 0.61 eV, R² 0.71' or 'accuracy 0.87, ROC-AUC 0.93' (metrics present only)."""
+    u = f" {unit}" if unit else ""
+    parts = [("mae", "MAE", u), ("rmse", "RMSE", u), ("r2", "R²", ""), ("accuracy", "accuracy", ""),
+             ("rocauc", "ROC-AUC", ""), ("f1", "F1", "")]
+    return ", ".join(f"{name} {metrics[k]:.4g}{suffix}" for k, name, suffix in parts if k in metrics)
+
+
+def card(run, title, est, table, extra=None, unit="", validation=None):
+    """README.md model card of a materials run (`unit`: of the target; `validation`: the
+    (metrics, how) of :func:`validation_summary`)."""
     from hsickit.apps.materials.forest import is_forest
     from hsickit.core.io import markdown_table
 
     p = est.get_params()
-    if is_forest(p["model"]):
+    forest = is_forest(p["model"])
+    if forest:
         model = (f"{type(est).__name__}: features `{p['features']}`, tree ensemble `{p['model']}` "
                  f"({est.members_[0].model_.n_estimators} trees), fitted on all training rows.")
     else:
@@ -96,16 +163,30 @@ def card(run, title, est, table, extra=None, unit=""):
                  f"`{p['training']}`, {p['n_models']} model(s); batch {p['batch_size']}, lr {p['lr']}, "
                  f"up to {p['epochs']} epochs, early stopping patience {p['patience']} on a "
                  f"{p['validation_fraction']:.0%} validation split carved from the training data.")
+    elements = getattr(est, "elements_", None)
     sections = {
         "Model": model,
         "Data": f"{table.summary()}; target column(s) {table.target_names}" + (f", in {unit}." if unit else "."),
         "Intended use": ("Predict the property of inorganic compositions similar to the training data. "
-                         "Composition-only: polymorphs of one composition get one prediction."),
+                         "Composition-only: polymorphs of one composition get one prediction."
+                         + (f" Training elements ({len(elements)}): {', '.join(elements)}; `predict` flags formulas "
+                            "with any other element (`in_domain` false)." if elements else "")),
     }
     if extra:
         sections.update(extra)
     hist = est.history_
-    if hist:
-        last = hist[-1]
-        sections["Training"] = markdown_table([{k: last[k] for k in ("epoch", "train_loss", "val_loss") if k in last}])
+    if hist and not forest:
+        best = best_epoch(hist)
+        loss = "cross-entropy" if "Classifier" in type(est).__name__ else "L1 on the standardised target (MAE / std)"
+        sections["Training"] = (
+            f"{hist[-1]['epoch']} epochs run; the model keeps the weights of epoch {best['epoch']}, "
+            f"{'the lowest validation loss' if 'val_loss' in best else 'the lowest training loss'} "
+            f"(losses: {loss}; model 1 of the ensemble; all epochs in history.csv).\n\n"
+            + markdown_table([{k: best[k] for k in ("epoch", "train_loss", "val_loss") if k in best}]))
+    if validation is not None:
+        metrics, how = validation
+        body = f"Scored on {how}."
+        if metrics:
+            body += "\n\n" + markdown_table([{**{k: v for k, v in metrics.items()}, **({"unit": unit} if unit else {})}])
+        sections["Validation"] = body
     run.write_model_card(title, sections)

@@ -26,7 +26,7 @@ from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 
 from hsickit.core.errors import HsickitError
 
-__all__ = ["model_search", "candidates_from", "selection_table"]
+__all__ = ["model_search", "candidates_from", "selection_table", "score_name"]
 
 
 def model_search(estimator, candidates, cv=5, random_state=0, scoring=None, verbose=0) -> GridSearchCV:
@@ -61,10 +61,20 @@ def candidates_from(models, features) -> list:
     return [{"model": m, "features": f} for m, f in itertools.product(split(models), split(features))]
 
 
+def score_name(search) -> str:
+    """The cross-validated score as reported: "mae" and "log_loss" for scikit-learn's negated
+    ``neg_mean_absolute_error`` / ``neg_log_loss`` (reported positive), else the scorer's name."""
+    names = {"neg_mean_absolute_error": "mae", "neg_log_loss": "log_loss"}
+    return names.get(search.scoring, str(search.scoring))
+
+
 def selection_table(search) -> list:
-    """One row per candidate: its parameters, mean and std of the cross-validated score, rank."""
+    """One row per candidate: its parameters, mean and std of the cross-validated score
+    (``cv_mae``, ``cv_log_loss``: positive, lower is better; see :func:`score_name`), rank."""
     res = search.cv_results_
+    name = score_name(search)
+    sign = -1.0 if str(search.scoring).startswith("neg_") else 1.0
     return [{**{k: (str(v) if isinstance(v, dict) else v) for k, v in params.items()},
-             "cv_score": float(res["mean_test_score"][i]), "cv_std": float(res["std_test_score"][i]),
+             f"cv_{name}": sign * float(res["mean_test_score"][i]), f"cv_{name}_std": float(res["std_test_score"][i]),
              "rank": int(res["rank_test_score"][i])}
             for i, params in enumerate(res["params"])]

@@ -38,7 +38,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = load_beats(args.data, records=TRAIN, verbose=0)
     test = load_beats(args.data, records=TEST, verbose=0)
-    train = train.subset(train.y != "Q")
     rows, proba = [], {}
     for name, channels in (("four channels (beat, rhythm, wavelet, rr)", ("beat", "rhythm", "wavelet", "rr")),
                            ("default (rr)", ("rr",))):

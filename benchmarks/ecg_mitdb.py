@@ -68,7 +68,6 @@ def run_fold(args, beats, channels, fused_name, partition, fold, tr_names, te_na
     fit_names = [r for r in tr_names if r not in val_names]
     train, test = beats.records(fit_names), beats.records(te_names)
     val = beats.records(val_names) if val_names else None
-    train = train.subset(train.y != "Q")
     y_test = test.y.astype(str)
     start = time.perf_counter()
     clf = MultiResolutionClassifier(channels=channels, channel_epochs=args.channel_epochs, epochs=args.epochs,

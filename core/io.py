@@ -375,14 +375,7 @@ def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence
     path = Path(path)
     record = _jsonable({"settings": settings, "inputs": {str(p): file_digest(p) for p in inputs if p is not None}})
     marker = path / TRAINING_MARKER
-    if path.exists() and not path.is_dir():
-        raise HsickitError(f"--out {path} is a file; give a folder for the run")
-    is_run = marker.exists() or (path / "config.json").exists()
-    if path.exists() and any(path.iterdir()) and not is_run:
-        raise HsickitError(f"--out {path} is not empty and holds no hsickit run; choose a new or empty folder")
-    if overwrite and is_run:
-        shutil.rmtree(path)
-    elif marker.exists():
+    if marker.exists() and not overwrite:
         old = read_json(marker)
         if old != record:
             diff = sorted(k for k in {**old["settings"], **record["settings"]}
@@ -393,9 +386,10 @@ def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence
         for tmp in path.rglob(".*.tmp"):  # atomic_write's temporaries, left by a killed process
             tmp.unlink()
         return RunFolder(path), True
-    elif is_run:
-        raise HsickitError(f"{path} holds a finished run; pass --overwrite to replace it (the folder is cleared), "
-                           "or choose a new --out")
+    if not marker.exists():
+        check_output_folder(path, overwrite)
+    if overwrite and path.exists():
+        shutil.rmtree(path)
     run = RunFolder(path)
     write_json(marker, record)
     return run, False

@@ -42,10 +42,6 @@ __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
 #: The core networks that take a composition's feature vector (conv1d, leafcnn and parallel do not).
 NETWORKS = ("irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48", "elemnet17", "mlp", "residual_mlp")
 
-_PARAM_NAMES = ("features", "model", "model_params", "training", "n_models", "epochs", "batch_size", "lr",
-                "weight_decay", "patience", "validation_fraction", "sigma", "beta", "format_epochs",
-                "hsic_lr", "frozen_blocks", "time_limit", "random_state", "verbose", "device")
-
 
 class _MaterialsEstimator(BaseEstimator):
     _member_cls = DeepRegressor

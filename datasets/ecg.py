@@ -10,6 +10,8 @@ Bad input is checked before anything is trained on it, and every problem is eith
 :class:`~hsickit.core.errors.HsickitError` that names the record and says how to fix it,
 or a documented repair that is listed in ``attrs["repairs"]``:
 
+- a header field that is not what the WFDB format allows there (a sampling frequency or gain that
+  is not a number, more or fewer signal lines than the header declares): error naming the line;
 - missing or truncated signal file, a file longer than the header says: error;
 - a header checksum that disagrees with the samples: error (``check_checksum=False`` skips it);
 - an annotation code that is neither a beat nor a known non-beat code: error, or skipped
@@ -38,6 +40,7 @@ Example
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -46,6 +49,7 @@ import pandas as pd
 import wfdb
 import xarray as xr
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from wfdb.io._signal import DAT_FMTS
 
 from hsickit.core.errors import HsickitError
 
@@ -183,6 +187,55 @@ def _check_files(path: str, header: wfdb.Record) -> None:
             )
 
 
+_NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+_RECORD_FIELDS = (  # (field, pattern) of a record line after the name, as the WFDB header format defines them
+    ("number of signals", r"\d+"),
+    ("sampling frequency", rf"{_NUMBER}(/{_NUMBER})?(\({_NUMBER}\))?"),
+    ("number of samples", r"\d+"),
+)
+_SIGNAL_FIELDS = (  # (field, pattern) of a signal line after the file name; the description follows
+    ("format", r"\d+(x\d+)?(:\d+)?(\+\d+)?"),
+    ("ADC gain", rf"{_NUMBER}(\([-+]?\d+\))?(/\S+)?"),
+    ("ADC resolution", r"\d+"),
+    ("ADC zero", r"[-+]?\d+"),
+    ("initial value", r"[-+]?\d+"),
+    ("checksum", r"[-+]?\d+"),
+    ("block size", r"\d+"),
+)
+
+
+def _check_header_text(path: str) -> None:
+    """Check every field of a single-segment header against the WFDB format before wfdb reads it.
+
+    wfdb reads a field it cannot parse as absent and uses its default (250 Hz for a malformed
+    sampling frequency, a gain of 200 with the text as the units), so such a record would be
+    read with the wrong scale or time base without a word.
+    """
+    file = f"{path}.hea"
+    lines = [(i, line.split("#", 1)[0].split()) for i, line in enumerate(Path(file).read_text(errors="replace").splitlines(), 1)]
+    lines = [(i, tokens) for i, tokens in lines if tokens]
+    if not lines or "/" in lines[0][1][0]:  # empty (wfdb reports it) or multi-segment: segment lines, not signal lines
+        return
+
+    def check(number, tokens, fields):
+        for value, (field, pattern) in zip(tokens, fields):
+            if not re.fullmatch(pattern, value):
+                raise HsickitError(f"record {_name(path)}: {file} line {number}: the {field} field is {value!r}, which "
+                                   f"is not a valid WFDB {field}; correct that field in the header")
+
+    (number, tokens), signals = lines[0], lines[1:]
+    check(number, tokens[1:], _RECORD_FIELDS)
+    if len(tokens) > 1 and tokens[1].isdigit() and int(tokens[1]) != len(signals):
+        raise HsickitError(f"record {_name(path)}: {file} declares {tokens[1]} signals on line {number} but has "
+                           f"{len(signals)} signal line(s); correct the number of signals or the signal lines")
+    for number, tokens in signals:
+        check(number, tokens[1:], _SIGNAL_FIELDS)
+        fmt = re.match(r"\d+", tokens[1]).group() if len(tokens) > 1 else None
+        if fmt is not None and fmt not in DAT_FMTS:
+            raise HsickitError(f"record {_name(path)}: {file} line {number}: signal format {fmt} is not one wfdb reads "
+                               f"({', '.join(DAT_FMTS)}); correct the format field or convert the record")
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """``(start, end)`` sample ranges of the True runs of a boolean array."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
@@ -253,6 +306,7 @@ def read_record(
         raise HsickitError(f"dropouts={dropouts!r}; use 'raise' or 'mask'")
     if not Path(path + ".hea").exists():
         raise HsickitError(f"record {name}: header {path}.hea not found; pass the record path without extension")
+    _check_header_text(path)
     try:
         header = wfdb.rdheader(path)
     except Exception as exc:  # wfdb raises many types on a malformed header

@@ -70,6 +70,24 @@ def test_checksum_mismatch_is_header_disagreement(tmp_path):
     assert read_record(path, check_checksum=False).shape == (2, 3600)
 
 
+@pytest.mark.parametrize("line, old, new, message", [
+    (0, " 360 ", " three-sixty ", "line 1: the sampling frequency field is 'three-sixty'"),  # wfdb alone: 250 Hz, silently
+    (1, " 200", " two-hundred", "line 2: the ADC gain field is 'two-hundred"),  # wfdb alone: gain 200, units 'two-hundred'
+    (1, " 0 ", " zero ", "line 2: the ADC zero field is 'zero'"),
+    (0, " 2 ", " 3 ", "declares 3 signals on line 1 but has 2 signal line"),
+    (1, "212", "999", "line 2: signal format 999 is not one wfdb reads"),
+])
+def test_malformed_header_field_is_named(tmp_path, line, old, new, message):
+    path = _write(tmp_path)
+    header = Path(path + ".hea")
+    lines = header.read_text().splitlines()
+    assert old in lines[line]
+    lines[line] = lines[line].replace(old, new, 1)
+    header.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HsickitError, match=f"record r1: .*{message}"):
+        read_record(path)
+
+
 def test_nan_runs_raise_or_interpolate(tmp_path):
     sig = np.stack([np.sin(np.arange(3600) / 50.0), np.cos(np.arange(3600) / 50.0)], 1)
     sig[1000:1010, 0] = np.nan  # written as the invalid sample value, read back as NaN

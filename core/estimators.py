@@ -28,7 +28,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_model, save_model, write_json, read_json
+from hsickit.core.io import load_model, read_json, save_model, saved_params, write_json
 from hsickit.core.models import create_model, model_config, model_config_type
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
 
@@ -202,7 +202,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         path = Path(path)
         # a checkpoint folder belongs to one training run, not to the model (a loaded model fine-tunes elsewhere)
-        params = {k: v for k, v in self.get_params().items() if not callable(v) and k != "checkpoint_dir"}
+        params = saved_params(self)
         save_model(self.model_, path / "model.safetensors")
         write_json(path / "estimator.json", {
             "estimator": type(self).__name__, "params": params, "n_features_in_": self.n_features_in_,

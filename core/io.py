@@ -127,6 +127,15 @@ def staged_folder(path: str | os.PathLike, overwrite: bool = False):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def saved_params(estimator, leave_out: Sequence[str] = ()) -> dict:
+    """``estimator.get_params()`` as saved beside a model: tuples as lists, callables and
+    ``checkpoint_dir`` (which belongs to one training run, not to the model) left out, and
+    any names in ``leave_out``."""
+    drop = {"checkpoint_dir", *leave_out}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in estimator.get_params(deep=False).items()
+            if k not in drop and not callable(v)}
+
+
 def _jsonable(obj):
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _jsonable(dataclasses.asdict(obj))
@@ -393,6 +402,57 @@ def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence
     run = RunFolder(path)
     write_json(marker, record)
     return run, False
+
+
+@contextlib.contextmanager
+def resumable_training(path: str | os.PathLike, settings: dict, inputs: Sequence = (), overwrite: bool = False,
+                       verbose: int = 1):
+    """Checkpoints of a training command that writes its run folder ``path`` whole at the end
+    (:func:`staged_folder`); yields their folder.
+
+    They live beside ``path``, in the unfinished run ``.<name>.training``
+    (:func:`start_training_run`: same ``settings`` and ``inputs`` to resume, ``overwrite``
+    starts afresh), so ``path`` is never half-written. When the block fails, the checkpoints
+    already written stay and the same command resumes from them; when it succeeds, they go.
+    """
+    path = Path(path)
+    home = path.parent / f".{path.name}.training"
+    _, resumed = start_training_run(home, settings, inputs, overwrite)
+    checkpoints = home / "checkpoints"
+    if resumed and verbose:
+        print(f"resuming the unfinished training kept in {home}")
+    try:
+        yield checkpoints
+    except BaseException:
+        if checkpoints.exists() and any(checkpoints.iterdir()):
+            if verbose:
+                print(f"training stopped; what it had trained is kept in {home}: run the same command again to resume")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+        raise
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def fit_or_load(estimator, folder: str | os.PathLike | None, fit, verbose: int = 0):
+    """``fit(estimator)``, saved in ``folder``; if an earlier, interrupted run saved it there, loaded instead.
+
+    ``estimator`` takes a ``checkpoint_dir`` (checkpointed every epoch in ``folder``'s sibling
+    ``<name>.training``, from which an interrupted fit resumes) and has ``save`` and a
+    ``load`` classmethod. ``folder`` None: just ``fit(estimator)``.
+    """
+    if folder is None:
+        return fit(estimator)
+    folder = Path(folder)
+    if folder.exists():  # staged: present only once saved whole
+        if verbose:
+            print(f"{folder.name}: trained before the run was interrupted; loaded from {folder}")
+        return type(estimator).load(folder)
+    training = folder.with_name(folder.name + ".training")
+    fitted = fit(estimator.set_params(checkpoint_dir=training))
+    with staged_folder(folder) as tmp:
+        fitted.set_params(checkpoint_dir=None).save(tmp)
+    shutil.rmtree(training, ignore_errors=True)
+    return fitted
 
 
 def finish_training_run(run: RunFolder) -> None:

@@ -60,6 +60,7 @@ __all__ = [
     "list_records",
     "records_at",
     "read_record",
+    "record_files",
     "read_records",
     "read_beat_table",
     "beat_windows",
@@ -93,6 +94,11 @@ _BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160":
 def record_path(directory: str | os.PathLike, record: str | int) -> str:
     """The WFDB record path (no extension) of ``record`` inside ``directory``."""
     return str(Path(directory) / str(record))
+
+
+def record_files(directory: str | os.PathLike, records: Iterable[str | int]) -> list[Path]:
+    """Every file of the named records in ``directory`` (header, signals, annotations, segments)."""
+    return sorted(p for r in records for p in Path(directory).glob(f"{r}[._]*") if p.is_file())
 
 
 def list_records(directory: str | os.PathLike, records: Sequence[str | int] | str | None = None) -> list[str]:

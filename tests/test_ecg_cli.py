@@ -171,3 +171,45 @@ def test_a_failed_train_leaves_no_run_folder(trained, tmp_path, monkeypatch):
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "new")])
     assert isinstance(res.exception, HsickitError) and "nothing was written" in str(res.exception)
     assert not (tmp_path / "new").exists()
+
+
+def test_an_interrupted_train_resumes_with_the_channel_networks_it_had_trained(trained, tmp_path, monkeypatch):
+    from hsickit.apps.ecg.channels import ChannelNetwork
+
+    _, records, _ = trained
+    args = ["train", "--records", records, "--records-list", "s00,s01,s02,s03", "--validation-list", "none",
+            "--channels", "beat,rr", "--channel-epochs", "2"]
+    fits, real_fit = [], ChannelNetwork.fit
+
+    def interrupted_fit(net, *a, **k):  # the fourth of eight fits (3 crossfit groups x 2 channels, then 2) is interrupted
+        fits.append(net.channel)
+        if len(fits) == 4 and not resumed:
+            raise KeyboardInterrupt
+        return real_fit(net, *a, **k)
+
+    monkeypatch.setattr(ChannelNetwork, "fit", interrupted_fit)
+    resumed, out = False, tmp_path / "run"
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 130 and not out.exists()  # typer turns KeyboardInterrupt into exit code 130
+    kept = tmp_path / ".run.training"
+    assert "run the same command again to resume" in res.output
+    assert sorted(p.name for p in (kept / "checkpoints").iterdir()) == [
+        "crossfit0-beat", "crossfit0-rr", "crossfit1-beat"]
+    res = runner.invoke(app, [*args, "--out", str(out), "--epochs", "3"])  # other settings: not mixed with the kept networks
+    assert "unfinished run started with other settings" in str(res.exception) and "epochs" in str(res.exception)
+    fits.clear()
+    resumed = True
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "resuming the unfinished training" in res.output and len(fits) == 5 and not kept.exists()
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "straight")])  # the same run, never interrupted
+    assert res.exit_code == 0, res.output
+    from hsickit.apps.ecg.api import load_run
+    from hsickit.apps.ecg.beats import load_beats
+
+    (resumed_model, config), (straight_model, _) = load_run(out), load_run(tmp_path / "straight")
+    for name in ("beat", "rr"):
+        a, b = (m.channels_[name].estimator_.model_.state_dict() for m in (resumed_model, straight_model))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    beats = load_beats(records, ["s04"], config, annotated=True, verbose=0)
+    np.testing.assert_array_equal(resumed_model.predict_proba(beats), straight_model.predict_proba(beats))

@@ -171,3 +171,32 @@ def test_real_cinc_record_set():
     rs = load_record_set(SHARED / "cinc2021-sample", ["E07500", "JS20004", "HR06000"], min_count=1, verbose=0)
     assert rs.rhythm.shape == (3, 8, 1000) and "PAC" in rs.labels
     assert any("JS20004" in r and "flat" in r for r in rs.repairs)  # flat leads kept and reported
+
+
+def test_an_interrupted_record_train_resumes(ludb_like, tmp_path, monkeypatch):
+    from hsickit.core.estimators import DeepClassifier
+
+    args = ["train", "--records", str(ludb_like), "--records-list", "1,2,3,4,5,6", "--task", "records",
+            "--validation-list", "5,6", "--quiet"]
+    fits, real_fit, state = [], DeepClassifier.fit, {"interrupt": True}
+
+    def interrupted_fit(net, *a, **k):  # the third of the four channel networks is interrupted
+        fits.append(net)
+        if len(fits) == 3 and state["interrupt"]:
+            raise KeyboardInterrupt
+        return real_fit(net, *a, **k)
+
+    monkeypatch.setattr(DeepClassifier, "fit", interrupted_fit)
+    runner = CliRunner()
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 130 and not (tmp_path / "run").exists()
+    assert sorted(p.name for p in (tmp_path / ".run.training" / "checkpoints").iterdir()) == ["beat", "rhythm"]
+    fits.clear()
+    state["interrupt"] = False
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert len(fits) == 2 and not (tmp_path / ".run.training").exists()
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "straight")]).exit_code == 0
+    rs = load_record_set(ludb_like, ["7", "8", "9", "10"], verbose=0)
+    resumed, straight = (RecordClassifier.load(tmp_path / name / "model") for name in ("run", "straight"))
+    np.testing.assert_array_equal(resumed.predict_proba(rs), straight.predict_proba(rs))

@@ -6,6 +6,8 @@ A *run folder* holds ``config.json`` (beat preparation + model parameters), the 
 training time, then each ``evaluate``), ``validation_metrics.json`` (kept from training),
 ``plots/`` and a ``README.md`` model card. It is built in a temporary folder next to it and
 takes its name only once complete, so a failed run leaves no folder that other commands load.
+The channel networks trained so far are kept meanwhile in ``.<name>.training`` beside it:
+the same command, run again after an interruption, loads them and resumes.
 
 Example
 -------
@@ -33,8 +35,9 @@ from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, check_output_folder, markdown_table, read_json, staged_folder
-from hsickit.datasets.ecg import AAMI_CLASSES, list_records, records_at
+from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
+                             saved_params, staged_folder)
+from hsickit.datasets.ecg import AAMI_CLASSES, list_records, record_files, records_at
 
 __all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
 
@@ -82,36 +85,44 @@ def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConf
 
 
 def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config: BeatConfig, train: BeatSet,
-                   validation: BeatSet | None, data: dict, verbose: int) -> MultiResolutionClassifier:
-    """Fit ``clf``, then write run folder ``out`` whole (nothing is written when training fails)."""
+                   validation: BeatSet | None, data: dict, verbose: int, inputs: Sequence = ()) -> MultiResolutionClassifier:
+    """Fit ``clf``, then write run folder ``out`` whole; the channel networks trained so far are
+    kept beside it, so that the same command, run again after an interruption, resumes
+    (:func:`hsickit.core.io.resumable_training`)."""
     start = time.perf_counter()
-    try:
-        clf.fit(train, validation)
-    except HsickitError:
-        raise
-    except Exception as err:
-        raise HsickitError(f"training on records {data['train_records']} of {data['records_dir']} failed "
-                           f"({type(err).__name__}: {err}); nothing was written to {out}. Check those records "
-                           "(the classes each holds); if they are sound, report this with the command") from err
-    seconds = time.perf_counter() - start
-    data["beats_left_out_of_training"] = clf.left_out_
-    data["n_train_beats"] = len(train) - sum(clf.left_out_.values())
-    if getattr(clf, "holdout_records_", None):
-        data["downstream_trained_on_records"] = ",".join(clf.holdout_records_)
-    with staged_folder(out, overwrite) as folder:
-        run = RunFolder(folder)
-        clf.save(run / "model")
-        run.write_config({"task": "beats", "beat_config": config.to_dict(),
-                          "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in clf.get_params().items()},
-                          "data": data, "fit_seconds": seconds})
-        history = _history(clf)
-        if history:
-            run.write_history(history)
-        metrics = None
-        if validation is not None and len(validation):
-            metrics = _write_evaluation(run, clf, validation, "validation", data["records_dir"])
-            atomic_write(run / "validation_metrics.json", (run / "metrics.json").read_bytes())
-        _model_card(run, clf, config, data, metrics)
+    model = saved_params(clf, leave_out=["verbose"])
+    settings = {"task": "beats", "beat_config": config.to_dict(), **model,
+                **{k: data[k] for k in ("base_run", "records_dir", "train_records", "validation_records") if k in data}}
+    files = record_files(data["records_dir"], sorted({*train.record, *(() if validation is None else validation.record)}))
+    with resumable_training(out, settings, [*inputs, *files], overwrite, verbose) as checkpoints:
+        try:
+            clf.set_params(checkpoint_dir=checkpoints).fit(train, validation)
+        except HsickitError:
+            raise
+        except Exception as err:
+            raise HsickitError(f"training on records {data['train_records']} of {data['records_dir']} failed "
+                               f"({type(err).__name__}: {err}); nothing was written to {out}. Check those records (the "
+                               "classes each holds); if they are sound, report this with the command") from err
+        finally:
+            clf.set_params(checkpoint_dir=None)
+        seconds = time.perf_counter() - start
+        data["beats_left_out_of_training"] = clf.left_out_
+        data["n_train_beats"] = len(train) - sum(clf.left_out_.values())
+        if getattr(clf, "holdout_records_", None):
+            data["downstream_trained_on_records"] = ",".join(clf.holdout_records_)
+        with staged_folder(out, overwrite) as folder:
+            run = RunFolder(folder)
+            clf.save(run / "model")
+            run.write_config({"task": "beats", "beat_config": config.to_dict(), "model": model, "data": data,
+                              "fit_seconds": seconds})
+            history = _history(clf)
+            if history:
+                run.write_history(history)
+            metrics = None
+            if validation is not None and len(validation):
+                metrics = _write_evaluation(run, clf, validation, "validation", data["records_dir"])
+                atomic_write(run / "validation_metrics.json", (run / "metrics.json").read_bytes())
+            _model_card(run, clf, config, data, metrics)
     return clf
 
 
@@ -272,4 +283,5 @@ def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = 
     clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
     data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
             "validation_records": ",".join(validation), "repairs": "; ".join(beats.repairs) or "none"}
-    return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose)
+    return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose,
+                          inputs=[Path(run) / "model" / "fusion.json"])

@@ -40,7 +40,7 @@ from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.features import wavelet_coefficients
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import read_json, write_json
+from hsickit.core.io import read_json, saved_params, write_json
 
 __all__ = ["CHANNELS", "ChannelSpec", "channel_input", "minus_record_median", "ChannelNetwork", "class_weights", "fit_batch_size"]
 
@@ -148,11 +148,13 @@ class ChannelNetwork(BaseEstimator):
         ``format_epochs``).
     model_params : overrides of the channel's default model parameters.
     class_weight : None, "balanced", "sqrt" or a dict (see :func:`class_weights`).
+    checkpoint_dir : folder for the network's per-epoch checkpoint while it trains (an
+        interrupted ``fit`` resumes from it; see :class:`~hsickit.core.estimators.DeepClassifier`).
     """
 
     def __init__(self, channel="beat", training="backprop", epochs=10, batch_size=256, lr=1e-3, model_params=None,
                  class_weight="sqrt", patience=3, beta=100.0, sigma=5.0, format_epochs=3, frozen_blocks=0, warm_start=False,
-                 random_state=None, verbose=0):
+                 checkpoint_dir=None, random_state=None, verbose=0):
         self.channel = channel
         self.training = training
         self.epochs = epochs
@@ -166,6 +168,7 @@ class ChannelNetwork(BaseEstimator):
         self.format_epochs = format_epochs
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 
@@ -175,7 +178,7 @@ class ChannelNetwork(BaseEstimator):
             model=spec.model, model_params={**spec.model_params, **(self.model_params or {})}, training=self.training,
             epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr, class_weight=class_weights(y, self.class_weight),
             patience=self.patience, beta=self.beta, sigma=self.sigma, format_epochs=self.format_epochs if self.training == "hsic" else 0,
-            frozen_blocks=self.frozen_blocks, random_state=self.random_state, verbose=self.verbose)
+            frozen_blocks=self.frozen_blocks, checkpoint_dir=self.checkpoint_dir, random_state=self.random_state, verbose=self.verbose)
 
     def fit(self, beats: BeatSet, validation: BeatSet | None = None) -> "ChannelNetwork":
         """Train on the labelled beats; ``validation`` (other records) drives early stopping."""
@@ -189,7 +192,7 @@ class ChannelNetwork(BaseEstimator):
             self.estimator_ = self._estimator(y)
         else:
             self.estimator_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
-                                       batch_size=fit_batch_size(self.batch_size, len(y)))
+                                       batch_size=fit_batch_size(self.batch_size, len(y)), checkpoint_dir=self.checkpoint_dir)
         Xv = yv = None
         if validation is not None and len(validation):
             Xv, yv = self.standardizer_(channel_input(self.channel, validation)), validation.y.astype(str)
@@ -212,7 +215,7 @@ class ChannelNetwork(BaseEstimator):
     def save(self, path) -> Path:
         path = Path(path)
         self.estimator_.save(path)
-        write_json(path / "channel.json", {"params": self.get_params(), "standardizer": self.standardizer_.state()})
+        write_json(path / "channel.json", {"params": saved_params(self), "standardizer": self.standardizer_.state()})
         return path
 
     @classmethod

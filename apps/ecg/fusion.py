@@ -33,7 +33,7 @@ from hsickit.apps.ecg.features import VENTRICULAR_LABELS
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import load_sklearn, read_json, save_sklearn, write_json
+from hsickit.core.io import fit_or_load, load_sklearn, read_json, save_sklearn, saved_params, write_json
 
 __all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "holdout_records", "tune_class_bias"]
 
@@ -169,6 +169,10 @@ class MultiResolutionClassifier(BaseEstimator):
     tune_bias : with ``validation`` beats, tune per-class log-probability offsets on them to
         maximise macro F1 (:func:`tune_class_bias`). Off by default: on MIT-BIH DS1 a few
         validation records did not represent new patients well enough (benchmarks/ecg_mitdb.py).
+    checkpoint_dir : folder where every channel network is saved once trained (and checkpointed
+        every epoch while it trains); a ``fit`` interrupted and started again with the same
+        settings and beats loads the networks already trained and resumes the one in progress.
+        Not saved with the model.
     """
 
     def __init__(self, channels: Sequence[str] = ("rr",), use_features=True,
@@ -176,7 +180,7 @@ class MultiResolutionClassifier(BaseEstimator):
                  channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
-                 tune_bias=False, frozen_blocks=0, warm_start=False, random_state=None, verbose=0):
+                 tune_bias=False, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose=0):
         self.channels = channels
         self.classes = classes
         self.sigma = sigma
@@ -198,6 +202,7 @@ class MultiResolutionClassifier(BaseEstimator):
         self.patience = patience
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 
@@ -262,6 +267,10 @@ class MultiResolutionClassifier(BaseEstimator):
                               patience=self.patience, random_state=None if self.random_state is None else self.random_state + i,
                               verbose=self.verbose)
 
+    def _fit_channel(self, net: ChannelNetwork, key: str, beats: BeatSet, stop_on: BeatSet | None) -> ChannelNetwork:
+        folder = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / key
+        return fit_or_load(net, folder, lambda n: n.fit(beats, stop_on), self.verbose)
+
     def _crossfit_representation(self, beats: BeatSet) -> np.ndarray:
         """Out-of-group channel log-probabilities + features of every training beat."""
         from sklearn.model_selection import GroupKFold
@@ -272,7 +281,8 @@ class MultiResolutionClassifier(BaseEstimator):
         Z = None
         for g, (tr, held) in enumerate(groups):
             inner, outer = beats.subset(tr), beats.subset(held)
-            nets = {name: self._channel(name, 100 * (g + 1)).fit(inner, outer) for name in self.channels}
+            nets = {name: self._fit_channel(self._channel(name, 100 * (g + 1)), f"crossfit{g}-{name}", inner, outer)
+                    for name in self.channels}
             Z_held = self.representation(outer, nets)
             Z = np.empty((len(beats), Z_held.shape[1]), np.float32) if Z is None else Z
             Z[held] = Z_held
@@ -397,7 +407,7 @@ class MultiResolutionClassifier(BaseEstimator):
                 net = self._channel(name)
             # channels stop early on the held-out records (unseen by them), else on ``validation``
             stop_on = fusion_beats if fusion_beats is not beats else validation
-            self.channels_[name] = net.fit(channel_beats, stop_on)
+            self.channels_[name] = self._fit_channel(net, name, channel_beats, stop_on)
         Z = Z if Z is not None else self.representation(fusion_beats)
         if not warm:
             self.channel_widths_ = [v.shape[1] for v in self._channel_view(self.channels_, beats.subset([0]))]
@@ -456,8 +466,7 @@ class MultiResolutionClassifier(BaseEstimator):
         else:
             (path / "downstream").mkdir(parents=True, exist_ok=True)
             save_sklearn(path / "downstream" / "model.skops", self.downstream_)
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
-        write_json(path / "fusion.json", {"params": params, "feature_scaler": self.feature_scaler_.state(),
+        write_json(path / "fusion.json", {"params": saved_params(self), "feature_scaler": self.feature_scaler_.state(),
                                           "feature_labels": self.feature_labels_, "classes": self.classes_.tolist(),
                                           "class_bias": np.asarray(getattr(self, "class_bias_", np.zeros(len(self.classes_)))).tolist(),
                                           "holdout_records": list(getattr(self, "holdout_records_", [])),

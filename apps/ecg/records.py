@@ -17,6 +17,7 @@ are left out and listed in the record set's ``dropped_labels``.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -40,9 +41,9 @@ from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, load_sklearn, markdown_table, read_json, save_sklearn,
-                             staged_folder, write_json)
-from hsickit.datasets.ecg import list_records, read_record, record_path, records_at
+from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, fit_or_load, load_sklearn, markdown_table, read_json,
+                             resumable_training, save_sklearn, saved_params, staged_folder, write_json)
+from hsickit.datasets.ecg import list_records, read_record, record_files, record_path, records_at
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 
 __all__ = ["RecordConfig", "RecordSet", "load_record_set", "RecordClassifier", "train_records", "finetune_records", "evaluate_records",
@@ -200,6 +201,10 @@ class RecordClassifier(BaseEstimator):
         number, or one per label in the order of ``labels_``); used by :meth:`predict` and
         the run folders' metrics.
     random_state : seed of every network.
+    checkpoint_dir : folder where every channel network is saved once trained (and checkpointed
+        every epoch while it trains); a ``fit`` interrupted and started again with the same
+        settings and records loads the networks already trained and resumes the one in progress
+        (:func:`hsickit.core.io.fit_or_load`). Not saved with the model.
 
     Attributes
     ----------
@@ -208,7 +213,7 @@ class RecordClassifier(BaseEstimator):
 
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
                  channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, threshold=0.5, random_state=None,
-                 verbose=0):
+                 checkpoint_dir=None, verbose=0):
         self.channels = channels
         self.downstream = downstream
         self.training = training
@@ -220,6 +225,7 @@ class RecordClassifier(BaseEstimator):
         self.frozen_blocks = frozen_blocks
         self.threshold = threshold
         self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
 
     def _batch_size(self, n: int) -> int:
@@ -253,7 +259,7 @@ class RecordClassifier(BaseEstimator):
                 raise HsickitError(f"unknown record channel {c!r}; choose from {', '.join(RECORD_CHANNELS)}")
             model, params = RECORD_CHANNELS[c]
             self.scalers_[c] = _Standardizer().fit(rs.view(c))
-            self.nets_[c] = self._net(model, params, self.channel_epochs, len(rs)).fit(self.scalers_[c](rs.view(c)), rs.Y)
+            self.nets_[c] = self._fit_net(c, self._net(model, params, self.channel_epochs, len(rs)), rs)
         if self.downstream == "logistic":
             if self.training != "backprop":
                 raise HsickitError(f"training={self.training!r} trains a network; the logistic downstream has none: pass downstream='mlp'")
@@ -268,12 +274,16 @@ class RecordClassifier(BaseEstimator):
             self.downstream_.fit(self.representation(rs), rs.Y)
         return self
 
+    def _fit_net(self, channel: str, net: DeepClassifier, rs: RecordSet) -> DeepClassifier:
+        folder = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / channel
+        return fit_or_load(net, folder, lambda n: n.fit(self.scalers_[channel](rs.view(channel)), rs.Y), self.verbose)
+
     def _fine_tune(self, rs: RecordSet) -> "RecordClassifier":
         if list(rs.labels) != self.labels_:
             raise HsickitError(f"fine-tuning records carry labels {rs.labels}, the model {self.labels_}; "
                                "load them with load_record_set(..., labels=model.labels_)")
         for c in self.channels:
-            self._continue(self.nets_[c], self.channel_epochs, len(rs)).fit(self.scalers_[c](rs.view(c)), rs.Y)
+            self.nets_[c] = self._fit_net(c, self._continue(self.nets_[c], self.channel_epochs, len(rs)), rs)
         self.kept_labels_ = []
         if isinstance(self.downstream_, DeepClassifier):
             self._continue(self.downstream_, self.epochs, len(rs)).fit(self.representation(rs), rs.Y)
@@ -314,7 +324,7 @@ class RecordClassifier(BaseEstimator):
             self.downstream_.save(path / "downstream")
         else:
             save_sklearn(path / "downstream" / "model.skops", self.downstream_)
-        write_json(path / "records_model.json", {"params": {**self.get_params(), "channels": list(self.channels)},
+        write_json(path / "records_model.json", {"params": saved_params(self),
                                                  "labels": self.labels_,
                                                  "scalers": {k: s.state() for k, s in self.scalers_.items()}})
         return path
@@ -339,6 +349,20 @@ def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) 
     return metrics
 
 
+@contextlib.contextmanager
+def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, records_dir, rs: RecordSet, val: list[str],
+               settings: dict, verbose: int, inputs=()):
+    """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.io.resumable_training`)."""
+    settings = {"task": "records", "record_config": config.to_dict(), **saved_params(clf, leave_out=["verbose"]), "records_dir": os.path.abspath(records_dir),
+                "records": list(rs.records), "validation_records": list(val), "labels": list(rs.labels), **settings}
+    with resumable_training(out, settings, [*inputs, *record_files(records_dir, rs.records)], overwrite, verbose) as checkpoints:
+        clf.set_params(checkpoint_dir=checkpoints)
+        try:
+            yield
+        finally:
+            clf.set_params(checkpoint_dir=None)
+
+
 def _write_run(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],
                data: dict, title: str, labels_note: str = "") -> dict:
     """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card
@@ -351,7 +375,7 @@ def _write_run_into(run: RunFolder, clf: RecordClassifier, config: RecordConfig,
                     val: list[str], data: dict, title: str, labels_note: str) -> dict:
     clf.save(run / "model")
     run.write_config({"task": "records", "record_config": config.to_dict(), "labels": clf.labels_, "train_records": train.records,
-                      "validation_records": val, "model": {**clf.get_params(), "channels": list(clf.channels)}, **data})
+                      "validation_records": val, "model": saved_params(clf), **data})
     history = [{"model": f"channel:{c}", **r} for c, n in clf.nets_.items() for r in n.history_]
     run.write_history(history + [{"model": "downstream", **r} for r in getattr(clf.downstream_, "history_", [])])
     metrics = _evaluate(run, clf, rs.subset(val), "validation") if val else {}
@@ -386,13 +410,14 @@ def train_records(records_dir, out, records=None, validation_records=None, *, ep
     rs = load_record_set(records_dir, names + [v for v in val if v not in names], config, min_count=min_count, verbose=verbose)
     train = rs.subset([r for r in rs.records if r not in val])
     downstream = downstream or ("logistic" if training == "backprop" else "mlp")
-    clf = RecordClassifier(downstream=downstream, training=training, epochs=epochs, random_state=random_state, verbose=0).fit(train)
-    constant = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == len(train)]
-    note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
-                   ((f"Left out (< {min_count} positive records)", rs.dropped_labels),
-                    ("Carried by every training record (predicted for every record)", constant)) if items)
-    return _write_run(out, overwrite, clf, config, rs, train, val, {"dropped_labels": rs.dropped_labels},
-                      "hsickit ECG record model (multi-label)", note)
+    clf = RecordClassifier(downstream=downstream, training=training, epochs=epochs, random_state=random_state, verbose=0)
+    with _resumable(out, overwrite, clf, config, records_dir, rs, val, {"min_count": min_count}, verbose):
+        constant = [lab for lab, n in zip(clf.fit(train).labels_, train.Y.sum(axis=0)) if n == len(train)]
+        note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
+                       ((f"Left out (< {min_count} positive records)", rs.dropped_labels),
+                        ("Carried by every training record (predicted for every record)", constant)) if items)
+        return _write_run(out, overwrite, clf, config, rs, train, val, {"dropped_labels": rs.dropped_labels},
+                          "hsickit ECG record model (multi-label)", note)
 
 
 def finetune_records(run, records_dir, out, records=None, validation_records=None, *, epochs: int = 10, frozen_blocks: int = 1,
@@ -411,17 +436,20 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     rs = load_record_set(records_dir, names + [v for v in val if v not in names], config, labels=clf.labels_, verbose=verbose)
     ignored = rs.dropped_labels
     train = rs.subset([r for r in rs.records if r not in val])
-    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr).fit(train)
-    absent = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == 0]
-    kept = "the base model's classifier kept (every fine-tuning record or none carries them)"
-    note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
-                   (("Labels of the new records the model does not know (ignored)", ignored),
-                    ("Model labels no fine-tuning record carries", absent),
-                    (f"Labels with {kept}", clf.kept_labels_)) if items)
-    return _write_run(out, overwrite, clf, config, rs, train, val, {"base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
-                                                         "ignored_labels": ignored, "labels_without_positive_records": absent,
-                                                         "labels_kept_from_base_model": clf.kept_labels_},
-                      "hsickit ECG record model (multi-label, fine-tuned)", note)
+    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
+    with _resumable(out, overwrite, clf, config, records_dir, rs, val, {"base_run": os.path.abspath(run)}, verbose,
+                    inputs=[Path(run) / "model" / "records_model.json"]):
+        clf.fit(train)
+        absent = [lab for lab, n in zip(clf.labels_, train.Y.sum(axis=0)) if n == 0]
+        kept = "the base model's classifier kept (every fine-tuning record or none carries them)"
+        note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
+                       (("Labels of the new records the model does not know (ignored)", ignored),
+                        ("Model labels no fine-tuning record carries", absent),
+                        (f"Labels with {kept}", clf.kept_labels_)) if items)
+        return _write_run(out, overwrite, clf, config, rs, train, val, {"base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
+                                                             "ignored_labels": ignored, "labels_without_positive_records": absent,
+                                                             "labels_kept_from_base_model": clf.kept_labels_},
+                          "hsickit ECG record model (multi-label, fine-tuned)", note)
 
 
 def load_record_run(run) -> tuple[RecordClassifier, RecordConfig]:

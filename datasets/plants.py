@@ -48,6 +48,7 @@ __all__ = [
     "read_image_index",
     "read_image_npz",
     "read_images",
+    "skipped_report",
     "fit_image",
     "load_leaf99",
     "LEAF99_GROUPS",
@@ -242,10 +243,12 @@ class Taxonomy:
         """Names at every level of one leaf."""
         return {lvl: self._names[lvl][self._codes[lvl][leaf_index]] for lvl in self.levels}
 
-    def index_of(self, labels: Iterable, *, ignore_errors: bool = False, what: str = "samples") -> np.ndarray:
+    def index_of(self, labels: Iterable, *, ignore_errors: bool = False, what: str = "samples",
+                 where: Sequence[str] | None = None) -> np.ndarray:
         """Leaf indices of ``labels`` (matched to the key, the leaf name, or either ignoring case/underscores).
 
-        Unknown labels raise :class:`HsickitError` naming them; with ``ignore_errors`` they get -1.
+        Unknown labels raise :class:`HsickitError` naming them and where each first occurs
+        (``where[i]`` for label i, default ``"row i+1"``); with ``ignore_errors`` they get -1.
         """
         labels = list(labels)
         out = np.empty(len(labels), dtype=np.int64)
@@ -260,7 +263,8 @@ class Taxonomy:
                 j = -1
             out[i] = j
         if missing and not ignore_errors:
-            detail = "; ".join(f"{k!r} ({len(v)} {what}, first at row {v[0] + 1})" for k, v in list(missing.items())[:8])
+            where = _rows(len(labels)) if where is None else where
+            detail = "; ".join(f"{k!r} ({len(v)} {what}, first at {where[v[0]]})" for k, v in list(missing.items())[:8])
             more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
             raise HsickitError(
                 f"{len(missing)} label(s) are not in the taxonomy {self.source}: {detail}{more}; add a row for each "
@@ -389,34 +393,64 @@ class PlantSamples:
         return self.subset(mask)
 
 
+#: How specimen tables number their rows in messages (as materials tables do).
+ROW_NUMBERING = "rows numbered from 1 after the header"
+
+
+def _rows(n: int) -> np.ndarray:
+    """Where each data row of a table is, as messages name it: ``row 1``, ``row 2``, ..."""
+    return np.array([f"row {i}" for i in range(1, n + 1)], dtype=object)
+
+
+def _numbering(places) -> str:
+    """' (rows numbered ...)' when `places` (messages or places) name table rows, else ''."""
+    return f" ({ROW_NUMBERING})" if any(str(p).startswith("row ") for p in places) else ""
+
+
+def skipped_report(source: str, skipped: Sequence[str], limit: int = 20) -> str:
+    """The rows skipped from `source`, one per line with why ('' when none).
+
+    Examples
+    --------
+    >>> print(skipped_report("f.csv", ["row 2: no label"]))
+    f.csv: skipped 1 bad row (rows numbered from 1 after the header):
+      row 2: no label
+    """
+    if not skipped:
+        return ""
+    more = [f"  ... and {len(skipped) - limit} more"] if len(skipped) > limit else []
+    head = f"{source}: skipped {len(skipped)} bad row{'s' if len(skipped) > 1 else ''}{_numbering(skipped)}:"
+    return "\n".join([head] + [f"  {p}" for p in skipped[:limit]] + more)
+
+
 def _skip_or_raise(problems: list[str], ignore_errors: bool, source: str) -> list[str]:
     if problems and not ignore_errors:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise HsickitError(f"{source}: " + "; ".join(problems[:5]) + more +
+        raise HsickitError(f"{source}{_numbering(problems)}: " + "; ".join(problems[:5]) + more +
                            "; correct those rows, or skip them with ignore_errors=True (--skip-bad-rows)")
     if problems:
-        warnings.warn(f"{source}: skipped {len(problems)} bad row(s): " + "; ".join(problems[:5]), stacklevel=3)
+        warnings.warn(skipped_report(source, problems), stacklevel=3)
     return problems
 
 
-def _join_labels(labels, taxonomy: Taxonomy | None, ignore_errors: bool, source: str, lines):
-    """Leaf indices for labels; returns (y, keep_mask, problems)."""
+def _join_labels(labels, taxonomy: Taxonomy | None, ignore_errors: bool, source: str, where):
+    """Leaf indices for labels; returns (y, keep_mask, problems). ``where[i]`` names sample i (``row 3``, ``id 7``)."""
     labels = np.asarray(labels, dtype=object)
+    where = np.asarray(where, dtype=object)
     blank = np.array([pd.isna(v) or str(v).strip() == "" for v in labels], dtype=bool)
-    problems = [f"line {lines[i]} has no label" for i in np.nonzero(blank)[0]]
-    if taxonomy is None:
-        return None, ~blank, problems
-    y = np.full(len(labels), -1, dtype=np.int64)
-    ok = ~blank
-    try:
-        y[ok] = taxonomy.index_of(labels[ok], what=f"samples of {source}")
-    except HsickitError:
-        if not ignore_errors:
-            raise
-        y[ok] = taxonomy.index_of(labels[ok], ignore_errors=True)
-        unknown = ok & (y < 0)
-        problems += [f"line {lines[i]}: label {labels[i]!r} not in the taxonomy" for i in np.nonzero(unknown)[0]]
-    return y, y >= 0, problems
+    y, keep = None, ~blank
+    if taxonomy is not None:
+        y = np.full(len(labels), -1, dtype=np.int64)
+        try:
+            y[keep] = taxonomy.index_of(labels[keep], what=f"samples of {source}", where=where[keep])
+        except HsickitError:
+            if not ignore_errors:
+                raise
+            y[keep] = taxonomy.index_of(labels[keep], ignore_errors=True)
+        keep = y >= 0
+    problems = [f"{where[i]}: no label" if blank[i] else f"{where[i]}: label {labels[i]!r} is not in the taxonomy"
+                for i in np.nonzero(~keep)[0]]
+    return y, keep, problems
 
 
 def _read_splits(splits, id_col: str) -> dict:
@@ -466,7 +500,8 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     split : str or list of str, optional
         Keep only these splits.
     ignore_errors : bool
-        Skip rows with bad values or unknown labels (reported in ``skipped`` and as a warning).
+        Skip rows with bad values or unknown labels (listed in ``skipped`` and in a warning, by row
+        numbered from 1 after the header, as errors number them).
 
     Examples
     --------
@@ -499,12 +534,12 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
         raise HsickitError(f"{source} has no numeric feature columns (columns: {list(table.columns)[:8]}); "
                            "pass feature_cols / --feature-cols")
     X = np.column_stack([numeric[c].to_numpy(dtype=np.float64) for c in cols]) if len(table) else np.zeros((0, len(cols)))
-    lines = np.arange(len(table)) + 2
+    where = _rows(len(table))
     bad = ~np.isfinite(X)
     problems = []
     for i in np.nonzero(bad.any(axis=1))[0]:
         c = cols[int(np.argmax(bad[i]))]
-        problems.append(f"line {lines[i]} column {c!r} has a non-numeric or missing value {table[c].iloc[i]!r}")
+        problems.append(f"{where[i]}: column {c!r} has a non-numeric or missing value {table[c].iloc[i]!r}")
     keep = ~bad.any(axis=1)
     ids = table[id_col].str.strip().to_numpy(dtype=object) if id_col in table.columns else np.array(
         [str(i) for i in range(len(table))], dtype=object)
@@ -513,7 +548,7 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     y = labels = None
     if has_labels:
         labels = table[label_col].str.strip().to_numpy(dtype=object)
-        y, ok, p = _join_labels(labels, taxonomy, ignore_errors, source, lines)
+        y, ok, p = _join_labels(labels, taxonomy, ignore_errors, source, where)
         problems += p
         keep &= ok
     skipped = _skip_or_raise(problems, ignore_errors, source)
@@ -576,13 +611,12 @@ def _images_to_X(images: np.ndarray, source: str) -> np.ndarray:
     return x
 
 
-def _image_samples(images, labels, ids, taxonomy, ignore_errors, source, lines=None, split=None, problems=()):
-    lines = np.arange(len(ids)) + 2 if lines is None else lines
+def _image_samples(images, labels, ids, taxonomy, ignore_errors, source, where, split=None, problems=()):
     problems = list(problems)
     y = None
     keep = np.ones(len(ids), dtype=bool)
     if labels is not None:
-        y, keep, p = _join_labels(labels, taxonomy, ignore_errors, source, lines)
+        y, keep, p = _join_labels(labels, taxonomy, ignore_errors, source, where)
         problems += p
     skipped = _skip_or_raise(problems, ignore_errors, source)
     s = PlantSamples(X=_images_to_X(images, source), ids=np.asarray(ids, dtype=object),
@@ -628,7 +662,7 @@ def read_image_folder(root, taxonomy: Taxonomy | None = None, size: int = 128,
             problems.append(str(err))
     ids = [str(f.relative_to(root)) for f in keep_files]
     return _image_samples(np.stack(images), keep_labels, ids, taxonomy, ignore_errors, str(root),
-                          lines=np.array(ids, dtype=object), problems=problems)
+                          where=np.array(ids, dtype=object), problems=problems)
 
 
 def read_image_index(path, taxonomy: Taxonomy | None = None, path_col: str = "path", label_col: str = "species",
@@ -643,7 +677,7 @@ def read_image_index(path, taxonomy: Taxonomy | None = None, path_col: str = "pa
         if not alt:
             raise HsickitError(f"image index {path} has no column {path_col!r} of image paths (columns: {list(table.columns)})")
         path_col = alt[0]
-    images, keep, problems = [], [], []
+    images, keep, problems, where = [], [], [], _rows(len(table))
     for i, rel in enumerate(table[path_col]):
         f = Path(rel) if Path(rel).is_absolute() else path.parent / rel
         try:
@@ -651,15 +685,15 @@ def read_image_index(path, taxonomy: Taxonomy | None = None, path_col: str = "pa
             keep.append(i)
         except HsickitError as err:
             if not ignore_errors:
-                raise HsickitError(f"{path} line {i + 2}: {err}") from err
-            problems.append(f"line {i + 2}: {err}")
+                raise HsickitError(f"{path} {where[i]} ({ROW_NUMBERING}): {err}") from err
+            problems.append(f"{where[i]}: {err}")
     table = table.iloc[keep]
     ids = table[id_col] if id_col and id_col in table.columns else table[path_col]
     labels = table[label_col].to_numpy(dtype=object) if label_col in table.columns else None
     split = table["split"].to_numpy(dtype=object) if "split" in table.columns else None
     return _image_samples(np.stack(images) if images else np.zeros((0, size, size), np.uint8), labels,
                           ids.to_numpy(dtype=object), taxonomy, ignore_errors, str(path),
-                          lines=np.asarray(keep) + 2, split=split, problems=problems)
+                          where=where[keep], split=split, problems=problems)
 
 
 def read_image_npz(path, taxonomy: Taxonomy | None = None, labels=None, label_col: str = "label", id_col: str = "id",
@@ -704,7 +738,7 @@ def read_image_npz(path, taxonomy: Taxonomy | None = None, labels=None, label_co
         mapping = _read_splits(splits, id_col)
         split_arr = np.array([mapping.get(i, "") for i in ids], dtype=object)
     s = _image_samples(images, lab, ids, taxonomy, ignore_errors, str(path),
-                       lines=np.array([f"id {i}" for i in ids], dtype=object),
+                       where=np.array([f"id {i}" for i in ids], dtype=object),
                        split=None if split_arr is None else np.asarray(split_arr, dtype=object))
     return s.select_split(split) if split is not None else s
 

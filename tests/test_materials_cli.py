@@ -139,6 +139,13 @@ def test_classification_auto(data):
     assert r.exit_code == 0, r.output
     m = json.loads((data / "cls_eval" / "metrics.json").read_text())
     assert 0 <= m["rocauc"] <= 1 and m["n_samples"] == 60
+    # evaluate's per-row output has predict's columns (p_<class>, no 'probability'), plus the target
+    assert invoke("predict", data / "cls", data / "cls.csv", "--formula-col", "composition", "-o", data / "cls_pred.csv",
+                  "--quiet").exit_code == 0
+    pred, ev = pd.read_csv(data / "cls_pred.csv"), pd.read_csv(data / "cls_eval" / "predictions.csv")
+    assert list(ev.columns) == ["row", "formula", "target"] + list(pred.columns)[2:]
+    assert {"p_0", "p_1"} <= set(pred.columns) and "probability" not in ev.columns
+    pd.testing.assert_frame_equal(ev.drop(columns="target"), pred)
 
 
 def test_matbench_command(tmp_path):

@@ -149,6 +149,31 @@ def test_errors_are_one_clear_message(files):
     assert "exactly one of --features" in str(result.exception)
 
 
+def test_skipped_rows_are_reported_once_by_row_as_errors_number_them(files, recwarn):
+    bad = pd.read_csv(files / "specimens.csv")
+    bad["f2"] = bad["f2"].astype(object)
+    bad.loc[3, "species"], bad.loc[5, "f2"], bad.loc[1, "species"] = "Q_xyz", "abc", ""
+    bad.to_csv(files / "bad.csv", index=False)
+    args = ["train", "--features", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
+            "--label-col", "species", "--val-split", "val", "--out", str(files / "r"), "--quiet", "--epochs", "1"]
+    error = str(runner.invoke(app, args).exception)
+    assert "row 6: column 'f2' has a non-numeric or missing value 'abc'" in error
+    assert "rows numbered from 1 after the header" in error
+    result = runner.invoke(app, args + ["--skip-bad-rows"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("skipped 3 bad rows") == 1  # the validation split reads the same file: not twice
+    assert result.stderr.splitlines() == [
+        f"warning: {files / 'bad.csv'}: skipped 3 bad rows (rows numbered from 1 after the header):",
+        "  row 6: column 'f2' has a non-numeric or missing value 'abc'",
+        "  row 2: no label",
+        "  row 4: label 'Q_xyz' is not in the taxonomy"]
+    assert not [w for w in recwarn if "skipped" in str(w.message)]  # a report, not a Python warning
+    bad.loc[5, "f2"] = 1.0
+    bad.to_csv(files / "bad.csv", index=False)
+    error = str(runner.invoke(app, args).exception)
+    assert "'Q_xyz' (1 samples of" in error and "first at row 4" in error  # not row 3: the blank label counts
+
+
 def test_demo_runs_without_network(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ../shared here: the demo falls back to the iris data shipped with scikit-learn
     monkeypatch.delenv("HSICKIT_PLANTS_DATA", raising=False)

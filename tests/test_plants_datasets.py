@@ -115,7 +115,8 @@ def test_feature_table_unknown_label_and_bad_value(tmp_path):
     tax = read_taxonomy(write(tmp_path, "t.csv", TAX))
     csv = "id,species,f1,f2\n1,Quercus robur,0.1,0.2\n2,Quercus rubra,1,2\n3,Acer mono,x,5\n4,Acer mono,1,1\n"
     path = write(tmp_path, "f.csv", csv)
-    with pytest.raises(HsickitError, match=r"line 4 column 'f1' has a non-numeric or missing value 'x'.*--skip-bad-rows"):
+    with pytest.raises(HsickitError, match=r"f.csv \(rows numbered from 1 after the header\): row 3: column 'f1' has a non-numeric "
+                                          r"or missing value 'x'.*--skip-bad-rows"):
         read_feature_table(path, tax)
     path = write(tmp_path, "g.csv", csv.replace(",x,", ",3,"))
     with pytest.raises(HsickitError, match=r"'Quercus rubra' \(1 samples of .*g.csv, first at row 2\).*add a row"):
@@ -123,7 +124,8 @@ def test_feature_table_unknown_label_and_bad_value(tmp_path):
     with pytest.warns(UserWarning, match="skipped 2 bad row"):
         s = read_feature_table(write(tmp_path, "f.csv", csv), tax, ignore_errors=True)
     assert s.ids.tolist() == ["1", "4"]
-    assert len(s.skipped) == 2 and "Quercus rubra" in s.skipped[1]
+    assert s.skipped == ["row 3: column 'f1' has a non-numeric or missing value 'x'",
+                         "row 2: label 'Quercus rubra' is not in the taxonomy"]
 
 
 def test_feature_table_without_labels_reads_for_prediction(tmp_path):
@@ -161,7 +163,7 @@ def test_image_folder_index_and_npz(tmp_path):
     (tmp_path / "imgs" / "Acer mono" / "broken.png").write_text("not an image")
     with pytest.raises(HsickitError, match="broken.png cannot be read"):
         read_image_folder(tmp_path / "imgs", tax)
-    with pytest.raises(HsickitError, match=r"index.csv line 2: image .*missing.png"):
+    with pytest.raises(HsickitError, match=r"index.csv row 1 \(rows numbered.*\): image .*missing.png"):
         read_image_index(write(tmp_path / "imgs", "index.csv", "path,species\nmissing.png,Acer mono\n"), tax)
 
 

@@ -22,7 +22,7 @@ app = typer.Typer(help="Materials: composition -> property with very deep residu
                        "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
 
 from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
-from hsickit.apps.materials.runs import domain_columns as _domain, read_table as _read_table
+from hsickit.apps.materials.runs import prediction_columns as _prediction_columns, read_table as _read_table
 from hsickit.apps.materials.runs import write_reports as _write_reports
 
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is cleared first). "
@@ -198,7 +198,8 @@ def evaluate(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv)."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram."""
+    """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram
+    (classification: accuracy, ROC-AUC, F1, confusion matrix), and predictions.csv: predict's columns plus target."""
     from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.core.io import RunFolder, evaluation_folder, read_json
 
@@ -224,33 +225,15 @@ def predict(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Predict the property of every formula; with an ensemble (or a tree model) also its std."""
-    from hsickit.apps.materials.estimator import MaterialsClassifier
-    from hsickit.apps.materials.forest import is_forest
+    """Predict the property (or class and its probabilities, p_<class>) of every formula; with an
+    ensemble (or a tree model) also its std."""
     from hsickit.core.io import atomic_write
 
     _threads()
     est = _load(run_dir)
     table = _read_table(formulas, formula_col, None, skip_invalid, "keep", quiet)
-    df = pd.DataFrame({"row": table.rows, "formula": table.formulas})
-    ens = len(est.members_) > 1
-    if isinstance(est, MaterialsClassifier):
-        proba = est.predict_proba(table.formulas, return_std=ens)
-        proba, std = proba if ens else (proba, None)
-        df["predicted"] = est.classes_[proba.argmax(1)]
-        for j, c in enumerate(est.classes_):
-            df[f"p_{c}"] = proba[:, j]
-        if std is not None:
-            df[f"p_{est.classes_[-1]}_std"] = std[:, -1]
-    else:
-        ens = ens or is_forest(est.model)  # a tree ensemble's spread comes from its trees
-        res = est.predict(table.formulas, return_std=ens)
-        df["predicted"] = res[0] if ens else res
-        if ens:
-            df["std"] = res[1]
-    domain, warning = _domain(est, table.formulas)
-    for k, v in domain.items():
-        df[k] = v
+    cols, _, warning = _prediction_columns(est, table.formulas)
+    df = pd.DataFrame({"row": table.rows, "formula": table.formulas, **cols})
     _write_reports(output.parent, table, "keep", quiet)
     atomic_write(output, df.to_csv(index=False))
     if warning:

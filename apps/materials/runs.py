@@ -67,8 +67,43 @@ def domain_columns(est, formulas):
                   f"training ({', '.join(elements)}); their predictions are extrapolations (in_domain = False)")
 
 
+def prediction_columns(est, formulas):
+    """The per-formula columns that ``predict`` writes and ``evaluate`` adds to its predictions.csv.
+
+    ``predicted``; for a classifier ``p_<class>`` per class (an ensemble adds ``p_<last class>_std``),
+    for a regressor ``std`` with an ensemble or a tree model; then ``in_domain`` and ``unseen_elements``
+    (see :func:`domain_columns`).
+
+    Returns
+    -------
+    columns : dict
+    output : numpy.ndarray
+        Class probabilities (n, n_classes) or the predicted values.
+    warning : str or None
+        The out-of-domain warning for the console.
+    """
+    from hsickit.apps.materials.estimator import MaterialsClassifier
+    from hsickit.apps.materials.forest import is_forest
+
+    ens = len(est.members_) > 1
+    if isinstance(est, MaterialsClassifier):
+        out, std = est.predict_proba(formulas, return_std=True) if ens else (est.predict_proba(formulas), None)
+        cols = {"predicted": est.classes_[out.argmax(1)], **{f"p_{c}": out[:, j] for j, c in enumerate(est.classes_)}}
+        if std is not None:
+            cols[f"p_{est.classes_[-1]}_std"] = std[:, -1]
+    else:
+        ens = ens or is_forest(est.model)  # a tree ensemble's spread comes from its trees
+        out, std = est.predict(formulas, return_std=True) if ens else (est.predict(formulas), None)
+        cols = {"predicted": out} if std is None else {"predicted": out, "std": std}
+    domain, warning = domain_columns(est, formulas)
+    return {**cols, **domain}, out, warning
+
+
 def evaluate_into(run, est, table, unit=""):
-    """Metrics + plots + predictions of `est` on `table`, written into RunFolder `run`."""
+    """Metrics + plots + predictions of `est` on `table`, written into RunFolder `run`.
+
+    predictions.csv holds ``row``, ``formula``, ``target`` and the columns of :func:`prediction_columns`.
+    """
     from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.apps.materials.matbench import classification_metrics, regression_metrics
     from hsickit.core import plots
@@ -81,28 +116,22 @@ def evaluate_into(run, est, table, unit=""):
             raise HsickitError(f"{table.source}: labels {unknown[:5]} of column {table.target_names[0]!r} are not among the "
                                f"model's classes {classes}; score data labelled with the model's classes")
         y = np.array([classes[classes.index(v)] for v in table.y.tolist()])  # as the model writes them (1.0 -> 1)
-        proba = est.predict_proba(table.formulas)
-        m = classification_metrics(y, proba, est.classes_)
-        pred = pd.DataFrame({"formula": table.formulas, "row": table.rows, "target": table.y,
-                             "predicted": est.classes_[proba.argmax(1)], "probability": proba[:, -1]})
+    else:
+        y = table.y if table.y.ndim == 1 else table.y[:, 0]
+    cols, out, warning = prediction_columns(est, table.formulas)
+    pred = pd.DataFrame({"row": table.rows, "formula": table.formulas, "target": y, **cols})
+    if isinstance(est, MaterialsClassifier):
         from sklearn.metrics import confusion_matrix
 
+        m = classification_metrics(y, out, est.classes_)
         plots.confusion_matrix(confusion_matrix(y, pred["predicted"], labels=est.classes_), [str(c) for c in est.classes_],
                                run.plots / "confusion_matrix.png")
     else:
-        y = table.y
-        if y.ndim > 1:
-            y = y[:, 0]
-        p = est.predict(table.formulas)
-        m = regression_metrics(y, p)
-        pred = pd.DataFrame({"formula": table.formulas, "row": table.rows, "target": y, "predicted": p})
-        plots.parity(y, p, run.plots / "parity.png", unit=unit)
-        plots.residual_histogram(y, p, run.plots / "residuals.png", unit=unit)
-    domain, warning = domain_columns(est, table.formulas)
-    for k, v in domain.items():
-        pred[k] = v
-    if domain:
-        m["n_out_of_domain"] = int(len(pred) - sum(domain["in_domain"]))
+        m = regression_metrics(y, out)
+        plots.parity(y, out, run.plots / "parity.png", unit=unit)
+        plots.residual_histogram(y, out, run.plots / "residuals.png", unit=unit)
+    if "in_domain" in cols:
+        m["n_out_of_domain"] = int(len(pred) - sum(cols["in_domain"]))
     run.write_metrics(m, split="test")
     atomic_write(run / "predictions.csv", pred.to_csv(index=False))
     if warning:

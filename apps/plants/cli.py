@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +23,8 @@ import typer
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import RunFolder, atomic_write, evaluation_folder, markdown_table, read_json
-from hsickit.datasets.plants import PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy
+from hsickit.datasets.plants import (PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy,
+                                     skipped_report)
 
 app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -34,13 +36,25 @@ LABEL_COL = typer.Option("species", "--label-col", help="Column holding each spe
 ID_COL = typer.Option("id", "--id-col", help="Column holding specimen ids.")
 SPLITS = typer.Option(None, "--splits", help="CSV with id and split columns (e.g. labels.csv of the leaf set).")
 SPLIT = typer.Option(None, "--split", help="Use only the specimens of this split (e.g. train, test).")
-SKIP = typer.Option(False, "--skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy (reported).")
+SKIP = typer.Option(False, "--skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy "
+                    "(each listed on stderr: its row and why).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
 QUIET = typer.Option(False, "--quiet", help="No progress bars or tables.")
 DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda.")
 
 
-def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[Taxonomy], *, label_col: str,
+def _read(*args, report: bool = True, **kwargs) -> PlantSamples:
+    """:func:`_read_samples`, printing the rows skipped with ``skip`` to stderr (``report=False``: the file's
+    rows were reported already) as a report instead of the readers' Python warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad row")
+        s = _read_samples(*args, **kwargs)
+    if report and s.skipped:
+        typer.echo("warning: " + skipped_report(s.source, s.skipped), err=True)
+    return s
+
+
+def _read_samples(features: Optional[Path], images: Optional[Path], taxonomy: Optional[Taxonomy], *, label_col: str,
           id_col: str, splits: Optional[Path], split: Optional[str], labels: Optional[Path], skip: bool,
           feature_cols=None, image_size: int = 128, require_labels: bool = True) -> PlantSamples:
     if (features is None) == (images is None):
@@ -171,7 +185,7 @@ def train(
     read = dict(label_col=label_col, id_col=id_col, splits=splits, labels=labels, skip=skip_bad_rows,
                 feature_cols=feature_cols, image_size=image_size)
     tr = _read(features, images, tax, split=split, **read)
-    va = _read(features, images, tax, split=val_split, **read) if val_split else None
+    va = _read(features, images, tax, split=val_split, report=False, **read) if val_split else None
     run, resumed = start_training_run(out, settings, inputs=[taxonomy, features, images, labels, splits],
                                       overwrite=overwrite)
     if resumed and not quiet:
@@ -289,7 +303,7 @@ def finetune(
                 feature_cols=data.get("feature_names") or None if features else None,
                 image_size=data.get("image_size", 128))
     tr = _read(features, images, tax, split=split, **read)
-    va = _read(features, images, tax, split=val_split, **read) if val_split else None
+    va = _read(features, images, tax, split=val_split, report=False, **read) if val_split else None
     n_old = clf.taxonomy_.n_leaves
     clf.set_params(verbose=0 if quiet else 1)
     clf.net_.set_params(verbose=0 if quiet else 1)

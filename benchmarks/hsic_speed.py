@@ -15,7 +15,6 @@ Writes benchmarks/results/hsic_speed[_<device>].json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform

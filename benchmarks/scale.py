@@ -97,7 +97,6 @@ STAND_INS = _stand_ins()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hsickit.core import hsic  # noqa: E402
 from hsickit.core.models import create_model  # noqa: E402
 from hsickit.core.training import HSICObjective, TrainConfig, Trainer, _Step  # noqa: E402
 

@@ -10,6 +10,7 @@ import importlib.metadata as md
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -69,8 +70,14 @@ def build_app() -> typer.Typer:
     return app
 
 
+def plain_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command line shows it: one ``warning: ...`` line, without Python's source location."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Entry point: run the CLI, turning hsickit errors into one clear line and exit code 2."""
+    warnings.formatwarning = plain_warning
     try:
         build_app()()
     except HsickitError as err:

@@ -42,11 +42,10 @@ Examples
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -469,7 +468,7 @@ class Trainer:
 
     def _format_epoch(self, F_train: torch.Tensor, y: torch.Tensor, epoch: int) -> dict:
         """Head-only training on a frozen representation (HSIC mode's format layer)."""
-        head, c = self.model.head, self.config
+        head = self.model.head
         head.train()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for step, idx in enumerate(self._batches(len(F_train), epoch)):

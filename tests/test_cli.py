@@ -50,3 +50,19 @@ def test_demo_writes_two_run_folders(tmp_path):
             assert (run / name).exists(), name
         history = pd.read_csv(run / "history.csv")
         assert {"hsic_zx_0", "hsic_zy_4"} <= set(history.columns)
+
+
+def test_the_command_shows_warnings_as_one_plain_line(monkeypatch):
+    import sys
+    import warnings
+
+    import pytest
+
+    from hsickit.core import cli
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    monkeypatch.setattr(sys, "argv", ["hsickit", "info"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    shown = warnings.formatwarning("training beats: left out 8 beat(s)", UserWarning, "/x/api.py", 99, "clf.fit(train)")
+    assert shown == "warning: training beats: left out 8 beat(s)\n"  # no file name, line number or source line

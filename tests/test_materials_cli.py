@@ -1,7 +1,5 @@
 """`hsickit materials` commands on small real data (rows of the band-gap table hsickit ships)."""
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -415,7 +415,7 @@ def resumable_training(path: str | os.PathLike, settings: dict, inputs: Sequence
     starts afresh), so ``path`` is never half-written. When the block fails, the checkpoints
     already written stay and the same command resumes from them; when it succeeds, they go.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." or "run/" name their folder
     home = path.parent / f".{path.name}.training"
     _, resumed = start_training_run(home, settings, inputs, overwrite)
     checkpoints = home / "checkpoints"

@@ -34,7 +34,7 @@ from hsickit.apps.materials.featurizers import CompositionMatrix, get_featurizer
 from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
-from hsickit.core.io import read_json, write_json
+from hsickit.core.io import read_json, saved_params, write_json
 from hsickit.core.training import validation_split
 
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
@@ -340,9 +340,8 @@ class _MaterialsEstimator(BaseEstimator):
         path.mkdir(parents=True, exist_ok=True)
         for i, m in enumerate(self.members_):
             m.save(path / f"member_{i}")
-        params = {k: v for k, v in self.get_params().items() if k != "checkpoint_dir"}
         write_json(path / "materials.json", {
-            "estimator": type(self).__name__, "params": params, "n_features_in": self.n_features_in_,
+            "estimator": type(self).__name__, "params": saved_params(self), "n_features_in": self.n_features_in_,
             "feature_names": self.feature_names_, "feature_mean": self.feature_mean_.tolist(),
             "feature_scale": self.feature_scale_.tolist(), "feature_min": self.feature_min_.tolist(),
             "feature_max": self.feature_max_.tolist(), "n_members": len(self.members_),

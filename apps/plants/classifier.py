@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import read_json, write_json
+from hsickit.core.io import read_json, saved_params, write_json
 from hsickit.core.losses import GroupedLoss
 from hsickit.core.models import block_chains
 from hsickit.core.training import validation_split
@@ -336,9 +336,8 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         path = Path(path)
         self.net_.save(path)
-        params = {k: v for k, v in self.get_params().items() if k not in ("taxonomy", "checkpoint_dir")}
         write_json(path / "plants.json", {
-            "params": params, "taxonomy": self.taxonomy_.to_dict(),
+            "params": saved_params(self, leave_out=["taxonomy"]), "taxonomy": self.taxonomy_.to_dict(),
             "mean": None if self.mean_ is None else self.mean_.tolist(),
             "scale": None if self.scale_ is None else self.scale_.tolist(), "image_shape": self.image_shape_})
         return path

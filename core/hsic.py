@@ -12,11 +12,11 @@ Examples
 --------
 >>> import torch
 >>> from hsickit.core import hsic
->>> x = torch.randn(64, 5)
->>> y = x[:, :1] ** 2
->>> K = hsic.gaussian_kernel(x, sigma=hsic.median_sigma(x))
->>> L = hsic.gaussian_kernel(y, sigma=hsic.median_sigma(y))
->>> float(hsic.cka(K, L)) > 0.1
+>>> _ = torch.manual_seed(0)
+>>> x, z = torch.randn(64, 1), torch.randn(64, 1)
+>>> y = x ** 2  # depends on x, not linearly; z does not
+>>> K, L, M = (hsic.gaussian_kernel(a, sigma=hsic.median_sigma(a)) for a in (x, y, z))
+>>> float(hsic.cka(K, L)) > 0.3 > float(hsic.cka(K, M))
 True
 >>> phi = hsic.random_fourier_features(x, hsic.median_sigma(x), n_features=2048, random_state=0)
 >>> psi = hsic.random_fourier_features(y, hsic.median_sigma(y), n_features=2048, random_state=1)

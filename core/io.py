@@ -10,7 +10,7 @@ Examples
 >>> from hsickit.core.models import create_model
 >>> from hsickit.core.io import save_model, load_model
 >>> path = tempfile.mkdtemp() + "/model.safetensors"
->>> save_model(create_model("mlp", in_features=4, out_features=2, hidden=(8,)), path)
+>>> _ = save_model(create_model("mlp", in_features=4, out_features=2, hidden=(8,)), path)
 >>> load_model(path).config.hidden
 (8,)
 """

@@ -201,11 +201,9 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         """Write ``model.safetensors`` and ``estimator.json`` into the folder ``path``."""
         check_is_fitted(self, "model_")
         path = Path(path)
-        # a checkpoint folder belongs to one training run, not to the model (a loaded model fine-tunes elsewhere)
-        params = saved_params(self)
         save_model(self.model_, path / "model.safetensors")
         write_json(path / "estimator.json", {
-            "estimator": type(self).__name__, "params": params, "n_features_in_": self.n_features_in_,
+            "estimator": type(self).__name__, "params": saved_params(self), "n_features_in_": self.n_features_in_,
             "seed": self._seed_, "history": self.history_, "train_config": self.train_config_, **self._state()})
         return path
 

@@ -405,24 +405,26 @@ def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence
 
 
 @contextlib.contextmanager
-def resumable_training(path: str | os.PathLike, settings: dict, inputs: Sequence = (), overwrite: bool = False,
+def resumable_training(estimator, path: str | os.PathLike, settings: dict, inputs: Sequence = (), overwrite: bool = False,
                        verbose: int = 1):
-    """Checkpoints of a training command that writes its run folder ``path`` whole at the end
-    (:func:`staged_folder`); yields their folder.
+    """Checkpoint ``estimator`` (its ``checkpoint_dir``, set for the block) while a training command
+    that writes its run folder ``path`` whole at the end (:func:`staged_folder`) fits it.
 
-    They live beside ``path``, in the unfinished run ``.<name>.training``
-    (:func:`start_training_run`: same ``settings`` and ``inputs`` to resume, ``overwrite``
-    starts afresh), so ``path`` is never half-written. When the block fails, the checkpoints
-    already written stay and the same command resumes from them; when it succeeds, they go.
+    The checkpoints live beside ``path``, in the unfinished run ``.<name>.training``
+    (:func:`start_training_run`: the same ``settings``, ``estimator`` parameters and ``inputs``
+    resume, ``overwrite`` starts afresh), so ``path`` is never half-written. When the block
+    fails, the checkpoints already written stay and the same command resumes from them; when
+    it succeeds, they go.
     """
     path = Path(os.path.abspath(path))  # "." or "run/" name their folder
     home = path.parent / f".{path.name}.training"
-    _, resumed = start_training_run(home, settings, inputs, overwrite)
+    _, resumed = start_training_run(home, {**saved_params(estimator, leave_out=["verbose"]), **settings}, inputs, overwrite)
     checkpoints = home / "checkpoints"
     if resumed and verbose:
         print(f"resuming the unfinished training kept in {home}")
     try:
-        yield checkpoints
+        estimator.set_params(checkpoint_dir=checkpoints)
+        yield
     except BaseException:
         if checkpoints.exists() and any(checkpoints.iterdir()):
             if verbose:
@@ -430,6 +432,8 @@ def resumable_training(path: str | os.PathLike, settings: dict, inputs: Sequence
         else:
             shutil.rmtree(home, ignore_errors=True)
         raise
+    finally:
+        estimator.set_params(checkpoint_dir=None)
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -91,20 +91,18 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
     (:func:`hsickit.core.io.resumable_training`)."""
     start = time.perf_counter()
     model = saved_params(clf, leave_out=["verbose"])
-    settings = {"task": "beats", "beat_config": config.to_dict(), **model,
+    settings = {"task": "beats", "beat_config": config.to_dict(),
                 **{k: data[k] for k in ("base_run", "records_dir", "train_records", "validation_records") if k in data}}
     files = record_files(data["records_dir"], sorted({*train.record, *(() if validation is None else validation.record)}))
-    with resumable_training(out, settings, [*inputs, *files], overwrite, verbose) as checkpoints:
+    with resumable_training(clf, out, settings, [*inputs, *files], overwrite, verbose):
         try:
-            clf.set_params(checkpoint_dir=checkpoints).fit(train, validation)
+            clf.fit(train, validation)
         except HsickitError:
             raise
         except Exception as err:
             raise HsickitError(f"training on records {data['train_records']} of {data['records_dir']} failed "
                                f"({type(err).__name__}: {err}); nothing was written to {out}. Check those records (the "
                                "classes each holds); if they are sound, report this with the command") from err
-        finally:
-            clf.set_params(checkpoint_dir=None)
         seconds = time.perf_counter() - start
         data["beats_left_out_of_training"] = clf.left_out_
         data["n_train_beats"] = len(train) - sum(clf.left_out_.values())

@@ -353,14 +353,10 @@ def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) 
 def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, records_dir, rs: RecordSet, val: list[str],
                settings: dict, verbose: int, inputs=()):
     """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.io.resumable_training`)."""
-    settings = {"task": "records", "record_config": config.to_dict(), **saved_params(clf, leave_out=["verbose"]), "records_dir": os.path.abspath(records_dir),
+    settings = {"task": "records", "record_config": config.to_dict(), "records_dir": os.path.abspath(records_dir),
                 "records": list(rs.records), "validation_records": list(val), "labels": list(rs.labels), **settings}
-    with resumable_training(out, settings, [*inputs, *record_files(records_dir, rs.records)], overwrite, verbose) as checkpoints:
-        clf.set_params(checkpoint_dir=checkpoints)
-        try:
-            yield
-        finally:
-            clf.set_params(checkpoint_dir=None)
+    with resumable_training(clf, out, settings, [*inputs, *record_files(records_dir, rs.records)], overwrite, verbose):
+        yield
 
 
 def _write_run(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],

@@ -43,33 +43,29 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars or tables.")
 DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda.")
 
 
-def _read(*args, report: bool = True, **kwargs) -> PlantSamples:
-    """:func:`_read_samples`, printing the rows skipped with ``skip`` to stderr (``report=False``: the file's
-    rows were reported already) as a report instead of the readers' Python warning."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad row")
-        s = _read_samples(*args, **kwargs)
-    if report and s.skipped:
-        typer.echo("warning: " + skipped_report(s.source, s.skipped), err=True)
-    return s
-
-
-def _read_samples(features: Optional[Path], images: Optional[Path], taxonomy: Optional[Taxonomy], *, label_col: str,
+def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[Taxonomy], *, label_col: str,
           id_col: str, splits: Optional[Path], split: Optional[str], labels: Optional[Path], skip: bool,
-          feature_cols=None, image_size: int = 128, require_labels: bool = True) -> PlantSamples:
+          feature_cols=None, image_size: int = 128, require_labels: bool = True, report: bool = True) -> PlantSamples:
+    """Read --features or --images; rows skipped with ``skip`` are listed on stderr as one report instead of
+    the readers' Python warning (``report=False``: that file's rows were reported already)."""
     if (features is None) == (images is None):
         raise HsickitError("pass exactly one of --features CSV or --images DIR|NPZ|CSV")
-    if features is not None:
-        return read_feature_table(features, taxonomy, label_col=label_col, id_col=id_col, feature_cols=feature_cols,
-                                  splits=splits, split=split, require_labels=require_labels, ignore_errors=skip)
-    kwargs = dict(label_col=label_col, id_col=id_col, splits=splits, split=split, size=image_size, ignore_errors=skip)
-    if labels is not None:
-        kwargs["labels"] = labels
-    if Path(images).suffix.lower() == ".npz" and labels is None and label_col == "species":
-        kwargs["label_col"] = "label"
-    s = read_images(images, taxonomy, **kwargs)
-    if require_labels and s.labels is None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*skipped \d+ bad row")
+        if features is not None:
+            s = read_feature_table(features, taxonomy, label_col=label_col, id_col=id_col, feature_cols=feature_cols,
+                                   splits=splits, split=split, require_labels=require_labels, ignore_errors=skip)
+        else:
+            kwargs = dict(label_col=label_col, id_col=id_col, splits=splits, split=split, size=image_size, ignore_errors=skip)
+            if labels is not None:
+                kwargs["labels"] = labels
+            if Path(images).suffix.lower() == ".npz" and labels is None and label_col == "species":
+                kwargs["label_col"] = "label"
+            s = read_images(images, taxonomy, **kwargs)
+    if images is not None and require_labels and s.labels is None:
         raise HsickitError(f"{images} carries no labels; pass --labels CSV (id and label columns) or a folder of species folders")
+    if report and s.skipped:
+        typer.echo("warning: " + skipped_report(s.source, s.skipped), err=True)
     return s
 
 

@@ -229,6 +229,11 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
     older = dataclasses.replace(test, features=test.features[:, :-1], feature_labels=test.feature_labels[:-1])
     with pytest.raises(HsickitError, match=rf"missing \['{test.feature_labels[-1]}'\].*retrain"):
         back.predict(older)  # beats featurised by another hsickit version
+    # a model trained before features were added reads its own columns of newer beats
+    old_model = MultiResolutionClassifier(channels=(), random_state=0).fit(
+        dataclasses.replace(train, features=train.features[:, :-3], feature_labels=train.feature_labels[:-3]))
+    np.testing.assert_array_equal(old_model.predict_proba(test), old_model.predict_proba(
+        dataclasses.replace(test, features=test.features[:, :-3], feature_labels=test.feature_labels[:-3])))
 
 
 def test_beats_outside_the_classes_are_left_out_of_training(beats, tmp_path):

@@ -251,13 +251,12 @@ class MultiResolutionClassifier(BaseEstimator):
         + standardised features; ``channels`` replaces the fitted channels (crossfit groups)."""
         parts = self._channel_view(self.channels_ if channels is None else channels, beats)
         if self.use_features:
-            if list(beats.feature_labels) != list(self.feature_labels_):
-                missing = [n for n in self.feature_labels_ if n not in beats.feature_labels]
-                extra = [n for n in beats.feature_labels if n not in self.feature_labels_]
-                raise HsickitError(f"the beats carry other hand-crafted features than the model was trained on "
-                                   f"(missing {missing or 'none'}, new {extra or 'none'}): the model comes from another "
-                                   "hsickit version or feature_set; retrain it (hsickit ecg train) on these records")
-            parts.append(self.feature_scaler_(np.nan_to_num(beats.features)))
+            missing = [n for n in self.feature_labels_ if n not in beats.feature_labels]
+            if missing:
+                raise HsickitError(f"the beats lack hand-crafted features the model was trained on (missing {missing}): the model "
+                                   "comes from another hsickit version or feature_set; retrain it (hsickit ecg train) on these records")
+            columns = [list(beats.feature_labels).index(n) for n in self.feature_labels_]  # a model saved before new features
+            parts.append(self.feature_scaler_(np.nan_to_num(beats.features[:, columns])))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def _channel(self, name: str, offset: int = 0) -> ChannelNetwork:

@@ -1,9 +1,13 @@
 """The hsickit command: info, demo, and the apps' sub-commands through entry points."""
 import json
+import sys
+import warnings
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
+from hsickit.core import cli
 from hsickit.core.cli import build_app
 
 runner = CliRunner()
@@ -53,13 +57,6 @@ def test_demo_writes_two_run_folders(tmp_path):
 
 
 def test_the_command_shows_warnings_as_one_plain_line(monkeypatch):
-    import sys
-    import warnings
-
-    import pytest
-
-    from hsickit.core import cli
-
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
     monkeypatch.setattr(sys, "argv", ["hsickit", "info"])
     with pytest.raises(SystemExit):

@@ -251,11 +251,12 @@ class MultiResolutionClassifier(BaseEstimator):
         + standardised features; ``channels`` replaces the fitted channels (crossfit groups)."""
         parts = self._channel_view(self.channels_ if channels is None else channels, beats)
         if self.use_features:
-            missing = [n for n in self.feature_labels_ if n not in beats.feature_labels]
+            position = {name: i for i, name in enumerate(beats.feature_labels)}  # a model saved before new features reads its own
+            missing = [n for n in self.feature_labels_ if n not in position]
             if missing:
                 raise HsickitError(f"the beats lack hand-crafted features the model was trained on (missing {missing}): the model "
                                    "comes from another hsickit version or feature_set; retrain it (hsickit ecg train) on these records")
-            columns = [list(beats.feature_labels).index(n) for n in self.feature_labels_]  # a model saved before new features
+            columns = [position[n] for n in self.feature_labels_]
             parts.append(self.feature_scaler_(np.nan_to_num(beats.features[:, columns])))
         return np.concatenate(parts, axis=1).astype(np.float32)
 

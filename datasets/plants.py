@@ -72,9 +72,9 @@ def _source_name(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "<table>"
 
 
-def _line(i: int) -> int:
-    """File line of data row ``i`` (header is line 1)."""
-    return int(i) + 2
+def _row(i: int) -> str:
+    """How messages name data row ``i`` (0-based): ``row i+1``, as specimen tables do."""
+    return f"row {int(i) + 1}"
 
 
 class Taxonomy:
@@ -143,21 +143,21 @@ class Taxonomy:
         blank = sub.isna() | sub.astype(str).apply(lambda s: s.str.strip().eq(""))
         if blank.to_numpy().any():
             rows, cols = np.nonzero(blank.to_numpy())
-            where = ", ".join(f"line {_line(r)} column {sub.columns[c]!r}" for r, c in list(zip(rows, cols))[:5])
-            raise HsickitError(f"taxonomy {src} has empty cells ({where}); fill in every rank for every row "
+            where = ", ".join(f"{_row(r)} column {sub.columns[c]!r}" for r, c in list(zip(rows, cols))[:5])
+            raise HsickitError(f"taxonomy {src} has empty cells ({where}; {ROW_NUMBERING}); fill in every rank for every row "
                                "or drop a rank column that is not known for all rows")
         s = sub.astype(str).apply(lambda x: x.str.strip())
         dup = s.duplicated(keep=False)
         if dup.any():
             first = s[dup].iloc[0]
-            lines = [_line(i) for i in np.nonzero((s == first).all(axis=1).to_numpy())[0]]
-            raise HsickitError(f"taxonomy {src}: rows at lines {lines} are duplicates ({first[self.key]!r}); "
+            rows = ", ".join(_row(i) for i in np.nonzero((s == first).all(axis=1).to_numpy())[0])
+            raise HsickitError(f"taxonomy {src}: {rows} are duplicates of {first[self.key]!r} ({ROW_NUMBERING}); "
                                "delete all but one of them")
         counts = s[self.key].value_counts()
         if (counts > 1).any():
             name = counts[counts > 1].index[0]
-            lines = [_line(i) for i in np.nonzero((s[self.key] == name).to_numpy())[0]]
-            raise HsickitError(f"taxonomy {src}: {self.key} {name!r} appears in conflicting rows at lines {lines}; "
+            rows = ", ".join(_row(i) for i in np.nonzero((s[self.key] == name).to_numpy())[0])
+            raise HsickitError(f"taxonomy {src}: {self.key} {name!r} appears in conflicting rows ({rows}; {ROW_NUMBERING}); "
                                "keep one row per " f"{self.key} with its correct lineage")
         chain = [c for c in self.levels]
         if self.key != chain[0]:
@@ -168,9 +168,9 @@ class Taxonomy:
             if len(bad):
                 name = bad.index[0]
                 rows = s[s[child] == name]
-                detail = ", ".join(f"{p!r} (line {_line(i)})" for i, p in zip(rows.index, rows[parent]))
+                detail = ", ".join(f"{p!r} ({_row(i)})" for i, p in zip(rows.index, rows[parent]))
                 raise HsickitError(
-                    f"taxonomy {src}: {child} {name!r} is placed in more than one {parent}: {detail}; "
+                    f"taxonomy {src}: {child} {name!r} is placed in more than one {parent}: {detail} ({ROW_NUMBERING}); "
                     f"each {child} must sit in exactly one {parent} - correct the rows"
                     + (" (if the species column holds epithets only, write the full binomial, e.g. 'Quercus alba')"
                        if child == "species" else "")

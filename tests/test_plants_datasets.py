@@ -58,10 +58,10 @@ def test_taxonomy_extra_ranks_and_label_key(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    (TAX + "Quercus robur,Quercus,Fagaceae,Fagales\n", r"lines \[2, 7\] are duplicates"),
-    (TAX + "Quercus robur,Quercus,Betulaceae,Fagales\n", r"'Quercus robur' appears in conflicting rows at lines \[2, 7\]"),
-    (TAX + "Quercus alba,Quercus,Betulaceae,Fagales\n", r"genus 'Quercus' is placed in more than one family.*'Betulaceae' \(line 7\)"),
-    (TAX + "Alnus glutinosa,Alnus,Betulaceae,\n", r"empty cells \(line 7 column 'order'\)"),
+    (TAX + "Quercus robur,Quercus,Fagaceae,Fagales\n", r"row 1, row 6 are duplicates of 'Quercus robur' \(rows numbered from 1 after the header\)"),
+    (TAX + "Quercus robur,Quercus,Betulaceae,Fagales\n", r"'Quercus robur' appears in conflicting rows \(row 1, row 6; rows numbered"),
+    (TAX + "Quercus alba,Quercus,Betulaceae,Fagales\n", r"genus 'Quercus' is placed in more than one family.*'Betulaceae' \(row 6\) \(rows numbered"),
+    (TAX + "Alnus glutinosa,Alnus,Betulaceae,\n", r"empty cells \(row 6 column 'order'; rows numbered from 1 after the header\)"),
     ("species,genus\nA b,A\n", r"no column\(s\) \['family'\]"),
 ])
 def test_taxonomy_errors_name_the_row_and_the_fix(tmp_path, text, message):

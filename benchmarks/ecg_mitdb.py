@@ -6,7 +6,8 @@ representation (channel outputs + hand-crafted features) is scored with the defa
 two-stage gradient boosting (V first, its V stage reading the rr channel; 5 seeds averaged, one seed
 alone, and its V stage reading every channel), one-stage gradient boosting, a backprop and (``--hsic``)
 an HSIC downstream residual MLP; and the hand-crafted features alone with both boostings.
-Throughput: DS1 (22 records x 30 min) from WFDB files to features (all views) in seconds,
+Pooled figures come with 95 % intervals that draw whole test records (a bootstrap over
+patients: how far the figure could move on other patients). Throughput: DS1 (22 records x 30 min) from WFDB files to features (all views) in seconds,
 and inference beats per second.
 
     python benchmarks/ecg_mitdb.py --folds val,4 --stacking holdout --holdout-fraction 0.3 --inner-fraction 0.15 --hsic
@@ -33,11 +34,12 @@ from sklearn.base import clone
 
 from hsickit.apps.ecg.beats import BeatConfig, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier, holdout_records
-from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset
+from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals
 from hsickit.core.io import atomic_write, markdown_table, write_json
 from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION, patient_kfold, subject_of
 
 ROOT = Path(__file__).resolve().parent
+INTERVAL_KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V")
 KEYS = ("macro_f1", "accuracy", "kappa", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "sensitivity_F", "ppv_F", "sensitivity_N", "ppv_N")
 
 
@@ -110,7 +112,7 @@ def run_fold(args, beats, channels, fused_name, partition, fold, tr_names, te_na
     log = (f"fold {fold}: test records {','.join(te_names)}; early-stopping records {','.join(val_names)}; "
            f"downstream trained on {','.join(clf.holdout_records_) or 'all training records'}; fit {fit_s:.0f} s")
     return {"partition": partition, "fold": fold, "predictions": {m: (y_test, p) for m, p in predictions.items()},
-            "throughput": len(test) / infer_s, "log": log}
+            "records": test.record.astype(str), "throughput": len(test) / infer_s, "log": log}
 
 
 def main() -> None:
@@ -152,7 +154,7 @@ def main() -> None:
             rows.append({"fold": run["fold"], "model": model, **{k: round(m[k], 4) for k in KEYS}})
             per_fold.setdefault(model, []).append(m)
             if run["partition"] is not None:
-                pooled.setdefault(run["partition"], {}).setdefault(model, []).append((y_test, np.asarray(p, str)))
+                pooled.setdefault(run["partition"], {}).setdefault(model, []).append((y_test, np.asarray(p, str), run["records"]))
         print(run["log"])
         print(markdown_table([r for r in rows if r["fold"] == run["fold"]]), flush=True)
 
@@ -161,13 +163,20 @@ def main() -> None:
         summary.append({"model": model, "folds": len(ms), **{k: round(float(np.nanmean([m[k] for m in ms])), 4) for k in KEYS}})
     print("\nMean over folds\n" + markdown_table(summary))
     # de Chazal's gross statistics: every test beat of a partition counted once, in one confusion matrix
-    pooled_rows = []
+    # and how far they could move on other patients: 95 % intervals drawing whole test records
+    pooled_rows, interval_rows = [], []
     for partition, models in pooled.items():
         for model, parts in models.items():
-            m = beat_metrics(np.concatenate([t for t, _ in parts]), np.concatenate([p for _, p in parts]))
-            pooled_rows.append({"partition": partition, "model": model, "folds": len(parts), **{k: round(m[k], 4) for k in KEYS}})
+            y, p, rec = (np.concatenate(a) for a in zip(*parts))
+            m, iv = beat_metrics(y, p), record_intervals(y, p, rec, random_state=args.seed)
+            pooled_rows.append({"partition": partition, "model": model, "folds": len(parts), **{k: round(m[k], 4) for k in KEYS},
+                                "interval95": {k: round(v, 4) for k, v in iv.items()}})
+            interval_rows.append({"partition": partition, "model": model, **{
+                k: f"{m[k]:.3f} [{iv[k + '_low']:.3f}, {iv[k + '_high']:.3f}]" for k in INTERVAL_KEYS}})
     if pooled_rows:
-        print("\nPooled over the folds of each partition (gross statistics)\n" + markdown_table(pooled_rows))
+        print("\nPooled over the folds of each partition (gross statistics)\n" +
+              markdown_table([{k: v for k, v in r.items() if k != "interval95"} for r in pooled_rows]))
+        print("\nPooled, with 95 % intervals drawing whole test records (bootstrap)\n" + markdown_table(interval_rows))
     print(f"\nthroughput: DS1 WFDB -> features {load_s:.1f} s; inference {throughput:,.0f} beats/s "
           f"({args.threads} torch thread(s) per fold, {args.jobs} fold(s) side by side)")
     out = Path(args.out)

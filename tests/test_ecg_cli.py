@@ -35,6 +35,21 @@ def test_train_writes_run_folder(trained):
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["validation_records"] == "s04" and config["model"]["channels"] == ["beat", "rr"]
     assert config["model"]["ventricular_channels"] == ["beat"]
+    card = (run / "README.md").read_text()
+    assert "| measured |" in card and "95 % low" not in card  # one validation record: no interval rows
+
+
+def test_model_card_shows_intervals_over_records(trained, tmp_path):
+    from hsickit.apps.ecg.api import _model_card, load_run
+    from hsickit.apps.ecg.metrics import beat_metrics, record_intervals
+    from hsickit.core.io import RunFolder
+
+    clf, config = load_run(trained[2])
+    y, pred = ["N", "S", "N", "S", "N", "V"], ["N", "S", "N", "N", "N", "V"]
+    metrics = {**beat_metrics(y, pred), **record_intervals(y, pred, ["a", "a", "b", "b", "c", "c"])}
+    _model_card(RunFolder(tmp_path), clf, config, {}, metrics)
+    rows = [line for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| 95 %")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 95 % low", "| 95 % high"]
 
 
 def test_evaluate_writes_required_metrics(trained):
@@ -54,6 +69,10 @@ def test_evaluate_writes_required_metrics(trained):
 
     with xr.open_dataset(run / "metrics.nc", engine="scipy") as ds:
         assert ds.attrs["records"] == "s04" and ds.attrs["split"] == "evaluation"
+    assert m["accuracy_low"] is None and "drawing whole records" in m["intervals"]  # one record: nothing to draw
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s03,s04", "--quiet"])
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["accuracy_low"] <= m["accuracy"] <= m["accuracy_high"] and m["macro_f1_low"] <= m["macro_f1_high"]
 
 
 def test_predict_writes_wfdb_annotations_and_csv(trained):

@@ -7,7 +7,7 @@ from hsickit import HsickitError
 from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
 from hsickit.apps.ecg.features import (RELATIVE_LABELS, VENTRICULAR_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
                                       neighbour_features, rr_sequence, template_features, wavelet_coefficients)
-from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_metrics
+from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
 
@@ -229,6 +229,36 @@ def test_beat_metrics_values():
     assert m["macro_f1"] == pytest.approx(np.mean([m["f1_N"], m["f1_S"], m["f1_V"]]))  # F absent: not averaged
     with pytest.raises(HsickitError):
         beat_metrics(["N"], ["N", "S"])
+
+
+def _records(hits_per_record, n_s=10, n_n=40):
+    """Beats of records that each hold ``n_s`` S beats, of which ``hits`` are found, and ``n_n`` N beats."""
+    y, p, r = [], [], []
+    for i, hits in enumerate(hits_per_record):
+        y += ["S"] * n_s + ["N"] * n_n
+        p += ["S"] * hits + ["N"] * (n_s - hits) + ["N"] * n_n
+        r += [f"r{i}"] * (n_s + n_n)
+    return y, p, r
+
+
+def test_record_intervals_draw_whole_records():
+    # the same pooled S Se (0.8) with the misses spread over every record or all in two records
+    spread, lumped = _records([8] * 10), _records([10] * 8 + [0] * 2)
+    for y, p, r in (spread, lumped):
+        iv = record_intervals(y, p, r)
+        assert beat_metrics(y, p)["sensitivity_S"] == pytest.approx(0.8)
+        assert iv["sensitivity_S_low"] <= 0.8 <= iv["sensitivity_S_high"] and iv["accuracy_low"] <= iv["accuracy_high"]
+    # identical records: every draw gives the pooled value; misses in a few records: wide
+    same = record_intervals(*spread)
+    assert same["sensitivity_S_low"] == same["sensitivity_S_high"] == pytest.approx(0.8)
+    wide = record_intervals(*lumped)
+    assert wide["sensitivity_S_high"] - wide["sensitivity_S_low"] > 0.3 and wide["ppv_S_low"] == wide["ppv_S_high"] == 1.0
+    assert record_intervals(*lumped, random_state=0) == wide  # reproducible
+    # V never occurs: undefined in every draw; one record: nothing to draw from
+    assert np.isnan(wide["sensitivity_V_low"]) and np.isnan(wide["ppv_V_high"])
+    assert np.isnan(record_intervals(["N", "S"], ["N", "S"], ["a", "a"])["accuracy_low"])
+    with pytest.raises(HsickitError, match="equally long"):
+        record_intervals(["N"], ["N"], ["a", "b"])
 
 
 def test_metrics_dataset_roundtrips_netcdf(tmp_path):

@@ -33,7 +33,7 @@ import wfdb
 
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
-from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset
+from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_intervals
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
@@ -75,8 +75,11 @@ def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConf
     }
     if metrics:
         keys = ["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in ("N", "S", "V", "F") for m in ("sensitivity", "ppv", "f1")]
+        has_intervals = not np.isnan(metrics.get("accuracy_low", np.nan))  # one validation record: nothing to draw
         sections["Validation metrics (records not trained on)"] = (
-            markdown_table([{k: metrics[k] for k in keys if k in metrics}]) +
+            markdown_table([{"": name, **{k: metrics.get(f"{k}{end}") for k in keys if k in metrics}}
+                            for name, end in (("measured", ""), ("95 % low", "_low"), ("95 % high", "_high"))[:1 + 2 * has_intervals]]) +
+            ("\n\nThe 95 % rows draw whole records (bootstrap)." if has_intervals else "") +
             "\n\nThese records also chose the early-stopping epoch and the class bias, so the numbers are "
             "optimistic; score other records with `hsickit ecg evaluate`.")
     sections["Limits"] = ("Trained and validated by record (inter-patient); beats of one patient are correlated, so "
@@ -124,8 +127,14 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
     return clf
 
 
+#: What the ``<metric>_low`` / ``<metric>_high`` keys of a beat model's metrics.json are.
+INTERVALS = ("95 % percentile bootstrap intervals, drawing whole records (2000 draws; null with one record): "
+             "<metric>_low, <metric>_high")
+
+
 def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: BeatSet, split: str, records_dir) -> dict:
-    """Score ``beats``; write metrics.json and metrics.nc (naming the records scored), the confusion matrix and its plot."""
+    """Score ``beats``; write metrics.json (with 95 % intervals over records) and metrics.nc (naming the
+    records scored), the confusion matrix and its plot."""
     from hsickit.core.plots import confusion_matrix
 
     y_pred = clf.predict(beats)
@@ -133,14 +142,16 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     classes = [c for c in ("N", "S", "V", "F")]
     metrics = beat_metrics(y_true, y_pred, classes)
     info = {"records_dir": os.path.abspath(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
-    run.write_metrics(metrics, split=split, n_samples=len(beats), info=info)
+    intervals = record_intervals(y_true, y_pred, beats.record, classes)
+    run.write_metrics({**metrics, **intervals}, split=split, n_samples=len(beats),
+                      info={**info, "intervals": INTERVALS})
     ds = metrics_dataset([metrics], classes, folds=[split]).assign_attrs(split=split, **info)
     atomic_write(run / "metrics.nc", ds.to_netcdf(engine="scipy"))
     labels = [c for c in AAMI_CLASSES if c in set(y_true) | set(y_pred)]
     cm = beat_confusion(y_true, y_pred, labels)
     run.write_json("confusion.json", {"labels": labels, "matrix": cm.tolist()})
     confusion_matrix(cm, labels, run.plots / "confusion_matrix.png", title=f"AAMI beats ({split}, {len(beats)} beats)")
-    return metrics
+    return {**metrics, **intervals}
 
 
 def load_run(run: str | os.PathLike) -> tuple[MultiResolutionClassifier, BeatConfig]:

@@ -7,8 +7,8 @@ two-stage gradient boosting (V first, its V stage reading the rr channel; 5 seed
 alone, and its V stage reading every channel), one-stage gradient boosting, a backprop and (``--hsic``)
 an HSIC downstream residual MLP; and the hand-crafted features alone with both boostings.
 Pooled figures come with 95 % intervals that draw whole test records (a bootstrap over
-patients: how far the figure could move on other patients). Throughput: DS1 (22 records x 30 min) from WFDB files to features (all views) in seconds,
-and inference beats per second.
+patients: how far the figure could move on other patients). Throughput: DS1 (22 records x
+30 min) from WFDB files to features (all views) in seconds, and inference beats per second.
 
     python benchmarks/ecg_mitdb.py --folds val,4 --stacking holdout --holdout-fraction 0.3 --inner-fraction 0.15 --hsic
 

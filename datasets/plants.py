@@ -399,7 +399,7 @@ ROW_NUMBERING = "rows numbered from 1 after the header"
 
 def _rows(n: int) -> np.ndarray:
     """Where each data row of a table is, as messages name it: ``row 1``, ``row 2``, ..."""
-    return np.array([f"row {i}" for i in range(1, n + 1)], dtype=object)
+    return np.array([_row(i) for i in range(n)], dtype=object)
 
 
 def _numbering(places) -> str:

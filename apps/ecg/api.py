@@ -77,9 +77,9 @@ def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConf
     if metrics:
         keys = ["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in ("N", "S", "V", "F") for m in ("sensitivity", "ppv", "f1")]
         has_intervals = not np.isnan(metrics.get("accuracy_low", np.nan))  # one validation record: nothing to draw
+        rows = [("measured", "")] + ([("95 % low", "_low"), ("95 % high", "_high")] if has_intervals else [])
         sections["Validation metrics (records not trained on)"] = (
-            markdown_table([{"": name, **{k: metrics.get(f"{k}{end}") for k in keys if k in metrics}}
-                            for name, end in (("measured", ""), ("95 % low", "_low"), ("95 % high", "_high"))[:1 + 2 * has_intervals]]) +
+            markdown_table([{"": name, **{k: metrics.get(f"{k}{end}") for k in keys if k in metrics}} for name, end in rows]) +
             ("\n\nThe 95 % rows draw whole records (bootstrap)." if has_intervals else "") +
             "\n\nThese records also chose the early-stopping epoch and the class bias, so the numbers are "
             "optimistic; score other records with `hsickit ecg evaluate`.")
@@ -129,8 +129,8 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
 
 
 #: What the ``<metric>_low`` / ``<metric>_high`` keys of a beat model's metrics.json are.
-INTERVALS = ("95 % percentile bootstrap intervals, drawing whole records (2000 draws; null with one record): "
-             "<metric>_low, <metric>_high")
+INTERVALS = ("95 % percentile bootstrap intervals drawing whole records (hsickit.apps.ecg.metrics.record_intervals; "
+             "null with one record): <metric>_low, <metric>_high")
 
 
 def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: BeatSet, split: str, records_dir) -> dict:

@@ -81,10 +81,11 @@ def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S"
     classes = list(classes)
     labels = sorted(set(classes) | set(y_true) | set(y_pred))
     names = ["accuracy", "macro_f1"] + [f"{k}_{c}" for c in classes for k in ("sensitivity", "ppv", "f1")]
-    groups = np.unique(records)
+    groups, group = np.unique(records, return_inverse=True)
     if len(groups) < 2:
         return {f"{n}_{b}": float("nan") for n in names for b in ("low", "high")}
-    per_record = np.stack([beat_confusion(y_true[records == g], y_pred[records == g], labels) for g in groups])
+    per_record = np.zeros((len(groups), len(labels), len(labels)), dtype=np.int64)  # a confusion matrix per record
+    np.add.at(per_record, (group, np.searchsorted(labels, y_true), np.searchsorted(labels, y_pred)), 1)
     rng = np.random.default_rng(random_state)
     draws = rng.multinomial(len(groups), np.full(len(groups), 1 / len(groups)), size=n_resamples)
     cm = np.einsum("br,rkl->bkl", draws, per_record).astype(float)

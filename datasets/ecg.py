@@ -58,6 +58,7 @@ __all__ = [
     "AAMI_MAP",
     "NON_BEAT_SYMBOLS",
     "list_records",
+    "find_records",
     "records_at",
     "read_record",
     "record_files",
@@ -99,6 +100,58 @@ def record_path(directory: str | os.PathLike, record: str | int) -> str:
 def record_files(directory: str | os.PathLike, records: Iterable[str | int]) -> list[Path]:
     """Every file of the named records in ``directory`` (header, signals, annotations, segments)."""
     return sorted(p for r in records for p in Path(directory).glob(f"{r}[._]*") if p.is_file())
+
+
+def folders(directories: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Record folders from one folder, a comma-separated string of folders, or a sequence of them.
+
+    >>> [p.name for p in folders("a/mitdb,b/svdb")]
+    ['mitdb', 'svdb']
+    """
+    if isinstance(directories, (str, os.PathLike)):
+        directories = [d for d in str(directories).split(",") if d.strip()]
+    out = [Path(str(d).strip()) for d in directories]
+    if not out:
+        raise HsickitError("no records folder given; pass --records DIR (several: DIR1,DIR2)")
+    return out
+
+
+def find_records(directories: str | os.PathLike | Sequence[str | os.PathLike],
+                 records: Sequence[str | int] | str | None = None) -> dict[str, str]:
+    """Record id -> record path (no extension) over one or several folders of WFDB records.
+
+    The id is the record's name; a name found in several folders becomes ``<folder>/<name>``
+    in each. ``records`` (a list or a comma-separated string, as ``--records-list``) keeps
+    the named records: a name or an id, each of which must be in some folder.
+
+    >>> import tempfile, pathlib
+    >>> a, b = pathlib.Path(tempfile.mkdtemp(), "a"), pathlib.Path(tempfile.mkdtemp(), "b")
+    >>> for d, names in ((a, ["100", "101"]), (b, ["100", "800"])):
+    ...     d.mkdir(); _ = [(d / f"{n}.hea").write_text(f"{n} 1 360 10") for n in names]
+    >>> list(find_records([a, b]))
+    ['a/100', '101', 'b/100', '800']
+    """
+    dirs = folders(directories)
+    found = [(d, name) for d in dirs for name in list_records(d)]
+    counts: dict[str, int] = {}
+    for _, name in found:
+        counts[name] = counts.get(name, 0) + 1
+    ids = {(f"{d.name}/{name}" if counts[name] > 1 else name): record_path(d, name) for d, name in found}
+    if isinstance(records, str):
+        records = [r.strip() for r in records.split(",") if r.strip()]
+    if not records:
+        return ids
+    chosen, missing = {}, []
+    for r in map(str, records):
+        hits = {i: p for i, p in ids.items() if i == r or (counts.get(r, 0) and Path(p).name == r)}
+        if not hits:
+            missing.append(r)
+        chosen.update(hits)
+    if missing:
+        where = ", ".join(str(d) for d in dirs)
+        raise HsickitError(f"record(s) {', '.join(missing)} not found in {where} (no .hea file); "
+                           "check --records-list against the folders' RECORDS files")
+    return chosen
 
 
 def list_records(directory: str | os.PathLike, records: Sequence[str | int] | str | None = None) -> list[str]:
@@ -193,6 +246,9 @@ def _check_files(path: str, header: wfdb.Record) -> None:
             )
 
 
+#: Sampling frequencies (Hz) accepted in a header: ECG recorders sample between these.
+FS_RANGE = (50.0, 10_000.0)
+
 _NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 _RECORD_FIELDS = (  # (field, pattern) of a record line after the name, as the WFDB header format defines them
     ("number of signals", r"\d+"),
@@ -231,6 +287,12 @@ def _check_header_text(path: str) -> None:
 
     (number, tokens), signals = lines[0], lines[1:]
     check(number, tokens[1:], _RECORD_FIELDS)
+    if len(tokens) > 2:
+        fs = float(re.match(_NUMBER, tokens[2]).group())
+        if not FS_RANGE[0] <= fs <= FS_RANGE[1]:
+            raise HsickitError(f"record {_name(path)}: {file} line {number}: sampling frequency {tokens[2]} Hz is outside "
+                               f"the range of ECG recordings ({FS_RANGE[0]:g}-{FS_RANGE[1]:g} Hz), so every time-based "
+                               "step would be wrong; correct the sampling frequency field in the header")
     if len(tokens) > 1 and tokens[1].isdigit() and int(tokens[1]) != len(signals):
         raise HsickitError(f"record {_name(path)}: {file} declares {tokens[1]} signals on line {number} but has "
                            f"{len(signals)} signal line(s); correct the number of signals or the signal lines")

@@ -214,7 +214,8 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
     assert first == list(range(beat_width, Z.shape[1]))
     only_first = np.setdiff1d(np.arange(Z.shape[1]), clf.downstream_.columns_)  # every channel output, the V morphology
     assert only_first[:n_channel].tolist() == list(range(n_channel))
-    assert [clf.feature_labels_[i - n_channel] for i in only_first[n_channel:]] == list(VENTRICULAR_LABELS)
+    assert [clf.feature_labels_[i - n_channel] for i in only_first[n_channel:]] == [n for n in clf.feature_labels_ if n in VENTRICULAR_LABELS]
+    assert "corr_to_regular" in clf.feature_labels_ and "rr_pre_lq90" not in VENTRICULAR_LABELS
     with pytest.raises(HsickitError, match="unknown channel"):
         MultiResolutionClassifier(ventricular_channels=("qrs",)).fit(train)
     # the beat channel feeds no stage, and each channel's seed follows its name: the default (rr alone) predicts alike

@@ -5,7 +5,7 @@ import xarray as xr
 
 from hsickit import HsickitError
 from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
-from hsickit.apps.ecg.features import (RELATIVE_LABELS, VENTRICULAR_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
+from hsickit.apps.ecg.features import (ROBUST_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
                                       neighbour_features, rr_sequence, template_features, wavelet_coefficients)
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
@@ -113,7 +113,7 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert X_all.shape == (len(peaks), len(full.feature_labels())) and np.isfinite(X_all).all()
     f = BeatFeaturizer()
     X = f.featurize(bandpass(sig[:, 0], 360), peaks)
-    assert f.feature_labels() == list(RELATIVE_LABELS + VENTRICULAR_LABELS) and X.shape == (len(peaks), 26)
+    assert f.feature_labels() == list(ROBUST_LABELS) and X.shape == (len(peaks), 36)
     np.testing.assert_array_equal(X, X_all[:, [full.feature_labels().index(n) for n in f.feature_labels()]])
     assert f.citations()
     with pytest.raises(HsickitError, match="feature_set"):

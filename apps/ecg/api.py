@@ -32,13 +32,13 @@ from typing import Sequence
 import numpy as np
 import wfdb
 
-from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
+from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats, summarise_repairs
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_intervals
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
-from hsickit.datasets.ecg import AAMI_CLASSES, list_records, record_files, records_at
+from hsickit.datasets.ecg import AAMI_CLASSES, find_records, folders, records_at
 
 __all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
 
@@ -97,7 +97,7 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
     model = saved_params(clf, leave_out=["verbose"])
     settings = {"task": "beats", "beat_config": config.to_dict(),
                 **{k: data[k] for k in ("base_run", "records_dir", "train_records", "validation_records") if k in data}}
-    files = record_files(data["records_dir"], sorted({*train.record, *(() if validation is None else validation.record)}))
+    files = _record_files(data["records_dir"], sorted({*train.record, *(() if validation is None else validation.record)}))
     with resumable_training(clf, out, settings, [*inputs, *files], overwrite, verbose):
         try:
             clf.fit(train, validation)
@@ -142,7 +142,7 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     y_true = beats.y.astype(str)
     classes = [c for c in ("N", "S", "V", "F")]
     metrics = beat_metrics(y_true, y_pred, classes)
-    info = {"records_dir": os.path.abspath(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
+    info = {"records_dir": _folders_text(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
     intervals = record_intervals(y_true, y_pred, beats.record, classes)
     run.write_metrics({**metrics, **intervals}, split=split, n_samples=len(beats),
                       info={**info, "intervals": INTERVALS})
@@ -155,15 +155,29 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     return {**metrics, **intervals}
 
 
-def load_run(run: str | os.PathLike) -> tuple[MultiResolutionClassifier, BeatConfig]:
-    """The model and beat configuration saved in a run folder."""
+def _folders_text(directories) -> str:
+    """The records folder(s) as written to config.json and metrics.json: absolute, comma-separated."""
+    return ",".join(os.path.abspath(d) for d in folders(directories))
+
+
+def _record_files(directories, records: Sequence[str]) -> list[Path]:
+    """Every file of the records with these ids (header, signals, annotations), for resume checks."""
+    paths = find_records(directories, records)
+    return sorted(p for path in paths.values() for p in Path(path).parent.glob(f"{Path(path).name}[._]*") if p.is_file())
+
+
+def load_run(run: str | os.PathLike, leads: Sequence[str] | None = None) -> tuple[MultiResolutionClassifier, BeatConfig]:
+    """The model and beat configuration saved in a run folder; ``leads`` replaces the model's leads."""
     run = Path(run)
     if not (run / "config.json").exists():
         raise HsickitError(f"{run} is not a run folder (no config.json); pass the --out folder of 'hsickit ecg train'")
     cfg = read_json(run / "config.json")
     if cfg.get("task") != "beats":
         raise HsickitError(f"{run} holds a '{cfg.get('task')}' model; this command needs a beat model (--task beats)")
-    return MultiResolutionClassifier.load(run / "model"), BeatConfig.from_dict(cfg["beat_config"])
+    config = BeatConfig.from_dict(cfg["beat_config"])
+    if leads:
+        config.leads = tuple(leads)
+    return MultiResolutionClassifier.load(run / "model"), config
 
 
 def _validation_note(validation: list[str], train_names: list[str], how: str) -> str:
@@ -180,9 +194,12 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
                 **model_params) -> MultiResolutionClassifier:
     """Train a multi-resolution beat classifier on annotated records and write a run folder.
 
+    ``records_dir`` is one folder of WFDB records or several (``"DIR1,DIR2"`` or a list; for
+    instance MIT-BIH and SVDB): records at other sampling rates are resampled, and a record
+    without the model's lead gives its first lead (``beat_config.leads``; both reported).
     A finished run already in ``out`` is replaced only with ``overwrite``.
 
-    ``validation_records`` (names inside ``records_dir``; "none": no validation) are held out
+    ``validation_records`` (record ids; "none": no validation) are held out
     for early stopping and the model card's metrics; by default the MIT-BIH DS1 validation
     records when they are present, else every fifth record. Which records were held out is
     printed (``verbose``) and written to config.json. ``model_params`` go to
@@ -192,11 +209,11 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
 
     check_output_folder(out, overwrite)
     config = beat_config or BeatConfig()
-    names = list_records(records_dir, records)
+    names = list(find_records(records_dir, records))
     if validation_records == "none":
         validation, how = [], "--validation-list none"
     elif validation_records is not None:
-        validation, how = list_records(records_dir, validation_records), "as asked"
+        validation, how = list(find_records(records_dir, validation_records)), "as asked"
     elif any(r in DS1_VALIDATION for r in names):
         validation, how = [r for r in names if r in DS1_VALIDATION], "the MIT-BIH DS1 validation records among them"
     else:
@@ -209,7 +226,7 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
         print(_validation_note(validation, train_names, how))
     beats = load_beats(records_dir, sorted(set(train_names) | set(validation)), config, annotated=True, verbose=verbose)
     train, val = beats.records(train_names), beats.records(validation)
-    data = {"records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
+    data = {"records_dir": _folders_text(records_dir), "train_records": ",".join(train_names),
             "validation_records": ",".join(validation), "n_validation_beats": len(val),
             "repairs": "; ".join(beats.repairs) or "none"}
     model_params.setdefault("verbose", verbose)
@@ -217,23 +234,26 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
     return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose)
 
 
-def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None, *, verbose: int = 1) -> dict:
-    """Score a run's model on annotated records; writes ``metrics.json`` (+ .nc, confusion plot) into the run."""
-    clf, config = load_run(run)
+def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None, *, leads: Sequence[str] | None = None,
+                   verbose: int = 1) -> dict:
+    """Score a run's model on annotated records (one folder or several); writes ``metrics.json`` (+ .nc, confusion plot)
+    into the run. ``leads`` replaces the model's leads (names, aliases or numbers from 0)."""
+    clf, config = load_run(run, leads)
     beats = load_beats(records_dir, records, config, annotated=True, verbose=verbose)
     return _write_evaluation(RunFolder(run), clf, beats, "evaluation", records_dir)
 
 
-def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
+def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None, verbose: int = 1) -> list[Path]:
     """Label every beat of a record (path without extension) or of every record in a folder.
 
     Writes ``<record>.<ext>`` WFDB annotations (extension ``hsk``; the beat's AAMI class as
     its code, at the record's sample positions) and ``<record>_beats.csv``; R peaks are
     taken from the record's annotations when present, else detected; beats in signal dropouts
     are left out (printed with the other repairs). In a folder, a record that cannot be read
-    does not stop the others: the error lists them at the end. Returns the CSV paths.
+    does not stop the others: the error lists them at the end. ``leads`` replaces the model's
+    leads. Returns the CSV paths.
     """
-    clf, config = load_run(run)
+    clf, config = load_run(run, leads)
     directory, names = records_at(record_or_dir)
     paths = [directory / r for r in names]
     out = Path(out)
@@ -250,7 +270,7 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
             failed.append(str(exc))
             continue
         if verbose:
-            for repair in beats.repairs:
+            for repair in summarise_repairs(beats.repairs):
                 print(f"repaired: {repair}")
         proba = clf.predict_proba(beats)
         pred = clf.classes_[proba.argmax(1)]
@@ -270,18 +290,18 @@ def predict_beats(run, record_or_dir, out, *, verbose: int = 1) -> list[Path]:
 
 
 def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = None, validation_records=None, *,
-                   epochs: int = 5, frozen_blocks: int = 1, lr: float = 3e-4, overwrite: bool = False,
-                   verbose: int = 1) -> MultiResolutionClassifier:
-    """Continue training a run's model on new annotated records (e.g. a hospital's); writes run folder ``out``
-    (a finished run there is replaced only with ``overwrite``).
+                   epochs: int = 5, frozen_blocks: int = 1, lr: float = 3e-4, leads: Sequence[str] | None = None,
+                   overwrite: bool = False, verbose: int = 1) -> MultiResolutionClassifier:
+    """Continue training a run's model on new annotated records (e.g. a hospital's; one folder or several);
+    writes run folder ``out`` (a finished run there is replaced only with ``overwrite``).
 
     The first ``frozen_blocks`` blocks of every network stay fixed; the classes stay those of
-    the original model.
+    the original model. ``leads`` replaces the model's leads for the new records.
     """
     check_output_folder(out, overwrite)
-    clf, config = load_run(run)
-    names = list_records(records_dir, records)
-    validation = list_records(records_dir, validation_records) if validation_records else []
+    clf, config = load_run(run, leads)
+    names = list(find_records(records_dir, records))
+    validation = list(find_records(records_dir, validation_records)) if validation_records else []
     train_names = [r for r in names if r not in validation]
     beats = load_beats(records_dir, sorted(set(names) | set(validation)), config, annotated=True, verbose=verbose)
     train, val = beats.records(train_names), beats.records(validation)
@@ -291,7 +311,8 @@ def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = 
         print(f"fine-tuning: {n_unknown} beats of classes the model does not know were left out of training")
     train = train.subset(known)
     clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
-    data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir), "train_records": ",".join(train_names),
-            "validation_records": ",".join(validation), "repairs": "; ".join(beats.repairs) or "none"}
+    data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": _folders_text(records_dir),
+            "train_records": ",".join(train_names), "validation_records": ",".join(validation),
+            "repairs": "; ".join(beats.repairs) or "none"}
     return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose,
                           inputs=[Path(run) / "model" / "fusion.json"])

@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 from hsickit.apps.ecg.features import BeatFeaturizer, rr_sequence
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
-from hsickit.datasets.ecg import list_records, read_beat_table, read_record, record_path
+from hsickit.datasets.ecg import find_records, read_beat_table, read_record
 
-__all__ = ["BeatConfig", "BeatSet", "load_beats", "beats_from_record"]
+__all__ = ["BeatConfig", "BeatSet", "load_beats", "beats_from_record", "summarise_repairs"]
 
 
 @dataclass
@@ -49,13 +49,14 @@ class BeatConfig:
     rhythm_before: float = 2.5
     rhythm_after: float = 1.5
     rr_context: int = 8
-    feature_set: str = "relative"
+    feature_set: str = "robust"
     second_lead: str | None = "auto"
     annotation: str = "atr"
     detector: str = "gqrs"
     nan_policy: str = "interpolate"
     flat_policy: str = "raise"
     dropouts: str = "mask"
+    lead_fallback: str = "first"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,14 +116,21 @@ class BeatSet:
         return pd.DataFrame({"record": self.record, "sample": self.sample, "aami": self.y})
 
 
-def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None, *, annotated: bool | None = None) -> BeatSet:
-    """All beats of one record. ``annotated=None`` uses the annotation file when it exists."""
+def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None, *, annotated: bool | None = None,
+                      name: str | None = None) -> BeatSet:
+    """All beats of one record. ``annotated=None`` uses the annotation file when it exists; ``name``
+    is the record's id in the beat set (default: its file name).
+
+    The model's leads are taken by name or number; a record without a named lead gives its
+    first lead instead (``config.lead_fallback="first"``, reported in ``repairs``). Beat
+    annotations outside the signal are left out and reported.
+    """
     config = config or BeatConfig()
     path = str(path)
-    name = Path(path).name
+    name = name or Path(path).name
     da = read_record(path, nan_policy=config.nan_policy, flat_policy=config.flat_policy, dropouts=config.dropouts)
     fs_orig = float(da.attrs["fs"])
-    sig = conform(da, config.sampling_rate, leads=config.leads, filter=config.filter)
+    sig = conform(da, config.sampling_rate, leads=config.leads, filter=config.filter, lead_fallback=config.lead_fallback)
     fs = config.sampling_rate
     x = sig.values  # (lead, time)
     has_ann = Path(f"{path}.{config.annotation}").exists()
@@ -132,6 +140,14 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
         table = read_beat_table(path, config.annotation)
         samples_orig = table["sample"].to_numpy()
         labels = table["aami"].to_numpy(dtype=object)
+        inside = (samples_orig >= 0) & (samples_orig < da.sizes["time"])
+        if not inside.all():
+            outside = samples_orig[~inside]
+            sig.attrs["repairs"] = [*sig.attrs.get("repairs", []), (
+                f"{int((~inside).sum())} beat annotation(s) outside the signal's {da.sizes['time']} samples "
+                f"(at sample {', '.join(map(str, outside[:5].tolist()))}{', ...' if len(outside) > 5 else ''}) left out; "
+                f"check {Path(path).name}.{config.annotation} against the header's sample count")]
+            samples_orig, labels = samples_orig[inside], labels[inside]
     else:
         peaks = detect_rpeaks(x[0], fs, method=config.detector)
         samples_orig = np.round(peaks * fs_orig / fs).astype(np.int64)
@@ -197,28 +213,52 @@ def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str], na
         lead = others[0]
     else:
         lead = config.second_lead
-    second = conform(record, config.sampling_rate, leads=[lead], filter=config.filter)
+    second = conform(record, config.sampling_rate, leads=[lead], filter=config.filter, lead_fallback=config.lead_fallback)
     return second.values[0], str(second.coords["lead"].values[0])
 
 
 def load_beats(
-    directory: str | os.PathLike,
+    directory: str | os.PathLike | Sequence[str | os.PathLike],
     records: Sequence[str] | str | None = None,
     config: BeatConfig | None = None,
     *,
     annotated: bool | None = None,
     verbose: int = 1,
 ) -> BeatSet:
-    """Beats of the records in ``directory`` (``records`` selects, as ``--records-list`` does).
+    """Beats of the records in one folder or several (``directory``: a folder, ``"DIR1,DIR2"`` or a
+    list); ``records`` selects, as ``--records-list`` does (:func:`~hsickit.datasets.ecg.find_records`).
 
-    Repairs (resampling, bridged gaps, beats left out in dropouts) are in ``repairs`` and,
-    with ``verbose``, printed.
+    Records may differ in sampling rate and lead names: each is brought to ``config``'s rate and
+    leads. Repairs (resampling, a lead taken in place of the model's, bridged gaps, beats left
+    out) are in ``repairs`` and, with ``verbose``, printed once per kind with the records it
+    concerns.
     """
-    names = list_records(directory, records)
-    sets = [beats_from_record(record_path(directory, r), config, annotated=annotated)
-            for r in tqdm(names, desc="records", disable=not verbose)]
+    paths = find_records(directory, records)
+    sets = [beats_from_record(path, config, annotated=annotated, name=rid)
+            for rid, path in tqdm(paths.items(), desc="records", disable=not verbose)]
     beats = BeatSet.concat(sets)
     if verbose:
-        for repair in beats.repairs:
-            print(f"repaired: {repair}")
+        for line in summarise_repairs(beats.repairs):
+            print(f"repaired: {line}")
     return beats
+
+
+def summarise_repairs(repairs: Sequence[str]) -> list[str]:
+    """``"record: what"`` repairs grouped by what was done, naming the records once per kind.
+
+    >>> summarise_repairs(["800: resampled from 128 Hz", "801: resampled from 128 Hz", "101: 2 beats left out"])
+    ['2 records (800, 801): resampled from 128 Hz', '101: 2 beats left out']
+    """
+    groups: dict[str, list[str]] = {}
+    for line in repairs:
+        record, _, what = line.partition(": ")
+        groups.setdefault(what or record, []).append(record if what else "")
+    out = []
+    for what, records in groups.items():
+        records = [r for r in records if r]
+        if len(records) > 1:
+            shown = ", ".join(records[:8]) + (f", ... ({len(records) - 8} more)" if len(records) > 8 else "")
+            out.append(f"{len(records)} records ({shown}): {what}")
+        else:
+            out.append(f"{records[0]}: {what}" if records else what)
+    return out

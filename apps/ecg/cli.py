@@ -1,6 +1,7 @@
 """``hsickit ecg``: train, evaluate, predict, finetune and demo.
 
-``--records DIR [--records-list 101,106,...]`` selects records the same way in every command.
+``--records DIR [--records-list 101,106,...]`` selects records the same way in every command;
+several folders (``--records DIR1,DIR2`` or ``--records DIR1 --records DIR2``) are read as one set.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -17,7 +18,8 @@ from hsickit.core.errors import HsickitError
 app = typer.Typer(help="ECG arrhythmia classification from a multi-resolution representation (WFDB records).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-_RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea + .dat, and .atr beat annotations where there are any).")
+_RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea + .dat, and .atr beat annotations where there are any); several: DIR1,DIR2 or the option repeated (beats).")
+_LEADS = typer.Option(None, "--leads", help="Leads the beat model reads: names, aliases (MLII = II) or numbers from 0, comma-separated. Default: the model's (MLII at training); a record without it gives its first lead, reported.")
 _LIST = typer.Option(None, "--records-list", help="Comma-separated record names to use (default: all in the folder).")
 _SEED = typer.Option(0, "--seed", help="Random seed.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
@@ -37,13 +39,28 @@ def _records_model(run: Path) -> bool:
     return read_json(run / "config.json").get("task") == "records"
 
 
+def _folders(records: List[Path]) -> str:
+    """The --records folders as one comma-separated string (the option may repeat, and may hold commas)."""
+    return ",".join(str(r) for r in records)
+
+
+def _one_folder(records: List[Path]) -> Path:
+    if len(records) != 1 or "," in str(records[0]):
+        raise HsickitError("--task records reads one --records folder; pass one (several folders: beat models)")
+    return records[0]
+
+
+def _leads(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) or None if text else None
+
+
 def _channels(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip() and c.strip() != "none")
 
 
 @app.command()
 def train(
-    records: Path = _RECORDS,
+    records: List[Path] = _RECORDS,
     records_list: Optional[str] = _LIST,
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     task: str = typer.Option("beats", "--task", help="beats (AAMI classes per beat) or records (multi-label per record)."),
@@ -60,6 +77,7 @@ def train(
     stacking: str = typer.Option("crossfit", help="holdout: the downstream learns on records the channels never saw; crossfit: on every record, scored by channels trained without it; insample."),
     holdout_fraction: float = typer.Option(0.3, help="Share of training records held out for the downstream classifier."),
     tune_bias: bool = typer.Option(False, "--tune-bias/--no-tune-bias", help="Tune per-class bias on the validation records (needs representative validation records)."),
+    leads: Optional[str] = _LEADS,
     seed: int = _SEED,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
@@ -70,7 +88,7 @@ def train(
     if task == "records":
         from hsickit.apps.ecg.records import train_records
 
-        metrics = train_records(records, out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
+        metrics = train_records(_one_folder(records), out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
                                 random_state=seed, overwrite=overwrite, verbose=verbose)
         typer.echo(json.dumps({k: None if math.isnan(metrics[k]) else metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc")
                               if k in metrics}))
@@ -79,8 +97,10 @@ def train(
     if task != "beats":
         raise HsickitError(f"--task {task!r}; use 'beats' or 'records'")
     from hsickit.apps.ecg.api import train_beats
+    from hsickit.apps.ecg.beats import BeatConfig
 
-    train_beats(records, out, records_list, validation_list, channels=_channels(channels), use_features=features,
+    config = BeatConfig(leads=_leads(leads)) if leads else None
+    train_beats(_folders(records), out, records_list, beat_config=config, validation_records=validation_list, channels=_channels(channels), use_features=features,
                 downstream=downstream or "ventricular_first", ventricular_channels=_channels(ventricular_channels), training=training,
                 channel_training=channel_training, epochs=epochs,
                 channel_epochs=channel_epochs, class_weight=None if class_weight == "none" else class_weight,
@@ -100,8 +120,9 @@ def train(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by 'hsickit ecg train'."),
-    records: Path = _RECORDS,
+    records: List[Path] = _RECORDS,
     records_list: Optional[str] = _LIST,
+    leads: Optional[str] = _LEADS,
     quiet: bool = _QUIET,
 ) -> None:
     """Score a trained model on annotated records; writes RUN/metrics.json (training's validation
@@ -109,11 +130,11 @@ def evaluate(
     if _records_model(run):
         from hsickit.apps.ecg.records import evaluate_records
 
-        evaluate_records(run, records, records_list, verbose=0 if quiet else 1)
+        evaluate_records(run, _one_folder(records), records_list, verbose=0 if quiet else 1)
     else:
         from hsickit.apps.ecg.api import evaluate_beats
 
-        evaluate_beats(run, records, records_list, verbose=0 if quiet else 1)
+        evaluate_beats(run, _folders(records), records_list, leads=_leads(leads), verbose=0 if quiet else 1)
     typer.echo((run / "metrics.json").read_text())
 
 
@@ -122,6 +143,7 @@ def predict(
     run: Path = typer.Argument(..., help="Run folder written by 'hsickit ecg train' (beat or record model)."),
     record_or_dir: Path = typer.Argument(..., help="A record path without extension, or a folder of records (no labels needed)."),
     out: Path = typer.Option(..., "--out", help="Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv."),
+    leads: Optional[str] = _LEADS,
     quiet: bool = _QUIET,
 ) -> None:
     """Beat model: label every beat (WFDB annotations, extension hsk, and CSV). Record model: per-label probabilities and the predicted labels of every record (CSV)."""
@@ -133,20 +155,21 @@ def predict(
         return
     from hsickit.apps.ecg.api import predict_beats
 
-    for path in predict_beats(run, record_or_dir, out, verbose=verbose):
+    for path in predict_beats(run, record_or_dir, out, leads=_leads(leads), verbose=verbose):
         typer.echo(str(path))
 
 
 @app.command()
 def finetune(
     run: Path = typer.Argument(..., help="Run folder of the model to start from."),
-    records: Path = _RECORDS,
+    records: List[Path] = _RECORDS,
     records_list: Optional[str] = _LIST,
     out: Path = typer.Option(..., "--out", help="Run folder for the fine-tuned model."),
     validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping."),
     epochs: int = typer.Option(5, help="Epochs per network."),
     frozen_blocks: int = typer.Option(1, help="Blocks kept fixed at the start of every network."),
     lr: float = typer.Option(3e-4, help="Learning rate."),
+    leads: Optional[str] = _LEADS,
     seed: int = _SEED,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
@@ -156,9 +179,12 @@ def finetune(
     from hsickit.apps.ecg.records import finetune_records
 
     _seed(seed)
-    finetune = finetune_records if _records_model(run) else finetune_beats
-    finetune(run, records, out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
-             overwrite=overwrite, verbose=0 if quiet else 1)
+    if _records_model(run):
+        finetune_records(run, _one_folder(records), out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks,
+                         lr=lr, overwrite=overwrite, verbose=0 if quiet else 1)
+    else:
+        finetune_beats(run, _folders(records), out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
+                       leads=_leads(leads), overwrite=overwrite, verbose=0 if quiet else 1)
     typer.echo(f"run folder: {out}")
 
 

@@ -131,27 +131,49 @@ def detect_rpeaks(signal: np.ndarray, sampling_rate: float, method: str = "xqrs"
     return np.unique(np.clip(np.asarray(corrected, dtype=np.int64), 0, x.size - 1))
 
 
-def select_leads(signal: xr.DataArray, leads: Sequence[str]) -> xr.DataArray:
-    """Select ``leads`` by name (case-insensitive; ``MLII`` and ``II`` are aliases) from a DataArray.
+def select_leads(signal: xr.DataArray, leads: Sequence[str | int], fallback: str = "raise") -> xr.DataArray:
+    """Select ``leads`` from a DataArray: names (case-insensitive; ``MLII`` and ``II`` are aliases) or positions.
+
+    A lead given as a number (``0``, ``"1"``) is taken by position. ``fallback="first"`` takes
+    the record's first lead in place of a named lead the record lacks (unnamed leads such as
+    SVDB's ``ECG1``) and says so in ``attrs["repairs"]``; ``"raise"`` makes that an error.
 
     >>> import numpy as np, xarray as xr
     >>> da = xr.DataArray(np.zeros((2, 5)), dims=("lead", "time"), coords={"lead": ["V5", "MLII"]}, attrs={"record": "114"})
-    >>> select_leads(da, ["ii"]).lead.values.tolist()
-    ['MLII']
+    >>> select_leads(da, ["ii"]).lead.values.tolist(), select_leads(da, ["1"]).lead.values.tolist()
+    (['MLII'], ['MLII'])
+    >>> svdb = da.assign_coords(lead=["ECG1", "ECG2"])
+    >>> picked = select_leads(svdb, ["MLII"], fallback="first")
+    >>> picked.lead.values.tolist(), picked.attrs["repairs"][-1]
+    (['ECG1'], "lead 'MLII' not found (leads: ECG1, ECG2): used the first lead, ECG1 (choose with --leads)")
     """
+    if fallback not in ("raise", "first"):
+        raise HsickitError(f"lead fallback={fallback!r}; use 'raise' or 'first'")
     names = [str(n) for n in signal.coords["lead"].values]
     lower = [n.lower() for n in names]
-    idx = []
+    idx, notes = [], []
     for lead in leads:
-        options = LEAD_ALIASES.get(lead.lower(), (lead.lower(),))
-        hit = next((lower.index(o) for o in options if o in lower), None)
+        if isinstance(lead, (int, np.integer)) or str(lead).strip().isdigit():
+            hit = int(lead)
+            if hit >= len(names):
+                raise HsickitError(f"record {signal.attrs.get('record', '?')}: lead number {hit} asked for, but the record has "
+                                   f"{len(names)} lead(s) ({', '.join(names)}), numbered from 0; choose another (--leads)")
+        else:
+            options = LEAD_ALIASES.get(str(lead).lower(), (str(lead).lower(),))
+            hit = next((lower.index(o) for o in options if o in lower), None)
+        if hit is None and fallback == "first":
+            hit = 0
+            notes.append(f"lead {lead!r} not found (leads: {', '.join(names)}): used the first lead, {names[0]} (choose with --leads)")
         if hit is None:
             raise HsickitError(
                 f"record {signal.attrs.get('record', '?')}: lead {lead!r} not found (leads: {', '.join(names)}); "
-                "choose leads the record has (--leads)"
+                "choose leads the record has (--leads: names, aliases or numbers from 0)"
             )
         idx.append(hit)
-    return signal.isel(lead=idx)
+    out = signal.isel(lead=idx)
+    if notes:
+        out.attrs = {**signal.attrs, "repairs": [*signal.attrs.get("repairs", []), *notes]}
+    return out
 
 
 def conform(
@@ -160,16 +182,17 @@ def conform(
     *,
     leads: Sequence[str] | None = None,
     filter: str | None = "bandpass",
+    lead_fallback: str = "raise",
 ) -> xr.DataArray:
     """Bring a ``(lead, time)`` record to a model's leads and sampling rate, and filter it.
 
     A record at another sampling rate is resampled (reported in ``attrs["repairs"]`` and
     ``attrs["resampled_from"]``); sample indices in the record's own rate must then be scaled
     by ``sampling_rate / resampled_from``. ``filter``: ``"bandpass"`` (0.5-40 Hz),
-    ``"baseline"`` (median baseline removal) or None.
+    ``"baseline"`` (median baseline removal) or None. ``lead_fallback``: see :func:`select_leads`.
     """
     if leads:
-        signal = select_leads(signal, leads)
+        signal = select_leads(signal, leads, fallback=lead_fallback)
     fs = float(signal.attrs["fs"])
     x = signal.values
     repairs = list(signal.attrs.get("repairs", []))

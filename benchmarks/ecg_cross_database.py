@@ -1,0 +1,142 @@
+"""ECG beat classification in patients of another database: MIT-BIH DS1 <-> SVDB.
+
+What a new patient gets is measured by training on one database and scoring on the other
+(other patients, another recorder, another sampling rate: SVDB is 128 Hz with unnamed leads),
+and by patient-wise k-fold over both databases together (each fold's test patients unseen).
+Every model is the library's default beat model (``MultiResolutionClassifier()``: rr channel +
+hand-crafted features, two-stage boosting, 5 seeds) on the features of ``--feature-sets``: the
+default ``robust`` set and, as the baseline run side by side, the ``relative`` set that was the
+default before (its RR features take the record's median RR for the sinus rhythm).
+
+Reported per protocol: pooled gross statistics (every test beat once), 95 % intervals that draw
+whole test records (bootstrap), and the five worst records for S and for V (most misses plus
+false alarms). MIT-BIH DS2 is never read (it is not in ../shared).
+
+    python benchmarks/ecg_cross_database.py                       # all protocols, both feature sets
+    python benchmarks/ecg_cross_database.py --protocols ds1-svdb,svdb-ds1 --feature-sets robust
+
+Results go to benchmarks/results/ecg_cross_database.json, one entry per (feature set, protocol,
+fold), written as each finishes: a rerun skips the finished ones (``--fresh`` starts over).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.model_selection import GroupKFold
+
+from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
+from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+from hsickit.apps.ecg.metrics import beat_metrics, record_intervals
+from hsickit.core.io import markdown_table, read_json, write_json
+from hsickit.datasets.ecg import list_records
+from hsickit.datasets.ecg_splits import subject_of
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT.parent.parent / "shared" / "data" / "ecg"
+KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "sensitivity_F", "ppv_F")
+INTERVAL_KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V")
+
+
+def worst_records(y, p, records, cls: str, n: int = 5) -> list[dict]:
+    """The ``n`` records with the most misses plus false alarms of class ``cls``."""
+    rows = []
+    for r in np.unique(records):
+        k = records == r
+        tp = int(((y[k] == cls) & (p[k] == cls)).sum())
+        fn = int(((y[k] == cls) & (p[k] != cls)).sum())
+        fp = int(((y[k] != cls) & (p[k] == cls)).sum())
+        rows.append({"record": str(r), f"n_{cls}": tp + fn, "TP": tp, "FN": fn, "FP": fp})
+    return sorted(rows, key=lambda d: -(d["FN"] + d["FP"]))[:n]
+
+
+def splits(protocol: str, db: dict, k: int):
+    """``(fold, train_records, test_records)`` of a protocol; ``db``: record -> database."""
+    records = sorted(db)
+    if protocol == "ds1-svdb":
+        yield "0", [r for r in records if db[r] == "mitdb"], [r for r in records if db[r] == "svdb"]
+    elif protocol == "svdb-ds1":
+        yield "0", [r for r in records if db[r] == "svdb"], [r for r in records if db[r] == "mitdb"]
+    elif protocol == "kfold":
+        groups = [f"{db[r]}:{subject_of(r)}" for r in records]
+        for i, (tr, te) in enumerate(GroupKFold(n_splits=k, shuffle=True, random_state=0).split(records, groups=groups)):
+            yield str(i), [records[j] for j in tr], [records[j] for j in te]
+    else:
+        raise SystemExit(f"--protocols: unknown {protocol!r}; use ds1-svdb, svdb-ds1 or kfold")
+
+
+def run(beats, feature_set, protocol, fold, train, test, seed):
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    clf = MultiResolutionClassifier(random_state=seed).fit(beats.records(train))
+    fit_s = time.perf_counter() - start
+    tb = beats.records(test)
+    t = time.perf_counter()
+    pred = clf.predict(tb)
+    return {"feature_set": feature_set, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
+            "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
+            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": tb.y.astype(str).tolist(),
+            "pred": np.asarray(pred, str).tolist(), "records": tb.record.astype(str).tolist()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mitdb", default=str(DATA / "mitdb-ds1"))
+    ap.add_argument("--svdb", default=str(DATA / "svdb"))
+    ap.add_argument("--protocols", default="ds1-svdb,svdb-ds1,kfold")
+    ap.add_argument("--feature-sets", default="robust,relative")
+    ap.add_argument("--kfold", type=int, default=5, help="patient-wise folds over DS1 + SVDB")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--limit", type=int, default=None, help="records per database (a quick trial; not for figures)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "ecg_cross_database.json"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    done = [] if args.fresh or not out.exists() else read_json(out).get("runs", [])
+    have = {(r["feature_set"], r["protocol"], r["fold"]) for r in done}
+    meta = {"args": vars(args)}
+    for feature_set in args.feature_sets.split(","):
+        t0 = time.perf_counter()
+        parts = {name: load_beats(folder, list_records(folder)[:args.limit], BeatConfig(feature_set=feature_set), annotated=True, verbose=0)
+                 for name, folder in (("mitdb", args.mitdb), ("svdb", args.svdb))}
+        db = {r: name for name, b in parts.items() for r in set(b.record)}
+        beats = BeatSet.concat(list(parts.values()))
+        meta[f"load_seconds_{feature_set}"] = round(time.perf_counter() - t0, 1)
+        print(f"{feature_set}: {len(beats)} beats of {len(set(beats.record))} records read and featurised in "
+              f"{meta[f'load_seconds_{feature_set}']} s", flush=True)
+        todo = [(p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold) if (feature_set, p, s[0]) not in have]
+        for i in range(0, len(todo), args.jobs):  # write after every batch: an interrupted run resumes
+            batch = Parallel(n_jobs=args.jobs)(delayed(run)(beats, feature_set, *job, args.seed) for job in todo[i:i + args.jobs])
+            done += batch
+            for r in batch:
+                print(f"{feature_set} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
+            write_json(out, {**meta, "runs": done})
+    summary, intervals, worst = [], [], {}
+    for (fs, protocol) in sorted({(r["feature_set"], r["protocol"]) for r in done}):
+        parts = [r for r in done if r["feature_set"] == fs and r["protocol"] == protocol]
+        y, p, rec = (np.concatenate([np.asarray(r[k]) for r in parts]) for k in ("y", "pred", "records"))
+        keep = np.isin(y, ("N", "S", "V", "F"))  # Q beats are left out of training and scoring
+        y, p, rec = y[keep], p[keep], rec[keep]
+        m, iv = beat_metrics(y, p), record_intervals(y, p, rec, random_state=args.seed)
+        summary.append({"features": fs, "protocol": protocol, "folds": len(parts), "test_beats": len(y),
+                        **{k: round(m[k], 4) for k in KEYS}, "fit_s": round(float(np.mean([r["fit_seconds"] for r in parts])), 1),
+                        "beats_per_s": int(np.median([r["beats_per_second"] for r in parts]))})
+        intervals.append({"features": fs, "protocol": protocol,
+                          **{k: f"{m[k]:.3f} [{iv[k + '_low']:.3f}, {iv[k + '_high']:.3f}]" for k in INTERVAL_KEYS}})
+        worst[f"{fs} {protocol}"] = {c: worst_records(y, p, rec, c) for c in ("S", "V")}
+    print("\nPooled (gross statistics)\n" + markdown_table(summary))
+    print("\n95 % intervals drawing whole test records\n" + markdown_table(intervals))
+    for key, w in worst.items():
+        for c in ("S", "V"):
+            print(f"\nworst five records for {c}, {key}\n" + markdown_table(w[c]))
+    write_json(out, {**meta, "runs": done, "summary": summary, "intervals": intervals, "worst": worst})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -222,7 +222,24 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         est.n_features_in_, est._seed_ = meta["n_features_in_"], meta["seed"]
         est.history_, est.train_config_ = meta["history"], meta["train_config"]
         est._set_state(meta)
+        est._check_loaded(path)
         return est
+
+    def _check_loaded(self, path: Path) -> None:
+        """estimator.json must describe the network it sits beside (an edited or swapped file is an error)."""
+        config = self.model_.config
+        outputs, inputs = getattr(config, "out_features", None), getattr(config, "in_features", None)
+        n_out = len(self.classes_) if hasattr(self, "classes_") else getattr(self, "n_outputs_", None)
+        problems = []
+        if outputs is not None and n_out is not None and n_out != outputs:
+            what = "classes" if hasattr(self, "classes_") else "target columns"
+            problems.append(f"it lists {n_out} {what} but the network has {outputs} outputs")
+        if inputs is not None and not self._takes_signals() and self.n_features_in_ != inputs:
+            problems.append(f"it says {self.n_features_in_} input features but the network takes {inputs}")
+        if problems:
+            raise HsickitError(f"{path / 'estimator.json'} does not match {path / 'model.safetensors'} "
+                               f"({'; '.join(problems)}): the file was edited or comes from another run; restore it "
+                               "from a copy or retrain")
 
 
 class DeepClassifier(ClassifierMixin, _DeepEstimator):

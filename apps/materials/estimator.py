@@ -174,7 +174,9 @@ class _MaterialsEstimator(BaseEstimator):
 
     def _batch_size(self, n_train):
         """``batch_size``, reduced to the number of training rows (after the validation split)."""
-        return int(max(2, min(self.batch_size, n_train)))
+        from hsickit.core.checks import check_batch_size
+
+        return int(max(2, min(check_batch_size(self.batch_size), n_train)))
 
     # --- fitting ----------------------------------------------------------------------------
     def fit(self, formulas, y, formulas_val=None, y_val=None):

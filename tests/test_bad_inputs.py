@@ -436,3 +436,31 @@ def test_skops_still_loads_hsickit_trees(tmp_path):
                 HistGradientBoostingClassifier(max_iter=3).fit(X, X[:, 0] > 0)):
         save_sklearn(tmp_path / "m.skops", est)
         assert np.allclose(load_sklearn(tmp_path / "m.skops").predict(X), est.predict(X))
+
+
+@pytest.mark.slow
+def test_ecg_predict_keeps_earlier_predictions_without_overwrite(tmp_path, capsys, monkeypatch):
+    from hsickit.apps.ecg.api import train_beats
+    from hsickit.apps.ecg.synthetic import write_synthetic_records
+
+    records = write_synthetic_records(tmp_path / "r", 2, 20, random_state=0)
+    train_beats(records, tmp_path / "run", validation_records="none", channels=(), random_state=0, verbose=0)
+    assert json.loads((tmp_path / "run" / RUN_MARKER).read_text())["app"] == "ecg"
+    args = ["ecg", "predict", tmp_path / "run", tmp_path / "r" / "s00", "--out", tmp_path / "p", "--quiet"]
+    code, _, err = hsickit(capsys, monkeypatch, *args)
+    assert code == 0, err
+    first = (tmp_path / "p" / "s00_beats.csv").read_text()
+    code, _, err = hsickit(capsys, monkeypatch, *args)
+    one_error(code, err, "s00_beats.csv", "--overwrite")
+    assert (tmp_path / "p" / "s00_beats.csv").read_text() == first
+    code, _, err = hsickit(capsys, monkeypatch, *args, "--overwrite")
+    assert code == 0, err
+
+
+def test_edited_materials_feature_list_is_an_error(materials_run, data, capsys, monkeypatch):
+    meta = json.loads((materials_run / "model" / "materials.json").read_text())
+    meta["feature_mean"] = meta["feature_mean"][:-3]
+    (materials_run / "model" / "materials.json").write_text(json.dumps(meta))
+    code, _, err = hsickit(capsys, monkeypatch, "materials", "predict", materials_run, data / "gaps.csv",
+                           "-o", data / "p.csv")
+    one_error(code, err, "materials.json", "restore it")

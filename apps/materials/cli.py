@@ -75,7 +75,7 @@ def _check_target(table, task, classification):
     if classification:
         raise HsickitError(f"{table.source}: the target column {column!r} is constant (every row is {values[0]}); a "
                            "classifier needs at least two classes: check --target-col, or add rows of the other "
-                           f"class{'' if task == 'classification' else ' (if it holds numbers to predict, --task regression)'}")
+                           f"class{' (if it holds numbers to predict, --task regression)' if table.y.dtype != object else ''}")
     typer.echo(f"warning: {table.source}: the target column {column!r} is constant (every row is {values[0]}); "
                "the model can only learn that value", err=True)
 

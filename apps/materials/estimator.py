@@ -376,6 +376,11 @@ class _MaterialsEstimator(BaseEstimator):
         est.members_ = [member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
         if meta.get("fine_tuned"):
             est.fine_tuned_ = meta["fine_tuned"]
+        sizes = {len(est.feature_mean_), len(est.feature_scale_), len(est.feature_names_), est.n_features_in_,
+                 *(getattr(m, "n_features_in_", est.n_features_in_) for m in est.members_)}
+        if len(sizes) > 1:
+            raise HsickitError(f"{path / 'materials.json'} does not match its models (feature lists of sizes "
+                               f"{sorted(sizes)}): the file was edited or comes from another run; restore it or retrain")
         return est
 
 

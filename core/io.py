@@ -625,9 +625,14 @@ def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence
 
 def _start_training_run(path: Path, settings: dict, inputs: Sequence, overwrite: bool, app: str | None,
                         command: str) -> tuple[RunFolder, bool]:
-    record = _jsonable({"settings": settings, "inputs": {str(p): file_digest(p) for p in inputs if p is not None}})
+    from hsickit.core.distributed import is_main_process
+
+    record = _jsonable({"hsickit_run": RUN_FORMAT, "settings": settings,
+                        "inputs": {str(p): file_digest(p) for p in inputs if p is not None}})
     marker = path / TRAINING_MARKER
-    ours = read_run_marker(path) is not None
+    # hsickit's own: marked, or (between the two writes below, as another torchrun rank may see it)
+    # a training record that says so
+    ours = read_run_marker(path) is not None or _own_training_record(marker)
     if marker.exists() and ours and not overwrite:
         old = read_json(marker)
         if not (isinstance(old, dict) and isinstance(old.get("settings"), dict) and isinstance(old.get("inputs"), dict)):
@@ -644,12 +649,21 @@ def _start_training_run(path: Path, settings: dict, inputs: Sequence, overwrite:
         return RunFolder(path), True
     if not (marker.exists() and ours):
         check_output_folder(path, overwrite)  # refuses any non-empty folder that is not hsickit's
-    if overwrite and path.exists() and ours:
+    if overwrite and path.exists() and ours and is_main_process():
         shutil.rmtree(path)
     run = RunFolder(path)
+    write_json(marker, record)  # first: it names the folder as hsickit's on its own
     mark_run(path, app or "", command)
-    write_json(marker, record)
     return run, False
+
+
+def _own_training_record(marker: Path) -> bool:
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("hsickit_run") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager

@@ -286,7 +286,8 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
             self.multilabel_ = False
             self.classes_ = np.unique(y) if self.classes is None else np.asarray(self.classes)
             if self.classes is None and len(self.classes_) < 2:
-                raise HsickitError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least two")
+                raise HsickitError(f"y is constant: it has only one class ({self.classes_.tolist()[0]!r}); a classifier "
+                                   "needs at least two (numbers to predict: use DeepRegressor)")
         self._task = "classification"
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({v for v in y.tolist() if v not in index}, key=str)

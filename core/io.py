@@ -467,8 +467,10 @@ def save_sklearn(path: str | os.PathLike, estimator) -> Path:
 
 
 #: The types outside skops' own trusted set that the scikit-learn models hsickit saves hold (trees
-#: of forests and of gradient boosting); :func:`load_sklearn` loads these and no others.
-SKLEARN_TYPES = ("sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")
+#: of forests and of gradient boosting; one-vs-rest's stand-in for a label with one value);
+#: :func:`load_sklearn` loads these and no others.
+SKLEARN_TYPES = ("sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+                 "sklearn.multiclass._ConstantPredictor")
 
 
 def load_sklearn(path: str | os.PathLike, trusted: Sequence[str] = ()):

@@ -195,7 +195,8 @@ class _MaterialsEstimator(BaseEstimator):
         if len(y) != len(X):
             raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
         if self._member_cls is DeepClassifier and len(np.unique(y)) < 2:
-            raise HsickitError(f"y has only one class ({y[0]!r}); a classifier needs at least two")
+            raise HsickitError(f"the target is constant: it has only one class ({y.tolist()[0]!r}); a classifier needs at "
+                               "least two (numbers to predict: MaterialsRegressor, CLI --task regression)")
         self.feature_mean_ = X.mean(0)
         self.feature_min_, self.feature_max_ = X.min(0), X.max(0)
         scale = X.std(0)

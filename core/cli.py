@@ -15,7 +15,6 @@ from pathlib import Path
 
 import typer
 
-from hsickit.core.checks import check_options  # noqa: F401  (the apps' CLIs check their options with it)
 from hsickit.core.errors import HsickitError
 
 app = typer.Typer(help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",

@@ -20,6 +20,16 @@ from hsickit.core.errors import HsickitError
 app = typer.Typer(help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
+#: Show Python tracebacks instead of one-line errors (``hsickit --debug ...`` or HSICKIT_DEBUG=1).
+_debug = {"on": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", envvar="HSICKIT_DEBUG",
+                                        help="Show the Python traceback of an error (also HSICKIT_DEBUG=1).")) -> None:
+    """hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy."""
+    _debug["on"] = debug
+
 
 @app.command()
 def info() -> None:
@@ -75,11 +85,41 @@ def plain_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def _error_line(err: BaseException) -> tuple[str, int]:
+    """One line for an error that stops a command, with the exit code (2: bad input, 1: hsickit's fault)."""
+    if isinstance(err, HsickitError):
+        return str(err), 2
+    if isinstance(err, OSError):
+        what = err.filename if err.filename is not None else "a file"
+        fix = {PermissionError: "check its permissions, or choose a path you can write to",
+               FileNotFoundError: "check the path",
+               IsADirectoryError: "give a file, not a folder",
+               NotADirectoryError: "a part of the path is a file, not a folder: check the path",
+               FileExistsError: "choose another path, or remove it"}.get(type(err))
+        if fix is None and getattr(err, "errno", None) == 28:
+            fix = "free disk space, or write elsewhere"
+        return f"{err.strerror or err} ({what}); {fix or 'check the path and the disk'}", 2
+    if isinstance(err, UnicodeDecodeError):
+        return f"cannot read a file as text ({err}); save it as UTF-8", 2
+    if isinstance(err, (ValueError, TypeError, KeyError, IndexError)):
+        return (f"{type(err).__name__}: {err}; this input was not checked as it should have been: rerun with "
+                "--debug for the traceback and report it with the command"), 2
+    return (f"{type(err).__name__}: {err}; this is a bug in hsickit: rerun with --debug for the traceback and "
+            "report it with the command"), 1
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning hsickit errors into one clear line and exit code 2."""
+    """Entry point: run the CLI; an error becomes one ``error: ...`` line and exit code 2 (1 for a bug in
+    hsickit), or its traceback with ``hsickit --debug`` / HSICKIT_DEBUG=1."""
     warnings.formatwarning = plain_warning
     try:
         build_app()()
-    except HsickitError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:
+        if _debug["on"] or os.environ.get("HSICKIT_DEBUG", "") not in ("", "0"):
+            raise
+        line, code = _error_line(err)
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(code)

@@ -19,7 +19,7 @@ import numpy as np
 
 from hsickit.core import plots
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import RunFolder, markdown_table
+from hsickit.core.io import RunFolder, markdown_table, open_output_folder
 
 #: The reference code's MNIST settings (ANCHORS.md section 1), as DeepClassifier parameters.
 REFERENCE_HSIC = dict(training="hsic", sigma=6.0, kernel_convention="reference", beta=200.0,
@@ -43,6 +43,8 @@ def compare(out: str | Path, epochs: int = 5, seed: int = 0, depth: int = 5, wid
 
     Returns one row per method: test accuracy, seconds per epoch, epochs.
     """
+    for name in ("hsic", "backprop"):  # refused up front, never after minutes of training
+        open_output_folder(Path(out) / name, "core", "demo")
     X_train, X_test, y_train, y_test = mnist_subset(seed=seed)
     rows = []
     for name, params in (("hsic", REFERENCE_HSIC), ("backprop", REFERENCE_BACKPROP)):

@@ -222,7 +222,24 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         est.n_features_in_, est._seed_ = meta["n_features_in_"], meta["seed"]
         est.history_, est.train_config_ = meta["history"], meta["train_config"]
         est._set_state(meta)
+        est._check_loaded(path)
         return est
+
+    def _check_loaded(self, path: Path) -> None:
+        """estimator.json must describe the network it sits beside (an edited or swapped file is an error)."""
+        config = self.model_.config
+        outputs, inputs = getattr(config, "out_features", None), getattr(config, "in_features", None)
+        n_out = len(self.classes_) if hasattr(self, "classes_") else getattr(self, "n_outputs_", None)
+        problems = []
+        if outputs is not None and n_out is not None and n_out != outputs:
+            what = "classes" if hasattr(self, "classes_") else "target columns"
+            problems.append(f"it lists {n_out} {what} but the network has {outputs} outputs")
+        if inputs is not None and not self._takes_signals() and self.n_features_in_ != inputs:
+            problems.append(f"it says {self.n_features_in_} input features but the network takes {inputs}")
+        if problems:
+            raise HsickitError(f"{path / 'estimator.json'} does not match {path / 'model.safetensors'} "
+                               f"({'; '.join(problems)}): the file was edited or comes from another run; restore it "
+                               "from a copy or retrain")
 
 
 class DeepClassifier(ClassifierMixin, _DeepEstimator):
@@ -269,7 +286,8 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
             self.multilabel_ = False
             self.classes_ = np.unique(y) if self.classes is None else np.asarray(self.classes)
             if self.classes is None and len(self.classes_) < 2:
-                raise HsickitError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least two")
+                raise HsickitError(f"y is constant: it has only one class ({self.classes_.tolist()[0]!r}); a classifier "
+                                   "needs at least two (numbers to predict: use DeepRegressor)")
         self._task = "classification"
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({v for v in y.tolist() if v not in index}, key=str)

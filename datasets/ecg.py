@@ -172,6 +172,12 @@ def list_records(directory: str | os.PathLike, records: Sequence[str | int] | st
         records = [r.strip() for r in records.split(",") if r.strip()]
     if records:
         names = [str(r) for r in records]
+        root = directory.resolve()
+        outside = [r for r in names if not (directory / r).resolve().is_relative_to(root)]
+        if outside:
+            raise HsickitError(f"record name(s) {', '.join(outside)} point outside the records folder {directory}; "
+                               "--records-list takes names inside --records (as its RECORDS file lists them): "
+                               "pass the other folder as --records instead")
         missing = [r for r in names if not (directory / f"{r}.hea").exists()]
         if missing:
             raise HsickitError(

@@ -59,6 +59,12 @@ MATBENCH_SEED = 18012019
 # An amount written right after an element symbol or a closing bracket (pymatgen's grammar).
 _AMOUNT = re.compile(r"(?:[A-Z][a-z]*|[)\]])\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)")
 _SYMBOL = re.compile(r"[A-Z][a-z]*")
+#: Amounts above this (atoms per formula unit) are refused as typos; below ``MIN_RELATIVE_AMOUNT``
+#: times the formula's largest amount as negligible (pymatgen drops them without a word).
+MAX_AMOUNT = 1e6
+MIN_RELATIVE_AMOUNT = 1e-6
+#: Targets beyond ± this are refused: float32 networks (and the scaler) overflow on them.
+MAX_TARGET = 1e30
 
 
 def parse_formula(text):
@@ -92,13 +98,24 @@ def parse_formula(text):
     s = text.strip()
     if not s:
         raise HsickitError("empty formula: write a chemical formula such as 'Fe2O3'")
-    for m in _AMOUNT.finditer(s):
-        value = float(m.group(1))
+    amounts = [(m.group(0)[:m.start(1) - m.start(0)].strip(), m.group(1), float(m.group(1))) for m in _AMOUNT.finditer(s)]
+    for who, written, value in amounts:
         if value <= 0:
             raise HsickitError(
-                f"formula {text!r}: amount {m.group(1)} is {'zero' if value == 0 else 'negative'}; "
+                f"formula {text!r}: amount {written} is {'zero' if value == 0 else 'negative'}; "
                 "every element needs a positive amount (leave an element out rather than writing 0)"
             )
+        if not np.isfinite(value) or value > MAX_AMOUNT:
+            raise HsickitError(f"formula {text!r}: amount {written} is absurdly large (more than {MAX_AMOUNT:g} atoms per "
+                               "formula unit); check the number (a missing decimal point or separator?)")
+    implicit = any(not s[m.end():].lstrip()[:1].replace(".", "0").isdigit() for m in _SYMBOL.finditer(s))
+    largest = max([v for _, _, v in amounts] + ([1.0] if implicit or not amounts else []))  # no number: 1
+    for who, written, value in amounts:
+        if value <= MIN_RELATIVE_AMOUNT * largest:
+            of = "the bracket" if who in (")", "]") else who
+            raise HsickitError(f"formula {text!r}: the amount {written} of {of} is negligible (less than a millionth of "
+                               f"the largest amount, {largest:g}); such an amount is a typo or below what pymatgen keeps: "
+                               f"leave {of} out, or write its real amount")
     for sym in set(_SYMBOL.findall(s)):
         if sym in ("D", "T"):
             continue
@@ -117,6 +134,10 @@ def parse_formula(text):
             f"formula {text!r} cannot be parsed ({exc}); check brackets, symbols and amounts{case}, "
             "e.g. 'Ag(AuS)2', 'Fe0.7Ni0.3'"
         ) from None
+    lost = sorted({sym for sym in _SYMBOL.findall(s) if sym not in ("D", "T")} - {el.symbol for el in comp.elements})
+    if lost:
+        raise HsickitError(f"formula {text!r}: element(s) {lost} were lost in parsing (an amount too small to keep?); "
+                           "leave them out or write their real amounts")
     if comp.num_atoms <= 0 or len(comp) == 0:
         raise HsickitError(f"formula {text!r} contains no atoms; write a chemical formula such as 'Fe2O3'")
     return comp
@@ -183,11 +204,13 @@ def _read_any(source, sep=None):
         elif suffix.startswith(".parquet"):
             df = pd.read_parquet(path)
         else:
+            from hsickit.datasets.tables import read_text_table
+
             if sep is None and suffix.startswith((".tsv", ".tab")):
                 sep = "\t"
-            # keep_default_na=False: an empty formula cell stays "" and is reported as empty.
-            df = pd.read_csv(path, sep=sep if sep is not None else ",", dtype=str, keep_default_na=False,
-                             engine="python" if sep not in (None, ",", "\t") else "c")
+            # an empty formula cell stays "" and is reported as empty; repeated headers, another
+            # separator and non-UTF-8 bytes are errors naming the file and row
+            df = read_text_table(path, sep=sep if sep is not None else ",", name=str(path))
     except HsickitError:
         raise
     except Exception as exc:
@@ -313,6 +336,10 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
             bad.append((i + 1, col, text, f"target {col!r} value {text!r} {why}; write a plain number "
                                           "such as 1.25 (no units) or remove the row (class labels such as "
                                           "'metal': target_type='label', CLI --task classification)"))
+        for i in np.flatnonzero(np.isfinite(num) & (np.abs(num) > MAX_TARGET)):
+            bad.append((i + 1, col, str(raw.iloc[i]), f"target {col!r} value {raw.iloc[i]!r} is beyond ±{MAX_TARGET:g}, "
+                                                      "too large for a network to learn (float32); fix the value or "
+                                                      "rescale the column (another unit)"))
         ys.append(num)
 
     rejects = pd.DataFrame(sorted(bad), columns=["row", "column", "value", "reason"])

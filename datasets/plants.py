@@ -26,6 +26,7 @@ Examples
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 import warnings
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from hsickit.core.errors import HsickitError
+from hsickit.datasets.tables import read_text_table
 
 __all__ = [
     "RANKS",
@@ -126,11 +128,15 @@ class Taxonomy:
             key = lower.get("label", levels[0])
         if key not in table.columns:
             raise HsickitError(f"taxonomy {source} has no key column {key!r}; columns: {list(table.columns)}")
+        if len(table) == 0:
+            raise HsickitError(f"the taxonomy file {source} has no rows (only its header); add one row per species "
+                               f"with its {', '.join(levels[1:])}")
         self.levels = tuple(levels)
         self.key = key
         cols = [key] + [c for c in self.levels if c != key]
         sub = table[cols].copy()
         self._validate(sub)
+        self._warn_suspicious(sub)
         for c in cols:
             sub[c] = sub[c].astype(str).str.strip()
         self.table = sub.reset_index(drop=True)
@@ -182,6 +188,26 @@ class Taxonomy:
                 keys = sorted(s.loc[s[self.levels[0]] == name, self.key])
                 raise HsickitError(f"taxonomy {src}: {self.levels[0]} {name!r} has several labels {keys}; "
                                    "use one label per species (merge the samples under one label)")
+
+    def _warn_suspicious(self, sub: pd.DataFrame) -> None:
+        """Warn (not refuse: it is legal, if odd) when a name sits at two ranks, e.g. a genus named as its
+        family, or when a row's species and genus look swapped (a one-word species in a two-word genus)."""
+        s = sub.astype(str).apply(lambda x: x.str.strip())
+        seen: dict[str, str] = {}
+        for level in self.levels:
+            for name in s[level].unique():
+                if name in seen and seen[name] != level:
+                    warnings.warn(f"taxonomy {self.source}: {name!r} is both a {seen[name]} and a {level} name; "
+                                  "check the columns are in the right order and each rank holds its own names",
+                                  stacklevel=4)
+                seen.setdefault(name, level)
+        if "species" in s.columns and "genus" in s.columns:
+            swapped = np.flatnonzero(~s["species"].str.contains(" ").to_numpy() & s["genus"].str.contains(" ").to_numpy())
+            if len(swapped):
+                i = swapped[0]
+                warnings.warn(f"taxonomy {self.source}: {_row(i)} has species {s['species'].iloc[i]!r} and genus "
+                              f"{s['genus'].iloc[i]!r} ({len(swapped)} such row(s); {ROW_NUMBERING}): species and "
+                              "genus look swapped; a species is usually 'Genus epithet'", stacklevel=4)
 
     def _build_index(self) -> None:
         self._codes = {}
@@ -345,7 +371,7 @@ def read_taxonomy(path, levels: Sequence[str] | None = None, key: str | None = N
         raise HsickitError(f"taxonomy file {path} does not exist; pass a CSV with species,genus,family columns")
     try:
         sep = "\t" if str(name).endswith((".tsv", ".tab")) else ","
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        table = read_text_table(path, sep=sep, name=name, na_blank=True)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise HsickitError(f"taxonomy {name} is not a readable CSV ({err}); save it as comma-separated text "
                            "with a header row") from err
@@ -455,7 +481,7 @@ def _join_labels(labels, taxonomy: Taxonomy | None, ignore_errors: bool, source:
 
 def _read_splits(splits, id_col: str) -> dict:
     name = _source_name(splits)
-    tab = pd.read_csv(splits, dtype=str, keep_default_na=False)
+    tab = read_text_table(splits, name=name)
     if id_col not in tab.columns or "split" not in tab.columns:
         raise HsickitError(f"splits file {name} needs columns {id_col!r} and 'split'; it has {list(tab.columns)}")
     return dict(zip(tab[id_col].str.strip(), tab["split"].str.strip()))
@@ -514,8 +540,8 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
         raise HsickitError(f"feature table {path} does not exist")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        table = read_text_table(path, name=source)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, csv.Error) as err:
         raise HsickitError(f"{source} is not a readable CSV ({err}); save it as comma-separated text with a header") from err
     table.columns = [str(c).strip() for c in table.columns]
     has_labels = label_col in table.columns
@@ -671,7 +697,7 @@ def read_image_index(path, taxonomy: Taxonomy | None = None, path_col: str = "pa
     path = Path(path)
     if not path.exists():
         raise HsickitError(f"image index {path} does not exist")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_text_table(path, name=_source_name(path))
     if path_col not in table.columns:
         alt = [c for c in ("path", "file", "filename", "image") if c in table.columns]
         if not alt:
@@ -722,7 +748,7 @@ def read_image_npz(path, taxonomy: Taxonomy | None = None, labels=None, label_co
     if lab is not None:
         lab = np.array([str(v) for v in lab], dtype=object)
     if labels is not None:
-        tab = pd.read_csv(labels, dtype=str, keep_default_na=False)
+        tab = read_text_table(labels, name=_source_name(labels))
         if id_col not in tab.columns or label_col not in tab.columns:
             raise HsickitError(f"labels file {labels} needs columns {id_col!r} and {label_col!r}; it has {list(tab.columns)}")
         m = dict(zip(tab[id_col].str.strip(), tab[label_col].str.strip()))

@@ -88,7 +88,7 @@ def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
             raise RuntimeError("training failed")
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no folder, no leftovers
     for text in ("first", "second"):  # a run folder is replaced whole, and only with overwrite
-        with staged_folder(out, overwrite=True) as tmp:
+        with staged_folder(out, overwrite=True, app="core", command="test") as tmp:
             (tmp / "config.json").write_text(text)
             assert not (out / "config.json").exists() or (out / "config.json").read_text() == "first"
     assert (out / "config.json").read_text() == "second" and [p.name for p in tmp_path.iterdir()] == ["run"]

@@ -145,8 +145,10 @@ def test_errors_are_one_clear_message(files):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", str(files), "--features", str(files / "specimens.csv")])
     assert "not a plants run folder" in str(result.exception)
-    result = runner.invoke(app, ["train", "--taxonomy", str(files / "taxonomy.csv"), "--out", str(files / "r")])
+    result = runner.invoke(app, ["train", "--taxonomy", str(files / "taxonomy.csv"), "--out", str(files / "r2")])
     assert "exactly one of --features" in str(result.exception)
+    result = runner.invoke(app, ["train", "--taxonomy", str(files / "taxonomy.csv"), "--out", str(files / "r")])
+    assert "holds a finished run" in str(result.exception)  # --out is checked before any data is read
 
 
 def test_skipped_rows_are_reported_once_by_row_as_errors_number_them(files, recwarn):
@@ -170,7 +172,7 @@ def test_skipped_rows_are_reported_once_by_row_as_errors_number_them(files, recw
     assert not [w for w in recwarn if "skipped" in str(w.message)]  # a report, not a Python warning
     bad.loc[5, "f2"] = 1.0
     bad.to_csv(files / "bad.csv", index=False)
-    error = str(runner.invoke(app, args).exception)
+    error = str(runner.invoke(app, args[:-5] + ["--out", str(files / "r2"), "--quiet", "--epochs", "1"]).exception)
     assert "'Q_xyz' (1 samples of" in error and "first at row 4" in error  # not row 3: the blank label counts
 
 

@@ -98,7 +98,8 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
     settings = {"task": "beats", "beat_config": config.to_dict(),
                 **{k: data[k] for k in ("base_run", "records_dir", "train_records", "validation_records") if k in data}}
     files = _record_files(data["records_dir"], sorted({*train.record, *(() if validation is None else validation.record)}))
-    with resumable_training(clf, out, settings, [*inputs, *files], overwrite, verbose):
+    command = "finetune" if "base_run" in data else "train"
+    with resumable_training(clf, out, settings, [*inputs, *files], overwrite, verbose, app="ecg", command=command):
         try:
             clf.fit(train, validation)
         except HsickitError:
@@ -112,7 +113,7 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
         data["n_train_beats"] = len(train) - sum(clf.left_out_.values())
         if getattr(clf, "holdout_records_", None):
             data["downstream_trained_on_records"] = ",".join(clf.holdout_records_)
-        with staged_folder(out, overwrite) as folder:
+        with staged_folder(out, overwrite, app="ecg", command=command) as folder:
             run = RunFolder(folder)
             clf.save(run / "model")
             run.write_config({"task": "beats", "beat_config": config.to_dict(), "model": model, "data": data,
@@ -168,10 +169,16 @@ def _record_files(directories, records: Sequence[str]) -> list[Path]:
 
 def load_run(run: str | os.PathLike, leads: Sequence[str] | None = None) -> tuple[MultiResolutionClassifier, BeatConfig]:
     """The model and beat configuration saved in a run folder; ``leads`` replaces the model's leads."""
+    from hsickit.core.io import check_run_app
+
     run = Path(run)
+    check_run_app(run, "ecg", "`hsickit ecg`")
     if not (run / "config.json").exists():
         raise HsickitError(f"{run} is not a run folder (no config.json); pass the --out folder of 'hsickit ecg train'")
     cfg = read_json(run / "config.json")
+    if cfg.get("task") is None:
+        raise HsickitError(f"{run} is not an ECG run (its config.json names no ECG task); pass the --out folder of "
+                           "'hsickit ecg train'")
     if cfg.get("task") != "beats":
         raise HsickitError(f"{run} holds a '{cfg.get('task')}' model; this command needs a beat model (--task beats)")
     config = BeatConfig.from_dict(cfg["beat_config"])
@@ -243,7 +250,8 @@ def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None,
     return _write_evaluation(RunFolder(run), clf, beats, "evaluation", records_dir)
 
 
-def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None, verbose: int = 1) -> list[Path]:
+def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None, overwrite: bool = False,
+                  verbose: int = 1) -> list[Path]:
     """Label every beat of a record (path without extension) or of every record in a folder.
 
     Writes ``<record>.<ext>`` WFDB annotations (extension ``hsk``; the beat's AAMI class as
@@ -251,12 +259,19 @@ def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None
     taken from the record's annotations when present, else detected; beats in signal dropouts
     are left out (printed with the other repairs). In a folder, a record that cannot be read
     does not stop the others: the error lists them at the end. ``leads`` replaces the model's
-    leads. Returns the CSV paths.
+    leads. Prediction files already in ``out`` are replaced only with ``overwrite``. Returns the CSV paths.
     """
+    from hsickit.core.io import check_output_file
+
     clf, config = load_run(run, leads)
     directory, names = records_at(record_or_dir)
     paths = [directory / r for r in names]
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HsickitError(f"--out {out} is a file; give a folder for the predictions")
+    for name in names:
+        for written in (out / f"{Path(name).name}_beats.csv", out / f"{Path(name).name}.hsk"):
+            check_output_file(written, overwrite=overwrite, option="--out")
     out.mkdir(parents=True, exist_ok=True)
     written, failed = [], []
     from hsickit.apps.ecg.beats import beats_from_record

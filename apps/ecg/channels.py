@@ -100,7 +100,9 @@ def channel_input(name: str, beats: BeatSet) -> np.ndarray:
 
 def fit_batch_size(batch_size: int, n: int) -> int:
     """``batch_size``, made no larger than the training part of ``n`` samples (small fine-tuning sets)."""
-    return int(max(2, min(batch_size, int(0.85 * n))))
+    from hsickit.core.checks import check_batch_size
+
+    return int(max(2, min(check_batch_size(batch_size), int(0.85 * n))))
 
 
 def class_weights(y: np.ndarray, mode: str | dict | None) -> dict | None:

@@ -34,8 +34,9 @@ def _seed(seed: int) -> None:
 
 def _records_model(run: Path) -> bool:
     """Whether ``run`` holds a record model (``--task records``) rather than a beat model."""
-    from hsickit.core.io import read_json
+    from hsickit.core.io import check_run_app, read_json
 
+    check_run_app(run, "ecg", "`hsickit ecg`")
     return read_json(run / "config.json").get("task") == "records"
 
 
@@ -83,6 +84,9 @@ def train(
     quiet: bool = _QUIET,
 ) -> None:
     """Train a model on annotated records and write a run folder."""
+    from hsickit.core.checks import check_options
+
+    check_options(epochs=epochs, channel_epochs=channel_epochs, holdout_fraction=holdout_fraction)
     _seed(seed)
     verbose = 0 if quiet else 1
     if task == "records":
@@ -145,17 +149,18 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv."),
     leads: Optional[str] = _LEADS,
     quiet: bool = _QUIET,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace prediction files already in --out."),
 ) -> None:
     """Beat model: label every beat (WFDB annotations, extension hsk, and CSV). Record model: per-label probabilities and the predicted labels of every record (CSV)."""
     verbose = 0 if quiet else 1
     if _records_model(run):
         from hsickit.apps.ecg.records import predict_records
 
-        typer.echo(str(predict_records(run, record_or_dir, out, verbose=verbose)))
+        typer.echo(str(predict_records(run, record_or_dir, out, overwrite=overwrite, verbose=verbose)))
         return
     from hsickit.apps.ecg.api import predict_beats
 
-    for path in predict_beats(run, record_or_dir, out, leads=_leads(leads), verbose=verbose):
+    for path in predict_beats(run, record_or_dir, out, leads=_leads(leads), overwrite=overwrite, verbose=verbose):
         typer.echo(str(path))
 
 
@@ -177,7 +182,9 @@ def finetune(
     """Fine-tune a beat or record model on your own labelled records."""
     from hsickit.apps.ecg.api import finetune_beats
     from hsickit.apps.ecg.records import finetune_records
+    from hsickit.core.checks import check_options
 
+    check_options(epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
     _seed(seed)
     if _records_model(run):
         finetune_records(run, _one_folder(records), out, records_list, validation_list, epochs=epochs, frozen_blocks=frozen_blocks,
@@ -210,7 +217,7 @@ def demo(
     train_beats(records, out / "run", validation_records="s06,s07", channels=("beat", "rhythm", "wavelet", "rr"),
                 channel_epochs=3, epochs=5, random_state=seed, overwrite=True, verbose=verbose)
     metrics = evaluate_beats(out / "run", records, "s06,s07", verbose=verbose)
-    predict_beats(out / "run", records / "s07", out / "predictions", verbose=verbose)
+    predict_beats(out / "run", records / "s07", out / "predictions", overwrite=True, verbose=verbose)
     finetune_beats(out / "run", hospital, out / "finetuned", epochs=2, overwrite=True, verbose=verbose)
     keys = ["accuracy", "kappa"] + [f"{m}_{c}" for c in ("N", "S", "V", "F") for m in ("sensitivity", "ppv")]
     typer.echo(" ".join(f"{k}={'n/a' if math.isnan(metrics[k]) else format(metrics[k], '.3f')}" for k in keys))

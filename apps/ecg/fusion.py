@@ -377,6 +377,17 @@ class MultiResolutionClassifier(BaseEstimator):
             validation = self._known(validation, "validation")
         y = beats.y.astype(str)
         warm = self.warm_start and hasattr(self, "downstream_")
+        if not warm:
+            wanted = [str(c) for c in (self.classes if self.classes is not None else ("N", "S", "V", "F"))]
+            absent = [c for c in wanted if c not in set(y)]
+            records = ", ".join(sorted(set(beats.record.astype(str))))
+            if len(set(y)) < 2:
+                raise HsickitError(f"the training beats (records {records}) are all of class {y[0] if len(y) else 'none'}; "
+                                   f"the classes {', '.join(absent)} are missing: a classifier needs at least two, so add "
+                                   "records that hold such beats (--records-list), or train on more records")
+            if absent:
+                warnings.warn(f"the training beats (records {records}) hold no beats of class(es) {', '.join(absent)}: "
+                              "the model will never predict them; add records with such beats", stacklevel=2)
         if warm:
             unknown = sorted(str(c) for c in set(y) - set(self.classes_.tolist()))
             if unknown:

@@ -229,7 +229,9 @@ class RecordClassifier(BaseEstimator):
         self.verbose = verbose
 
     def _batch_size(self, n: int) -> int:
-        return int(max(2, min(self.batch_size, n)))
+        from hsickit.core.checks import check_batch_size
+
+        return int(max(2, min(check_batch_size(self.batch_size), n)))
 
     def _continue(self, net: DeepClassifier, epochs: int, n: int) -> DeepClassifier:
         return net.set_params(warm_start=True, epochs=epochs, frozen_blocks=self.frozen_blocks, lr=self.lr,
@@ -355,7 +357,8 @@ def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig
     """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.io.resumable_training`)."""
     settings = {"task": "records", "record_config": config.to_dict(), "records_dir": os.path.abspath(records_dir),
                 "records": list(rs.records), "validation_records": list(val), "labels": list(rs.labels), **settings}
-    with resumable_training(clf, out, settings, [*inputs, *record_files(records_dir, rs.records)], overwrite, verbose):
+    with resumable_training(clf, out, settings, [*inputs, *record_files(records_dir, rs.records)], overwrite, verbose,
+                            app="ecg", command="finetune" if "base_run" in settings else "train"):
         yield
 
 
@@ -363,7 +366,7 @@ def _write_run(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig
                data: dict, title: str, labels_note: str = "") -> dict:
     """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card
     (built whole in a temporary sibling, see :func:`hsickit.core.io.staged_folder`)."""
-    with staged_folder(out, overwrite) as folder:
+    with staged_folder(out, overwrite, app="ecg", command="finetune" if "base_run" in data else "train") as folder:
         return _write_run_into(RunFolder(folder), clf, config, rs, train, val, data, title, labels_note)
 
 
@@ -450,6 +453,9 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
 
 def load_record_run(run) -> tuple[RecordClassifier, RecordConfig]:
     """The record model and record configuration saved in a run folder."""
+    from hsickit.core.io import check_run_app
+
+    check_run_app(run, "ecg", "`hsickit ecg`")
     cfg = read_json(Path(run) / "config.json")
     if cfg.get("task") != "records":
         raise HsickitError(f"{run} holds a {cfg.get('task', 'beats')!r} model; this command needs a record model (--task records)")
@@ -463,13 +469,16 @@ def evaluate_records(run, records_dir, records=None, *, verbose: int = 1) -> dic
     return _evaluate(RunFolder(run), clf, rs, "evaluation")
 
 
-def predict_records(run, record_or_dir, out, *, verbose: int = 1) -> Path:
+def predict_records(run, record_or_dir, out, *, overwrite: bool = False, verbose: int = 1) -> Path:
     """Diagnose a record (path without extension) or every record in a folder; no labels needed.
 
     Writes ``out/record_predictions.csv``, one row per record: ``record``, ``p_<label>`` per
     model label, and ``predicted``, the labels whose probability reaches the model's
-    threshold, joined by ``;``. Returns the CSV's path.
+    threshold, joined by ``;``. Returns the CSV's path. An existing CSV is replaced only with ``overwrite``.
     """
+    from hsickit.core.io import check_output_file
+
+    check_output_file(Path(out) / "record_predictions.csv", overwrite=overwrite, option="--out")
     clf, config = load_record_run(run)
     directory, names = records_at(record_or_dir)
     rs = load_record_set(directory, names, config, labels=clf.labels_, labelled=False, verbose=verbose)

@@ -36,13 +36,48 @@ def _threads():
 
 
 def _load(run_dir):
-    """The model of a run folder; a clear error when the folder itself is missing."""
+    """The model of a run folder; a clear error when the folder itself is missing or is another app's run."""
     from hsickit.apps.materials.estimator import load_estimator
+    from hsickit.core.io import check_run_app
 
     if not Path(run_dir).is_dir():
         raise HsickitError(f"run folder {str(run_dir)!r} does not exist; give the folder written by "
                            "`hsickit materials train --out RUN`")
+    check_run_app(run_dir, "materials", "`hsickit materials`")
     return load_estimator(Path(run_dir) / MODEL_DIR)
+
+
+def _check_choices(model, features, training):
+    """Refuse unknown --model / --features / --training names before any folder is made."""
+    from hsickit.apps.materials.estimator import NETWORKS
+    from hsickit.apps.materials.featurizers import get_featurizer
+    from hsickit.apps.materials.forest import FORESTS, is_forest
+    from hsickit.apps.materials.selection import candidates_from
+
+    if training not in ("backprop", "hsic"):
+        raise HsickitError(f"--training {training!r}: use backprop or hsic")
+    candidates = candidates_from(model, features)
+    if not candidates:
+        raise HsickitError("--model and --features need at least one name each")
+    for c in candidates:
+        if not is_forest(c["model"]) and c["model"] not in NETWORKS:
+            raise HsickitError(f"--model {c['model']!r} is not a materials model; valid names: {', '.join(NETWORKS)}, "
+                               f"or a tree ensemble: {', '.join(FORESTS)}")
+        get_featurizer(c["features"])
+
+
+def _check_target(table, task, classification):
+    """A target with one value is refused for classification (warned for regression), naming the column."""
+    values = np.unique(table.y.astype(str)) if table.y.dtype == object else np.unique(table.y)
+    if len(values) > 1:
+        return
+    column = table.target_names[0]
+    if classification:
+        raise HsickitError(f"{table.source}: the target column {column!r} is constant (every row is {values[0]}); a "
+                           "classifier needs at least two classes: check --target-col, or add rows of the other "
+                           f"class{' (if it holds numbers to predict, --task regression)' if table.y.dtype != object else ''}")
+    typer.echo(f"warning: {table.source}: the target column {column!r} is constant (every row is {values[0]}); "
+               "the model can only learn that value", err=True)
 
 
 TARGET_TYPES = {"regression": "number", "classification": "label", "auto": "auto"}
@@ -105,11 +140,18 @@ def train(
     settings = {k: v for k, v in locals().items() if k not in ("out", "unit", "quiet", "device", "overwrite")}
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.core import plots
-    from hsickit.core.io import finish_training_run, start_training_run
+    from hsickit.core.checks import check_options
+    from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
 
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_models=n_models,
+                  inner_folds=inner_folds, validation_fraction=validation_fraction)
+    _check_choices(model, features, training)
+    if not (out / "training.json").exists():
+        check_output_folder(out, overwrite)  # before the table is read: a refused --out costs nothing
     _threads()
     table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet, target_type=_target_type(task))
-    run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite)
+    _check_target(table, task, _is_classification(table.y, task))
+    run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite, app="materials", command="train")
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished run in {out}")
     _write_reports(out, table, duplicates, quiet)
@@ -201,14 +243,14 @@ def evaluate(
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram
     (classification: accuracy, ROC-AUC, F1, confusion matrix), and predictions.csv: predict's columns plus target."""
     from hsickit.apps.materials.estimator import MaterialsClassifier
-    from hsickit.core.io import RunFolder, evaluation_folder, read_json
+    from hsickit.core.io import evaluation_folder, open_output_folder, read_json
 
     _threads()
     est = _load(run_dir)
     out = out or evaluation_folder(run_dir, data)
     table = _read_table(data, formula_col, target_col, skip_invalid, "keep", quiet,
                         target_type="label" if isinstance(est, MaterialsClassifier) else "number")
-    run = RunFolder(out)  # created only once the input is read and checked
+    run = open_output_folder(out, "materials", "evaluate")  # created only once the input is read and checked
     _write_reports(out, table, "keep", quiet)
     unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""
     m = _evaluate_into(run, est, table, unit)
@@ -220,15 +262,17 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `train` or `finetune`."),
     formulas: Path = typer.Argument(..., help="Table with a formula column."),
-    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write."),
+    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write (never the input table)."),
     formula_col: str = typer.Option("formula"),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
     quiet: bool = typer.Option(False, "--quiet"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Predict the property (or class and its probabilities, p_<class>) of every formula; with an
     ensemble (or a tree model) also its std."""
-    from hsickit.core.io import atomic_write
+    from hsickit.core.io import atomic_write, check_output_file
 
+    check_output_file(output, inputs=[formulas], overwrite=overwrite)
     _threads()
     est = _load(run_dir)
     table = _read_table(formulas, formula_col, None, skip_invalid, "keep", quiet)
@@ -265,8 +309,12 @@ def finetune(
     settings = {k: v for k, v in locals().items() if k not in ("out", "quiet", "overwrite")}
     from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.core import plots
-    from hsickit.core.io import finish_training_run, read_json, start_training_run
+    from hsickit.core.checks import check_options
+    from hsickit.core.io import check_output_folder, finish_training_run, read_json, start_training_run
 
+    check_options(freeze_blocks=freeze_blocks, epochs=epochs, lr=lr, patience=patience)
+    if not (out / "training.json").exists():
+        check_output_folder(out, overwrite)
     _threads()
     est = _load(run_dir)
     source = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
@@ -275,7 +323,7 @@ def finetune(
     table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet,
                         target_type="label" if classifier else "number")
     run, resumed = start_training_run(out, settings, inputs=[data, run_dir / MODEL_DIR / "materials.json"],
-                                      overwrite=overwrite)
+                                      overwrite=overwrite, app="materials", command="finetune")
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished fine-tuning in {out}")
     _write_reports(out, table, duplicates, quiet)
@@ -328,12 +376,16 @@ def matbench(
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.apps.materials.matbench import run_matbench
     from hsickit.apps.materials.selection import candidates_from, model_search
-    from hsickit.core.io import RunFolder, markdown_table
+    from hsickit.core.checks import check_options
+    from hsickit.core.io import markdown_table, open_output_folder
     from hsickit.datasets.materials import MATBENCH_TASKS, _task_name
 
-    _threads()
-    run = RunFolder(out)
+    check_options(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_models=n_models,
+                  inner_folds=inner_folds, validation_fraction=validation_fraction)
+    _check_choices(model, features, training)
     t = _task_name(task)
+    _threads()
+    run = open_output_folder(out, "materials", "matbench")
     cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor
     params = dict(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                   validation_fraction=validation_fraction, random_state=seed, verbose=0, device=device)

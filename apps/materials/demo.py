@@ -22,7 +22,7 @@ from hsickit.apps.materials.featurizers import WardAttributes
 from hsickit.apps.materials.matbench import regression_metrics
 from hsickit.apps.materials.runs import MODEL_DIR, card, evaluate_into
 from hsickit.core import plots
-from hsickit.core.io import RunFolder, markdown_table
+from hsickit.core.io import markdown_table, open_output_folder
 from hsickit.datasets.materials import FormulaTable, demo_table_path, read_formula_table
 
 __all__ = ["run_demo"]
@@ -39,11 +39,11 @@ def run_demo(out, epochs=15, seed=0, n_trees=100, verbose=1) -> list:
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.pipeline import make_pipeline
 
+    run = open_output_folder(out, "materials", "demo")
     table = read_formula_table(demo_table_path())
     fold = table.frame["fold"].astype(int).to_numpy()
     tr, te = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
     train, test = _subset(table, tr), _subset(table, te)
-    run = RunFolder(out)
     rows = [{"model": "mean of training targets", **_row(test.y, np.full(len(te), train.y.mean())), "fit_seconds": 0.0}]
     start = time.perf_counter()
     rf = make_pipeline(WardAttributes(), RandomForestRegressor(n_estimators=n_trees, random_state=seed, n_jobs=1))

@@ -174,7 +174,9 @@ class _MaterialsEstimator(BaseEstimator):
 
     def _batch_size(self, n_train):
         """``batch_size``, reduced to the number of training rows (after the validation split)."""
-        return int(max(2, min(self.batch_size, n_train)))
+        from hsickit.core.checks import check_batch_size
+
+        return int(max(2, min(check_batch_size(self.batch_size), n_train)))
 
     # --- fitting ----------------------------------------------------------------------------
     def fit(self, formulas, y, formulas_val=None, y_val=None):
@@ -193,7 +195,8 @@ class _MaterialsEstimator(BaseEstimator):
         if len(y) != len(X):
             raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
         if self._member_cls is DeepClassifier and len(np.unique(y)) < 2:
-            raise HsickitError(f"y has only one class ({y[0]!r}); a classifier needs at least two")
+            raise HsickitError(f"the target is constant: it has only one class ({y.tolist()[0]!r}); a classifier needs at "
+                               "least two (numbers to predict: MaterialsRegressor, CLI --task regression)")
         self.feature_mean_ = X.mean(0)
         self.feature_min_, self.feature_max_ = X.min(0), X.max(0)
         scale = X.std(0)
@@ -374,6 +377,11 @@ class _MaterialsEstimator(BaseEstimator):
         est.members_ = [member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
         if meta.get("fine_tuned"):
             est.fine_tuned_ = meta["fine_tuned"]
+        sizes = {len(est.feature_mean_), len(est.feature_scale_), len(est.feature_names_), est.n_features_in_,
+                 *(getattr(m, "n_features_in_", est.n_features_in_) for m in est.members_)}
+        if len(sizes) > 1:
+            raise HsickitError(f"{path / 'materials.json'} does not match its models (feature lists of sizes "
+                               f"{sorted(sizes)}): the file was edited or comes from another run; restore it or retrain")
         return est
 
 

@@ -159,9 +159,11 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         """``batch_size`` capped to the training samples left after the validation split."""
         if self.batch_size == "auto":
             return "auto"
+        from hsickit.core.checks import check_batch_size
+
         patience = self.patience if patience == "unset" else patience
         frac = 0.0 if has_val or patience is None else self.validation_fraction
-        return int(max(2, min(int(self.batch_size), int(n * (1 - frac)) - 1)))
+        return int(max(2, min(check_batch_size(self.batch_size), int(n * (1 - frac)) - 1)))
 
     def _encoder_name(self, X) -> str:
         if self.encoder != "auto":
@@ -360,4 +362,10 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         clf.image_shape_ = meta.get("image_shape")
         clf.net_ = DeepClassifier.load(path, loss=clf._loss_fn(tax))
         clf.history_ = clf.net_.history_
+        n_out, n_in = len(clf.net_.classes_), clf.net_.n_features_in_
+        if tax.n_leaves != n_out or (clf.mean_ is not None and clf.mean_.shape[-1] != n_in and not clf.image_shape_):
+            raise HsickitError(f"{path / 'plants.json'} does not match the network in {path} (taxonomy of {tax.n_leaves} "
+                               f"species for {n_out} outputs; {None if clf.mean_ is None else clf.mean_.shape[-1]} feature "
+                               f"scales for {n_in} inputs): the file was edited or comes from another run; restore it "
+                               "from a copy or retrain")
         return clf

@@ -77,7 +77,9 @@ def _data_info(s: PlantSamples, label_col: str, id_col: str, image_size: int) ->
 
 def _load_run(run: Path):
     from hsickit.apps.plants.classifier import TaxonomicClassifier
+    from hsickit.core.io import check_run_app
 
+    check_run_app(run, "plants", "`hsickit plants`")
     if not (Path(run) / "plants.json").exists():
         raise HsickitError(f"{run} is not a plants run folder (no plants.json); pass the --out folder of 'hsickit plants train'")
     return TaxonomicClassifier.load(run), read_json(Path(run) / "config.json")
@@ -103,9 +105,17 @@ def _report(run: RunFolder, clf, samples: PlantSamples, split: str, thresholds, 
 
 def _thresholds(text: str) -> list[float]:
     try:
-        return [float(t) for t in text.split(",") if t.strip()]
+        values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError as err:
         raise HsickitError(f"--thresholds must be comma-separated numbers in [0, 1], got {text!r}") from err
+    if not all(0 <= v <= 1 for v in values):
+        raise HsickitError(f"--thresholds must be comma-separated numbers in [0, 1], got {text!r}")
+    return values
+
+
+def _choice(option: str, value, choices) -> None:
+    if value not in choices:
+        raise HsickitError(f"{option} {value!r}: choose one of {', '.join(str(c) for c in choices if c is not None)}")
 
 
 def _count(text: str, option: str) -> int:
@@ -174,8 +184,18 @@ def train(
     settings = {k: v for k, v in locals().items() if k not in ("out", "quiet", "device", "overwrite")}
     from hsickit.apps.plants.classifier import TaxonomicClassifier
     from hsickit.core import plots
-    from hsickit.core.io import finish_training_run, start_training_run
+    from hsickit.core.checks import check_options
+    from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
 
+    check_options(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, image_size=image_size,
+                  weight_decay=weight_decay, label_smoothing=label_smoothing)
+    _choice("--loss", loss, ("taxonomic", "ce"))
+    _choice("--training", training, ("backprop", "hsic"))
+    _choice("--optimizer", optimizer, ("adam", "adamw"))
+    _choice("--lr-schedule", lr_schedule, (None, "cosine", "plateau"))
+    model_params, weights, backoff = _preset(encoder_preset, images), _weights(level_weights), _thresholds(thresholds)
+    if not (out / "training.json").exists():
+        check_output_folder(out, overwrite)  # before any data is read: a refused --out costs nothing
     start = time.perf_counter()
     tax = read_taxonomy(taxonomy)
     read = dict(label_col=label_col, id_col=id_col, splits=splits, labels=labels, skip=skip_bad_rows,
@@ -183,12 +203,12 @@ def train(
     tr = _read(features, images, tax, split=split, **read)
     va = _read(features, images, tax, split=val_split, report=False, **read) if val_split else None
     run, resumed = start_training_run(out, settings, inputs=[taxonomy, features, images, labels, splits],
-                                      overwrite=overwrite)
+                                      overwrite=overwrite, app="plants", command="train")
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished run in {out}")
-    clf = TaxonomicClassifier(tax, loss=loss, level_weights=_weights(level_weights), training=training, epochs=epochs,
+    clf = TaxonomicClassifier(tax, loss=loss, level_weights=weights, training=training, epochs=epochs,
                               lr=lr, batch_size=batch_size, patience=patience, lr_schedule=lr_schedule, random_state=seed,
-                              verbose=0 if quiet else 1, device=device, model_params=_preset(encoder_preset, images),
+                              verbose=0 if quiet else 1, device=device, model_params=model_params,
                               optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
                               checkpoint_dir=run.path)
     clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
@@ -201,7 +221,7 @@ def train(
     plots.learning_curves(clf.history_, run.plots / "learning_curves.png")
     if training == "hsic":
         plots.information_plane(clf.history_, run.plots / "information_plane.png")
-    metrics = _report(run, clf, va if va is not None else tr, val_split or split or "train", _thresholds(thresholds), quiet)
+    metrics = _report(run, clf, va if va is not None else tr, val_split or split or "train", backoff, quiet)
     run.write_model_card("Taxonomic plant classifier", {
         "Model": f"{clf.net_.model} encoder, {loss} loss, {training} training; levels {', '.join(tax.levels)} "
                  f"({', '.join(str(len(tax.names(l))) for l in tax.levels)} classes)",
@@ -227,14 +247,17 @@ def evaluate(
 ) -> None:
     """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity,
     back-off) and plots, in RUN/eval-<data name>[-<split>] unless --out says otherwise."""
+    from hsickit.core.io import open_output_folder
+
+    backoff = _thresholds(thresholds)
     clf, cfg = _load_run(run)
     data = cfg.get("data", {})
     s = _read(features, images, clf.taxonomy_, label_col=label_col or data.get("label_col", "species"),
               id_col=data.get("id_col", "id"), splits=splits, split=split, labels=labels, skip=skip_bad_rows,
               feature_cols=data.get("feature_names") or None if features else None,
               image_size=data.get("image_size", 128))
-    folder = RunFolder(out or evaluation_folder(run, features or images, split))
-    _report(folder, clf, s, split or "test", _thresholds(thresholds), quiet)
+    folder = open_output_folder(out or evaluation_folder(run, features or images, split), "plants", "evaluate")
+    _report(folder, clf, s, split or "test", backoff, quiet)
     folder.write_config({"command": "plants evaluate", "run": str(run), "data": str(features or images),
                          "splits": None if splits is None else str(splits), "split": split})
     if not quiet:
@@ -251,8 +274,14 @@ def predict(
     threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level of the predicted lineage whose probability reaches this "
                                    "(backoff_level 'none', empty name, when none does)."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Predictions at every level with probabilities, the top-k species and the back-off answer."""
+    from hsickit.core.checks import check_options
+    from hsickit.core.io import check_output_file
+
+    check_options(top_k=top_k, threshold=threshold)
+    check_output_file(output, inputs=[features, images, labels, splits], overwrite=overwrite)
     clf, cfg = _load_run(run)
     data = cfg.get("data", {})
     s = _read(features, images, None, label_col=data.get("label_col", "species"), id_col=data.get("id_col", "id"),
@@ -283,6 +312,8 @@ def finetune(
                                      "species the model already knew (default: only new species' weights learn)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only "
+                                   "once the new run is complete)."),
 ) -> None:
     """Fine-tune on your own collection; species new to the model grow the output layer.
 
@@ -290,7 +321,13 @@ def finetune(
     and the model card reports the score on them.
     """
     from hsickit.core import plots
+    from hsickit.core.checks import check_options
+    from hsickit.core.io import check_output_folder, staged_folder
 
+    check_options(epochs=epochs, lr=lr)
+    frozen = frozen_blocks if frozen_blocks == "encoder" else _count(frozen_blocks, "--frozen-blocks")
+    backoff = _thresholds(thresholds)
+    check_output_folder(out, overwrite)
     clf, cfg = _load_run(run)
     data = cfg.get("data", {})
     tax = clf.taxonomy_ if taxonomy is None else clf.taxonomy_.extend(read_taxonomy(taxonomy))
@@ -303,31 +340,31 @@ def finetune(
     n_old = clf.taxonomy_.n_leaves
     clf.set_params(verbose=0 if quiet else 1)
     clf.net_.set_params(verbose=0 if quiet else 1)
-    frozen = frozen_blocks if frozen_blocks == "encoder" else _count(frozen_blocks, "--frozen-blocks")
     clf.finetune(tr.X, tr.y, taxonomy=tax, epochs=epochs, lr=lr, frozen_blocks=frozen, keep_known=not train_known,
                  X_val=None if va is None else va.X, y_val=None if va is None else va.y)
     carved = va is None
     if carved:
         va, val_split = tr.subset(clf.validation_index_), "validation"
-    new_run = RunFolder(out)
-    clf.save(new_run.path)
-    atomic_write(new_run / "taxonomy.csv", clf.taxonomy_.to_frame().to_csv(index=False))
-    new_run.write_config({**{k: v for k, v in cfg.items() if k != "versions"}, "command": "plants finetune",
-                          "parent_run": str(run), "data": _data_info(tr, read["label_col"], read["id_col"], read["image_size"]),
-                          "split": split, "val_split": val_split, "new_species": clf.taxonomy_.leaves[n_old:].tolist(),
-                          "frozen_blocks": frozen, "lr": lr, "train_known_species": train_known})
-    new_run.write_history(clf.history_)
-    plots.learning_curves(clf.history_, new_run.plots / "learning_curves.png")
-    metrics = _report(new_run, clf, va, val_split, _thresholds(thresholds), quiet) if len(va) else {}
-    new_run.write_model_card("Fine-tuned taxonomic plant classifier", {
-        "Parent": str(run),
-        "New species": ", ".join(clf.taxonomy_.leaves[n_old:].tolist()) or "none",
-        "Training": f"{len(tr) - (len(va) if carved else 0)} specimens of {tr.source}, encoder blocks frozen: "
-                    f"{frozen}, lr {lr}; early stopping on the validation specimens",
-        f"Metrics (validation: {len(va)} specimens "
-        f"{'held out of ' + str(tr.source) if carved else 'of split ' + str(val_split)}, not trained on)":
-            markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]) or "too few specimens to hold any out",
-    })
+    with staged_folder(out, overwrite, app="plants", command="finetune") as folder:
+        new_run = RunFolder(folder)
+        clf.save(new_run.path)
+        atomic_write(new_run / "taxonomy.csv", clf.taxonomy_.to_frame().to_csv(index=False))
+        new_run.write_config({**{k: v for k, v in cfg.items() if k != "versions"}, "command": "plants finetune",
+                              "parent_run": str(run), "data": _data_info(tr, read["label_col"], read["id_col"], read["image_size"]),
+                              "split": split, "val_split": val_split, "new_species": clf.taxonomy_.leaves[n_old:].tolist(),
+                              "frozen_blocks": frozen, "lr": lr, "train_known_species": train_known})
+        new_run.write_history(clf.history_)
+        plots.learning_curves(clf.history_, new_run.plots / "learning_curves.png")
+        metrics = _report(new_run, clf, va, val_split, backoff, quiet) if len(va) else {}
+        new_run.write_model_card("Fine-tuned taxonomic plant classifier", {
+            "Parent": str(run),
+            "New species": ", ".join(clf.taxonomy_.leaves[n_old:].tolist()) or "none",
+            "Training": f"{len(tr) - (len(va) if carved else 0)} specimens of {tr.source}, encoder blocks frozen: "
+                        f"{frozen}, lr {lr}; early stopping on the validation specimens",
+            f"Metrics (validation: {len(va)} specimens "
+            f"{'held out of ' + str(tr.source) if carved else 'of split ' + str(val_split)}, not trained on)":
+                markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]) or "too few specimens to hold any out",
+        })
     if not quiet:
         typer.echo(f"wrote {out}: {clf.taxonomy_.n_leaves - n_old} new species, {clf.taxonomy_.n_leaves} in all")
 
@@ -365,6 +402,10 @@ def demo(
     from hsickit.apps.plants.classifier import TaxonomicClassifier
     from hsickit.apps.plants.plots import level_accuracy_plot
 
+    from hsickit.core.io import open_output_folder
+
+    for loss in ("ce", "taxonomic"):  # refused up front, not after training
+        open_output_folder(out / loss, "plants", "demo")
     start = time.perf_counter()
     folder = _leaf_folder(data)
     if folder is not None:

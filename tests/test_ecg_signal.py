@@ -174,7 +174,7 @@ def test_beats_from_records_views_and_labels(records):
     assert bs.features.shape == (n, len(bs.feature_labels)) and set(bs.y) <= {"N", "S", "V", "F"}
     assert bs.labelled and set(bs.record) == {"s00", "s01", "s02"}
     # premature S beats have a short normalised previous RR interval
-    pre = bs.features[:, bs.feature_labels.index("rr_pre_norm")]
+    pre = bs.features[:, bs.feature_labels.index("rr_pre_lq90")]  # over the local sinus reference
     assert pre[bs.y == "S"].mean() < 0.8 < pre[bs.y == "N"].mean()
     assert len(bs.records(["s01"])) == (bs.record == "s01").sum()
 

@@ -213,7 +213,7 @@ def _second_lead(record, model_leads, config: BeatConfig, repairs: list[str], na
         lead = others[0]
     else:
         lead = config.second_lead
-    second = conform(record, config.sampling_rate, leads=[lead], filter=config.filter, lead_fallback=config.lead_fallback)
+    second = conform(record, config.sampling_rate, leads=[lead], filter=config.filter)  # a named second lead must be there
     return second.values[0], str(second.coords["lead"].values[0])
 
 

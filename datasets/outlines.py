@@ -393,12 +393,13 @@ def read_point_table(path, taxonomy: Taxonomy | None = None, label_col: str = "s
 
 def read_outlines(path, taxonomy: Taxonomy | None = None, label_col: str = "species", id_col: str | None = None,
                   n_points: int | None = None, splits=None, split=None, require_labels: bool = False,
-                  ignore_errors: bool = False) -> PlantSamples:
+                  ignore_errors: bool = False, signature_cols=None) -> PlantSamples:
     """A signature table or a point table, told apart by its columns (``x`` and ``y``: points).
 
     ``n_points``: points per resampled outline (point tables; default :data:`DEFAULT_POINTS`), or
     the least number of values a signature must have (signature tables; default: no minimum).
     ``id_col`` defaults to ``id`` (signatures) or ``specimen``, else ``id`` (points).
+    ``signature_cols``: the signature's columns (names or prefixes; default every numeric column).
     """
     head = _table(path, "outline table").head(0)
     common = dict(label_col=label_col, splits=splits, split=split, require_labels=require_labels,
@@ -406,7 +407,8 @@ def read_outlines(path, taxonomy: Taxonomy | None = None, label_col: str = "spec
     if is_point_table(head.columns):
         return read_point_table(path, taxonomy, id_col=id_col or "specimen", n_points=n_points or DEFAULT_POINTS,
                                 **common)
-    return read_signature_table(path, taxonomy, id_col=id_col or "id", n_points=n_points, **common)
+    return read_signature_table(path, taxonomy, id_col=id_col or "id", n_points=n_points,
+                                signature_cols=signature_cols, **common)
 
 
 def read_image_outlines(path, taxonomy: Taxonomy | None = None, n_points: int = DEFAULT_POINTS,

@@ -314,7 +314,9 @@ def test_cli_outlines_train_evaluate_predict_finetune(tmp_path):
     m = json.loads((run / "eval-sig-test" / "metrics.json").read_text())
     assert m["n_samples"] == 15 and m["accuracy_species"] > 0.7 and "accuracy_family" in m
     assert (run / "eval-sig-test" / "plots" / "confused_pairs_test.png").exists()
-    pd.read_csv(tmp_path / "sig.csv").drop(columns=["species"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    unlabelled = pd.read_csv(tmp_path / "sig.csv").drop(columns=["species"])
+    unlabelled.insert(1, "area_cm2", 12.5)  # another numeric column: the run reads its own signature columns
+    unlabelled.to_csv(tmp_path / "unlabelled.csv", index=False)
     invoke(["predict", run, "--outlines", tmp_path / "unlabelled.csv", "-o", tmp_path / "pred.csv", "--quiet"])
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert len(pred) == 45 and {"species", "genus", "family", "backoff_level"} <= set(pred.columns)

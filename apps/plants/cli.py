@@ -74,7 +74,7 @@ def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[T
                                    splits=splits, split=split, require_labels=require_labels, ignore_errors=skip)
         elif outlines is not None:
             s = read_outlines(outlines, taxonomy, label_col=label_col, id_col=id_col, n_points=n_points, splits=splits,
-                              split=split, require_labels=require_labels, ignore_errors=skip)
+                              split=split, require_labels=require_labels, ignore_errors=skip, signature_cols=feature_cols)
         else:
             kwargs = dict(label_col=label_col, id_col=id_col, splits=splits, split=split, size=image_size, ignore_errors=skip)
             if labels is not None:
@@ -94,7 +94,7 @@ def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[T
 
 def _data_info(s: PlantSamples, label_col: str, id_col: str, image_size: int, as_outlines: bool = False) -> dict:
     return {"kind": s.kind, "source": s.source, "n_samples": len(s),
-            "feature_names": s.feature_names if s.kind == "features" else [],
+            "feature_names": s.feature_names if s.kind in ("features", "signatures") else [],
             "label_col": label_col, "id_col": id_col, "image_size": image_size,
             "image_shape": list(s.X.shape[1:]) if s.kind == "images" else None, "as_outlines": as_outlines,
             "n_points": int(s.X.shape[1]) if s.kind in OUTLINE_KINDS else None, "skipped_rows": s.skipped}
@@ -207,7 +207,7 @@ def train(
                                                  "descriptors), fourier (centroid-distance Fourier magnitudes) or contour "
                                                  "(1-D CNN on the contour; the default, chosen on leaf-99 validation)."),
     label_col: str = LABEL_COL, id_col: str = ID_COL,
-    feature_cols: Optional[str] = typer.Option(None, "--feature-cols", help="Comma-separated feature columns or prefixes (e.g. shape)."),
+    feature_cols: Optional[str] = typer.Option(None, "--feature-cols", help="Comma-separated feature columns or prefixes (e.g. shape); with --outlines, the signature's columns."),
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     val_split: Optional[str] = typer.Option(None, "--val-split", help="Split (same file) used for early stopping / model selection."),
     loss: str = typer.Option("taxonomic", "--loss", help="taxonomic or ce."),
@@ -304,7 +304,7 @@ def evaluate(
     data = cfg.get("data", {})
     s = _read(features, images, clf.taxonomy_, label_col=label_col or data.get("label_col", "species"),
               id_col=data.get("id_col", "id"), splits=splits, split=split, labels=labels, skip=skip_bad_rows,
-              feature_cols=data.get("feature_names") or None if features else None,
+              feature_cols=data.get("feature_names") or None if features or outlines else None,
               image_size=data.get("image_size", 128), outlines=outlines,
               **_outline_options(data, images, as_outlines, n_points))
     folder = RunFolder(out or evaluation_folder(run, features or images or outlines, split))
@@ -332,7 +332,7 @@ def predict(
     data = cfg.get("data", {})
     s = _read(features, images, None, label_col=data.get("label_col", "species"), id_col=data.get("id_col", "id"),
               splits=splits, split=split, labels=labels, skip=skip_bad_rows,
-              feature_cols=data.get("feature_names") or None if features else None,
+              feature_cols=data.get("feature_names") or None if features or outlines else None,
               image_size=data.get("image_size", 128), require_labels=False, outlines=outlines,
               **_outline_options(data, images, as_outlines, n_points))
     table = clf.predict_table(s.X, ids=s.ids, k=top_k, threshold=threshold)
@@ -373,7 +373,7 @@ def finetune(
     tax = clf.taxonomy_ if taxonomy is None else clf.taxonomy_.extend(read_taxonomy(taxonomy))
     read = dict(label_col=label_col or data.get("label_col", "species"), id_col=data.get("id_col", "id"),
                 splits=splits, labels=labels, skip=skip_bad_rows,
-                feature_cols=data.get("feature_names") or None if features else None,
+                feature_cols=data.get("feature_names") or None if features or outlines else None,
                 image_size=data.get("image_size", 128), outlines=outlines,
                 **_outline_options(data, images, as_outlines, n_points))
     tr = _read(features, images, tax, split=split, **read)

@@ -357,3 +357,22 @@ def test_cli_point_tables_images_as_outlines_and_errors(tmp_path):
     assert "--representation applies to outlines" in error(base + ["--images", tmp_path / "leaves.npz", "--label-col", "label",
                                                                    "--representation", "efd"])
     assert "exactly one of --features" in error(base + ["--outlines", tmp_path / "points.csv", "--images", tmp_path / "leaves.npz"])
+
+
+def test_benchmark_chooses_the_default_on_validation_of_the_signature_input():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "plants_outlines.py"
+    spec = importlib.util.spec_from_file_location("plants_outlines_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = [{"model": m, "input": i, "loss": loss, "seed": s, "val_accuracy_species": v, "accuracy_species": t,
+             **{k: t for k in bench.KEYS}}
+            for m, i, v, t in [("fourier", "cd128", 0.5, 0.9), ("contour", "cd128", 0.7, 0.6), ("efd", "xy128", 0.9, 0.9)]
+            for loss in ("ce", "taxonomic") for s in (0, 1)]
+    choice = bench.select_default(runs)
+    assert choice["default"] == "contour" and set(choice["val_accuracy_species"]) == {"fourier", "contour"}  # not test
+    rows = bench.summarise(runs)
+    paired = [r for r in rows if r["loss"] == "taxonomic-ce" and r["model"] == "contour"]
+    assert len(paired) == 1 and paired[0]["accuracy_species"] == 0.0 and paired[0]["seeds"] == 2

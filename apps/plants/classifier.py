@@ -4,7 +4,10 @@ One softmax over the species (leaves) of a :class:`~hsickit.datasets.plants.Taxo
 trained with the taxonomic loss (``core.losses.GroupedLoss``: negative log-likelihood of
 the true species, genus, family ... with the group probabilities as sums of species
 probabilities) or plain cross-entropy, by backprop or the HSIC bottleneck. Feature
-vectors use a residual MLP, images (n, 1, H, W) the small CNN ``leafcnn``.
+vectors use a residual MLP, images (n, 1, H, W) the small CNN ``leafcnn``. Leaf outlines
+(1-D contour signatures (n, N) or (x, y) curves (n, N, 2)) are classified with
+``representation`` set: elliptic Fourier descriptors or Fourier magnitudes into the residual
+MLP, or the contour itself into the 1-D CNN ``contourcnn`` (:mod:`hsickit.apps.plants.outlines`).
 
 Examples
 --------
@@ -40,7 +43,7 @@ from hsickit.core.models import block_chains
 from hsickit.core.training import validation_split
 from hsickit.datasets.plants import Taxonomy, read_taxonomy
 
-from hsickit.apps.plants.encoders import FEATURE_ENCODER, IMAGE_ENCODER
+from hsickit.apps.plants.encoders import CONTOUR_ENCODER, FEATURE_ENCODER, IMAGE_ENCODER
 from hsickit.apps.plants.hierarchy import level_probabilities, prediction_table
 from hsickit.apps.plants.metrics import taxonomic_metrics
 
@@ -73,8 +76,15 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         Grouped log-space taxonomic loss, or plain cross-entropy over the species.
     level_weights : sequence of float, optional
         Weight of each level in the taxonomic loss, leaf level first (default all 1).
-    encoder : {"auto", "residual_mlp", "leafcnn", or any core model name}
-        "auto": residual MLP for feature vectors, ``leafcnn`` for images.
+    encoder : {"auto", "residual_mlp", "leafcnn", "contourcnn", or any core model name}
+        "auto": residual MLP for feature vectors (and outline descriptors), ``leafcnn`` for
+        images, ``contourcnn`` for contours (``representation="contour"``).
+    representation : {None, "efd", "fourier", "contour"}
+        None: ``X`` is feature vectors or images. Otherwise ``X`` is leaf outlines, 1-D signatures
+        (n, N) or (x, y) curves (n, N, 2), turned into this representation (see
+        :mod:`hsickit.apps.plants.outlines`) before every fit and prediction.
+    representation_params : dict, optional
+        Options of the representation: ``{"order": 20}`` (efd), ``{"harmonics": 32}`` (fourier).
     model_params : dict, optional
         Overrides of the encoder's config (e.g. ``{"hidden": (256, 256)}``).
     training : {"backprop", "hsic"}
@@ -94,7 +104,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
                  training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
                  validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
                  random_state=None, verbose=0, device="cpu", optimizer="adam", label_smoothing=0.0,
-                 checkpoint_dir=None):
+                 checkpoint_dir=None, representation=None, representation_params=None):
         self.taxonomy = taxonomy
         self.loss = loss
         self.level_weights = level_weights
@@ -117,6 +127,8 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.label_smoothing = label_smoothing
         self.checkpoint_dir = checkpoint_dir
+        self.representation = representation
+        self.representation_params = representation_params
 
     # --- helpers ------------------------------------------------------------------------
     def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:
@@ -138,15 +150,31 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
             return y.astype(np.int64)
         return taxonomy.index_of(y)
 
+    def _represent(self, X) -> np.ndarray:
+        """Outlines -> their representation (``representation`` set); else float32, images with a channel axis."""
+        if self.representation is None:
+            X = np.asarray(X, dtype=np.float32)
+            return X[:, None] if X.ndim == 3 else X
+        from hsickit.apps.plants.outlines import outline_kind, represent
+
+        kind, fitted = outline_kind(X), getattr(self, "outline_kind_", None)
+        if fitted is not None and kind != fitted:
+            what = {"signatures": "1-D contour signatures (n, points)", "outlines": "(x, y) outlines (n, points, 2)"}
+            raise HsickitError(f"the model was trained on {what[fitted]} but got {what[kind]}; "
+                               "pass outlines read the same way as for training")
+        return represent(X, self.representation, **(self.representation_params or {}))
+
     def _scale(self, X) -> np.ndarray:
-        """Flatten images (the CNN restores their shape), z-score feature vectors."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim == 3:
-            X = X[:, None]
+        """Represent outlines; flatten images and contours (the CNN restores their shape); z-score feature vectors."""
+        return self._standardize(self._represent(X))
+
+    def _standardize(self, X) -> np.ndarray:
         if self.image_shape_ is not None:
             if X.shape[1:] != tuple(self.image_shape_) and X.ndim > 2:
-                raise HsickitError(f"images have shape {X.shape[1:]} but the model was trained on {tuple(self.image_shape_)}; "
-                                   "read them with the same image size")
+                what = "contours" if X.ndim == 3 else "images"
+                raise HsickitError(f"{what} have shape {X.shape[1:]} but the model was trained on {tuple(self.image_shape_)}; "
+                                   + ("resample the outlines to the same number of points" if X.ndim == 3
+                                      else "read them with the same image size"))
             return X.reshape(len(X), -1)
         if self.mean_ is None:
             return X
@@ -168,7 +196,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     def _encoder_name(self, X) -> str:
         if self.encoder != "auto":
             return self.encoder
-        return IMAGE_ENCODER if np.ndim(X) > 2 else FEATURE_ENCODER
+        return {4: IMAGE_ENCODER, 3: CONTOUR_ENCODER}.get(np.ndim(X), FEATURE_ENCODER)
 
     def _model_params(self, name: str) -> dict:
         if self.model_params is not None:
@@ -178,20 +206,24 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     def _encoder_params(self, name: str, X) -> dict:
         params = self._model_params(name)
         if X.ndim > 2:
-            params["image_shape"] = tuple(int(v) for v in X.shape[1:])
+            params["image_shape" if X.ndim == 4 else "signal_shape"] = tuple(int(v) for v in X.shape[1:])
         return params
 
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X, y, X_val=None, y_val=None, callbacks=()):
-        """Train on specimens ``X`` (features (n, d) or images (n, C, H, W)) with species labels ``y``.
+        """Train on specimens ``X`` (features (n, d), images (n, C, H, W), or outlines with
+        ``representation``) with species labels ``y``.
 
         ``callbacks``: callables ``(row) -> bool`` called after every epoch with its history row;
         returning True stops training (the best validation epoch is kept), e.g. a time limit.
         """
         tax = _as_taxonomy(self.taxonomy)
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim == 3:  # (n, H, W) grayscale images
-            X = X[:, None]
+        self.outline_kind_ = None
+        if self.representation is not None:
+            from hsickit.apps.plants.outlines import outline_kind
+
+            self.outline_kind_ = outline_kind(X)
+        X = self._represent(X)  # (n, H, W) grayscale images get a channel axis
         y_idx = self._y(y, tax)
         self.taxonomy_ = tax
         self.classes_ = tax.leaves
@@ -211,7 +243,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
                          random_state=self.random_state, verbose=self.verbose, device=self.device)
         if X_val is not None:
             X_val, y_val = self._scale(X_val), self._y(y_val, tax)
-        self.net_.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val, callbacks=callbacks)
+        self.net_.fit(self._standardize(X), y_idx, X_val=X_val, y_val=y_val, callbacks=callbacks)
         self.history_ = self.net_.history_
         return self
 
@@ -341,7 +373,8 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         write_json(path / "plants.json", {
             "params": saved_params(self, leave_out=["taxonomy"]), "taxonomy": self.taxonomy_.to_dict(),
             "mean": None if self.mean_ is None else self.mean_.tolist(),
-            "scale": None if self.scale_ is None else self.scale_.tolist(), "image_shape": self.image_shape_})
+            "scale": None if self.scale_ is None else self.scale_.tolist(), "image_shape": self.image_shape_,
+            "outline_kind": self.outline_kind_})
         return path
 
     @classmethod
@@ -360,6 +393,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         clf.mean_ = None if meta["mean"] is None else np.asarray(meta["mean"], dtype=np.float32)
         clf.scale_ = None if meta["scale"] is None else np.asarray(meta["scale"], dtype=np.float32)
         clf.image_shape_ = meta.get("image_shape")
+        clf.outline_kind_ = meta.get("outline_kind")
         clf.net_ = DeepClassifier.load(path, loss=clf._loss_fn(tax))
         clf.history_ = clf.net_.history_
         n_out, n_in = len(clf.net_.classes_), clf.net_.n_features_in_

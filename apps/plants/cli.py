@@ -9,6 +9,9 @@ Examples (the leaf set as shipped)::
     hsickit plants finetune RUN --features MINE.csv --taxonomy MINE_TAXONOMY.csv --out RUN2
     hsickit plants train --images images_128.npz --labels labels.csv --label-col label \\
         --taxonomy taxonomy.csv --split train --val-split val --out RUN_IMG
+    hsickit plants train --outlines contours.csv --taxonomy taxonomy.csv --split train --out RUN_OUTLINES
+    hsickit plants train --images images_128.npz --as-outlines --labels labels.csv --label-col label \\
+        --taxonomy taxonomy.csv --split train --val-split val --representation contour --out RUN_IMG_OUTLINES
 """
 from __future__ import annotations
 
@@ -30,6 +33,13 @@ app = typer.Typer(help="Hierarchical plant classification (species -> genus -> f
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 FEATURES = typer.Option(None, "--features", help="CSV of specimens: a label column and numeric feature columns.")
+OUTLINES = typer.Option(None, "--outlines", help="CSV of leaf outlines: one specimen per row with ordered columns of a "
+                        "1-D contour signature (e.g. centroid distance), or (x, y) points, one row per point "
+                        "(columns specimen, point, x, y and the label).")
+AS_OUTLINES = typer.Option(False, "--as-outlines", help="With --images: classify the outline of each silhouette "
+                           "(outer boundary of its largest connected component) instead of its pixels.")
+N_POINTS = typer.Option(None, "--n-points", help="Points per outline: (x, y) outlines are resampled to this many by arc "
+                        "length (default 128); signatures must have at least this many values.")
 IMAGES = typer.Option(None, "--images", help="Images: a folder of species folders, an .npz (images, ids) or an index CSV.")
 LABELS = typer.Option(None, "--labels", help="For an .npz of images: CSV with the id and label columns (e.g. labels.csv).")
 LABEL_COL = typer.Option("species", "--label-col", help="Column holding each specimen's label.")
@@ -45,23 +55,36 @@ DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda.")
 
 def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[Taxonomy], *, label_col: str,
           id_col: str, splits: Optional[Path], split: Optional[str], labels: Optional[Path], skip: bool,
-          feature_cols=None, image_size: int = 128, require_labels: bool = True, report: bool = True) -> PlantSamples:
-    """Read --features or --images; rows skipped with ``skip`` are listed on stderr as one report instead of
-    the readers' Python warning (``report=False``: that file's rows were reported already)."""
-    if (features is None) == (images is None):
-        raise HsickitError("pass exactly one of --features CSV or --images DIR|NPZ|CSV")
+          feature_cols=None, image_size: int = 128, require_labels: bool = True, report: bool = True,
+          outlines: Optional[Path] = None, as_outlines: bool = False, n_points: Optional[int] = None) -> PlantSamples:
+    """Read --features, --images (their outlines with ``as_outlines``) or --outlines; rows skipped with ``skip``
+    are listed on stderr as one report instead of the readers' Python warning (``report=False``: that file's
+    rows were reported already)."""
+    if sum(x is not None for x in (features, images, outlines)) != 1:
+        raise HsickitError("pass exactly one of --features CSV, --images DIR|NPZ|CSV or --outlines CSV")
+    if as_outlines and images is None:
+        raise HsickitError("--as-outlines extracts outlines from silhouette images: it needs --images "
+                           "(an outline table goes to --outlines)")
+    from hsickit.datasets.outlines import DEFAULT_POINTS, read_image_outlines, read_outlines
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*skipped \d+ bad row")
         if features is not None:
             s = read_feature_table(features, taxonomy, label_col=label_col, id_col=id_col, feature_cols=feature_cols,
                                    splits=splits, split=split, require_labels=require_labels, ignore_errors=skip)
+        elif outlines is not None:
+            s = read_outlines(outlines, taxonomy, label_col=label_col, id_col=id_col, n_points=n_points, splits=splits,
+                              split=split, require_labels=require_labels, ignore_errors=skip, signature_cols=feature_cols)
         else:
             kwargs = dict(label_col=label_col, id_col=id_col, splits=splits, split=split, size=image_size, ignore_errors=skip)
             if labels is not None:
                 kwargs["labels"] = labels
             if Path(images).suffix.lower() == ".npz" and labels is None and label_col == "species":
                 kwargs["label_col"] = "label"
-            s = read_images(images, taxonomy, **kwargs)
+            if as_outlines:
+                s = read_image_outlines(images, taxonomy, n_points=n_points or DEFAULT_POINTS, **kwargs)
+            else:
+                s = read_images(images, taxonomy, **kwargs)
     if images is not None and require_labels and s.labels is None:
         raise HsickitError(f"{images} carries no labels; pass --labels CSV (id and label columns) or a folder of species folders")
     if report and s.skipped:
@@ -69,10 +92,43 @@ def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[T
     return s
 
 
-def _data_info(s: PlantSamples, label_col: str, id_col: str, image_size: int) -> dict:
-    return {"kind": s.kind, "source": s.source, "n_samples": len(s), "feature_names": s.feature_names,
+def _data_info(s: PlantSamples, label_col: str, id_col: str, image_size: int, as_outlines: bool = False) -> dict:
+    return {"kind": s.kind, "source": s.source, "n_samples": len(s),
+            "feature_names": s.feature_names if s.kind in ("features", "signatures") else [],
             "label_col": label_col, "id_col": id_col, "image_size": image_size,
-            "image_shape": list(s.X.shape[1:]) if s.kind == "images" else None, "skipped_rows": s.skipped}
+            "image_shape": list(s.X.shape[1:]) if s.kind == "images" else None, "as_outlines": as_outlines,
+            "n_points": int(s.X.shape[1]) if s.kind in OUTLINE_KINDS else None, "skipped_rows": s.skipped}
+
+
+OUTLINE_KINDS = ("signatures", "outlines")
+
+
+def _outline_options(data: dict, images, as_outlines: bool, n_points: Optional[int]) -> dict:
+    """Reading options of a run's outlines: images are read as outlines when the run was trained on theirs;
+    (x, y) outlines are resampled to the run's number of points."""
+    kind = data.get("kind")
+    return {"as_outlines": as_outlines or (images is not None and bool(data.get("as_outlines"))),
+            "n_points": n_points or (data.get("n_points") if kind == "outlines" else None)}
+
+
+def _representation(name: Optional[str], s: PlantSamples) -> Optional[str]:
+    """The outline representation for training data ``s`` (None for features and images)."""
+    from hsickit.apps.plants.outlines import DEFAULT_REPRESENTATION, REPRESENTATIONS
+
+    if s.kind not in OUTLINE_KINDS:
+        if name is not None:
+            raise HsickitError("--representation applies to outlines; pass --outlines CSV or --images with --as-outlines")
+        return None
+    name = name or DEFAULT_REPRESENTATION
+    if name not in REPRESENTATIONS:
+        raise HsickitError(f"unknown --representation {name!r}; choose one of {', '.join(REPRESENTATIONS)}")
+    return name
+
+
+def _input_flag(data: dict) -> str:
+    if data.get("kind") in OUTLINE_KINDS:
+        return "--images NEW --as-outlines" if data.get("as_outlines") else "--outlines NEW.csv"
+    return "--images NEW" if data.get("kind") == "images" else "--features NEW.csv"
 
 
 def _load_run(run: Path):
@@ -96,6 +152,10 @@ def _report(run: RunFolder, clf, samples: PlantSamples, split: str, thresholds, 
     level_accuracy_plot(metrics, clf.taxonomy_, run.plots / f"level_accuracy_{split}.png")
     level = "family" if "family" in clf.taxonomy_.levels else clf.taxonomy_.levels[-1]
     level_confusion_plot(samples.y, proba, clf.taxonomy_, run.plots / f"confusion_{level}_{split}.png", level=level)
+    if samples.kind in OUTLINE_KINDS:
+        from hsickit.apps.plants.plots import confused_pairs_plot
+
+        confused_pairs_plot(samples.X, samples.y, proba.argmax(1), clf.taxonomy_, run.plots / f"confused_pairs_{split}.png")
     if not quiet:
         keys = [k for k in metrics if k.startswith(("accuracy_", "top5_")) and not k.endswith("_from_leaf")]
         keys += ["hierarchical_f1", "mistake_severity", "n_samples"]
@@ -152,8 +212,12 @@ def train(
     taxonomy: Path = typer.Option(..., "--taxonomy", help="Taxonomy CSV: species, genus, family [, order, ...] (optional label column)."),
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    outlines: Optional[Path] = OUTLINES, as_outlines: bool = AS_OUTLINES, n_points: Optional[int] = N_POINTS,
+    representation: Optional[str] = typer.Option(None, "--representation", help="Outlines: efd (elliptic Fourier "
+                                                 "descriptors), fourier (centroid-distance Fourier magnitudes) or contour "
+                                                 "(1-D CNN on the contour; the default, chosen on leaf-99 validation)."),
     label_col: str = LABEL_COL, id_col: str = ID_COL,
-    feature_cols: Optional[str] = typer.Option(None, "--feature-cols", help="Comma-separated feature columns or prefixes (e.g. shape)."),
+    feature_cols: Optional[str] = typer.Option(None, "--feature-cols", help="Comma-separated feature columns or prefixes (e.g. shape); with --outlines, the signature's columns."),
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     val_split: Optional[str] = typer.Option(None, "--val-split", help="Split (same file) used for early stopping / model selection."),
     loss: str = typer.Option("taxonomic", "--loss", help="taxonomic or ce."),
@@ -175,7 +239,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is "
                                    "cleared first). An unfinished run there resumes without it."),
 ) -> None:
-    """Train a taxonomic classifier on feature vectors or images.
+    """Train a taxonomic classifier on feature vectors, images or leaf outlines.
 
     The network keeps a checkpoint in OUT while it trains: rerunning the same command after an
     interruption resumes from the last finished epoch. A finished OUT is refused unless --overwrite.
@@ -199,10 +263,12 @@ def train(
     start = time.perf_counter()
     tax = read_taxonomy(taxonomy)
     read = dict(label_col=label_col, id_col=id_col, splits=splits, labels=labels, skip=skip_bad_rows,
-                feature_cols=feature_cols, image_size=image_size)
+                feature_cols=feature_cols, image_size=image_size, outlines=outlines, as_outlines=as_outlines,
+                n_points=n_points)
     tr = _read(features, images, tax, split=split, **read)
     va = _read(features, images, tax, split=val_split, report=False, **read) if val_split else None
-    run, resumed = start_training_run(out, settings, inputs=[taxonomy, features, images, labels, splits],
+    representation = _representation(representation, tr)
+    run, resumed = start_training_run(out, settings, inputs=[taxonomy, features, images, labels, splits, outlines],
                                       overwrite=overwrite, app="plants", command="train")
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished run in {out}")
@@ -210,24 +276,30 @@ def train(
                               lr=lr, batch_size=batch_size, patience=patience, lr_schedule=lr_schedule, random_state=seed,
                               verbose=0 if quiet else 1, device=device, model_params=model_params,
                               optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                              checkpoint_dir=run.path)
+                              checkpoint_dir=run.path, representation=representation)
     clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
     clf.set_params(checkpoint_dir=None).save(run.path)
     atomic_write(run / "taxonomy.csv", tax.to_frame().to_csv(index=False))
     run.write_config({"command": "plants train", "classifier": clf.get_params() | {"taxonomy": str(taxonomy)},
-                      "data": _data_info(tr, label_col, id_col, image_size), "split": split, "val_split": val_split,
-                      "seed": seed})
+                      "data": _data_info(tr, label_col, id_col, image_size, as_outlines), "split": split,
+                      "val_split": val_split, "seed": seed})
     run.write_history(clf.history_)
     plots.learning_curves(clf.history_, run.plots / "learning_curves.png")
     if training == "hsic":
         plots.information_plane(clf.history_, run.plots / "information_plane.png")
+    if tr.kind in OUTLINE_KINDS:
+        from hsickit.apps.plants.plots import outline_page
+
+        outline_page(tr.X, tr.y, tax, run.plots / "outlines.png")
     metrics = _report(run, clf, va if va is not None else tr, val_split or split or "train", backoff, quiet)
     run.write_model_card("Taxonomic plant classifier", {
-        "Model": f"{clf.net_.model} encoder, {loss} loss, {training} training; levels {', '.join(tax.levels)} "
+        "Model": f"{clf.net_.model} encoder{f' on {representation} outline representation' if representation else ''}, "
+                 f"{loss} loss, {training} training; levels {', '.join(tax.levels)} "
                  f"({', '.join(str(len(tax.names(l))) for l in tax.levels)} classes)",
         "Data": f"{tr.source}: {len(tr)} training specimens ({tr.kind}); validation: {len(va) if va is not None else 'carved from training'}",
         "Metrics": markdown_table([{"metric": k, "value": v} for k, v in metrics.items()]),
-        "Use": f"hsickit plants predict {out} --features NEW.csv -o predictions.csv",
+        "Use": f"hsickit plants predict {out} {_input_flag(_data_info(tr, label_col, id_col, image_size, as_outlines))} "
+               "-o predictions.csv",
     })
     finish_training_run(run)
     if not quiet:
@@ -238,6 +310,7 @@ def train(
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by 'hsickit plants train'."),
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    outlines: Optional[Path] = OUTLINES, as_outlines: bool = AS_OUTLINES, n_points: Optional[int] = N_POINTS,
     label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: as in training)."),
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and plots "
@@ -254,11 +327,12 @@ def evaluate(
     data = cfg.get("data", {})
     s = _read(features, images, clf.taxonomy_, label_col=label_col or data.get("label_col", "species"),
               id_col=data.get("id_col", "id"), splits=splits, split=split, labels=labels, skip=skip_bad_rows,
-              feature_cols=data.get("feature_names") or None if features else None,
-              image_size=data.get("image_size", 128))
-    folder = open_output_folder(out or evaluation_folder(run, features or images, split), "plants", "evaluate")
+              feature_cols=data.get("feature_names") or None if features or outlines else None,
+              image_size=data.get("image_size", 128), outlines=outlines,
+              **_outline_options(data, images, as_outlines, n_points))
+    folder = open_output_folder(out or evaluation_folder(run, features or images or outlines, split), "plants", "evaluate")
     _report(folder, clf, s, split or "test", backoff, quiet)
-    folder.write_config({"command": "plants evaluate", "run": str(run), "data": str(features or images),
+    folder.write_config({"command": "plants evaluate", "run": str(run), "data": str(features or images or outlines),
                          "splits": None if splits is None else str(splits), "split": split})
     if not quiet:
         typer.echo(f"wrote {folder.path}")
@@ -269,6 +343,7 @@ def predict(
     run: Path = typer.Argument(..., help="Run folder written by 'hsickit plants train' or 'finetune'."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per specimen."),
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    outlines: Optional[Path] = OUTLINES, as_outlines: bool = AS_OUTLINES, n_points: Optional[int] = N_POINTS,
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
     top_k: int = typer.Option(5, "--top-k", help="Number of species listed per specimen."),
     threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level of the predicted lineage whose probability reaches this "
@@ -286,8 +361,9 @@ def predict(
     data = cfg.get("data", {})
     s = _read(features, images, None, label_col=data.get("label_col", "species"), id_col=data.get("id_col", "id"),
               splits=splits, split=split, labels=labels, skip=skip_bad_rows,
-              feature_cols=data.get("feature_names") or None if features else None,
-              image_size=data.get("image_size", 128), require_labels=False)
+              feature_cols=data.get("feature_names") or None if features or outlines else None,
+              image_size=data.get("image_size", 128), require_labels=False, outlines=outlines,
+              **_outline_options(data, images, as_outlines, n_points))
     table = clf.predict_table(s.X, ids=s.ids, k=top_k, threshold=threshold)
     atomic_write(output, table.to_csv(index=False))
     if not quiet:
@@ -299,6 +375,7 @@ def finetune(
     run: Path = typer.Argument(..., help="Run folder to start from."),
     out: Path = typer.Option(..., "--out", help="New run folder."),
     features: Optional[Path] = FEATURES, images: Optional[Path] = IMAGES, labels: Optional[Path] = LABELS,
+    outlines: Optional[Path] = OUTLINES, as_outlines: bool = AS_OUTLINES, n_points: Optional[int] = N_POINTS,
     taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="Taxonomy rows for your species (new ones are added)."),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="Label column (default: as in training)."),
     splits: Optional[Path] = SPLITS, split: Optional[str] = SPLIT,
@@ -333,8 +410,9 @@ def finetune(
     tax = clf.taxonomy_ if taxonomy is None else clf.taxonomy_.extend(read_taxonomy(taxonomy))
     read = dict(label_col=label_col or data.get("label_col", "species"), id_col=data.get("id_col", "id"),
                 splits=splits, labels=labels, skip=skip_bad_rows,
-                feature_cols=data.get("feature_names") or None if features else None,
-                image_size=data.get("image_size", 128))
+                feature_cols=data.get("feature_names") or None if features or outlines else None,
+                image_size=data.get("image_size", 128), outlines=outlines,
+                **_outline_options(data, images, as_outlines, n_points))
     tr = _read(features, images, tax, split=split, **read)
     va = _read(features, images, tax, split=val_split, report=False, **read) if val_split else None
     n_old = clf.taxonomy_.n_leaves
@@ -350,7 +428,7 @@ def finetune(
         clf.save(new_run.path)
         atomic_write(new_run / "taxonomy.csv", clf.taxonomy_.to_frame().to_csv(index=False))
         new_run.write_config({**{k: v for k, v in cfg.items() if k != "versions"}, "command": "plants finetune",
-                              "parent_run": str(run), "data": _data_info(tr, read["label_col"], read["id_col"], read["image_size"]),
+                              "parent_run": str(run), "data": _data_info(tr, read["label_col"], read["id_col"], read["image_size"], read["as_outlines"]),
                               "split": split, "val_split": val_split, "new_species": clf.taxonomy_.leaves[n_old:].tolist(),
                               "frozen_blocks": frozen, "lr": lr, "train_known_species": train_known})
         new_run.write_history(clf.history_)

@@ -261,3 +261,20 @@ def test_cli_trains_evaluates_and_predicts_on_ptbxl_records(tmp_path):
     res = runner.invoke(app, ["evaluate", str(run), "--records", str(PTBXL), "--records-list", ",".join(val), "--quiet"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["n_samples"] == len(ptbxl_labels(PTBXL, "superdiagnostic", val))
+
+
+@pytest.mark.slow
+def test_vote_fusion_averages_the_members_chosen_on_validation_records(tmp_path):
+    train, val = _record_set(32, 0), _record_set(16, 1, 100)
+    clf = RecordClassifier(channels=("rr", "cnn"), channel_epochs=2, cnn_epochs=15, threshold="tune", fusion="vote",
+                           vote_margin=0.05, random_state=0).fit(train, validation=val)
+    assert set(clf.vote_auroc_) == {"rr", "cnn", "hrv"}
+    best = max(clf.vote_auroc_.values())
+    assert clf.vote_ == [c for c, v in clf.vote_auroc_.items() if v >= best - 0.05] and "cnn" in clf.vote_  # rr and HRV are noise here
+    np.testing.assert_allclose(clf.predict_proba(val), np.mean([clf.channel_proba(val, c) for c in clf.vote_], axis=0), atol=1e-6)
+    clf.save(tmp_path / "m")
+    back = RecordClassifier.load(tmp_path / "m")
+    assert back.vote_ == clf.vote_
+    np.testing.assert_allclose(back.predict_proba(val), clf.predict_proba(val), atol=1e-5)
+    with pytest.raises(HsickitError, match="validation records"):
+        RecordClassifier(channels=("rr",), fusion="vote").fit(train)

@@ -225,6 +225,13 @@ def test_fused_classifier_with_the_cnn_channel_roundtrips(tmp_path):
     back = RecordClassifier.load(tmp_path / "m")
     np.testing.assert_allclose(back.predict_proba(val), clf.predict_proba(val), atol=1e-5)
     assert back.thresholds() == pytest.approx(clf.thresholds())
+    before = {k: v.clone() for k, v in back.nets_["cnn"].model_.state_dict().items()}
+    back.set_params(warm_start=True, frozen_blocks=1, channel_epochs=1, cnn_epochs=1).fit(_record_set(12, 3, 300))
+    after = back.nets_["cnn"].model_.state_dict()
+    stem = [k for k in before if k.startswith("blocks.0.")]
+    assert stem and all(torch.equal(before[k], after[k]) for k in stem)  # the frozen stem
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in stem)
+    assert len(back.nets_["cnn"].history_) == len(clf.nets_["cnn"].history_) + 1
 
 
 @needs_ptbxl

@@ -649,7 +649,7 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     val = [v for v in val if v in set(rs.records)]
     ignored = rs.dropped_labels
     train = rs.subset([r for r in rs.records if r not in val])
-    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
+    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, cnn_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
     with _resumable(out, overwrite, clf, config, records_dir, rs, val, {"base_run": os.path.abspath(run)}, verbose,
                     inputs=[Path(run) / "model" / "records_model.json"]):
         clf.fit(train)

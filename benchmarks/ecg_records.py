@@ -34,10 +34,13 @@ Metrics: macro AUROC (the field's headline), macro and micro F1, per-label AUROC
 95 % percentile-bootstrap intervals that draw whole fold-9 records (2000 draws). Also: the
 time to read the 859 records and to train the fused model, and prediction throughput.
 
-    python benchmarks/ecg_records.py --dataset ptbxl            # about 15 minutes on one thread
+    python benchmarks/ecg_records.py --dataset ptbxl            # both tasks, one thread
+    python benchmarks/ecg_records.py --dataset ptbxl --tasks rhythm --out benchmarks/results/ecg_records_ptbxl_rhythm.json
     python benchmarks/ecg_records.py --dataset ptbxl --select   # the choices, folds 1-7 -> 8
 
 Writes benchmarks/results/ecg_records_ptbxl.json (``--select``: ecg_records_ptbxl_select.json).
+Timings are wall-clock and CPU seconds of the process (the CPU seconds are the figure to
+trust on a shared machine).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ PTB-XL (``--dataset ptbxl``; the shared sample: 859 records of folds 1-9, 100 Hz
 task (``--tasks``, default superdiagnostic and rhythm), train on folds 1-8 and report fold 9,
 PTB-XL's validation fold. Fold 9 chooses nothing: the thresholds (per label, F1-maximising)
 and the CNN's epoch are chosen on 20 % of the fold 1-8 records that the models hold out of
-their training (``RecordClassifier(threshold="tune")``), and the architecture and its settings
+their training (``RecordClassifier(threshold="tune")``), and the CNN's settings and the fusion rule
 were chosen with ``--select`` (train folds 1-7, score fold 8). Rows: the fused model (four
 channels + the CNN channel + HRV features; ``fusion="vote"``: the mean probability of the members
 within 0.05 macro AUROC of the best on the inner hold-out) with the CNN trained by backprop and by
@@ -36,9 +36,10 @@ time to read the 859 records and to train the fused model, and prediction throug
 
     python benchmarks/ecg_records.py --dataset ptbxl            # both tasks, one thread
     python benchmarks/ecg_records.py --dataset ptbxl --tasks rhythm --out benchmarks/results/ecg_records_ptbxl_rhythm.json
-    python benchmarks/ecg_records.py --dataset ptbxl --select   # the choices, folds 1-7 -> 8
+    python benchmarks/ecg_records.py --dataset ptbxl --select cnn      # the choices, folds 1-7 -> 8
+    python benchmarks/ecg_records.py --dataset ptbxl --select fusion
 
-Writes benchmarks/results/ecg_records_ptbxl.json (``--select``: ecg_records_ptbxl_select.json).
+Writes benchmarks/results/ecg_records_ptbxl.json (``--select``: ecg_records_ptbxl_select_<part>.json).
 Timings are wall-clock and CPU seconds of the process (the CPU seconds are the figure to
 trust on a shared machine).
 """
@@ -221,14 +222,32 @@ def ptbxl_task(data: str, views: RecordSet, folds: dict, task: str, seed: int, m
             "timing": {k: round(v, 1) for k, v in timing.items()}}
 
 
-def ptbxl_select(data: str, views: RecordSet, folds: dict, seed: int, min_count: int) -> list[dict]:
-    """The CNN's settings, chosen on folds 1-7 -> fold 8 (superdiagnostic); fold 9 is not read."""
+def ptbxl_select(data: str, views: RecordSet, folds: dict, seed: int, min_count: int, part: str) -> list[dict]:
+    """Choices made on folds 1-7 -> fold 8 (superdiagnostic); fold 9 is not read.
+
+    ``part="cnn"``: the CNN's settings, the CNN alone; ``"fusion"``: the fused model (stacked
+    logistic downstream vs the vote) against each channel alone, with thresholds and the vote's
+    members chosen on 20 % of folds 1-7 held out of training.
+    """
     rs = _task_set(data, views, "superdiagnostic", min_count)
     train = rs.subset([r for r in rs.records if folds[r] <= 7])
     val = rs.subset([r for r in rs.records if folds[r] == 8])
-    mean, std = train.rhythm.mean((0, 2), keepdims=True), train.rhythm.std((0, 2), keepdims=True)
     rows = []
-    for kw in ({}, {"epochs": 40}, {"crop": 500}, {"augment": False}, {"pos_weight": None}, {"training": "hsic"}):
+    if part == "fusion":
+        work = Path(tempfile.mkdtemp(prefix="ptbxl-select-"))
+        for fusion in ("vote", "stack"):
+            clf = RecordClassifier(channels=("rhythm", "beat", "wavelet", "rr", "cnn"), threshold="tune", fusion=fusion,
+                                   random_state=seed, checkpoint_dir=work).fit(train)
+            rows.append({"model": f"fused ({fusion})", "macro_auroc_fold8": round(record_metrics(val.Y, clf.predict_proba(val), rs.labels)["macro_auroc"], 4)})
+            if fusion == "vote":
+                rows += [{"model": f"channel:{c}", "macro_auroc_fold8": round(record_metrics(val.Y, clf.channel_proba(val, c), rs.labels)["macro_auroc"], 4)}
+                         for c in [*clf.channels, "hrv"]]
+                rows[0]["members"] = ", ".join(clf.vote_)
+            print(rows[-1], flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+        return rows
+    mean, std = train.rhythm.mean((0, 2), keepdims=True), train.rhythm.std((0, 2), keepdims=True)
+    for kw in ({}, {"epochs": 40}, {"crop": 500}, {"training": "hsic"}):
         t = time.perf_counter()
         net = RecordCNN(model_params={"channels": (32, 64, 64, 128)}, random_state=seed, **kw).fit((train.rhythm - mean) / std, train.Y)
         m = record_metrics(val.Y, net.predict_proba((val.rhythm - mean) / std), rs.labels)
@@ -243,9 +262,9 @@ def ptbxl_main(args) -> None:
     print(f"{args.data}: {len(views)} records read in {load_s:.0f} s, {load_cpu:.0f} CPU s ({len(views) / load_cpu:.1f} records "
           "per CPU second, R-peak detection included)", flush=True)
     if args.select:
-        rows = ptbxl_select(args.data, views, folds, args.seed, args.min_count)
+        rows = ptbxl_select(args.data, views, folds, args.seed, args.min_count, args.select)
         print(markdown_table(rows))
-        out = Path(args.out or ROOT / "results" / "ecg_records_ptbxl_select.json")
+        out = Path(args.out or ROOT / "results" / f"ecg_records_ptbxl_select_{args.select}.json")
         write_json(out, {"args": {k: str(v) for k, v in vars(args).items()}, "train_folds": list(range(1, 8)), "eval_fold": 8,
                          "rows": rows})
         print(f"wrote {out}")
@@ -268,7 +287,8 @@ def main() -> None:
     ap.add_argument("--dataset", choices=("ludb", "ptbxl"), default="ludb")
     ap.add_argument("--tasks", default="superdiagnostic,rhythm", help="PTB-XL tasks")
     ap.add_argument("--seed", type=int, default=0, help="PTB-XL: the seed")
-    ap.add_argument("--select", action="store_true", help="PTB-XL: compare CNN settings on folds 1-7 -> 8 instead")
+    ap.add_argument("--select", choices=("cnn", "fusion"), default=None,
+                    help="PTB-XL: compare CNN settings (cnn) or fusion rules (fusion) on folds 1-7 -> 8 instead")
     ap.add_argument("--data", default=None, help="LUDB: a folder of LUDB records with ludb.csv; PTB-XL: the PTB-XL folder")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=40, help="downstream epochs (RecordClassifier's default)")

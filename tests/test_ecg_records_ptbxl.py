@@ -265,6 +265,19 @@ def test_cli_trains_evaluates_and_predicts_on_ptbxl_records(tmp_path):
     assert (tmp_path / "pred" / "plots" / f"{rows[0]['record']}.png").read_bytes()[:4] == b"\x89PNG"
     res = runner.invoke(app, ["predict", str(run), str(new), "--out", str(tmp_path / "noplots"), "--no-plots", "--quiet"])
     assert res.exit_code == 0 and not (tmp_path / "noplots" / "plots").exists()
+    part = tmp_path / "ptbxl-part"  # a PTB-XL folder as released (nested records100/), three of its records
+    (part / "records100" / "00000").mkdir(parents=True)
+    shutil.copy(PTBXL / "scp_statements.csv", part)
+    lines = (PTBXL / "ptbxl_database.csv").read_text().splitlines()
+    keep = [line for line in lines[1:] if line.split(",")[0] in val[:3]]
+    (part / "ptbxl_database.csv").write_text("\n".join([lines[0], *keep]) + "\n")
+    for r in val[:3]:
+        for ext in (".hea", ".dat"):
+            shutil.copy(ptbxl_record_path(PTBXL, r) + ext, part / "records100" / "00000")
+    res = runner.invoke(app, ["predict", str(run), str(part), "--out", str(tmp_path / "part_pred"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "part_pred" / "record_predictions.csv").open()))
+    assert [r["record"] for r in rows] == val[:3] and len(list((tmp_path / "part_pred" / "plots").glob("*.png"))) == 3
     res = runner.invoke(app, ["evaluate", str(run), "--records", str(PTBXL), "--records-list", ",".join(val), "--quiet"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["n_samples"] == len(ptbxl_labels(PTBXL, "superdiagnostic", val))

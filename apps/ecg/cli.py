@@ -65,6 +65,7 @@ def train(
     records_list: Optional[str] = _LIST,
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     task: str = typer.Option("beats", "--task", help="beats (AAMI classes per beat) or records (multi-label per record)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="--task records on a PTB-XL folder: the label task, superdiagnostic (default), subdiagnostic, diagnostic, form, rhythm or all; labels come from ptbxl_database.csv + scp_statements.csv."),
     validation_list: Optional[str] = typer.Option(None, "--validation-list", help="Records held out for early stopping and the model card (default: DS1 validation records if present, else every 5th; beats: 'none' for none)."),
     channels: str = typer.Option("rr", help="Channel networks of the beat model (comma-separated, or 'none'): beat, rhythm, wavelet, rr. The default two-stage downstream reads only rr (--ventricular-channels); the others feed the one-stage downstreams. --task records always fuses its four record channels."),
     features: bool = typer.Option(True, "--features/--no-features", help="Append the hand-crafted features."),
@@ -92,14 +93,16 @@ def train(
     if task == "records":
         from hsickit.apps.ecg.records import train_records
 
-        metrics = train_records(_one_folder(records), out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
-                                random_state=seed, overwrite=overwrite, verbose=verbose)
+        metrics = train_records(_one_folder(records), out, records_list, validation_list, labels=labels, epochs=epochs, training=training,
+                                downstream=downstream, random_state=seed, overwrite=overwrite, verbose=verbose)
         typer.echo(json.dumps({k: None if math.isnan(metrics[k]) else metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc")
                               if k in metrics}))
         typer.echo(f"run folder: {out}")
         return
     if task != "beats":
         raise HsickitError(f"--task {task!r}; use 'beats' or 'records'")
+    if labels is not None:
+        raise HsickitError("--labels picks a PTB-XL label task for --task records; beat labels come from the .atr annotations")
     from hsickit.apps.ecg.api import train_beats
     from hsickit.apps.ecg.beats import BeatConfig
 
@@ -146,8 +149,9 @@ def evaluate(
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by 'hsickit ecg train' (beat or record model)."),
     record_or_dir: Path = typer.Argument(..., help="A record path without extension, or a folder of records (no labels needed)."),
-    out: Path = typer.Option(..., "--out", help="Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv."),
+    out: Path = typer.Option(..., "--out", help="Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv and plots/<record>.png."),
     leads: Optional[str] = _LEADS,
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Record models: a PNG per record of its leads with the predicted labels."),
     quiet: bool = _QUIET,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace prediction files already in --out."),
 ) -> None:
@@ -156,7 +160,7 @@ def predict(
     if _records_model(run):
         from hsickit.apps.ecg.records import predict_records
 
-        typer.echo(str(predict_records(run, record_or_dir, out, overwrite=overwrite, verbose=verbose)))
+        typer.echo(str(predict_records(run, record_or_dir, out, plots=plots, overwrite=overwrite, verbose=verbose)))
         return
     from hsickit.apps.ecg.api import predict_beats
 

@@ -147,8 +147,13 @@ def find_records(directories: str | os.PathLike | Sequence[str | os.PathLike],
         if not hits:
             missing.append(r)
         chosen.update(hits)
+    where = ", ".join(str(d) for d in dirs)
+    outside = [r for r in missing if ".." in Path(r).parts or Path(r).is_absolute()]
+    if outside:
+        raise HsickitError(f"record name(s) {', '.join(outside)} point outside the records folder(s) {where}; "
+                           "--records-list takes names inside --records (as their RECORDS files list them): "
+                           "pass the other folder as --records too (--records DIR1,DIR2)")
     if missing:
-        where = ", ".join(str(d) for d in dirs)
         raise HsickitError(f"record(s) {', '.join(missing)} not found in {where} (no .hea file); "
                            "check --records-list against the folders' RECORDS files")
     return chosen

@@ -79,8 +79,25 @@ def run(beats, feature_set, protocol, fold, train, test, seed):
     pred = clf.predict(tb)
     return {"feature_set": feature_set, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
             "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
-            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": tb.y.astype(str).tolist(),
-            "pred": np.asarray(pred, str).tolist(), "records": tb.record.astype(str).tolist()}
+            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
+            "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
+
+
+def runs_of(records) -> list:
+    """``[[record, count], ...]``: the test beats' records, run-length encoded (a record's beats are contiguous)."""
+    out = []
+    for r in records:
+        if out and out[-1][0] == r:
+            out[-1][1] += 1
+        else:
+            out.append([r, 1])
+    return out
+
+
+def beats_of(run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A run's true labels, predictions and records, one entry per test beat (AAMI classes are one letter)."""
+    return (np.array(list(run["y"])), np.array(list(run["pred"])),
+            np.concatenate([np.full(n, r, dtype=object) for r, n in run["records"]]).astype(str))
 
 
 def main() -> None:
@@ -97,10 +114,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "results" / "ecg_cross_database.json"))
     args = ap.parse_args()
     out = Path(args.out)
-    done = [] if args.fresh or not out.exists() else read_json(out).get("runs", [])
+    previous = {} if args.fresh or not out.exists() else read_json(out)
+    done = previous.get("runs", [])
     have = {(r["feature_set"], r["protocol"], r["fold"]) for r in done}
-    meta = {"args": vars(args)}
+    meta = {**{k: v for k, v in previous.items() if k.startswith("load_seconds")}, "args": vars(args)}
     for feature_set in args.feature_sets.split(","):
+        if all((feature_set, p, fold) in have for p in args.protocols.split(",")
+               for fold in (["0"] if p != "kfold" else [str(i) for i in range(args.kfold)])):
+            continue  # every run of this feature set is in the results: only summarise
         t0 = time.perf_counter()
         parts = {name: load_beats(folder, list_records(folder)[:args.limit], BeatConfig(feature_set=feature_set), annotated=True, verbose=0)
                  for name, folder in (("mitdb", args.mitdb), ("svdb", args.svdb))}
@@ -117,10 +138,17 @@ def main() -> None:
                 print(f"{feature_set} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
             write_json(out, {**meta, "runs": done})
     summary, intervals, worst = [], [], {}
-    for (fs, protocol) in sorted({(r["feature_set"], r["protocol"]) for r in done}):
+    svdb = set(list_records(args.svdb))
+    # k-fold's test patients of each database, next to the other direction's: what the other database's patients add
+    cells = [(fs, protocol, None) for fs, protocol in sorted({(r["feature_set"], r["protocol"]) for r in done})]
+    cells += [(fs, "kfold", db) for fs, protocol, _ in list(cells) if protocol == "kfold" for db in ("mitdb", "svdb")]
+    for (fs, protocol, only) in cells:
         parts = [r for r in done if r["feature_set"] == fs and r["protocol"] == protocol]
-        y, p, rec = (np.concatenate([np.asarray(r[k]) for r in parts]) for k in ("y", "pred", "records"))
+        y, p, rec = (np.concatenate(a) for a in zip(*(beats_of(r) for r in parts)))
         keep = np.isin(y, ("N", "S", "V", "F"))  # Q beats are left out of training and scoring
+        if only is not None:
+            keep &= np.isin(rec, list(svdb)) == (only == "svdb")
+            protocol = f"kfold, {only} test patients"
         y, p, rec = y[keep], p[keep], rec[keep]
         m, iv = beat_metrics(y, p), record_intervals(y, p, rec, random_state=args.seed)
         summary.append({"features": fs, "protocol": protocol, "folds": len(parts), "test_beats": len(y),

@@ -26,6 +26,7 @@ the JSON. Machine: whatever runs it (the figures in the README: the 2-core share
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,6 +115,23 @@ def cell_settings(name, args):
             "time_limit": args.time_limit}
 
 
+def include(results, paths):
+    """`results` with the cells of the result files `paths` added (those it lacks; the files must
+    share its fold, test size and seed)."""
+    from hsickit.core.errors import HsickitError
+    from hsickit.core.io import read_json
+
+    for path in paths:
+        other = read_json(path)
+        if any(other["settings"].get(k) != results["settings"].get(k) for k in SIGNATURE):
+            raise HsickitError(f"{path}: other {', '.join(SIGNATURE)} than this result file; its cells do not compare")
+        for c in other["cells"]:
+            if not done(results, c["task"], c["model"], c["size"], c.get("settings")):
+                results["cells"].append(c)
+        results.setdefault("test_rows", {}).update(other.get("test_rows", {}))
+    return results
+
+
 def done(results, task, model, size, settings):
     return any(c["task"] == task and c["model"] == model and c["size"] == size and c.get("settings") == settings
                for c in results["cells"])
@@ -132,10 +150,16 @@ def run_cell(name, X_tr, y_tr, X_te, y_te, args):
     from hsickit.apps.materials.matbench import regression_metrics
 
     est = make_model(name, args, len(X_tr))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     est.fit(X_tr, y_tr)
-    fit_s = time.perf_counter() - start
-    cell = {**regression_metrics(y_te, est.predict(X_te)), "fit_seconds": fit_s, "n_train": int(len(X_tr))}
+    fit_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    # on a shared machine the wall time depends on the load; the CPU time of this process (all its threads) less so
+    cell = {**regression_metrics(y_te, est.predict(X_te)), "fit_seconds": fit_s, "fit_cpu_seconds": cpu_s,
+            "load_average": os.getloadavg()[0], "n_train": int(len(X_tr))}
+    if name == "extra_trees":  # the first k trees are a k-tree forest: how many trees are worth their time
+        trees = est.members_[0].tree_predictions(est._scale(X_te))
+        cell["mae_by_trees"] = {str(k): float(np.abs(np.median(trees[:k], 0) - y_te).mean())
+                                for k in (50, 100, 200, 300, 500) if k <= len(trees)}
     if name in NETWORKS:
         hist = est.history_
         best = min(hist, key=lambda r: r.get("val_loss", r["train_loss"]))
@@ -192,6 +216,8 @@ def table_rows(results):
                 if c["task"] == task and c["size"] == size:
                     row[f"{c['model']} MAE"] = round(c["mae"], 4)
                     row[f"{c['model']} s"] = round(c["fit_seconds"])
+                    if "fit_cpu_seconds" in c:
+                        row[f"{c['model']} cpu s"] = round(c["fit_cpu_seconds"])
             rows.append(row)
     return rows
 
@@ -217,13 +243,15 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--fresh", action="store_true", help="Ignore cells already in --out.")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--include", nargs="*", type=Path, default=[], metavar="JSON",
+                   help="Merge the cells of these result files (parallel runs with the same fold, test size, seed).")
     args = p.parse_args(argv)
 
     from hsickit.core.io import markdown_table, read_json, write_json
 
     png = args.out.with_suffix(".png")
     if args.plot_only:
-        results = read_json(args.out)
+        results = include(read_json(args.out), args.include)
         print(markdown_table(table_rows(results)))
         print(f"plot written to {plot(results, png)}")
         return results
@@ -238,7 +266,7 @@ def main(argv=None):
                    if k not in ("fresh", "plot_only")},
                 "units": {t: MATBENCH_UNITS.get(t, "") for t in args.tasks},
                 "machine": f"cpu, {torch.get_num_threads()} torch thread(s)"}
-    results = load_results(args.out, settings, args.fresh)
+    results = include(load_results(args.out, settings, args.fresh), args.include)
     results["command"] = " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for task in args.tasks:

@@ -100,6 +100,7 @@ def _learning_curve():
     return module
 
 
+@pytest.mark.slow
 def test_learning_curve_draws_nested_sets_and_resumes(tmp_path, monkeypatch, capsys):
     """A rerun skips the (model, size) cells already in the JSON and measures only the missing ones."""
     import pandas as pd
@@ -115,7 +116,7 @@ def test_learning_curve_draws_nested_sets_and_resumes(tmp_path, monkeypatch, cap
     monkeypatch.setattr(lc, "run_cell", lambda name, *a: fits.append(name) or run_cell(name, *a))
     out = tmp_path / "lc.json"
     common = ["--data", str(tmp_path), "--tasks", "mp_e_form", "--test-size", "20", "--out", str(out),
-              "--et-trees", "5", "--rf-trees", "5", "--epochs", "1"]
+              "--features-cache", str(tmp_path), "--et-trees", "5", "--rf-trees", "5", "--epochs", "1"]
     lc.main(common + ["--sizes", "30", "--models", "extra_trees", "irnet17"])
     assert fits == ["extra_trees", "irnet17"]
     res = json.loads(out.read_text())
@@ -131,3 +132,12 @@ def test_learning_curve_draws_nested_sets_and_resumes(tmp_path, monkeypatch, cap
     assert fits == ["irnet17"]  # other network settings: measured again, the latest cell is tabled
     cells = lc.latest(json.loads(out.read_text())["cells"])
     assert [c["settings"]["epochs"] for c in cells if c["model"] == "irnet17" and c["size"] == 30] == [2]
+    # a parallel run's file merges in; one of another test size does not
+    other = tmp_path / "other.json"
+    lc.main([a if a != str(out) else str(other) for a in common] + ["--sizes", "45", "--models", "extra_trees"])
+    merged = lc.include(json.loads(out.read_text()), [other])
+    assert sorted({c["size"] for c in merged["cells"]}) == [30, 45, 60]
+    lc.main([a if a not in (str(out), "20") else (str(other) if a == str(out) else "10") for a in common]
+            + ["--sizes", "45", "--models", "extra_trees", "--fresh"])
+    with pytest.raises(HsickitError, match="do not compare"):
+        lc.include(json.loads(out.read_text()), [other])

@@ -116,9 +116,9 @@ class _MaterialsEstimator(BaseEstimator):
             large = n_rows >= threshold
             model = (AUTO_LARGE if large else AUTO_SMALL)["model"]
             why = (f"{n_rows} training rows, {'at or above' if large else 'below'} the auto threshold of "
-                   f"{threshold:g} rows: " + ("IRNet-17 (networks beat the trees on tables this large)" if large else
-                                              "extra trees (on tables this small they beat the networks, and fit "
-                                              "in seconds)"))
+                   f"{threshold:g} rows: " + ("IRNet-17 with the modern recipe" if large else
+                                              "extra trees on Ward attributes + element fractions")
+                   + " (threshold from the Matbench learning curves, README)")
         features = self.features
         if features == "auto":
             features = ("ward145+fractions118" if is_forest(model) else "elemnet86" if model == "elemnet17"

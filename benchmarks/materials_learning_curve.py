@@ -53,14 +53,14 @@ def _matbench_module():
 
 def draw_rows(train_idx, test_idx, sizes, test_size, seed):
     """(training rows per size, test rows): nested training sets (the first n of one shuffle of
-    `train_idx`; a size above it is cut to all of it) and a fixed random subset of `test_idx`
+    `train_idx`; 0, or a size above it, is all of it) and a fixed random subset of `test_idx`
     (all with ``test_size`` 0), sorted."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(np.asarray(train_idx))
     test = np.asarray(test_idx)
     if test_size and test_size < len(test):
         test = np.sort(rng.choice(test, size=test_size, replace=False))
-    return {int(n): np.sort(order[: min(int(n), len(order))]) for n in sizes}, test
+    return {int(n): np.sort(order[: min(int(n) or len(order), len(order))]) for n in sizes}, test
 
 
 def make_model(name, args, n_rows):
@@ -226,7 +226,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--tasks", nargs="+", default=["mp_e_form"], choices=["mp_e_form", "mp_gap", "expt_gap"])
-    p.add_argument("--sizes", nargs="+", type=int, default=[1000, 4000, 16000])
+    p.add_argument("--sizes", nargs="+", type=int, default=[1000, 4000, 16000],
+                   help="Training rows (0: the whole training part of the fold).")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--deep-max-size", type=int, default=4000, help="irnet48 / plain48 only at sizes up to this.")
     p.add_argument("--fold", type=int, default=0)

@@ -25,23 +25,23 @@ def gaps():
     return t.formulas[:120], t.y[:120]
 
 
-def test_auto_picks_trees_below_the_threshold_and_irnet_at_or_above(gaps, tmp_path):
+def test_auto_picks_trees_up_to_the_threshold_and_irnet_above(gaps, tmp_path):
     f, y = gaps
-    small = MaterialsRegressor(auto_threshold=61, random_state=0).fit(f[:60], y[:60])
+    small = MaterialsRegressor(auto_threshold=60, random_state=0).fit(f[:60], y[:60])
     assert small.model_used_ == "extra_trees" and small.features_used_ == "ward145+fractions118"
     assert isinstance(small.members_[0], ForestMember) and small.n_features_in_ == 145 + 118
-    assert small.auto_choice_["n_rows"] == 60 and "below the auto threshold of 61" in small.auto_choice_["reason"]
-    large = MaterialsRegressor(auto_threshold=60, epochs=2, random_state=0).fit(f[:60], y[:60])
+    assert small.auto_choice_["n_rows"] == 60 and "not above the auto threshold of 60" in small.auto_choice_["reason"]
+    large = MaterialsRegressor(auto_threshold=59, epochs=2, random_state=0).fit(f[:60], y[:60])
     assert large.model_used_ == "irnet17" and large.features_used_ == "ward145" and large.n_features_in_ == 145
     assert isinstance(large.members_[0], DeepRegressor) and len(large.members_[0].model_.blocks) == 16  # + the head: 17 layers
-    assert "at or above" in large.auto_choice_["reason"]
+    assert "60 training rows, above the auto threshold of 59" in large.auto_choice_["reason"]
     assert large.get_params()["model"] == "auto"  # fit leaves the parameters alone
     large.save(tmp_path / "m")
     back = MaterialsRegressor.load(tmp_path / "m")
     assert back.model_used_ == "irnet17" and back.auto_choice_ == large.auto_choice_
     np.testing.assert_allclose(back.predict(f[100:110]), large.predict(f[100:110]), rtol=1e-5)
     # the tree model's held-out score refits the same model, even when 90 % of the rows fall under the threshold
-    held = MaterialsRegressor(auto_threshold=60, epochs=2, random_state=0).fit(f[:60], y[:60]).holdout_metrics(f[:60], y[:60])
+    held = MaterialsRegressor(auto_threshold=59, epochs=2, random_state=0).fit(f[:60], y[:60]).holdout_metrics(f[:60], y[:60])
     assert held["n_samples"] == 6
     # explicit model, auto features: the model's own features
     assert MaterialsRegressor(model="random_forest").fit(f[:30], y[:30]).features_used_ == "ward145+fractions118"
@@ -106,8 +106,8 @@ def test_learning_curve_draws_nested_sets_and_resumes(tmp_path, monkeypatch, cap
     import pandas as pd
 
     lc = _learning_curve()
-    sets, test = lc.draw_rows(np.arange(100), np.arange(100, 150), [10, 40, 500], 20, seed=0)
-    assert set(sets[10]) <= set(sets[40]) <= set(sets[500]) and len(sets[500]) == 100 and len(test) == 20
+    sets, test = lc.draw_rows(np.arange(100), np.arange(100, 150), [10, 40, 500, 0], 20, seed=0)
+    assert set(sets[10]) <= set(sets[40]) <= set(sets[500]) and len(sets[500]) == len(sets[0]) == 100 and len(test) == 20
     df = pd.read_csv(demo_table_path()).head(150)
     df["fold"] = np.arange(150) % 5
     df.to_csv(tmp_path / "matbench_mp_e_form.csv", index=False)

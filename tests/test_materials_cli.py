@@ -335,22 +335,22 @@ def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, 
     assert not (tmp_path / "never").exists()  # the output folder comes only after the input is read and checked
 
 
-def test_default_model_is_auto_trees_below_the_threshold_irnet_above(data, tmp_path):
-    """`train` without --model: extra trees on Ward + fractions for a table under --auto-threshold rows,
-    IRNet-17 (modern recipe) from there on; metrics.json and the model card say which and why."""
+def test_default_model_is_auto_trees_up_to_the_threshold_irnet_above(data, tmp_path):
+    """`train` without --model: extra trees on Ward + fractions for a table of up to --auto-threshold rows,
+    IRNet-17 (modern recipe) above; metrics.json and the model card say which and why."""
     base = ["train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--quiet"]
     r = invoke(*base, "--out", tmp_path / "small")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "small" / "metrics.json").read_text())
     assert m["model"] == "extra_trees" and m["features"] == "ward145+fractions118"
-    assert "60 training rows, below the auto threshold" in m["model_choice"]
+    assert "60 training rows, not above the auto threshold of 16000" in m["model_choice"]
     saved = json.loads((tmp_path / "small" / "model" / "materials.json").read_text())
     assert saved["params"]["model"] == "auto" and saved["model_used"] == "extra_trees"
-    assert "Chosen by `--model auto`: 60 training rows, below" in (tmp_path / "small" / "README.md").read_text()
-    r = invoke(*base, "--out", tmp_path / "large", "--auto-threshold", "50", "--epochs", "2")
+    assert "Chosen by `--model auto`: 60 training rows, not above" in (tmp_path / "small" / "README.md").read_text()
+    r = invoke(*base, "--out", tmp_path / "large", "--auto-threshold", "59", "--epochs", "2")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "large" / "metrics.json").read_text())
-    assert m["model"] == "irnet17" and m["features"] == "ward145" and "at or above the auto threshold of 50" in m["model_choice"]
+    assert m["model"] == "irnet17" and m["features"] == "ward145" and "above the auto threshold of 59" in m["model_choice"]
     assert m["epochs_run"] == 2
     card = (tmp_path / "large" / "README.md").read_text()
     assert "model `irnet17`" in card and "adamw" in card and "Chosen by `--model auto`" in card

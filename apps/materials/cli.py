@@ -18,8 +18,8 @@ import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="Materials: composition -> property with very deep residual MLPs (IRNet), "
-                       "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
+app = typer.Typer(help="Materials: composition -> property with extra trees (small tables) or very deep residual "
+                       "MLPs (IRNet; backprop or the HSIC bottleneck).", no_args_is_help=True)
 
 from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
 from hsickit.apps.materials.runs import prediction_columns as _prediction_columns, read_table as _read_table
@@ -78,11 +78,11 @@ def train(
     features: str = typer.Option("auto", help="auto (the model's own: Ward + fractions for trees, ward145 for IRNet), "
                                               "ward145, elemnet86, fractions118, or several joined by '+' "
                                               "(ward145+fractions118); a comma-separated list to choose among."),
-    model: str = typer.Option("auto", help="auto (extra trees below --auto-threshold rows, IRNet-17 from there on), "
+    model: str = typer.Option("auto", help="auto (extra trees up to --auto-threshold rows, IRNet-17 above), "
                                            "irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / "
                                            "random_forest; a comma-separated list to choose among."),
-    auto_threshold: Optional[int] = typer.Option(None, help="Rows from which --model auto trains IRNet-17 instead of "
-                                                           "extra trees (default: the measured crossover, README)."),
+    auto_threshold: Optional[int] = typer.Option(None, help="--model auto trains IRNet-17 instead of extra trees on "
+                                                           "more rows than this (default 16000, README).")),
     recipe: str = typer.Option("modern", help="Network training recipe: modern (AdamW, batch 256, warm-up + cosine, "
                                               "100 epochs, patience 20) or paper (IRNet paper: Adam lr 1e-4, batch 32, "
                                               "500 epochs, patience 50). --epochs etc. override it."),

@@ -82,7 +82,7 @@ def train(
                                            "irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / "
                                            "random_forest; a comma-separated list to choose among."),
     auto_threshold: Optional[int] = typer.Option(None, help="--model auto trains IRNet-17 instead of extra trees on "
-                                                           "more rows than this (default 16000, README).")),
+                                                           "more rows than this (default 16000, README)."),
     recipe: str = typer.Option("modern", help="Network training recipe: modern (AdamW, batch 256, warm-up + cosine, "
                                               "100 epochs, patience 20) or paper (IRNet paper: Adam lr 1e-4, batch 32, "
                                               "500 epochs, patience 50). --epochs etc. override it."),

@@ -175,6 +175,7 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hsickit.apps.materials.matbench import MATBENCH_UNITS
     from hsickit.core.io import atomic_write
 
     cells_all = latest(results["cells"])
@@ -192,7 +193,7 @@ def plot(results, path):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training rows (Matbench fold 0)")
-        ax.set_ylabel(f"test MAE ({results['settings'].get('units', {}).get(task, '')})")
+        ax.set_ylabel(f"test MAE ({MATBENCH_UNITS.get(task, '')})")
         ax.set_title(f"matbench_{task}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)

@@ -63,9 +63,9 @@ RECIPES = {
 
 #: ``model="auto"``: tables with more training rows than this get IRNet-17, the others extra trees.
 #: benchmarks/materials_learning_curve.py (Matbench mp_e_form fold 0, 2-core CPU) found no crossover:
-#: IRNet-17 was 2 % ahead at 1,000 rows and 2 % behind at 4,000 (and 8 % behind on expt_gap's 2,946),
-#: and could not be trained at 16,000 in the time; so the threshold is the largest size measured (the
-#: trees at 16,000 rows), not a measured crossover (README).
+#: IRNet-17 was 2 % ahead of the trees at 1,000 rows and 2 % behind at 4,000 (on mp_gap 19 % behind at
+#: 1,000; on expt_gap's 2,946 training rows 8 %), and could not be trained at 16,000 in the time; so the
+#: threshold is the largest size measured (the trees at 16,000 rows), not a measured crossover (README).
 AUTO_THRESHOLD = 16_000
 #: What ``model="auto"`` fits on each side of the threshold (with ``features="auto"``).
 AUTO_SMALL = {"model": "extra_trees", "features": "ward145+fractions118"}

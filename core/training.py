@@ -140,8 +140,8 @@ class TrainConfig:
             raise HsickitError(f"unknown HSIC estimator {self.hsic_estimator!r}; use one of {sorted(hsic.ESTIMATORS)}")
         if self.epochs < 1 or self.batch_size < 2:
             raise HsickitError(f"epochs must be >= 1 and batch_size >= 2 (got {self.epochs}, {self.batch_size})")
-        if self.lr_schedule not in (None, "cosine", "plateau"):
-            raise HsickitError(f"unknown lr_schedule {self.lr_schedule!r}; use None, 'cosine' or 'plateau'")
+        if self.lr_schedule not in (None, "cosine", "plateau", "warmup_cosine"):
+            raise HsickitError(f"unknown lr_schedule {self.lr_schedule!r}; use None, 'cosine', 'plateau' or 'warmup_cosine'")
         if self.precision not in ("float32", "bf16"):
             raise HsickitError(f"unknown precision {self.precision!r}; use 'float32' or 'bf16'")
         if self.hsic_approx not in (None, "rff"):
@@ -356,6 +356,24 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def warmup_cosine(epochs: int) -> Callable[[int], float]:
+    """Learning-rate factor per epoch of ``lr_schedule="warmup_cosine"``: linear warm-up over the
+    first ``max(1, epochs // 20)`` epochs (5 %), then a cosine decay to 0 at `epochs`.
+
+    >>> f = warmup_cosine(100)
+    >>> [round(f(e), 3) for e in (0, 4, 5, 99)]
+    [0.2, 1.0, 1.0, 0.0]
+    """
+    warm = max(1, epochs // 20)
+
+    def factor(epoch: int) -> float:
+        if epoch < warm:
+            return (epoch + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (epoch - warm + 1) / max(1, epochs - warm))))
+
+    return factor
+
+
 class Trainer:
     """State of one training run; :func:`train` is the usual entry point."""
 
@@ -389,6 +407,8 @@ class Trainer:
         self.scheduler = None
         if c.lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
+        elif c.lr_schedule == "warmup_cosine":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(c.epochs))
         elif c.lr_schedule == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=max(1, (c.patience or 10) // 3))
         self.history: list[dict] = []

@@ -14,7 +14,7 @@ from hsickit.datasets.materials import demo_table_path
 pytest.importorskip("matminer", reason="the Magpie element tables ship with matminer")
 torch.set_num_threads(1)
 runner = CliRunner()
-FAST = ["--epochs", "2", "--patience", "5", "--quiet"]
+FAST = ["--model", "irnet17", "--epochs", "2", "--patience", "5", "--quiet"]
 
 
 def invoke(*args):
@@ -46,8 +46,13 @@ def test_train_writes_run_folder(trained):
                  "model/materials.json", "model/member_0/model.safetensors", "model/member_1/model.safetensors"):
         assert (trained / name).exists(), name
     cfg = json.loads((trained / "config.json").read_text())
-    assert cfg["params"]["model"] == "irnet17" and cfg["params"]["lr"] == 1e-4 and cfg["params"]["batch_size"] == 32
-    assert "IRNet" in (trained / "README.md").read_text() or "irnet17" in (trained / "README.md").read_text()
+    p = cfg["params"]  # the modern recipe: AdamW, batch 256 (cut to the rows there are), warm-up + cosine
+    assert p["model"] == "irnet17" and p["lr"] == 1e-3 and p["batch_size"] == 256 and p["optimizer"] == "adamw"
+    assert p["lr_schedule"] == "warmup_cosine"
+    card = (trained / "README.md").read_text()
+    assert "model `irnet17`" in card and "adamw" in card and "warm-up then cosine" in card
+    m = json.loads((trained / "metrics.json").read_text())
+    assert m["model"] == "irnet17" and m["model_choice"] == "given by --model"
 
 
 def test_training_metrics_are_the_validation_scores_in_the_unit(trained):
@@ -221,7 +226,7 @@ def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(data, tmp
     from hsickit.core.estimators import DeepRegressor
 
     args = ["train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--n-models", "2",
-            "--epochs", "4", "--patience", "10", "--batch-size", "16"]
+            "--epochs", "4", "--patience", "10", "--batch-size", "16", "--model", "irnet17"]
     assert invoke(*args, "--out", tmp_path / "straight", "--quiet").exit_code == 0
     epochs_seen = []
 
@@ -298,7 +303,7 @@ def test_classification_with_text_labels(data, tmp_path, model):
     df.to_csv(tmp_path / "labels.csv", index=False)
     args = ["--formula-col", "composition", "--target-col", "kind"]
     for task in ("classification", "auto"):
-        r = invoke("train", tmp_path / "labels.csv", *args, "--out", tmp_path / task, "--task", task, "--model", model, *FAST)
+        r = invoke("train", tmp_path / "labels.csv", *args, "--out", tmp_path / task, "--task", task, *FAST, "--model", model)
         assert r.exit_code == 0, r.output
         assert json.loads((tmp_path / task / "config.json").read_text())["estimator"] == "MaterialsClassifier"
     m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
@@ -320,7 +325,7 @@ def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, 
     r = invoke("predict", tmp_path / "nosuchrun", data / "new.csv", "-o", tmp_path / "p.csv")
     assert isinstance(r.exception, HsickitError) and "run folder" in str(r.exception) and "does not exist" in str(r.exception)
     r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
-               "--out", tmp_path / "cnn", "--model", "leafcnn", *FAST)
+               "--out", tmp_path / "cnn", *FAST, "--model", "leafcnn")
     msg = str(r.exception)
     assert isinstance(r.exception, HsickitError) and "irnet17" in msg and "extra_trees" in msg
     assert not any(name in msg.split("valid names")[1] for name in ("conv1d", "leafcnn", "parallel"))
@@ -328,3 +333,37 @@ def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, 
     r = invoke("evaluate", trained, tmp_path / "bad.csv", "--out", tmp_path / "never", "--quiet")
     assert isinstance(r.exception, HsickitError) and "capital letter" in str(r.exception)
     assert not (tmp_path / "never").exists()  # the output folder comes only after the input is read and checked
+
+
+def test_default_model_is_auto_trees_up_to_the_threshold_irnet_above(data, tmp_path):
+    """`train` without --model: extra trees on Ward + fractions for a table of up to --auto-threshold rows,
+    IRNet-17 (modern recipe) above; metrics.json and the model card say which and why."""
+    base = ["train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--quiet"]
+    r = invoke(*base, "--out", tmp_path / "small")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "small" / "metrics.json").read_text())
+    assert m["model"] == "extra_trees" and m["features"] == "ward145+fractions118"
+    assert "60 training rows, not above the auto threshold of 16000" in m["model_choice"]
+    saved = json.loads((tmp_path / "small" / "model" / "materials.json").read_text())
+    assert saved["params"]["model"] == "auto" and saved["model_used"] == "extra_trees"
+    assert "Chosen by `--model auto`: 60 training rows, not above" in (tmp_path / "small" / "README.md").read_text()
+    r = invoke(*base, "--out", tmp_path / "large", "--auto-threshold", "59", "--epochs", "2")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "large" / "metrics.json").read_text())
+    assert m["model"] == "irnet17" and m["features"] == "ward145" and "above the auto threshold of 59" in m["model_choice"]
+    assert m["epochs_run"] == 2
+    card = (tmp_path / "large" / "README.md").read_text()
+    assert "model `irnet17`" in card and "adamw" in card and "Chosen by `--model auto`" in card
+    r = invoke("predict", tmp_path / "large", data / "new.csv", "-o", tmp_path / "p.csv", "--quiet")
+    assert r.exit_code == 0, r.output
+
+
+def test_paper_recipe_option(data, tmp_path):
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", tmp_path / "paper", "--recipe", "paper", *FAST)
+    assert r.exit_code == 0, r.output
+    p = json.loads((tmp_path / "paper" / "config.json").read_text())["params"]
+    assert (p["optimizer"], p["lr"], p["batch_size"], p["lr_schedule"], p["epochs"]) == ("adam", 1e-4, 32, None, 2)
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", tmp_path / "never", "--recipe", "fast", *FAST)
+    assert isinstance(r.exception, HsickitError) and "--recipe 'fast'" in str(r.exception)

@@ -1,4 +1,5 @@
-"""Materials application: composition -> property with very deep residual MLPs (IRNet).
+"""Materials application: composition -> property with extremely randomised trees on small tables
+and very deep residual MLPs (IRNet) on large ones (``model="auto"``, the default), or any one of them.
 
 Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / predict with an
 ensemble spread / save / load / fine_tune), the composition featurisers

@@ -18,8 +18,8 @@ import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="Materials: composition -> property with very deep residual MLPs (IRNet), "
-                       "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
+app = typer.Typer(help="Materials: composition -> property with extra trees (small tables) or very deep residual "
+                       "MLPs (IRNet; backprop or the HSIC bottleneck).", no_args_is_help=True)
 
 from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
 from hsickit.apps.materials.runs import prediction_columns as _prediction_columns, read_table as _read_table
@@ -110,18 +110,25 @@ def train(
     target_col: str = typer.Option("target", help="Target column."),
     task: str = typer.Option("auto", help="regression, classification (class labels such as metal / nonmetal, or "
                                           "numbers), or auto (text labels or 0/1 targets -> classification)."),
-    features: str = typer.Option("ward145", help="ward145, elemnet86, fractions118, or several joined by '+' "
-                                                 "(ward145+fractions118); a comma-separated list to choose among."),
-    model: str = typer.Option("irnet17", help="irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / "
-                                              "random_forest; a comma-separated list to choose among."),
+    features: str = typer.Option("auto", help="auto (the model's own: Ward + fractions for trees, ward145 for IRNet), "
+                                              "ward145, elemnet86, fractions118, or several joined by '+' "
+                                              "(ward145+fractions118); a comma-separated list to choose among."),
+    model: str = typer.Option("auto", help="auto (extra trees up to --auto-threshold rows, IRNet-17 above), "
+                                           "irnet17/24/48, plain17/24/48, elemnet17, mlp; or extra_trees / "
+                                           "random_forest; a comma-separated list to choose among."),
+    auto_threshold: Optional[int] = typer.Option(None, help="--model auto trains IRNet-17 instead of extra trees on "
+                                                           "more rows than this (default 16000, README)."),
+    recipe: str = typer.Option("modern", help="Network training recipe: modern (AdamW, batch 256, warm-up + cosine, "
+                                              "100 epochs, patience 20) or paper (IRNet paper: Adam lr 1e-4, batch 32, "
+                                              "500 epochs, patience 50). --epochs etc. override it."),
     inner_folds: int = typer.Option(5, help="With several models / features: cross-validation folds on DATA "
                                             "that choose among them."),
     training: str = typer.Option("backprop", help="backprop or hsic."),
     n_models: int = typer.Option(1, help="Ensemble size (seeds); >1 gives an uncertainty."),
-    epochs: int = typer.Option(500, help="Maximum epochs."),
-    batch_size: int = typer.Option(32, help="Batch size (IRNet paper: 32)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate (IRNet paper: 1e-4)."),
-    patience: int = typer.Option(50, help="Early-stopping patience in epochs (validation split)."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs (default: the recipe's)."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the recipe's; IRNet paper: 32)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the recipe's; IRNet paper: 1e-4)."),
+    patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs (default: the recipe's)."),
     validation_fraction: float = typer.Option(0.1, help="Share of the training rows held out for early stopping."),
     duplicates: str = typer.Option("keep", help="Duplicate compositions: keep, mean or min."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
@@ -157,9 +164,10 @@ def train(
     _write_reports(out, table, duplicates, quiet)
     cls = MaterialsClassifier if _is_classification(table.y, task) else MaterialsRegressor
     y = _class_targets(table.y) if cls is MaterialsClassifier else table.y
-    est = cls(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-              validation_fraction=validation_fraction, random_state=seed, verbose=0 if quiet else 1, device=device,
-              checkpoint_dir=run / MODEL_DIR)
+    est = cls(training=training, n_models=n_models, validation_fraction=validation_fraction, random_state=seed,
+              verbose=0 if quiet else 1, device=device, checkpoint_dir=run / MODEL_DIR,
+              **_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience),
+              **({} if auto_threshold is None else {"auto_threshold": auto_threshold}))
     start = time.perf_counter()
     est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet, unit)
     seconds = time.perf_counter() - start
@@ -173,7 +181,24 @@ def train(
     _card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit, validation=validation)
     finish_training_run(run)
     if not quiet:
-        typer.echo(f"trained {type(est).__name__} in {seconds:.0f} s; {_score_line(validation, unit)}; run folder {out}")
+        typer.echo(f"trained {type(est).__name__} ({est.model_used_} on {est.features_used_}) in {seconds:.0f} s; "
+                   f"{_score_line(validation, unit)}; run folder {out}")
+
+
+def _recipe(name, **given):
+    """The training settings of --recipe `name`, with the options given on the command line over them."""
+    from hsickit.apps.materials.estimator import RECIPES
+
+    if name not in RECIPES:
+        raise HsickitError(f"--recipe {name!r}: use {' or '.join(RECIPES)}")
+    return {**RECIPES[name], **{k: v for k, v in given.items() if v is not None}}
+
+
+def _model_info(est):
+    """metrics.json lines saying which model and features were fitted, and why (--model auto)."""
+    choice = getattr(est, "auto_choice_", None)
+    return {"model": est.model_used_, "features": est.features_used_,
+            "model_choice": choice["reason"] if choice else "given by --model"}
 
 
 def _write_validation(run, est, formulas, y, unit, seconds, phase=None):
@@ -185,11 +210,11 @@ def _write_validation(run, est, formulas, y, unit, seconds, phase=None):
     metrics, how = validation_summary(est, formulas, y)
     extra = {"train_seconds": seconds}
     hist = [r for r in est.history_ if phase is None or str(r.get("phase")).startswith(phase)]
-    if not is_forest(est.model) and hist:
+    if not is_forest(est.model_used_) and hist:
         best = best_epoch(hist)
         extra.update({"best_epoch": best["epoch"], "best_val_loss": best.get("val_loss"),
                       "epochs_run": len(hist)})
-    info = {"validation": how, "unit": unit}
+    info = {"validation": how, "unit": unit, **_model_info(est)}
     if "best_val_loss" in extra:
         info["loss"] = ("cross-entropy" if "Classifier" in type(est).__name__
                         else "L1 on the standardised target (MAE / std of the training target)")
@@ -356,17 +381,19 @@ def matbench(
     data: Path = typer.Option(..., "--data", help="Folder holding matbench_<task>.csv and the leaderboard csv."),
     out: Path = typer.Option(Path("matbench-run"), "--out", "-o", help="Run folder."),
     folds: Optional[List[int]] = typer.Option(None, "--fold", help="Run only these folds (repeatable); default all 5."),
-    features: str = typer.Option("ward145", help="As for `train`, e.g. ward145+fractions118; a comma-separated list "
-                                                 "to choose among in each fold."),
-    model: str = typer.Option("irnet17", help="As for `train`, e.g. irnet17 or extra_trees; a comma-separated list "
-                                              "to choose among in each fold (by inner CV on its training part)."),
+    features: str = typer.Option("auto", help="As for `train`, e.g. ward145+fractions118; a comma-separated list "
+                                              "to choose among in each fold."),
+    model: str = typer.Option("auto", help="As for `train`, e.g. auto, irnet17 or extra_trees; a comma-separated list "
+                                           "to choose among in each fold (by inner CV on its training part)."),
+    auto_threshold: Optional[int] = typer.Option(None, help="As for `train`."),
+    recipe: str = typer.Option("modern", help="As for `train`: modern or paper."),
     inner_folds: int = typer.Option(5, help="Inner cross-validation folds when choosing among several models."),
     training: str = typer.Option("backprop"),
     n_models: int = typer.Option(1),
-    epochs: int = typer.Option(500),
-    batch_size: int = typer.Option(32),
-    lr: float = typer.Option(1e-4),
-    patience: int = typer.Option(50),
+    epochs: Optional[int] = typer.Option(None, help="Default: the recipe's."),
+    batch_size: Optional[int] = typer.Option(None, help="Default: the recipe's."),
+    lr: Optional[float] = typer.Option(None, help="Default: the recipe's."),
+    patience: Optional[int] = typer.Option(None, help="Default: the recipe's."),
     validation_fraction: float = typer.Option(0.1),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet"),
@@ -387,8 +414,10 @@ def matbench(
     _threads()
     run = open_output_folder(out, "materials", "matbench")
     cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor
-    params = dict(training=training, n_models=n_models, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                  validation_fraction=validation_fraction, random_state=seed, verbose=0, device=device)
+    params = dict(training=training, n_models=n_models, validation_fraction=validation_fraction, random_state=seed,
+                  verbose=0, device=device, **_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr,
+                                                      patience=patience),
+                  **({} if auto_threshold is None else {"auto_threshold": auto_threshold}))
     candidates = candidates_from(model, features)
 
     def make():
@@ -400,6 +429,7 @@ def matbench(
         if hasattr(est, "best_estimator_"):
             res["chosen"] = est.best_params_
             est = est.best_estimator_
+        res.update({"model": est.model_used_, "features": est.features_used_})
         run.write_history(est.history_, name=f"history_fold{k}.csv")
 
     res = run_matbench(t, data, make, folds=folds, verbose=0 if quiet else 1, on_fold=save_fold)
@@ -422,7 +452,7 @@ def matbench(
     run.write_model_card(f"Matbench {t}: {cls.__name__}", {
         "Protocol": "Official Matbench v0.1 folds; validation (early stopping) carved from each training fold. "
                     + caveat,
-        "Per fold": markdown_table([{**{k: r[k] for k in ("fold", metric, "n_samples", "n_train")},
+        "Per fold": markdown_table([{**{k: r[k] for k in ("fold", metric, "n_samples", "n_train", "model", "features")},
                                      **({"chosen": r["chosen"]} if "chosen" in r else {})} for r in res["folds"]]),
         "Leaderboard": table})
     spread = f" ± {res['std']:.4g}{unit} (std over folds)" if len(done) > 1 else ""

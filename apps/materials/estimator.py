@@ -5,8 +5,15 @@ compositions), compute composition features (default: the 145 Ward et al. 2016 a
 standardise them, and train one or several (``n_models``, different seeds) core
 :class:`~hsickit.core.estimators.DeepRegressor` / ``DeepClassifier`` models — IRNet
 ("irnet17/24/48"), their plain twins ("plain17/24/48") or ElemNet ("elemnet17", with
-``features="elemnet86"``) — with backprop (as the IRNet paper: Adam, lr 1e-4, batch 32, L1 loss,
-early stopping on a validation split carved from the training data) or the HSIC bottleneck.
+``features="elemnet86"``) — with backprop or the HSIC bottleneck — or a tree ensemble.
+
+The default, ``model="auto"``, picks by the number of training rows: extremely randomised
+trees on the Ward attributes plus element fractions up to :data:`AUTO_THRESHOLD` rows, IRNet-17
+on the Ward attributes above it (``benchmarks/materials_learning_curve.py`` found no crossover up
+to the largest size it measured, which is therefore the threshold; see the README). Networks train with the modern
+recipe by default (:data:`RECIPES`: AdamW, batch 256, linear warm-up then cosine decay, early
+stopping on a validation split carved from the training data); ``**RECIPES["paper"]`` gives the
+IRNet paper's (Adam, lr 1e-4, batch 32). The loss is L1 either way.
 
 Example
 -------
@@ -37,17 +44,40 @@ from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.io import read_json, saved_params, write_json
 from hsickit.core.training import validation_split
 
-__all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator"]
+__all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "RECIPES", "AUTO_THRESHOLD"]
 
 #: The core networks that take a composition's feature vector (conv1d, leafcnn and parallel do not).
 NETWORKS = ("irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48", "elemnet17", "mlp", "residual_mlp")
+
+#: Training settings of the networks. "modern" (the default of the estimators and the CLI):
+#: AdamW, batch 256, peak lr 1e-3 after a linear warm-up over 5 % of the epochs, cosine decay to 0,
+#: at most 100 epochs, early stopping (patience 20) on the validation split. "paper": the IRNet
+#: paper's Adam, lr 1e-4, batch 32, up to 500 epochs (patience 50). Compared side by side in
+#: ``benchmarks/materials_recipes.py`` (README).
+RECIPES = {
+    "modern": {"optimizer": "adamw", "lr": 1e-3, "batch_size": 256, "epochs": 100, "patience": 20,
+               "weight_decay": 1e-4, "lr_schedule": "warmup_cosine"},
+    "paper": {"optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 500, "patience": 50,
+              "weight_decay": 0.0, "lr_schedule": None},
+}
+
+#: ``model="auto"``: tables with more training rows than this get IRNet-17, the others extra trees.
+#: benchmarks/materials_learning_curve.py (Matbench mp_e_form fold 0, 2-core CPU) found no crossover:
+#: IRNet-17 was 2 % ahead of the trees at 1,000 rows and 2 % behind at 4,000 (on mp_gap 19 % behind at
+#: 1,000; on expt_gap's 2,946 training rows 8 %), and could not be trained at 16,000 in the time; so the
+#: threshold is the largest size measured (the trees at 16,000 rows), not a measured crossover (README).
+AUTO_THRESHOLD = 16_000
+#: What ``model="auto"`` fits on each side of the threshold (with ``features="auto"``).
+AUTO_SMALL = {"model": "extra_trees", "features": "ward145+fractions118"}
+AUTO_LARGE = {"model": "irnet17", "features": "ward145"}
 
 
 class _MaterialsEstimator(BaseEstimator):
     _member_cls = DeepRegressor
 
-    def __init__(self, features="ward145", model="irnet17", model_params=None, training="backprop", n_models=1,
-                 epochs=500, batch_size=32, lr=1e-4, weight_decay=0.0, patience=50, validation_fraction=0.1,
+    def __init__(self, features="auto", model="auto", model_params=None, training="backprop", n_models=1,
+                 epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-4, patience=20, validation_fraction=0.1,
+                 optimizer="adamw", lr_schedule="warmup_cosine", auto_threshold=AUTO_THRESHOLD,
                  sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
                  checkpoint_dir=None, random_state=None, verbose=0, device="cpu"):
         self.features = features
@@ -60,6 +90,9 @@ class _MaterialsEstimator(BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.patience = patience
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.auto_threshold = auto_threshold
         self.validation_fraction = validation_fraction
         self.sigma = sigma
         self.beta = beta
@@ -72,6 +105,43 @@ class _MaterialsEstimator(BaseEstimator):
         self.verbose = verbose
         self.device = device
 
+    # --- model="auto" / features="auto" -------------------------------------------------------
+    def _choose(self, n_rows):
+        """(model, features, why) that a fit on `n_rows` rows uses: ``model="auto"`` picks
+        :data:`AUTO_SMALL` up to ``auto_threshold`` rows and :data:`AUTO_LARGE` above it;
+        ``features="auto"`` gives the features that model is meant for (``why``: None unless auto
+        picked the model)."""
+        model, why = self.model, None
+        if model == "auto":
+            threshold = self.auto_threshold
+            if not isinstance(threshold, (int, float, np.integer, np.floating)) or threshold < 0:
+                raise HsickitError(f"auto_threshold must be a number of rows >= 0, got {threshold!r}")
+            large = n_rows > threshold
+            model = (AUTO_LARGE if large else AUTO_SMALL)["model"]
+            why = (f"{n_rows} training rows, {'above' if large else 'not above'} the auto threshold of "
+                   f"{threshold:g} rows: " + ("IRNet-17 with the modern recipe" if large else
+                                              "extra trees on Ward attributes + element fractions")
+                   + " (threshold from the Matbench learning curves, README)")
+        features = self.features
+        if features == "auto":
+            features = ("ward145+fractions118" if is_forest(model) else "elemnet86" if model == "elemnet17"
+                        else AUTO_LARGE["features"])
+        return model, features, why
+
+    def _model_name(self):
+        """The model fitted (what ``model="auto"`` chose), or ``model`` before a fit."""
+        return getattr(self, "model_used_", None) or self.model
+
+    def _features_name(self):
+        """The features the model uses (what ``features="auto"`` means for it)."""
+        used = getattr(self, "features_used_", None)
+        if used is not None:
+            return used
+        if self.features == "auto" and self.model == "auto":
+            raise HsickitError("features='auto' with model='auto' are decided by fit (they depend on the table's "
+                               "size); fit first, or name the features (e.g. features='ward145')")
+        return self._choose(0)[1]
+
     # --- features ---------------------------------------------------------------------------
     def featurize(self, formulas) -> np.ndarray:
         """Raw (unscaled) features of a list of formulas / compositions, shape (n, d)
@@ -80,7 +150,7 @@ class _MaterialsEstimator(BaseEstimator):
 
     def _featurize(self, formulas):
         """(features, CompositionMatrix of the formulas, or None for precomputed features)."""
-        if self.features == "precomputed":
+        if self._features_name() == "precomputed":
             X = np.asarray(formulas, dtype=float)
             if X.ndim != 2 or not len(X):
                 raise HsickitError(f"features='precomputed' takes a non-empty 2-D feature matrix (n_samples, n_features), "
@@ -95,7 +165,7 @@ class _MaterialsEstimator(BaseEstimator):
         if not formulas:
             raise HsickitError("no formulas given; pass a non-empty list such as ['Fe2O3', 'NaCl']")
         cm = CompositionMatrix.from_compositions(formulas)
-        X = get_featurizer(self.features).featurize_many(cm)
+        X = get_featurizer(self._features_name()).featurize_many(cm)
         bad = ~np.isfinite(X).all(1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -123,9 +193,9 @@ class _MaterialsEstimator(BaseEstimator):
                 for row, m in zip(cm.z, cm.mask)]
 
     def _feature_names(self, n_features):
-        if self.features == "precomputed":
+        if self._features_name() == "precomputed":
             return [f"feature_{i}" for i in range(n_features)]
-        return list(get_featurizer(self.features).feature_labels())
+        return list(get_featurizer(self._features_name()).feature_labels())
 
     def _callbacks(self):
         """Trainer callbacks for one model: stop after the epoch that ends past ``time_limit``
@@ -157,17 +227,19 @@ class _MaterialsEstimator(BaseEstimator):
             raise HsickitError(f"n_models must be an integer >= 1, got {self.n_models!r}")
 
     def _member(self, seed, batch_size, y=None):
-        if not is_forest(self.model) and self.model not in NETWORKS:
-            raise HsickitError(f"unknown model {self.model!r} for materials; valid names: {', '.join(NETWORKS)}, "
+        model = self._model_name()
+        if not is_forest(model) and model not in NETWORKS:
+            raise HsickitError(f"unknown model {model!r} for materials; valid names: auto, {', '.join(NETWORKS)}, "
                                f"or a tree ensemble: {', '.join(FORESTS)}")
-        if is_forest(self.model):
-            return ForestMember(self.model, classification=self._member_cls is DeepClassifier,
+        if is_forest(model):
+            return ForestMember(model, classification=self._member_cls is DeepClassifier,
                                 model_params=self.model_params, random_state=int(seed))
         # a classifier knows every class of y, also one that only the validation rows hold
         classes = {"classes": np.unique(y).tolist()} if self._member_cls is DeepClassifier and y is not None else {}
         return self._member_cls(**classes,
-            model=self.model, model_params=self.model_params, training=self.training, epochs=self.epochs,
-            batch_size=batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
+            model=model, model_params=self.model_params, training=self.training, epochs=self.epochs,
+            batch_size=batch_size, lr=self.lr, optimizer=self.optimizer, lr_schedule=self.lr_schedule,
+            weight_decay=self.weight_decay, patience=self.patience,
             validation_fraction=self.validation_fraction, sigma=self.sigma, beta=self.beta,
             format_epochs=self.format_epochs, hsic_lr=self.hsic_lr, frozen_blocks=self.frozen_blocks,
             random_state=int(seed), verbose=self.verbose, device=self.device)
@@ -188,8 +260,20 @@ class _MaterialsEstimator(BaseEstimator):
         is fitted on all rows). The ensemble's scores on them are in ``validation_metrics_``
         (None without validation rows); their row numbers in ``validation_rows_``. The
         training formulas' elements are kept in ``elements_`` (see :meth:`unseen_elements`).
+        The model and features used are in ``model_used_`` and ``features_used_``; with
+        ``model="auto"``, ``auto_choice_`` says what it picked and why (else None).
         """
         self._check_n_models()
+        if isinstance(formulas, str):
+            raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
+        formulas = formulas if hasattr(formulas, "__len__") else list(formulas)
+        self.model_used_ = self.features_used_ = None
+        model, features, why = self._choose(len(formulas))
+        self.model_used_, self.features_used_ = model, features
+        self.auto_choice_ = None if why is None else {"model": model, "features": features, "n_rows": len(formulas),
+                                                      "threshold": self.auto_threshold, "reason": why}
+        if why is not None and self.verbose:
+            print(f"model auto: {why}", flush=True)
         X, cm = self._featurize(formulas)
         y = np.asarray(y)
         if len(y) != len(X):
@@ -222,7 +306,7 @@ class _MaterialsEstimator(BaseEstimator):
             if y_val is None or len(y_val) != len(formulas_val):
                 raise HsickitError("give y_val with formulas_val, one target per validation formula")
             return rows, None, self._scale(self.featurize(formulas_val)), np.asarray(y_val)
-        fraction = 0.0 if self.patience is None or is_forest(self.model) else self.validation_fraction
+        fraction = 0.0 if self.patience is None or is_forest(self._model_name()) else self.validation_fraction
         tr, va = self._split(y, seed, fraction)
         if not len(va):
             return rows, None, None, None
@@ -244,7 +328,8 @@ class _MaterialsEstimator(BaseEstimator):
         if not len(va):
             return None
         formulas = list(formulas)
-        held = clone(self).set_params(checkpoint_dir=None, verbose=0)
+        held = clone(self).set_params(checkpoint_dir=None, verbose=0, model=self._model_name(),
+                                      features=self._features_name())
         return held.fit([formulas[i] for i in tr], y[tr], [formulas[i] for i in va], y[va]).validation_metrics_
 
     def _score_validation(self, Xv, y_val, rows):
@@ -264,7 +349,8 @@ class _MaterialsEstimator(BaseEstimator):
         """Fit each member; with ``checkpoint_dir``, checkpointed, and those already trained there are loaded."""
         done = []
         for i, m in enumerate(members):
-            folder = None if self.checkpoint_dir is None or is_forest(self.model) else Path(self.checkpoint_dir) / f"member_{i}"
+            folder = (None if self.checkpoint_dir is None or is_forest(self._model_name())
+                      else Path(self.checkpoint_dir) / f"member_{i}")
             if folder is not None and (folder / "estimator.json").exists():
                 done.append(self._finished_member(m, folder, i))
                 continue
@@ -299,8 +385,8 @@ class _MaterialsEstimator(BaseEstimator):
         estimator's parameters; with ``checkpoint_dir`` it resumes as :meth:`fit` does. Returns self.
         """
         check_is_fitted(self, "members_")
-        if is_forest(self.model):
-            raise HsickitError(f"a {self.model} model cannot be fine-tuned (trees do not continue training on "
+        if is_forest(self._model_name()):
+            raise HsickitError(f"a {self._model_name()} model cannot be fine-tuned (trees do not continue training on "
                                "new rows); train a new model on the old and new rows together, or use a "
                                "network (model='irnet17') when fine-tuning is the plan")
         X, cm = self._featurize(formulas)
@@ -349,6 +435,8 @@ class _MaterialsEstimator(BaseEstimator):
             "feature_scale": self.feature_scale_.tolist(), "feature_min": self.feature_min_.tolist(),
             "feature_max": self.feature_max_.tolist(), "n_members": len(self.members_),
             "elements": getattr(self, "elements_", None),
+            "model_used": self._model_name(), "features_used": self._features_name(),
+            "auto_choice": getattr(self, "auto_choice_", None),
             "fine_tuned": getattr(self, "fine_tuned_", 0)})
         return path
 
@@ -363,6 +451,8 @@ class _MaterialsEstimator(BaseEstimator):
         if meta["estimator"] != cls.__name__:
             raise HsickitError(f"{path} holds a {meta['estimator']}; load it with {meta['estimator']}.load")
         params = dict(meta["params"])
+        if "optimizer" not in params:  # saved before the modern recipe: trained (and fine-tuned) as the paper
+            params.update(optimizer="adam", lr_schedule=None)
         if params.get("model_params"):
             params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
@@ -373,7 +463,10 @@ class _MaterialsEstimator(BaseEstimator):
         est.feature_names_ = meta["feature_names"]
         est.elements_ = meta.get("elements")  # None: precomputed features, or saved before it was recorded
         est.n_features_in_ = meta["n_features_in"]
-        member_cls = ForestMember if is_forest(params.get("model")) else cls._member_cls
+        est.model_used_ = meta.get("model_used", params.get("model"))  # saved before model="auto": the model given
+        est.features_used_ = meta.get("features_used") or est._choose(0)[1]
+        est.auto_choice_ = meta.get("auto_choice")
+        member_cls = ForestMember if is_forest(est.model_used_) else cls._member_cls
         est.members_ = [member_cls.load(path / f"member_{i}") for i in range(meta["n_members"])]
         if meta.get("fine_tuned"):
             est.fine_tuned_ = meta["fine_tuned"]
@@ -386,25 +479,32 @@ class _MaterialsEstimator(BaseEstimator):
 
 
 class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
-    """Formula -> property regressor (IRNet by default; ensemble with ``n_models > 1``).
+    """Formula -> property regressor (extra trees or IRNet, by table size; ensemble with ``n_models > 1``).
 
     Parameters
     ----------
-    features : {"ward145", "elemnet86", "fractions118", "precomputed"} or a featuriser —
-        "precomputed": fit / predict take a feature matrix (n, d) instead of formulas
-        (e.g. features computed once for all folds of a benchmark).
-    model : a core model name ("irnet17", "irnet24", "irnet48", "plain17", ..., "elemnet17", "mlp"),
-        or a tree ensemble, "extra_trees" (500 trees) or "random_forest" (300 trees): no
-        training settings apply to those, they predict the median of their trees (the L1 point
-        estimate; ``model_params={"aggregate": "mean"}`` for the mean), and they cannot be
-        fine-tuned.
+    features : {"auto", "ward145", "elemnet86", "fractions118", "precomputed"}, several joined
+        by "+", or a featuriser — "auto": Ward + element fractions for a tree ensemble, "elemnet86"
+        for ElemNet, the 145 Ward attributes for the other networks; "precomputed": fit / predict
+        take a feature matrix (n, d) instead of formulas (e.g. features computed once for all
+        folds of a benchmark).
+    model : "auto" (default: extra trees up to ``auto_threshold`` training rows, IRNet-17 above;
+        ``auto_choice_`` says which and why), a core model name ("irnet17", "irnet24",
+        "irnet48", "plain17", ..., "elemnet17", "mlp"), or a tree ensemble, "extra_trees" (500
+        trees) or "random_forest" (300 trees): no training settings apply to those, they predict
+        the median of their trees (the L1 point estimate; ``model_params={"aggregate": "mean"}``
+        for the mean), and they cannot be fine-tuned.
     model_params : dict, optional — overrides for the model (e.g. ``{"hidden": (256, 256)}``,
         or ``{"n_estimators": 1000}`` for a tree ensemble)
     training : "backprop" or "hsic"
     n_models : int — ensemble size; predictions are the mean, the spread their std
-    epochs, batch_size, lr, weight_decay, patience, validation_fraction :
-        training settings; defaults follow the IRNet paper (batch 32, Adam lr 1e-4, L1 loss)
-        with early stopping (patience 50 epochs; the paper used 100-200) on a validation split.
+    epochs, batch_size, lr, weight_decay, patience, validation_fraction, optimizer, lr_schedule :
+        training settings of a network; defaults are the modern recipe ``RECIPES["modern"]``
+        (AdamW lr 1e-3, weight decay 1e-4, batch 256, "warmup_cosine": linear warm-up over 5 % of
+        the 100 epochs then cosine decay, early stopping with patience 20 on a 10 % validation
+        split); ``**RECIPES["paper"]`` for the IRNet paper's (Adam lr 1e-4, batch 32, 500 epochs,
+        patience 50). The loss is L1.
+    auto_threshold : int — ``model="auto"`` fits IRNet instead of extra trees on more rows than this.
     sigma, beta, format_epochs, hsic_lr : HSIC-bottleneck settings (see core TrainConfig).
     frozen_blocks : freeze the first k blocks (used by :meth:`fine_tune`).
     time_limit : float, optional — seconds per model; its training stops after the first epoch
@@ -421,7 +521,7 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
 
     def _predict_scaled(self, Xs, members=False):
         """Prediction from scaled features (with ``members``: also each tree's / model's)."""
-        if is_forest(self.model):
+        if is_forest(self._model_name()):
             preds = np.concatenate([m.tree_predictions(Xs) for m in self.members_])
             mean = np.median(preds, 0) if self.members_[0].aggregate_ == "median" else preds.mean(0)
         else:

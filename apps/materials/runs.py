@@ -92,7 +92,7 @@ def prediction_columns(est, formulas):
         if std is not None:
             cols[f"p_{est.classes_[-1]}_std"] = std[:, -1]
     else:
-        ens = ens or is_forest(est.model)  # a tree ensemble's spread comes from its trees
+        ens = ens or is_forest(est.model_used_)  # a tree ensemble's spread comes from its trees
         out, std = est.predict(formulas, return_std=True) if ens else (est.predict(formulas), None)
         cols = {"predicted": out} if std is None else {"predicted": out, "std": std}
     domain, warning = domain_columns(est, formulas)
@@ -156,7 +156,7 @@ def validation_summary(est, formulas, y):
     from hsickit.apps.materials.forest import is_forest
 
     frac = est.get_params()["validation_fraction"]
-    if is_forest(est.model):
+    if is_forest(est.model_used_):
         m = est.holdout_metrics(formulas, y)
         how = (f"{m['n_samples']} held-out rows ({frac:.0%}), by a copy of the model fitted on the other "
                f"{len(y) - m['n_samples']} rows; the saved model is fitted on all {len(y)} rows") if m else None
@@ -183,15 +183,22 @@ def card(run, title, est, table, extra=None, unit="", validation=None):
     from hsickit.core.io import markdown_table
 
     p = est.get_params()
-    forest = is_forest(p["model"])
+    name, features = est.model_used_, est.features_used_
+    forest = is_forest(name)
     if forest:
-        model = (f"{type(est).__name__}: features `{p['features']}`, tree ensemble `{p['model']}` "
+        model = (f"{type(est).__name__}: features `{features}`, tree ensemble `{name}` "
                  f"({est.members_[0].model_.n_estimators} trees), fitted on all training rows.")
     else:
-        model = (f"{type(est).__name__}: features `{p['features']}`, model `{p['model']}`, training "
-                 f"`{p['training']}`, {p['n_models']} model(s); batch {p['batch_size']}, lr {p['lr']}, "
+        schedule = {"warmup_cosine": ", linear warm-up then cosine decay", "cosine": ", cosine decay",
+                    "plateau": ", halved on plateaus"}.get(p["lr_schedule"], "")
+        model = (f"{type(est).__name__}: features `{features}`, model `{name}`, training "
+                 f"`{p['training']}`, {p['n_models']} model(s); {p['optimizer']} (weight decay {p['weight_decay']}), "
+                 f"batch {p['batch_size']}, lr {p['lr']}{schedule}, "
                  f"up to {p['epochs']} epochs, early stopping patience {p['patience']} on a "
                  f"{p['validation_fraction']:.0%} validation split carved from the training data.")
+    choice = getattr(est, "auto_choice_", None)
+    if choice:
+        model += f"\n\nChosen by `--model auto`: {choice['reason']}."
     elements = getattr(est, "elements_", None)
     sections = {
         "Model": model,

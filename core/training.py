@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -253,7 +254,8 @@ def _member_config(config: TrainConfig, j: int) -> TrainConfig:
 
 def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
                          loss_fn: Callable, *, random_state: int = 0, weight: float = 1.0,
-                         global_batch: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         global_batch: tuple | None = None, report: dict | None = None,
+                         backward: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of every trainable block's local loss plus the head's task loss, for one batch.
 
     Each block sees its input detached, so the gradient of this sum with respect to a
@@ -265,6 +267,16 @@ def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, con
     ``global_batch=(x_all, y_all, sizes)`` (``distributed_hsic="gather"``): the kernels are
     built on the global batch (every rank's rows, in rank order, ``sizes`` rows each) and
     every block output is all-gathered before its HSIC terms, which are then not weighted.
+
+    Divergence: when a block's output holds NaN or inf (or its kernels cannot be built),
+    nothing more is computed, both returned losses are NaN and ``report`` (a dict, if
+    given) gets ``block`` (numbered from 1), ``n_blocks``, ``member`` and ``reason``; the
+    trainer turns that into an error naming the block and the epoch.
+
+    ``backward=True`` (one process): each block's local loss is differentiated as soon as
+    it is computed, and the head's at the end, so only one block's graph is alive at a
+    time: memory for the gradients does not grow with depth. The gradients are the same
+    as those of one backward of the sum; the returned losses are then detached.
     """
     total, outputs = 0.0, []
     kx, ky = (x, y) if global_batch is None else global_batch[:2]
@@ -275,13 +287,34 @@ def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, con
         h = x
         for i, block in enumerate(chain):
             z = block(h.detach())
-            if i >= config.frozen_blocks:
-                zx, zy = objective(z if global_batch is None else distributed.gather_rows(z, global_batch[2]))
-                total = total + hsic_weight * (zx - config.beta * zy)
+            reason = None if bool(torch.isfinite(z).all()) else f"its output holds NaN or inf (largest finite |z| {_largest_finite(z):.3g})"
+            if reason is None and i >= config.frozen_blocks:
+                try:
+                    zx, zy = objective(z if global_batch is None else distributed.gather_rows(z, global_batch[2]))
+                    term = hsic_weight * (zx - config.beta * zy)
+                    if backward:
+                        term.backward()
+                        term = term.detach()
+                    total = total + term
+                except HsickitError as err:  # kernels of a degenerate representation
+                    reason = f"its HSIC terms could not be computed ({err})"
+            if reason is not None:
+                if report is not None:
+                    report.update(block=i + 1, n_blocks=len(chain), member=j, reason=reason)
+                nan = torch.full((), float("nan"), device=x.device)
+                return nan, nan
             h = z
         outputs.append(h.detach())
     head_loss = loss_fn(model.head(torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]), y)
+    if backward:
+        (weight * head_loss).backward()
+        head_loss = head_loss.detach()
     return total + weight * head_loss, head_loss
+
+
+def _largest_finite(z: torch.Tensor) -> float:
+    finite = z.detach()[torch.isfinite(z.detach())]
+    return float(finite.abs().max()) if finite.numel() else float("nan")
 
 
 class _Step(nn.Module):
@@ -294,13 +327,16 @@ class _Step(nn.Module):
         self.model = model
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "loss_fn", loss_fn)  # not a submodule, even when the loss is an nn.Module
+        self.report: dict = {}  # the last step's divergence report (hsic_bottleneck_loss)
+        self.streamed = False  # HSIC on one process: each block's loss differentiated at once (the trainer sets it)
 
     def forward(self, x, y, weight: float = 1.0, random_state: int = 0, global_batch=None):
+        self.report.clear()
         if self.config.mode == "backprop":
             head_loss = self.loss_fn(self.model(x), y)
             return weight * head_loss, head_loss
         return hsic_bottleneck_loss(self.model, x, y, self.config, self.loss_fn, random_state=random_state,
-                                    weight=weight, global_batch=global_batch)
+                                    weight=weight, global_batch=global_batch, report=self.report, backward=self.streamed)
 
 
 def task_loss(config: TrainConfig, device: torch.device | str = "cpu") -> Callable:
@@ -406,6 +442,12 @@ class Trainer:
 
         return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def _make_step(self) -> nn.Module:
+        """The training step module; HSIC on one process differentiates block by block (memory flat in depth)."""
+        step = _Step(self.model, self.config, self.loss_fn)
+        step.streamed = self.config.mode == "hsic" and self.world == 1
+        return self._distributed(step)
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
@@ -431,6 +473,16 @@ class Trainer:
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         if distributed.any_rank(not torch.isfinite(loss), self.device):  # all ranks stop together
+            report = getattr(getattr(self.step, "module", self.step), "report", None) or {}
+            if report and step >= 0:
+                c = self.config
+                member = f" of member {report['member'] + 1}" if len(block_chains(self.model)) > 1 else ""
+                raise HsickitError(
+                    f"HSIC training diverged at block {report['block']} of {report['n_blocks']}{member}, epoch {epoch + 1}, "
+                    f"batch {step + 1}: {report['reason']}. The data were checked and are finite; the network's "
+                    f"representation blew up. Lower the learning rate (hsic_lr={c.hsic_lr}, lr={c.lr}), lower beta "
+                    f"(beta={c.beta}), set the kernel width sigma explicitly (sigma={c.sigma}; None is the per-batch "
+                    "median heuristic) or keep normalisation between blocks (the models' batchnorm=True)")
             raise HsickitError(
                 f"training diverged at epoch {epoch + 1}{f', batch {step + 1}' if step >= 0 else ' (validation)'}: the loss is {loss.item()}; "
                 f"lower the learning rate (lr={self.config.lr}, hsic_lr={self.config.hsic_lr}) or beta={self.config.beta}, "
@@ -442,7 +494,8 @@ class Trainer:
         for block in self.frozen:
             block.eval()
         if self.step is None:  # fit() builds it; benchmarks call _epoch directly
-            self.step = self._distributed(_Step(model, c, self.loss_fn))
+            self.step = self._make_step()
+        streamed = getattr(self.step, "streamed", False)
         gather = self.world > 1 and c.mode == "hsic" and c.distributed_hsic == "gather"
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, rows
         for step, idx in enumerate(self._batches(len(X), epoch)):
@@ -452,11 +505,14 @@ class Trainer:
                 shards = [idx[r::self.world] for r in range(self.world)]
                 order = torch.cat(shards)
                 global_batch = (X[order], y[order], tuple(len(sh) for sh in shards))
+            if streamed:  # the step differentiates block by block
+                self.optimizer.zero_grad(set_to_none=True)
             with self._autocast():
                 loss, head_loss = self.step(X[local], y[local], weight, self._step_seed(epoch, step), global_batch)
             self._check_finite(loss, epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if not streamed:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             self.optimizer.step()
             total[0] += head_loss.detach().double() * len(local)
             total[1] += len(local)
@@ -512,27 +568,44 @@ class Trainer:
 
     @torch.no_grad()
     def information_plane(self, X: torch.Tensor, y: torch.Tensor) -> dict:
-        """HSIC(Z_i, X) and HSIC(Z_i, Y) for every block on a fixed probe batch."""
+        """HSIC(Z_i, X) and HSIC(Z_i, Y) for every block on a fixed probe batch.
+
+        A diagnostic: it never stops training. A block whose representation is not finite
+        (or whose kernels cannot be built) gets NaN for itself and every later block, with
+        a warning; training's own divergence check decides whether the fit goes on.
+        """
         m = min(self.config.probe_size, len(X))
         if m < 4:
             return {}
         self.model.eval()
         xb, yb = X[:m], y[:m]
-        row, k = {}, 0
+        row, k, failed = {}, 0, []
         for j, chain in enumerate(block_chains(self.model)):
             try:
                 objective = HSICObjective(_member_config(self.config, j), xb, yb, self.config.task,
                                           random_state=self.config.seed + 7919 * j)
-            except HsickitError:  # a diagnostic: extreme inputs must not stop backprop training
-                return row
+            except HsickitError as err:
+                objective = None
+                failed.append(f"the probe batch: {err}")
             h = xb
-            for block in chain:
-                h = block(h)
-                if not torch.isfinite(h).all():
-                    break
-                zx, zy = objective(h)
-                row[f"hsic_zx_{k}"], row[f"hsic_zy_{k}"] = float(zx), float(zy)
+            for i, block in enumerate(chain):
+                zx = zy = float("nan")
+                if objective is not None:
+                    h = block(h)
+                    if not torch.isfinite(h).all():
+                        objective, why = None, "its representation holds NaN or inf"
+                    else:
+                        try:
+                            zx, zy = (float(v) for v in objective(h))
+                        except (HsickitError, RuntimeError) as err:
+                            objective, why = None, str(err)
+                    if objective is None:
+                        failed.append(f"block {i + 1}: {why}")
+                row[f"hsic_zx_{k}"], row[f"hsic_zy_{k}"] = zx, zy
                 k += 1
+        if failed and self.rank == 0:
+            warnings.warn(f"information plane: NaN recorded from {'; '.join(failed)} (monitoring only, training goes on)",
+                          RuntimeWarning, stacklevel=2)
         return row
 
     # --- early stopping and checkpoints ---------------------------------------------------
@@ -623,13 +696,15 @@ class Trainer:
                 phase, start = restored[0], restored[1] + 1
                 if c.verbose and self.rank == 0:
                     tqdm.write(f"resuming from {self.checkpoint}: {len(self.history)} epoch(s) already done")
-        self.step = self._distributed(_Step(self.model, c, self.loss_fn))
+        self.step = self._make_step()
         probe_X, probe_y = (X_val, y_val) if has_val else (X, y)
 
         def finish_epoch(row: dict) -> None:
             if has_val:
                 row.update(self.evaluate(X_val, y_val, "val"))
-                self._check_finite(torch.tensor(row["val_loss"]), row["epoch"] - 1, -1)
+                if not math.isfinite(row["val_loss"]) and self.rank == 0:  # monitoring: an epoch that cannot be best
+                    warnings.warn(f"epoch {row['epoch']}: the validation loss is {row['val_loss']} (training loss "
+                                  f"{row['train_loss']:.4g}); the epoch is kept out of early stopping's choice", RuntimeWarning, stacklevel=2)
             self._track(row)
             if row["phase"] == "main":
                 row.update(self.information_plane(probe_X, probe_y))

@@ -78,8 +78,11 @@ class TrainConfig:
         "mse", "bce", or a callable ``(output, target) -> scalar``.
     patience : stop when the validation loss has not improved for this many epochs
         (None: train all epochs); the best epoch's weights are restored.
-    sigma : Gaussian kernel width for HSIC; None = median heuristic per batch. A tuple gives
-        one width per member of a ``"parallel"`` model (the sigma-combined network).
+    sigma : Gaussian kernel width for HSIC on X and the blocks' outputs; None = median heuristic
+        per batch. A tuple gives one width per member of a ``"parallel"`` model (the
+        sigma-combined network). A regression target always gets a Gaussian kernel on the
+        standardised y with the median-heuristic width (``HSICObjective.target_kernel``);
+        classes get the delta kernel.
     beta : weight of nHSIC(Z, Y) against nHSIC(Z, X).
     hsic_estimator : "nocco" (the reference), "cka", "biased" or "unbiased".
     kernel_convention : "reference" (width 2 sigma^2 d) or "plain" (2 sigma^2).
@@ -211,6 +214,8 @@ class HSICObjective:
             self.KX = self.kernel(x)
             if task == "classification":
                 self.KY = hsic.label_features(y, dtype=x.dtype) if self.approx else hsic.delta_kernel(y).to(x.dtype)
+            elif task == "regression":
+                self.KY = self.target_kernel(y.reshape(len(y), -1).to(x.dtype))
             else:
                 self.KY = self.kernel(y.reshape(len(y), -1).to(x.dtype))
             if config.hsic_estimator == "nocco":
@@ -228,6 +233,20 @@ class HSICObjective:
             return hsic.random_fourier_features(a, sigma, c.n_features, c.kernel_convention, random_state=self.generator,
                                                 orthogonal=c.hsic_estimator != "cka")
         return hsic.gaussian_kernel(a, sigma, c.kernel_convention)
+
+    def target_kernel(self, y: torch.Tensor) -> torch.Tensor:
+        """Kernel of a continuous target: Gaussian on y standardised per column, width by the median heuristic.
+
+        ``config.sigma`` is a width for X and the representations; a target in its own unit
+        (MPa, eV) never gets it: a width of 6 on targets spread over hundreds makes the kernel
+        the identity and HSIC(Z, Y) blind to the target's order.
+        """
+        y = (y - y.mean(0)) / y.std(0).clamp_min(1e-12) if len(y) > 1 else y
+        sigma = hsic.median_sigma(y[:MEDIAN_ROWS] if self.approx else y)
+        if self.approx:
+            return hsic.random_fourier_features(y, sigma, self.config.n_features, random_state=self.generator,
+                                                orthogonal=self.config.hsic_estimator != "cka")
+        return hsic.gaussian_kernel(y, sigma)
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HSIC(Z, X) and HSIC(Z, Y) for one block's output."""

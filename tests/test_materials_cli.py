@@ -328,3 +328,13 @@ def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, 
     r = invoke("evaluate", trained, tmp_path / "bad.csv", "--out", tmp_path / "never", "--quiet")
     assert isinstance(r.exception, HsickitError) and "capital letter" in str(r.exception)
     assert not (tmp_path / "never").exists()  # the output folder comes only after the input is read and checked
+
+
+def test_hsic_training_on_a_regression_target_warns(data, tmp_path):
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--training", "hsic",
+               "--out", tmp_path / "hsic", *FAST)
+    assert r.exit_code == 0, r.output
+    assert "warning: --training hsic on a regression target" in r.stderr and "234 MPa" in r.stderr
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", tmp_path / "bp", *FAST)
+    assert r.exit_code == 0 and "warning" not in r.stderr

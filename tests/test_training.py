@@ -83,6 +83,24 @@ def test_block_by_block_backward_gives_the_same_gradients():
         torch.testing.assert_close(p.grad, g)
 
 
+def test_regression_target_kernel_is_standardised_with_the_median_width():
+    """A target in MPa gets the same kernel as the standardised target, whatever sigma the blocks use."""
+    from hsickit.core import hsic
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(64, 5)), dtype=torch.float32)
+    y = torch.tensor(rng.normal(size=64), dtype=torch.float32)
+    ys = (y - y.mean()) / y.std()
+    expected = hsic.gaussian_kernel(ys[:, None], hsic.median_sigma(ys[:, None]))
+    for sigma in (None, 6.0):
+        for target in (y, 1000 * y + 500):  # the unit does not matter
+            obj = HSICObjective(TrainConfig(mode="hsic", task="regression", sigma=sigma, kernel_convention="reference"),
+                                x, target, "regression")
+            torch.testing.assert_close(obj.KY, expected, rtol=1e-4, atol=1e-5)
+    # before, sigma=6 on a target in MPa gave (nearly) the identity: HSIC(Z, Y) saw no order in y
+    assert float(expected.mean()) > 0.3
+
+
 def test_regression_and_multilabel_tasks():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)).astype(np.float32)

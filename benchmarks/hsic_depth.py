@@ -78,7 +78,7 @@ def load(dataset: str, n_train: int | None = None):
     return X_tr.astype(np.float32), X_te.astype(np.float32), y_tr.astype(np.int64), y_te.astype(np.int64)
 
 
-def build(method: str, n_in: int, n_out: int, depth: int, width: int, activation: str):
+def build(method: str, n_in: int, n_out: int, depth: int, width: int, activation: str, init: str | None = None):
     from torch import nn
 
     from hsickit.core.models import create_model
@@ -88,6 +88,9 @@ def build(method: str, n_in: int, n_out: int, depth: int, width: int, activation
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}[activation]
     for block in net.blocks:
         block.act = act()
+        if init == "orthogonal":  # an investigation option (``--hsic-params '{"init": "orthogonal"}'``)
+            nn.init.orthogonal_(block.linear.weight)
+            nn.init.zeros_(block.linear.bias)
     return net
 
 
@@ -100,7 +103,7 @@ def config_for(method: str, epochs: int, format_epochs: int, batch_size: int, se
     mode = params.pop("training")
     if mode == "hsic":
         params["format_epochs"] = format_epochs
-        params.update(hsic_params or {})
+        params.update({k: v for k, v in (hsic_params or {}).items() if k != "init"})
     return TrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, patience=None, seed=seed, verbose=0,
                        probe_size=256 if probe else 0, **params)
 
@@ -170,7 +173,8 @@ def run_config(args: tuple) -> list[dict]:
     rows = []
     for seed in seeds:
         torch.manual_seed(seed)
-        net = build(method, X_tr.shape[1], int(y_tr.max()) + 1, depth, width, activation)
+        init = (hsic_params or {}).get("init") if method == "hsic" else None
+        net = build(method, X_tr.shape[1], int(y_tr.max()) + 1, depth, width, activation, init)
         probe = seed == probe_seed
         config = config_for(method, epochs, format_epochs, batch_size, seed, probe, hsic_params)
         mem = saved_bytes(net, config, X_tr, y_tr)
@@ -331,13 +335,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--validation", type=float, default=0.0,
                     help="evaluate on this fraction of the training rows (stratified) instead of the test set: for choosing settings")
     ap.add_argument("--quick", action="store_true", help="depths 2 and 5, width 32, 1 seed, 1 epoch, 500 rows")
-    ap.add_argument("--plot", nargs="*", default=None, help="only draw: accuracy vs depth from these JSON files")
+    ap.add_argument("--plot", nargs="*", default=None,
+                    help="only draw: accuracy vs depth from these JSON files, and the information plane at --probe-depth")
     args = ap.parse_args(argv)
     from hsickit.core.io import write_json
 
     if args.plot is not None:
-        path = plot([Path(p) for p in args.plot], RESULTS / f"hsic_depth{('_' + args.tag) if args.tag else ''}.png")
-        print(f"wrote {path}")
+        from hsickit.core.io import read_json
+
+        tag = f"_{args.tag}" if args.tag else ""
+        print(f"wrote {plot([Path(p) for p in args.plot], RESULTS / f'hsic_depth{tag}.png')}")
+        for p in map(Path, args.plot):
+            if any(r.get("information_plane") and r["depth"] == args.probe_depth for r in read_json(p)["runs"]):
+                name = f"hsic_depth_information_plane_{read_json(p)['runs'][0]['dataset']}_depth{args.probe_depth}.png"
+                print(f"wrote {plot_information_plane(p, RESULTS / name, args.probe_depth)}")
         return {}
     if args.quick:
         args.depths, args.widths, args.seeds, args.epochs, args.format_epochs, args.n_train = [2, 5], [32], [0], 1, 1, 500

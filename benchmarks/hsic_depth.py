@@ -255,6 +255,15 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def table_row(s: dict) -> dict:
+    """One summary row, rounded for a markdown table."""
+    return {"data": s["dataset"], "method": s["method"], "width": s["width"], "act": s["activation"], "depth": s["depth"],
+            "seeds": s["n_seeds"], "diverged": s["n_diverged"],
+            "test acc": "n/a" if s["test_accuracy_mean"] is None else f"{s['test_accuracy_mean']:.3f} ± {s['test_accuracy_std']:.3f}",
+            "s/epoch": round(s["seconds_per_epoch"], 2), "saved MB": round(s["saved_mb"], 1),
+            "peak RSS MB": round(s["peak_rss_mb"]), "grad norm layer 1 / last": f"{s['grad_norm_first_layer']:.3g} / {s['grad_norm_last_layer']:.3g}"}
+
+
 def plot(results: list[Path], path: Path) -> Path:
     """Test accuracy vs depth, one panel per (dataset, width, activation), one line per method."""
     import matplotlib
@@ -277,6 +286,7 @@ def plot(results: list[Path], path: Path) -> Path:
                 ax.errorbar(d, m, yerr=e, fmt=style, capsize=3, label=labels[method])
         ax.set(xscale="log", xlabel="hidden layers", ylabel="test accuracy", ylim=(0, 1),
                title=f"{panel[0]}, width {panel[1]}, {panel[2]}")
+        ax.minorticks_off()
         ax.set_xticks(sorted({s["depth"] for s in summary}), [str(d) for d in sorted({s["depth"] for s in summary})])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="lower left")
@@ -297,7 +307,7 @@ def plot_information_plane(result: Path, path: Path, depth: int) -> Path:
     from hsickit.core.io import read_json
 
     rows = [r for r in read_json(result)["runs"] if r.get("information_plane") and r["depth"] == depth]
-    fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows) + 1, 4.6), squeeze=False)
     for ax, r in zip(axes[0], rows):
         plane = r["information_plane"]
         cmap = plt.get_cmap("viridis", depth)
@@ -307,9 +317,12 @@ def plot_information_plane(result: Path, path: Path, depth: int) -> Path:
             ax.plot(xs, ys, "-", color=cmap(b), alpha=0.7, lw=1)
             ax.scatter(xs[-1:], ys[-1:], color=cmap(b), s=12, zorder=3)
         ax.set(xlabel="nHSIC(X, Z_i)", ylabel="nHSIC(Y, Z_i)",
-               title=f"{r['method']}: {depth}-layer plain MLP ({r['activation']}, width {r['width']})\n"
-                     f"epochs 1-{len(plane)}, dot = last epoch; colour = layer (dark first)")
+               title={"hsic": "HSIC bottleneck", "backprop": "backprop"}.get(r["method"], r["method"]))
         ax.grid(alpha=0.3)
+    if rows:
+        fig.suptitle(f"Information plane, {depth}-layer plain MLP ({rows[0]['activation']}, width {rows[0]['width']}, "
+                     f"{rows[0]['dataset']}), epochs 1-{len(rows[0]['information_plane'])}: one line per layer, dot = last epoch",
+                     fontsize=10)
     fig.colorbar(plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(1, depth)), ax=axes[0].tolist(), label="layer")
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -343,7 +356,10 @@ def main(argv=None) -> dict:
     if args.plot is not None:
         from hsickit.core.io import read_json
 
+        from hsickit.core.io import markdown_table
+
         tag = f"_{args.tag}" if args.tag else ""
+        print(markdown_table([table_row(s) for p in args.plot for s in read_json(p)["summary"]]))
         print(f"wrote {plot([Path(p) for p in args.plot], RESULTS / f'hsic_depth{tag}.png')}")
         for p in map(Path, args.plot):
             if any(r.get("information_plane") and r["depth"] == args.probe_depth for r in read_json(p)["runs"]):

@@ -2,10 +2,13 @@
 
 In ``mode="hsic"`` every hidden block i learns from its own local objective
 ``nHSIC(Z_i, X) - beta * nHSIC(Z_i, Y)`` computed on its *detached* input, and the head
-(format layer) learns the task loss on the detached last representation. All local
-losses are summed and differentiated in one backward pass: the cost per batch is
-linear in depth and no block waits for another. ``format_epochs`` then trains the
-head alone on the frozen representation, as the reference method does.
+(format layer) learns the task loss on the detached last representation. On one process
+each block's local loss is differentiated as soon as it is computed, so only one block's
+graph is alive at a time (memory for the gradient independent of depth); under
+``torchrun`` all local losses are summed and differentiated in one backward pass (what
+DDP needs). Either way the cost per batch is linear in depth. A block whose output turns
+NaN or inf stops the fit with an error naming the block and the epoch. ``format_epochs``
+then trains the head alone on the frozen representation, as the reference method does.
 
 Large batches: ``hsic_approx="rff"`` replaces every Gaussian kernel by ``n_features``
 random Fourier features (O(m D) memory instead of O(m^2); see :mod:`hsickit.core.hsic`).

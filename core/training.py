@@ -754,9 +754,12 @@ class Trainer:
                 self._save("main", epoch)
                 bar.update(1)
             phase, start = "format", 0
-        if c.mode == "hsic" and c.format_epochs > 0:
-            if self.best_state is not None and start == 0:
+        if c.mode == "hsic" and start == 0:  # main phase done (now or before a resume into the format phase)
+            if self.best_state is not None:
                 self.model.load_state_dict(self.best_state)
+            self.recalibrate_batchnorm(X)
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if c.mode == "hsic" and c.format_epochs > 0:
             if self.head_optimizer is None:
                 self._make_head_optimizer()
             self.step = None  # release the main phase's DDP (and its gradient hooks on the head)
@@ -775,6 +778,35 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
         return self.history
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, X: torch.Tensor) -> None:
+        """Recompute the trained blocks' BatchNorm running statistics on X with the final weights.
+
+        HSIC training moves every block at once with large local steps, so the running
+        averages (momentum 0.1) lag behind the weights; in eval mode each block then
+        normalises with stale statistics and the error compounds with depth (a 50-block
+        plain MLP's eval-mode features came out ~600x too wide and the format layer diverged).
+        One pass over the training batches with a cumulative average fixes it. Frozen
+        blocks keep their statistics.
+        """
+        norms = [m for chain in block_chains(self.model) for b in chain[self.config.frozen_blocks:]
+                 for m in b.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+        self.model.train()
+        for block in self.frozen:
+            block.eval()
+        for idx in self._batches(len(X), 0):
+            self.model.features(X[self._shard(idx)[0]])
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        distributed.broadcast_buffers(self.model)
+        self.model.eval()
 
     @torch.no_grad()
     def representation(self, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

@@ -101,6 +101,21 @@ def test_regression_target_kernel_is_standardised_with_the_median_width():
     assert float(expected.mean()) > 0.3
 
 
+def test_hsic_training_recalibrates_batchnorm_on_the_final_weights():
+    """After HSIC training every block's running statistics are the training batches' own (cumulative average)."""
+    X, y = blobs(n=200)
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+    train(net, X, y, TrainConfig(mode="hsic", epochs=3, batch_size=50, lr=0.5, hsic_lr=0.5, optimizer="sgd", verbose=0,
+                                 format_epochs=1))
+    with torch.no_grad():
+        a = net.blocks[0].linear(torch.tensor(X))  # batches of 50 rows: the mean of batch means is the full mean
+        torch.testing.assert_close(net.blocks[0].norm.running_mean, a.mean(0), rtol=1e-4, atol=1e-5)
+        h = net.blocks[0](torch.tensor(X))
+        assert float((net.blocks[1].norm.running_mean - net.blocks[1].linear(h).mean(0)).abs().max()) < 0.1
+    assert net.blocks[0].norm.momentum == 0.1  # restored
+
+
 def test_regression_and_multilabel_tasks():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)).astype(np.float32)

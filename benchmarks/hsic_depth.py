@@ -104,6 +104,8 @@ def config_for(method: str, epochs: int, format_epochs: int, batch_size: int, se
     if mode == "hsic":
         params["format_epochs"] = format_epochs
         params.update({k: v for k, v in (hsic_params or {}).items() if k != "init"})
+        if "init" in (hsic_params or {}):  # the orthogonal-init runs were made with BatchNorm statistics recomputed
+            params.setdefault("recalibrate_bn", True)
     return TrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, patience=None, seed=seed, verbose=0,
                        probe_size=256 if probe else 0, **params)
 
@@ -273,12 +275,18 @@ def plot(results: list[Path], path: Path) -> Path:
 
     from hsickit.core.io import read_json
 
-    summary = [s for p in results for s in read_json(p)["summary"]]
+    summary = []
+    for p in results:  # HSIC runs tagged recal* (BatchNorm statistics recomputed after training) or orthogonal: own lines
+        tag = read_json(p)["settings"].get("tag", "")
+        series = "_recal" if tag.startswith("recal") else "_orthogonal" if tag.startswith("orthogonal") else ""
+        summary += [{**s, "method": s["method"] + (series if s["method"] == "hsic" else "")} for s in read_json(p)["summary"]]
     panels = sorted({(s["dataset"], s["width"], s["activation"]) for s in summary})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    labels = {"hsic": "plain, HSIC + format layer", "backprop": "plain, backprop", "irnet": "IRNet (skips), backprop"}
+    labels = {"hsic": "plain, HSIC + format layer", "hsic_recal": "plain, HSIC, BN statistics recomputed",
+              "hsic_orthogonal": "plain, HSIC, orthogonal init + BN recomputed",
+              "backprop": "plain, backprop", "irnet": "IRNet (skips), backprop"}
     for ax, panel in zip(axes[0], panels):
-        for method, style in zip(METHODS, ("o-", "s--", "^:")):
+        for method, style in zip(labels, ("o-", "D-.", "P-", "s--", "^:")):
             pts = sorted((s["depth"], s["test_accuracy_mean"] or 0.0, s["test_accuracy_std"] or 0.0)
                          for s in summary if (s["dataset"], s["width"], s["activation"]) == panel and s["method"] == method)
             if pts:
@@ -359,7 +367,8 @@ def main(argv=None) -> dict:
         from hsickit.core.io import markdown_table
 
         tag = f"_{args.tag}" if args.tag else ""
-        print(markdown_table([table_row(s) for p in args.plot for s in read_json(p)["summary"]]))
+        print(markdown_table([{"tag": read_json(p)["settings"].get("tag") or "-", **table_row(s)}
+                              for p in args.plot for s in read_json(p)["summary"]]))
         print(f"wrote {plot([Path(p) for p in args.plot], RESULTS / f'hsic_depth{tag}.png')}")
         for p in map(Path, args.plot):
             if any(r.get("information_plane") and r["depth"] == args.probe_depth for r in read_json(p)["runs"]):

@@ -103,6 +103,10 @@ class TrainConfig:
     distributed_hsic : under torchrun, "local" (each rank's HSIC on its own rows) or
         "gather" (HSIC on the global batch, block outputs all-gathered); module docs above.
     sync_batchnorm : under torchrun on GPUs, BatchNorm statistics of the global batch.
+    recalibrate_bn : HSIC mode: recompute the blocks' BatchNorm running statistics on the
+        training data after the main phase (:meth:`Trainer.recalibrate_batchnorm`). Off by
+        default: measured (benchmarks/hsic_depth.py) it rescued nothing that worked (50-layer
+        leaf net 0.010 -> 0.094) and cost accuracy where HSIC held (leaf 20 layers 0.998 -> 0.931).
     """
 
     mode: str = "backprop"
@@ -133,6 +137,7 @@ class TrainConfig:
     n_features: int = 1024
     distributed_hsic: str = "local"
     sync_batchnorm: bool = False
+    recalibrate_bn: bool = False
     verbose: int = 1
 
     def check(self) -> None:
@@ -755,10 +760,11 @@ class Trainer:
                 bar.update(1)
             phase, start = "format", 0
         if c.mode == "hsic" and start == 0:  # main phase done (now or before a resume into the format phase)
-            if self.best_state is not None:
+            if self.best_state is not None and (c.format_epochs > 0 or c.recalibrate_bn):
                 self.model.load_state_dict(self.best_state)
-            self.recalibrate_batchnorm(X)
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if c.recalibrate_bn:
+                self.recalibrate_batchnorm(X)
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if c.mode == "hsic" and c.format_epochs > 0:
             if self.head_optimizer is None:
                 self._make_head_optimizer()
@@ -787,7 +793,8 @@ class Trainer:
         averages (momentum 0.1) lag behind the weights; in eval mode each block then
         normalises with stale statistics and the error compounds with depth (a 50-block
         plain MLP's eval-mode features came out ~600x too wide and the format layer diverged).
-        One pass over the training batches with a cumulative average fixes it. Frozen
+        One pass over the training batches with a cumulative average makes eval mode match
+        the final weights (``TrainConfig.recalibrate_bn``; off by default, see there). Frozen
         blocks keep their statistics.
         """
         norms = [m for chain in block_chains(self.model) for b in chain[self.config.frozen_blocks:]

@@ -106,7 +106,7 @@ def test_hsic_training_recalibrates_batchnorm_on_the_final_weights():
     X, y = blobs(n=200)
     torch.manual_seed(0)
     net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
-    train(net, X, y, TrainConfig(mode="hsic", epochs=3, batch_size=50, lr=0.5, hsic_lr=0.5, optimizer="sgd", verbose=0,
+    train(net, X, y, TrainConfig(mode="hsic", epochs=3, batch_size=50, lr=0.5, hsic_lr=0.5, optimizer="sgd", verbose=0, recalibrate_bn=True,
                                  format_epochs=1))
     with torch.no_grad():
         a = net.blocks[0].linear(torch.tensor(X))  # batches of 50 rows: the mean of batch means is the full mean

@@ -297,7 +297,7 @@ def plot(results: list[Path], path: Path) -> Path:
         ax.minorticks_off()
         ax.set_xticks(sorted({s["depth"] for s in summary}), [str(d) for d in sorted({s["depth"] for s in summary})])
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower left")
+    axes[0][-1].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

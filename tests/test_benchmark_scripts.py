@@ -26,3 +26,19 @@ def test_ecg_benchmark_folds_partition_ds1_by_record():
     assert sorted(r for *_, test in k4 for r in test) == sorted(DS1)
     with pytest.raises(SystemExit, match="unknown part"):
         list(folds("lopo", list(DS1)))
+
+
+def test_hsic_memory_for_the_gradient_does_not_grow_with_depth():
+    """benchmarks/hsic_depth.py's count of the bytes autograd keeps for one step: HSIC flat in depth, backprop linear."""
+    import numpy as np
+
+    bench = load("hsic_depth")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 20)).astype(np.float32), rng.integers(0, 3, 64)
+    saved = {}
+    for method in ("hsic", "backprop"):
+        for depth in (2, 12):
+            net = bench.build(method, 20, 3, depth, 32, "relu")
+            saved[method, depth] = bench.saved_bytes(net, bench.config_for(method, 1, 1, 64, 0, False), X, y)
+    assert saved["backprop", 12] > 4 * saved["backprop", 2]
+    assert saved["hsic", 12] < 1.2 * saved["hsic", 2]

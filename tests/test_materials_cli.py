@@ -367,3 +367,13 @@ def test_paper_recipe_option(data, tmp_path):
     r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
                "--out", tmp_path / "never", "--recipe", "fast", *FAST)
     assert isinstance(r.exception, HsickitError) and "--recipe 'fast'" in str(r.exception)
+
+
+def test_hsic_training_on_a_regression_target_warns(data, tmp_path):
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--training", "hsic",
+               "--out", tmp_path / "hsic", *FAST)
+    assert r.exit_code == 0, r.output
+    assert "warning: --training hsic on a regression target" in r.stderr and "234 MPa" in r.stderr
+    r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
+               "--out", tmp_path / "bp", *FAST)
+    assert r.exit_code == 0 and "warning" not in r.stderr

@@ -66,6 +66,56 @@ def test_hsic_gradients_stay_inside_each_block():
         torch.testing.assert_close(g, o)
 
 
+def test_block_by_block_backward_gives_the_same_gradients():
+    """One process: each block's loss is differentiated at once (memory flat in depth), same gradients."""
+    X, y = blobs(n=64)
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16, 16))
+    config = TrainConfig(mode="hsic", beta=50.0)
+    x, yt = torch.tensor(X), torch.tensor(y)
+    total, head = hsic_bottleneck_loss(net, x, yt, config, task_loss(config))
+    total.backward()
+    summed = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    total2, head2 = hsic_bottleneck_loss(net, x, yt, config, task_loss(config), backward=True)
+    assert not total2.requires_grad and float(total2) == pytest.approx(float(total), rel=1e-6)
+    for g, p in zip(summed, net.parameters()):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_regression_target_kernel_is_standardised_with_the_median_width():
+    """A target in MPa gets the same kernel as the standardised target, whatever sigma the blocks use."""
+    from hsickit.core import hsic
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(64, 5)), dtype=torch.float32)
+    y = torch.tensor(rng.normal(size=64), dtype=torch.float32)
+    ys = (y - y.mean()) / y.std()
+    expected = hsic.gaussian_kernel(ys[:, None], hsic.median_sigma(ys[:, None]))
+    for sigma in (None, 6.0):
+        for target in (y, 1000 * y + 500):  # the unit does not matter
+            obj = HSICObjective(TrainConfig(mode="hsic", task="regression", sigma=sigma, kernel_convention="reference"),
+                                x, target, "regression")
+            torch.testing.assert_close(obj.KY, expected, rtol=1e-4, atol=1e-5)
+    # before, sigma=6 on a target in MPa gave (nearly) the identity: HSIC(Z, Y) saw no order in y
+    assert float(expected.mean()) > 0.3
+
+
+def test_hsic_training_recalibrates_batchnorm_on_the_final_weights():
+    """After HSIC training every block's running statistics are the training batches' own (cumulative average)."""
+    X, y = blobs(n=200)
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+    train(net, X, y, TrainConfig(mode="hsic", epochs=3, batch_size=50, lr=0.5, hsic_lr=0.5, optimizer="sgd", verbose=0, recalibrate_bn=True,
+                                 format_epochs=1))
+    with torch.no_grad():
+        a = net.blocks[0].linear(torch.tensor(X))  # batches of 50 rows: the mean of batch means is the full mean
+        torch.testing.assert_close(net.blocks[0].norm.running_mean, a.mean(0), rtol=1e-4, atol=1e-5)
+        h = net.blocks[0](torch.tensor(X))
+        assert float((net.blocks[1].norm.running_mean - net.blocks[1].linear(h).mean(0)).abs().max()) < 0.1
+    assert net.blocks[0].norm.momentum == 0.1  # restored
+
+
 def test_regression_and_multilabel_tasks():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)).astype(np.float32)
@@ -102,6 +152,64 @@ def test_divergence_stops_with_a_clear_message():
     with pytest.raises(HsickitError, match="diverged at epoch .*lower the learning rate"):
         train(net, X, y.astype(np.float32) * 1e3, TrainConfig(task="regression", loss="mse", optimizer="sgd",
                                                               epochs=20, batch_size=50, lr=10.0, verbose=0))
+
+
+def test_hsic_divergence_names_the_block_and_the_epoch():
+    """A block whose weights turn NaN after epoch 1 stops the fit at that block in epoch 2, not in a kernel."""
+    X, y = blobs()
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16, 16))
+
+    def poison(row):
+        if row["epoch"] == 1:
+            with torch.no_grad():
+                net.blocks[1].linear.weight[0, 0] = float("nan")
+
+    with pytest.raises(HsickitError, match=r"HSIC training diverged at block 2 of 3, epoch 2, batch 1: its output holds NaN"
+                                           r".*data were checked.*learning rate.*beta.*sigma.*normalisation") as err:
+        train(net, X, y, TrainConfig(mode="hsic", epochs=3, batch_size=50, verbose=0), callbacks=[poison])
+    assert "not positive semi-definite" not in str(err.value)  # not the kernel's error that blames the data
+
+
+def test_hsic_divergence_from_a_huge_learning_rate_is_reported():
+    X, y = blobs()
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16,) * 4, batchnorm=False)
+    with pytest.raises(HsickitError, match=r"HSIC training diverged at block \d of 4, epoch \d+, batch \d+.*hsic_lr=1e\+30"):
+        train(net, X, y, TrainConfig(mode="hsic", optimizer="sgd", hsic_lr=1e30, epochs=20, batch_size=50, verbose=0))
+
+
+def test_information_plane_probe_never_stops_a_fit():
+    """Validation rows with extreme (finite) values: the probe's representation overflows; NaN is recorded, with warnings."""
+    X, y = blobs()
+    X_val = X[:40].copy()
+    X_val[:, 0] = 3e38  # the validation loss overflows to inf and the probe kernels break
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+    with pytest.warns(RuntimeWarning, match="information plane: NaN recorded"), pytest.warns(RuntimeWarning, match="validation loss"):
+        history = train(net, X, y, TrainConfig(mode="backprop", epochs=2, batch_size=50, verbose=0), X_val=X_val, y_val=y[:40])
+    assert len(history) == 2 and all(np.isfinite(r["train_loss"]) for r in history)
+    assert all(np.isnan(r["hsic_zx_1"]) and np.isnan(r["hsic_zy_1"]) for r in history)
+
+
+def test_information_plane_records_nan_for_non_finite_input():
+    from hsickit.core.training import Trainer
+
+    X, y = blobs(n=64)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+    trainer = Trainer(net, TrainConfig(mode="hsic", verbose=0))
+    Xt = torch.tensor(X)
+    ok = trainer.information_plane(Xt, torch.tensor(y))
+    assert set(ok) == {"hsic_zx_0", "hsic_zy_0", "hsic_zx_1", "hsic_zy_1"} and np.isfinite(list(ok.values())).all()
+    with torch.no_grad():  # a representation that diverged at block 2: block 1 is still measured
+        net.blocks[1].linear.weight[0, 0] = float("inf")
+    with pytest.warns(RuntimeWarning, match="NaN recorded from block 2: its representation holds NaN or inf"):
+        row = trainer.information_plane(Xt, torch.tensor(y))
+    assert row["hsic_zx_0"] == ok["hsic_zx_0"] and np.isnan([row["hsic_zx_1"], row["hsic_zy_1"]]).all()
+    Xt[3, 2] = float("inf")  # non-finite probe input: everything NaN, nothing raised
+    with pytest.warns(RuntimeWarning, match="NaN recorded from the probe batch"):
+        row = trainer.information_plane(Xt, torch.tensor(y))
+    assert set(row) == set(ok) and np.isnan(list(row.values())).all()
 
 
 @pytest.mark.parametrize("mutate,match", [

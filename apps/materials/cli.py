@@ -15,14 +15,14 @@ import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="Materials: composition -> property with very deep residual MLPs (IRNet), "
+app = typer.Typer(rich_markup_mode=None, help="Materials: composition -> property with very deep residual MLPs (IRNet), "
                        "trained with backprop or the HSIC bottleneck.", no_args_is_help=True)
 
 from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
 from hsickit.apps.materials.runs import prediction_columns as _prediction_columns, read_table as _read_table
 from hsickit.apps.materials.runs import write_reports as _write_reports
 
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is cleared first). "
+OVERWRITE = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (the folder is cleared first). "
                                                     "An unfinished run there resumes without it.")
 
 
@@ -127,10 +127,10 @@ def train(
     patience: int = typer.Option(50, help="Early-stopping patience in epochs (validation split)."),
     validation_fraction: float = typer.Option(0.1, help="Share of the training rows held out for early stopping."),
     duplicates: str = typer.Option("keep", help="Duplicate compositions: keep, mean or min."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
     unit: str = typer.Option("", help="Unit of the target, for plots and the model card."),
     seed: int = typer.Option(0, help="Random seed."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -242,8 +242,8 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, plots, predictions (default RUN/eval-<data name>)."),
     formula_col: str = typer.Option("formula"),
     target_col: str = typer.Option("target"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv)."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to rejects.csv)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
     as_json: bool = typer.Option(False, "--json/--no-json", help="Print metrics.json instead of the table."),
 ) -> None:
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram
@@ -273,9 +273,9 @@ def predict(
     formulas: Path = typer.Argument(..., help="Table with a formula column."),
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write (never the input table)."),
     formula_col: str = typer.Option("formula"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
-    quiet: bool = typer.Option(False, "--quiet"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Predict the property (or class and its probabilities, p_<class>) of every formula; with an
     ensemble (or a tree model) also its std."""
@@ -308,9 +308,9 @@ def finetune(
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (default: as the pre-trained model)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: as the pre-trained model)."),
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid"),
     duplicates: str = typer.Option("keep", help="keep, mean or min."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Fine-tune a trained model on new data (warm start; optionally freeze early blocks).
@@ -380,7 +380,7 @@ def matbench(
     patience: int = typer.Option(50),
     validation_fraction: float = typer.Option(0.1),
     seed: int = typer.Option(0),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
     device: str = typer.Option("cpu"),
 ) -> None:
     """The official Matbench 5-fold protocol: per-fold and mean ± std MAE (ROC-AUC), vs the leaderboard."""
@@ -449,7 +449,7 @@ def demo(
     epochs: int = typer.Option(15, help="Maximum training epochs of IRNet-17 (early stopping patience 10)."),
     trees: int = typer.Option(100, help="Trees of the random-forest and extra-trees baselines."),
     seed: int = typer.Option(0),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
 ) -> None:
     """Train IRNet-17 on experimental band gaps shipped with hsickit (no network) and score it on held-out rows."""
     from hsickit.apps.materials.demo import run_demo

@@ -27,7 +27,7 @@ from hsickit.core.io import RunFolder, atomic_write, evaluation_folder, markdown
 if TYPE_CHECKING:
     from hsickit.datasets.plants import PlantSamples, Taxonomy
 
-app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
+app = typer.Typer(rich_markup_mode=None, help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 FEATURES = typer.Option(None, "--features", help="CSV of specimens: a label column and numeric feature columns.")
@@ -37,10 +37,10 @@ LABEL_COL = typer.Option("species", "--label-col", help="Column holding each spe
 ID_COL = typer.Option("id", "--id-col", help="Column holding specimen ids.")
 SPLITS = typer.Option(None, "--splits", help="CSV with id and split columns (e.g. labels.csv of the leaf set).")
 SPLIT = typer.Option(None, "--split", help="Use only the specimens of this split (e.g. train, test).")
-SKIP = typer.Option(False, "--skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy "
+SKIP = typer.Option(False, "--skip-bad-rows/--no-skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy "
                     "(each listed on stderr: its row and why).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
-QUIET = typer.Option(False, "--quiet", help="No progress bars or tables.")
+QUIET = typer.Option(False, "--quiet/--no-quiet", help="No progress bars or tables.")
 DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda.")
 
 
@@ -175,7 +175,7 @@ def train(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the species loss."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds reported in the metrics."),
     skip_bad_rows: bool = SKIP, seed: int = SEED, quiet: bool = QUIET, device: str = DEVICE,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is "
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (the folder is "
                                    "cleared first). An unfinished run there resumes without it."),
 ) -> None:
     """Train a taxonomic classifier on feature vectors or images.
@@ -278,7 +278,7 @@ def predict(
     threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level of the predicted lineage whose probability reaches this "
                                    "(backoff_level 'none', empty name, when none does)."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Predictions at every level with probabilities, the top-k species and the back-off answer."""
     from hsickit.core.checks import check_options
@@ -312,11 +312,11 @@ def finetune(
     frozen_blocks: str = typer.Option("encoder", "--frozen-blocks", help="Encoder blocks kept fixed: 'encoder' (all: "
                                       "only the output layer learns, which keeps what the model knew) or a number k "
                                       "(the first k; 0 retrains everything)."),
-    train_known: bool = typer.Option(False, "--train-known-species", help="Also train the output weights of the "
+    train_known: bool = typer.Option(False, "--train-known-species/--no-train-known-species", help="Also train the output weights of the "
                                      "species the model already knew (default: only new species' weights learn)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only "
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (swapped in only "
                                    "once the new run is complete)."),
 ) -> None:
     """Fine-tune on your own collection; species new to the model grow the output layer.

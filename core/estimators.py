@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_model, read_json, save_model, saved_params, write_json
 from hsickit.core.models import create_model, model_config, model_config_type
+from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
 
 
@@ -40,7 +41,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
                  lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
                  sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
                  format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
-                 warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu",
+                 warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto", device="cpu",
                  precision="float32", hsic_approx=None, n_features=1024, distributed_hsic="local"):
         self.model = model
         self.model_params = model_params
@@ -116,7 +117,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             class_weight=self._class_weight(y_enc), patience=self.patience, sigma=sigma, beta=self.beta,
             hsic_estimator=self.hsic_estimator, kernel_convention=self.kernel_convention, hsic_lr=self.hsic_lr,
             format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self._seed_,
-            device=self.device, verbose=self.verbose, precision=self.precision, hsic_approx=self.hsic_approx,
+            device=self.device, verbose=resolve_verbose(self.verbose), precision=self.precision, hsic_approx=self.hsic_approx,
             n_features=self.n_features, distributed_hsic=self.distributed_hsic)
 
     def _build_model(self, X) -> torch.nn.Module:
@@ -256,7 +257,7 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
                  lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
                  sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
                  format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
-                 warm_start=False, checkpoint_dir=None, random_state=None, verbose=0, device="cpu",
+                 warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto", device="cpu",
                  precision="float32", hsic_approx=None, n_features=1024, distributed_hsic="local",
                  class_weight=None, classes=None):
         super().__init__(model=model, model_params=model_params, training=training, epochs=epochs, batch_size=batch_size,

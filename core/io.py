@@ -30,14 +30,14 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Sequence
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load_bytes
-from safetensors.torch import save as st_save_bytes
+from typing import TYPE_CHECKING, Sequence
 
 from hsickit.core.errors import HsickitError
+
+# torch and safetensors are imported where tensors are read or written: the command line
+# imports this module for its run folders, and `hsickit --help` should not wait for torch.
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -395,11 +395,16 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
+    from safetensors.torch import save as st_save_bytes
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return st_save_bytes(tensors, metadata={k: json.dumps(_jsonable(v)) for k, v in metadata.items()})
 
 
 def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load_bytes
+
     if not path.exists():
         raise HsickitError(f"{path} does not exist; pass the model file or run folder written by hsickit")
     raw = path.read_bytes()
@@ -619,10 +624,22 @@ def start_training_run(path: str | os.PathLike, settings: dict, inputs: Sequence
     path = Path(path)
     lock_run(path)
     try:
-        return _start_training_run(path, settings, inputs, overwrite, app, command)
+        run, resumed = _start_training_run(path, settings, inputs, overwrite, app, command)
     except BaseException:
         unlock_run(path)
         raise
+    _unfinished.add(Path(os.path.abspath(path)))
+    return run, resumed
+
+
+#: Training runs this process started and has not finished (:func:`unfinished_runs`).
+_unfinished: set[Path] = set()
+
+
+def unfinished_runs() -> list[Path]:
+    """The training runs this process started that are still unfinished on disk (their
+    :data:`TRAINING_MARKER` is there): after an interruption, the same command resumes them."""
+    return sorted(p for p in _unfinished if (p / TRAINING_MARKER).is_file())
 
 
 def _start_training_run(path: Path, settings: dict, inputs: Sequence, overwrite: bool, app: str | None,
@@ -691,9 +708,12 @@ def resumable_training(estimator, path: str | os.PathLike, settings: dict, input
         try:
             estimator.set_params(checkpoint_dir=checkpoints)
             yield
-        except BaseException:
+        except BaseException as err:
             if checkpoints.exists() and any(checkpoints.iterdir()):
-                if verbose:
+                if isinstance(err, KeyboardInterrupt):  # the command line says it once (hsickit.core.cli)
+                    if hasattr(err, "add_note"):
+                        err.add_note(f"what it had trained is kept in {home}: run the same command again to resume")
+                elif verbose:
                     print(f"training stopped; what it had trained is kept in {home}: run the same command again to resume")
             else:
                 shutil.rmtree(home, ignore_errors=True)
@@ -711,11 +731,13 @@ def fit_or_load(estimator, folder: str | os.PathLike | None, fit, verbose: int =
     ``<name>.training``, from which an interrupted fit resumes) and has ``save`` and a
     ``load`` classmethod. ``folder`` None: just ``fit(estimator)``.
     """
+    from hsickit.core.progress import resolve_verbose
+
     if folder is None:
         return fit(estimator)
     folder = Path(folder)
     if folder.exists():  # staged: present only once saved whole
-        if verbose:
+        if resolve_verbose(verbose):
             print(f"{folder.name}: trained before the run was interrupted; loaded from {folder}")
         return type(estimator).load(folder)
     training = folder.with_name(folder.name + ".training")
@@ -730,6 +752,7 @@ def finish_training_run(run: RunFolder) -> None:
     """Mark ``run`` complete (remove :data:`TRAINING_MARKER`) and release its lock; call it after its last
     output is written."""
     (run / TRAINING_MARKER).unlink(missing_ok=True)
+    _unfinished.discard(Path(os.path.abspath(run.path)))
     unlock_run(run.path)
 
 

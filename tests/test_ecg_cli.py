@@ -57,12 +57,14 @@ def test_evaluate_writes_required_metrics(trained):
     res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s04", "--quiet"])
     assert res.exit_code == 0, res.output
     m = json.loads((run / "metrics.json").read_text())
+    lines = res.stdout.splitlines()  # a short table for people and where the file is, not metrics.json
+    assert lines[0].split()[:2] == ["metric", "value"] and lines[1].split()[:2] == ["accuracy", f"{m['accuracy']:.4g}"]
+    assert f"written: {run / 'metrics.json'}" in res.stdout and "{" not in res.stdout and len(lines) < 20
     for key in ["accuracy", "kappa", "n_beats"] + [f"{k}_{c}" for c in "NSVF" for k in ("sensitivity", "ppv", "f1")]:
         assert key in m, key
     assert m["n_beats"] == len(wfdb.rdann(f"{records}/s04", "atr").sample)
     assert 0.0 <= m["accuracy"] <= 1.0 and m["split"] == "evaluation"
     assert m["records"] == "s04" and m["records_dir"] == str(records)
-    assert json.loads(res.stdout) == m  # the console shows metrics.json itself
     validation = json.loads((run / "validation_metrics.json").read_text())  # training's validation metrics are kept
     assert validation["split"] == "validation" and validation["records"] == "s04"
     import xarray as xr
@@ -70,9 +72,10 @@ def test_evaluate_writes_required_metrics(trained):
     with xr.open_dataset(run / "metrics.nc", engine="scipy") as ds:
         assert ds.attrs["records"] == "s04" and ds.attrs["split"] == "evaluation"
     assert m["accuracy_low"] is None and "drawing whole records" in m["intervals"]  # one record: nothing to draw
-    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s03,s04", "--quiet"])
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s03,s04", "--quiet", "--json"])
     m = json.loads((run / "metrics.json").read_text())
     assert m["accuracy_low"] <= m["accuracy"] <= m["accuracy_high"] and m["macro_f1_low"] <= m["macro_f1_high"]
+    assert json.loads(res.stdout) == m  # --json: metrics.json itself
 
 
 def test_predict_writes_wfdb_annotations_and_csv(trained):
@@ -158,7 +161,7 @@ def test_train_on_normal_and_ventricular_beats_only_says_what_it_holds_out(tmp_p
     res = runner.invoke(app, ["train", "--records", records, "--out", str(run), "--channel-epochs", "1", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "no validation records" in res.output and not (run / "metrics.json").exists()
-    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s02", "--quiet"])
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s02", "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     assert m["sensitivity_S"] is None and m["support_S"] == 0 and "NaN" not in res.stdout  # no S beats: undefined, not 0
@@ -211,7 +214,11 @@ def test_an_interrupted_train_resumes_with_the_channel_networks_it_had_trained(t
     res = runner.invoke(app, [*args, "--out", str(out)])
     assert res.exit_code == 130 and not out.exists()  # typer turns KeyboardInterrupt into exit code 130
     kept = tmp_path / ".run.training"
-    assert "run the same command again to resume" in res.output
+    from hsickit.core.cli import interrupted_line  # what `hsickit` prints on Ctrl-C (the CliRunner skips its main)
+
+    line = interrupted_line()
+    assert line.startswith("interrupted; what was trained is kept in") and str(kept) in line
+    assert line.endswith("run the same command again to resume")
     assert sorted(p.name for p in (kept / "checkpoints").iterdir()) == [
         "crossfit0-beat", "crossfit0-rr", "crossfit1-beat"]
     res = runner.invoke(app, [*args, "--out", str(out), "--epochs", "3"])  # other settings: not mixed with the kept networks

@@ -69,7 +69,9 @@ def test_cli_train_and_evaluate_records(ludb_like, tmp_path):
     for key in ("macro_f1", "micro_f1", "macro_auroc", "f1_Extrasystolies", "auroc_Extrasystolies"):
         assert key in m
     assert m["n_samples"] == 2 and "channel:rhythm" in (tmp_path / "run" / "README.md").read_text()
-    res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--records", str(ludb_like), "--records-list", "1,2,3,4", "--quiet"])
+    assert "macro_f1" in res.stdout and "{" not in res.stdout  # a table, not JSON
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--records", str(ludb_like), "--records-list", "1,2,3,4", "--quiet",
+                              "--json"])
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["n_samples"] == 4 and None in m.values()  # an AUROC over 4 records is undefined: null

@@ -77,6 +77,12 @@ def test_evaluate(trained, data):
     pred = pd.read_csv(out / "predictions.csv")
     assert m["mae"] == pytest.approx(np.abs(pred.predicted - pred.target).mean())
     assert (out / "plots" / "parity.png").exists() and (out / "plots" / "residuals.png").exists()
+    lines = r.stdout.splitlines()  # a table for people, in the training's unit, and where it wrote
+    assert lines[0].split()[:3] == ["metric", "value", "unit"] and lines[1].split() == ["mae", f"{m['mae']:.4g}", "eV"]
+    assert f"written: {out}" in r.stdout and "{" not in r.stdout
+    r = invoke("evaluate", trained, data / "test.csv", "--out", data / "eval_json", "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads((data / "eval_json" / "metrics.json").read_text())
 
 
 def test_predict_with_ensemble_std(trained, data):

@@ -25,19 +25,6 @@ Example
 >>> 0.0 <= m["accuracy"] <= 1.0
 True
 """
-from hsickit.apps.ecg.api import evaluate_beats, finetune_beats, load_run, predict_beats, train_beats
-from hsickit.apps.ecg.beats import BeatConfig, BeatSet, beats_from_record, load_beats
-from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, channel_input
-from hsickit.apps.ecg.features import (BeatFeaturizer, hrv_features, neighbour_features, qrs_features, rr_features, rr_sequence,
-                                      template_features, wavelet_coefficients)
-from hsickit.apps.ecg.fusion import MultiResolutionClassifier
-from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_metrics
-from hsickit.apps.ecg.records import (RecordClassifier, evaluate_records, finetune_records, load_record_set, predict_records,
-                                     train_records)
-from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
-from hsickit.apps.ecg.synthetic import write_synthetic_records
-from hsickit.apps.ecg.two_stage import VentricularFirst
-
 __all__ = [
     "BeatConfig", "BeatSet", "beats_from_record", "load_beats",
     "resample", "bandpass", "remove_baseline", "detect_rpeaks", "select_leads", "conform",
@@ -48,3 +35,31 @@ __all__ = [
     "train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run",
     "train_records", "evaluate_records", "predict_records", "finetune_records", "load_record_set", "write_synthetic_records",
 ]
+
+
+def _api() -> dict:
+    # imported on first use, so that `hsickit ecg --help` (which imports this package) does not import torch
+    from hsickit.apps.ecg.api import evaluate_beats, finetune_beats, load_run, predict_beats, train_beats
+    from hsickit.apps.ecg.beats import BeatConfig, BeatSet, beats_from_record, load_beats
+    from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, channel_input
+    from hsickit.apps.ecg.features import (BeatFeaturizer, hrv_features, neighbour_features, qrs_features, rr_features, rr_sequence,
+                                          template_features, wavelet_coefficients)
+    from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+    from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_metrics
+    from hsickit.apps.ecg.records import (RecordClassifier, evaluate_records, finetune_records, load_record_set, predict_records,
+                                         train_records)
+    from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
+    from hsickit.apps.ecg.synthetic import write_synthetic_records
+    from hsickit.apps.ecg.two_stage import VentricularFirst
+    return locals()
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        globals().update(_api())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -163,7 +163,7 @@ class ChannelNetwork(BaseEstimator):
 
     def __init__(self, channel="beat", training="backprop", epochs=10, batch_size=256, lr=1e-3, model_params=None,
                  class_weight="sqrt", patience=3, beta=100.0, sigma=5.0, format_epochs=3, frozen_blocks=0, warm_start=False,
-                 checkpoint_dir=None, random_state=None, verbose=0):
+                 checkpoint_dir=None, random_state=None, verbose="auto"):
         self.channel = channel
         self.training = training
         self.epochs = epochs

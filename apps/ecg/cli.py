@@ -5,7 +5,6 @@ several folders (``--records DIR1,DIR2`` or ``--records DIR1 --records DIR2``) a
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -15,15 +14,31 @@ import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="ECG arrhythmia classification from a multi-resolution representation (WFDB records).",
+app = typer.Typer(rich_markup_mode=None, help="ECG arrhythmia classification from a multi-resolution representation (WFDB records).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 _RECORDS = typer.Option(..., "--records", help="Folder of WFDB records (.hea + .dat, and .atr beat annotations where there are any); several: DIR1,DIR2 or the option repeated (beats).")
 _LEADS = typer.Option(None, "--leads", help="Leads the beat model reads: names, aliases (MLII = II) or numbers from 0, comma-separated. Default: the model's (MLII at training); a record without it gives its first lead, reported.")
 _LIST = typer.Option(None, "--records-list", help="Comma-separated record names to use (default: all in the folder).")
 _SEED = typer.Option(0, "--seed", help="Random seed.")
-_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
-_OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only once the new run is complete).")
+_QUIET = typer.Option(False, "--quiet/--no-quiet", help="No progress bars.")
+_OVERWRITE = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (swapped in only once the new run is complete).")
+_JSON = typer.Option(False, "--json/--no-json", help="Print the metrics as JSON (all of metrics.json) instead of the table.")
+
+#: The rows of the table train and evaluate print (metrics.json holds every metric and interval).
+_BEAT_ROWS = ["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in "NSVF" for m in ("sensitivity", "ppv")] + ["n_samples"]
+_RECORD_ROWS = ["macro_f1", "micro_f1", "macro_auroc", "n_samples"]
+
+
+def _print_metrics(path: Path, task: str, as_json: bool) -> None:
+    """The scores in ``path`` (a metrics.json) as a short table and where it is, or as JSON."""
+    from hsickit.core.io import read_json
+    from hsickit.core.report import print_metrics
+
+    metrics = read_json(path)
+    units = {"n_samples": "records" if task == "records" else "beats"}
+    print_metrics(metrics, _RECORD_ROWS if task == "records" else _BEAT_ROWS, units, written=str(path),
+                  as_json=as_json, echo=typer.echo)
 
 
 def _seed(seed: int) -> None:
@@ -83,6 +98,7 @@ def train(
     seed: int = _SEED,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    as_json: bool = _JSON,
 ) -> None:
     """Train a model on annotated records and write a run folder."""
     from hsickit.core.checks import check_options
@@ -93,10 +109,10 @@ def train(
     if task == "records":
         from hsickit.apps.ecg.records import train_records
 
-        metrics = train_records(_one_folder(records), out, records_list, validation_list, labels=labels, epochs=epochs, training=training,
-                                downstream=downstream, random_state=seed, overwrite=overwrite, verbose=verbose)
-        typer.echo(json.dumps({k: None if math.isnan(metrics[k]) else metrics[k] for k in ("macro_f1", "micro_f1", "macro_auroc")
-                              if k in metrics}))
+        train_records(_one_folder(records), out, records_list, validation_list, labels=labels, epochs=epochs, training=training,
+                      downstream=downstream, random_state=seed, overwrite=overwrite, verbose=verbose)
+        if (out / "metrics.json").exists():
+            _print_metrics(out / "metrics.json", "records", as_json)
         typer.echo(f"run folder: {out}")
         return
     if task != "beats":
@@ -117,8 +133,9 @@ def train(
     if metrics.exists():
         from hsickit.core.io import read_json
 
-        typer.echo(f"validation metrics on records {read_json(metrics)['records']} (held out of training):")
-        typer.echo(metrics.read_text())
+        if not as_json:
+            typer.echo(f"validation metrics on records {read_json(metrics)['records']} (held out of training):")
+        _print_metrics(metrics, "beats", as_json)
     else:
         typer.echo("no validation records, so no validation metrics; score the model with 'hsickit ecg evaluate'")
     typer.echo(f"run folder: {out}")
@@ -131,10 +148,12 @@ def evaluate(
     records_list: Optional[str] = _LIST,
     leads: Optional[str] = _LEADS,
     quiet: bool = _QUIET,
+    as_json: bool = _JSON,
 ) -> None:
     """Score a trained model on annotated records; writes RUN/metrics.json (training's validation
-    metrics stay in RUN/validation_metrics.json) and prints it (undefined ratios are null)."""
-    if _records_model(run):
+    metrics stay in RUN/validation_metrics.json) and prints the main scores (--json: all of it; undefined ratios are null)."""
+    task = "records" if _records_model(run) else "beats"
+    if task == "records":
         from hsickit.apps.ecg.records import evaluate_records
 
         evaluate_records(run, _one_folder(records), records_list, verbose=0 if quiet else 1)
@@ -142,7 +161,7 @@ def evaluate(
         from hsickit.apps.ecg.api import evaluate_beats
 
         evaluate_beats(run, _folders(records), records_list, leads=_leads(leads), verbose=0 if quiet else 1)
-    typer.echo((run / "metrics.json").read_text())
+    _print_metrics(run / "metrics.json", task, as_json)
 
 
 @app.command()
@@ -153,7 +172,7 @@ def predict(
     leads: Optional[str] = _LEADS,
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Record models: a PNG per record of its leads with the predicted labels."),
     quiet: bool = _QUIET,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace prediction files already in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace prediction files already in --out."),
 ) -> None:
     """Beat model: label every beat (WFDB annotations, extension hsk, and CSV). Record model: per-label probabilities and the predicted labels of every record (CSV)."""
     verbose = 0 if quiet else 1

@@ -180,7 +180,7 @@ class MultiResolutionClassifier(BaseEstimator):
                  channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
-                 tune_bias=False, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose=0):
+                 tune_bias=False, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto"):
         self.channels = channels
         self.classes = classes
         self.sigma = sigma

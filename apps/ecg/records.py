@@ -300,7 +300,7 @@ class RecordClassifier(BaseEstimator):
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
                  channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, threshold=0.5, threshold_fraction=0.2,
                  cnn_training="backprop", cnn_epochs=30, fusion="stack", vote_margin=0.05, random_state=None, checkpoint_dir=None,
-                 verbose=0):
+                 verbose="auto"):
         self.channels = channels
         self.fusion = fusion
         self.vote_margin = vote_margin

@@ -5,10 +5,25 @@ Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / pre
 ensemble spread / save / load / fine_tune), the composition featurisers
 (:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``.
 """
-from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor, load_estimator
-from hsickit.apps.materials.featurizers import (
-    ElementFraction, ElementProperty, IonProperty, Stoichiometry, ValenceOrbital, WardAttributes, get_featurizer,
-)
-
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "WardAttributes", "ElementFraction",
            "ElementProperty", "IonProperty", "Stoichiometry", "ValenceOrbital", "get_featurizer"]
+
+
+def _api() -> dict:
+    # imported on first use, so that `hsickit materials --help` (which imports this package) does not import torch
+    from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor, load_estimator
+    from hsickit.apps.materials.featurizers import (
+        ElementFraction, ElementProperty, IonProperty, Stoichiometry, ValenceOrbital, WardAttributes, get_featurizer,
+    )
+    return locals()
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        globals().update(_api())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,25 +7,22 @@ README.md model card, plots/).
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
-import pandas as pd
 import typer
 
 from hsickit.core.errors import HsickitError
 
-app = typer.Typer(help="Materials: composition -> property with extra trees (small tables) or very deep residual "
-                       "MLPs (IRNet; backprop or the HSIC bottleneck).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Materials: composition -> property with extra trees (small tables) or very deep "
+                       "residual MLPs (IRNet; backprop or the HSIC bottleneck).", no_args_is_help=True)
 
 from hsickit.apps.materials.runs import MODEL_DIR, card as _card, evaluate_into as _evaluate_into
 from hsickit.apps.materials.runs import prediction_columns as _prediction_columns, read_table as _read_table
 from hsickit.apps.materials.runs import write_reports as _write_reports
 
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is cleared first). "
+OVERWRITE = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (the folder is cleared first). "
                                                     "An unfinished run there resumes without it.")
 
 
@@ -68,6 +65,8 @@ def _check_choices(model, features, training):
 
 def _check_target(table, task, classification):
     """A target with one value is refused for classification (warned for regression), naming the column."""
+    import numpy as np
+
     values = np.unique(table.y.astype(str)) if table.y.dtype == object else np.unique(table.y)
     if len(values) > 1:
         return
@@ -92,6 +91,8 @@ def _target_type(task):
 
 def _is_classification(y, task):
     """--task auto: class labels (text) or 0/1 targets are a classification."""
+    import numpy as np
+
     if task == "auto":
         return y.dtype == object or set(np.unique(y).tolist()) <= {0, 1}
     return task == "classification"
@@ -99,6 +100,8 @@ def _is_classification(y, task):
 
 def _class_targets(y):
     """Targets as a classifier gets them: 0/1 read as numbers become integers."""
+    import numpy as np
+
     return y.astype(int) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
@@ -139,10 +142,10 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs (default: the recipe's)."),
     validation_fraction: float = typer.Option(0.1, help="Share of the training rows held out for early stopping."),
     duplicates: str = typer.Option("keep", help="Duplicate compositions: keep, mean or min."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
     unit: str = typer.Option("", help="Unit of the target, for plots and the model card."),
     seed: int = typer.Option(0, help="Random seed."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -243,6 +246,8 @@ def _score_line(validation, unit):
 def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, quiet, unit=""):
     """Fit the one (model, features) candidate, or choose among several by cross-validation
     (model_selection.csv in the run folder); returns the fitted estimator and model-card sections."""
+    import pandas as pd
+
     from hsickit.apps.materials.selection import candidates_from, model_search, score_name, selection_table
     from hsickit.core.io import atomic_write, markdown_table
 
@@ -271,8 +276,9 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json, plots, predictions (default RUN/eval-<data name>)."),
     formula_col: str = typer.Option("formula"),
     target_col: str = typer.Option("target"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv)."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to rejects.csv)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
+    as_json: bool = typer.Option(False, "--json/--no-json", help="Print metrics.json instead of the table."),
 ) -> None:
     """Score a trained model on DATA: metrics.json (mae, rmse, r2, n_samples), parity plot, residual histogram
     (classification: accuracy, ROC-AUC, F1, confusion matrix), and predictions.csv: predict's columns plus target."""
@@ -287,9 +293,12 @@ def evaluate(
     run = open_output_folder(out, "materials", "evaluate")  # created only once the input is read and checked
     _write_reports(out, table, "keep", quiet)
     unit = read_json(run_dir / "config.json").get("unit", "") if (run_dir / "config.json").exists() else ""
-    m = _evaluate_into(run, est, table, unit)
+    _evaluate_into(run, est, table, unit)
     run.write_config({"command": "evaluate", "run": str(run_dir), "data": str(data)})
-    typer.echo(json.dumps(m))
+    from hsickit.core.report import print_metrics
+
+    print_metrics(read_json(out / "metrics.json"), units={"mae": unit, "rmse": unit, "n_samples": "rows", "n_out_of_domain": "rows"},
+                  written=f"{out} (metrics.json, predictions.csv, plots/)", as_json=as_json, echo=typer.echo)
 
 
 @app.command()
@@ -298,12 +307,14 @@ def predict(
     formulas: Path = typer.Argument(..., help="Table with a formula column."),
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write (never the input table)."),
     formula_col: str = typer.Option("formula"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
-    quiet: bool = typer.Option(False, "--quiet"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to rejects.csv beside OUTPUT)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Predict the property (or class and its probabilities, p_<class>) of every formula; with an
     ensemble (or a tree model) also its std."""
+    import pandas as pd
+
     from hsickit.core.io import atomic_write, check_output_file
 
     check_output_file(output, inputs=[formulas], overwrite=overwrite)
@@ -331,9 +342,9 @@ def finetune(
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs (default: as the pre-trained model)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: as the pre-trained model)."),
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid"),
     duplicates: str = typer.Option("keep", help="keep, mean or min."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Fine-tune a trained model on new data (warm start; optionally freeze early blocks).
@@ -405,7 +416,7 @@ def matbench(
     patience: Optional[int] = typer.Option(None, help="Default: the recipe's."),
     validation_fraction: float = typer.Option(0.1),
     seed: int = typer.Option(0),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
     device: str = typer.Option("cpu"),
 ) -> None:
     """The official Matbench 5-fold protocol: per-fold and mean ± std MAE (ROC-AUC), vs the leaderboard."""
@@ -478,7 +489,7 @@ def demo(
     epochs: int = typer.Option(15, help="Maximum training epochs of IRNet-17 (early stopping patience 10)."),
     trees: int = typer.Option(100, help="Trees of the random-forest and extra-trees baselines."),
     seed: int = typer.Option(0),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet"),
 ) -> None:
     """Train IRNet-17 on experimental band gaps shipped with hsickit (no network) and score it on held-out rows."""
     from hsickit.apps.materials.demo import run_demo

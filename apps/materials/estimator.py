@@ -42,6 +42,7 @@ from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.io import read_json, saved_params, write_json
+from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import validation_split
 
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "RECIPES", "AUTO_THRESHOLD"]
@@ -79,7 +80,7 @@ class _MaterialsEstimator(BaseEstimator):
                  epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-4, patience=20, validation_fraction=0.1,
                  optimizer="adamw", lr_schedule="warmup_cosine", auto_threshold=AUTO_THRESHOLD,
                  sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
-                 checkpoint_dir=None, random_state=None, verbose=0, device="cpu"):
+                 checkpoint_dir=None, random_state=None, verbose="auto", device="cpu"):
         self.features = features
         self.model = model
         self.model_params = model_params
@@ -372,7 +373,7 @@ class _MaterialsEstimator(BaseEstimator):
             diff = sorted(k for k in mine if mine[k] != theirs.get(k))
             raise HsickitError(f"{folder} holds a model trained with other settings ({', '.join(diff)}); "
                                "use another checkpoint_dir or delete that folder")
-        if self.verbose:
+        if resolve_verbose(self.verbose):
             print(f"model {i + 1}/{self.n_models}: already trained, loaded from {folder}")
         return saved.set_params(verbose=self.verbose, device=self.device)
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from hsickit.core.errors import HsickitError
 
 MODEL_DIR = "model"
@@ -104,6 +101,9 @@ def evaluate_into(run, est, table, unit=""):
 
     predictions.csv holds ``row``, ``formula``, ``target`` and the columns of :func:`prediction_columns`.
     """
+    import numpy as np
+    import pandas as pd
+
     from hsickit.apps.materials.estimator import MaterialsClassifier
     from hsickit.apps.materials.matbench import classification_metrics, regression_metrics
     from hsickit.core import plots

@@ -5,12 +5,27 @@ finetune / evaluate / save / load), the tree-consistent prediction helpers and t
 metrics. Readers for taxonomy tables and specimens live in :mod:`hsickit.datasets.plants`.
 The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`).
 """
-from hsickit.apps.plants.classifier import LOSSES, TaxonomicClassifier
-from hsickit.apps.plants.hierarchy import back_off, level_probabilities, prediction_table, top_k
-from hsickit.apps.plants.metrics import backoff_metrics, hierarchical_prf, per_level_accuracy, taxonomic_metrics
-from hsickit.datasets.plants import Taxonomy, read_taxonomy
-
 __all__ = [
     "TaxonomicClassifier", "LOSSES", "level_probabilities", "prediction_table", "top_k", "back_off",
     "taxonomic_metrics", "hierarchical_prf", "backoff_metrics", "per_level_accuracy", "Taxonomy", "read_taxonomy",
 ]
+
+
+def _api() -> dict:
+    # imported on first use, so that `hsickit plants --help` (which imports this package) does not import torch
+    from hsickit.apps.plants.classifier import LOSSES, TaxonomicClassifier
+    from hsickit.apps.plants.hierarchy import back_off, level_probabilities, prediction_table, top_k
+    from hsickit.apps.plants.metrics import backoff_metrics, hierarchical_prf, per_level_accuracy, taxonomic_metrics
+    from hsickit.datasets.plants import Taxonomy, read_taxonomy
+    return locals()
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        globals().update(_api())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

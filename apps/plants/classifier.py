@@ -103,7 +103,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, taxonomy=None, loss="taxonomic", level_weights=None, encoder="auto", model_params=None,
                  training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
                  validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
-                 random_state=None, verbose=0, device="cpu", optimizer="adam", label_smoothing=0.0,
+                 random_state=None, verbose="auto", device="cpu", optimizer="adam", label_smoothing=0.0,
                  checkpoint_dir=None, representation=None, representation_params=None):
         self.taxonomy = taxonomy
         self.loss = loss

@@ -19,17 +19,18 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import typer
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import RunFolder, atomic_write, evaluation_folder, markdown_table, read_json
-from hsickit.datasets.plants import (PlantSamples, Taxonomy, read_feature_table, read_images, read_taxonomy,
-                                     skipped_report)
 
-app = typer.Typer(help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
+# the readers (numpy, pandas) are imported inside the commands: `hsickit plants --help` stays quick
+if TYPE_CHECKING:
+    from hsickit.datasets.plants import PlantSamples, Taxonomy
+
+app = typer.Typer(rich_markup_mode=None, help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 FEATURES = typer.Option(None, "--features", help="CSV of specimens: a label column and numeric feature columns.")
@@ -46,10 +47,10 @@ LABEL_COL = typer.Option("species", "--label-col", help="Column holding each spe
 ID_COL = typer.Option("id", "--id-col", help="Column holding specimen ids.")
 SPLITS = typer.Option(None, "--splits", help="CSV with id and split columns (e.g. labels.csv of the leaf set).")
 SPLIT = typer.Option(None, "--split", help="Use only the specimens of this split (e.g. train, test).")
-SKIP = typer.Option(False, "--skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy "
+SKIP = typer.Option(False, "--skip-bad-rows/--no-skip-bad-rows", help="Skip rows with bad values or labels not in the taxonomy "
                     "(each listed on stderr: its row and why).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
-QUIET = typer.Option(False, "--quiet", help="No progress bars or tables.")
+QUIET = typer.Option(False, "--quiet/--no-quiet", help="No progress bars or tables.")
 DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda.")
 
 
@@ -60,6 +61,8 @@ def _read(features: Optional[Path], images: Optional[Path], taxonomy: Optional[T
     """Read --features, --images (their outlines with ``as_outlines``) or --outlines; rows skipped with ``skip``
     are listed on stderr as one report instead of the readers' Python warning (``report=False``: that file's
     rows were reported already)."""
+    from hsickit.datasets.plants import read_feature_table, read_images, skipped_report
+
     if sum(x is not None for x in (features, images, outlines)) != 1:
         raise HsickitError("pass exactly one of --features CSV, --images DIR|NPZ|CSV or --outlines CSV")
     if as_outlines and images is None:
@@ -236,7 +239,7 @@ def train(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the species loss."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds reported in the metrics."),
     skip_bad_rows: bool = SKIP, seed: int = SEED, quiet: bool = QUIET, device: str = DEVICE,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (the folder is "
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (the folder is "
                                    "cleared first). An unfinished run there resumes without it."),
 ) -> None:
     """Train a taxonomic classifier on feature vectors, images or leaf outlines.
@@ -250,6 +253,7 @@ def train(
     from hsickit.core import plots
     from hsickit.core.checks import check_options
     from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
+    from hsickit.datasets.plants import read_taxonomy
 
     check_options(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, image_size=image_size,
                   weight_decay=weight_decay, label_smoothing=label_smoothing)
@@ -349,7 +353,7 @@ def predict(
     threshold: float = typer.Option(0.5, "--threshold", help="Back-off: deepest level of the predicted lineage whose probability reaches this "
                                    "(backoff_level 'none', empty name, when none does)."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Predictions at every level with probabilities, the top-k species and the back-off answer."""
     from hsickit.core.checks import check_options
@@ -385,11 +389,11 @@ def finetune(
     frozen_blocks: str = typer.Option("encoder", "--frozen-blocks", help="Encoder blocks kept fixed: 'encoder' (all: "
                                       "only the output layer learns, which keeps what the model knew) or a number k "
                                       "(the first k; 0 retrains everything)."),
-    train_known: bool = typer.Option(False, "--train-known-species", help="Also train the output weights of the "
+    train_known: bool = typer.Option(False, "--train-known-species/--no-train-known-species", help="Also train the output weights of the "
                                      "species the model already knew (default: only new species' weights learn)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
     skip_bad_rows: bool = SKIP, quiet: bool = QUIET,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the finished run in --out (swapped in only "
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace the finished run in --out (swapped in only "
                                    "once the new run is complete)."),
 ) -> None:
     """Fine-tune on your own collection; species new to the model grow the output layer.
@@ -400,6 +404,7 @@ def finetune(
     from hsickit.core import plots
     from hsickit.core.checks import check_options
     from hsickit.core.io import check_output_folder, staged_folder
+    from hsickit.datasets.plants import read_taxonomy
 
     check_options(epochs=epochs, lr=lr)
     frozen = frozen_blocks if frozen_blocks == "encoder" else _count(frozen_blocks, "--frozen-blocks")
@@ -478,9 +483,11 @@ def demo(
     three species share one genus, so only the species level is informative there.
     """
     from hsickit.apps.plants.classifier import TaxonomicClassifier
-    from hsickit.apps.plants.plots import level_accuracy_plot
+    import numpy as np
 
+    from hsickit.apps.plants.plots import level_accuracy_plot
     from hsickit.core.io import open_output_folder
+    from hsickit.datasets.plants import PlantSamples, read_feature_table, read_taxonomy
 
     for loss in ("ce", "taxonomic"):  # refused up front, not after training
         open_output_folder(out / loss, "plants", "demo")

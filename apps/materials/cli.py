@@ -57,10 +57,11 @@ def _check_choices(model, features, training):
     if not candidates:
         raise HsickitError("--model and --features need at least one name each")
     for c in candidates:
-        if not is_forest(c["model"]) and c["model"] not in NETWORKS:
-            raise HsickitError(f"--model {c['model']!r} is not a materials model; valid names: {', '.join(NETWORKS)}, "
+        if c["model"] != "auto" and not is_forest(c["model"]) and c["model"] not in NETWORKS:
+            raise HsickitError(f"--model {c['model']!r} is not a materials model; valid names: auto, {', '.join(NETWORKS)}, "
                                f"or a tree ensemble: {', '.join(FORESTS)}")
-        get_featurizer(c["features"])
+        if c["features"] != "auto":
+            get_featurizer(c["features"])
 
 
 def _check_target(table, task, classification):

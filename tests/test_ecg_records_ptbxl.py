@@ -278,7 +278,7 @@ def test_cli_trains_evaluates_and_predicts_on_ptbxl_records(tmp_path):
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((tmp_path / "part_pred" / "record_predictions.csv").open()))
     assert [r["record"] for r in rows] == val[:3] and len(list((tmp_path / "part_pred" / "plots").glob("*.png"))) == 3
-    res = runner.invoke(app, ["evaluate", str(run), "--records", str(PTBXL), "--records-list", ",".join(val), "--quiet"])
+    res = runner.invoke(app, ["evaluate", str(run), "--records", str(PTBXL), "--records-list", ",".join(val), "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["n_samples"] == len(ptbxl_labels(PTBXL, "superdiagnostic", val))
 

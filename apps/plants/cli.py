@@ -37,7 +37,7 @@ FEATURES = typer.Option(None, "--features", help="CSV of specimens: a label colu
 OUTLINES = typer.Option(None, "--outlines", help="CSV of leaf outlines: one specimen per row with ordered columns of a "
                         "1-D contour signature (e.g. centroid distance), or (x, y) points, one row per point "
                         "(columns specimen, point, x, y and the label).")
-AS_OUTLINES = typer.Option(False, "--as-outlines", help="With --images: classify the outline of each silhouette "
+AS_OUTLINES = typer.Option(False, "--as-outlines/--no-as-outlines", help="With --images: classify the outline of each silhouette "
                            "(outer boundary of its largest connected component) instead of its pixels.")
 N_POINTS = typer.Option(None, "--n-points", help="Points per outline: (x, y) outlines are resampled to this many by arc "
                         "length (default 128); signatures must have at least this many values.")

@@ -25,6 +25,8 @@ Example
 >>> 0.0 <= m["accuracy"] <= 1.0
 True
 """
+from hsickit.core.lazy import lazy_api
+
 __all__ = [
     "BeatConfig", "BeatSet", "beats_from_record", "load_beats",
     "resample", "bandpass", "remove_baseline", "detect_rpeaks", "select_leads", "conform",
@@ -54,12 +56,4 @@ def _api() -> dict:
     return locals()
 
 
-def __getattr__(name: str):
-    if name in __all__:
-        globals().update(_api())
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_api(__name__, __all__, _api)

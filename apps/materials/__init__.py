@@ -5,6 +5,8 @@ Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / pre
 ensemble spread / save / load / fine_tune), the composition featurisers
 (:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``.
 """
+from hsickit.core.lazy import lazy_api
+
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "WardAttributes", "ElementFraction",
            "ElementProperty", "IonProperty", "Stoichiometry", "ValenceOrbital", "get_featurizer"]
 
@@ -18,12 +20,4 @@ def _api() -> dict:
     return locals()
 
 
-def __getattr__(name: str):
-    if name in __all__:
-        globals().update(_api())
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_api(__name__, __all__, _api)

@@ -5,6 +5,8 @@ finetune / evaluate / save / load), the tree-consistent prediction helpers and t
 metrics. Readers for taxonomy tables and specimens live in :mod:`hsickit.datasets.plants`.
 The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`).
 """
+from hsickit.core.lazy import lazy_api
+
 __all__ = [
     "TaxonomicClassifier", "LOSSES", "level_probabilities", "prediction_table", "top_k", "back_off",
     "taxonomic_metrics", "hierarchical_prf", "backoff_metrics", "per_level_accuracy", "Taxonomy", "read_taxonomy",
@@ -20,12 +22,4 @@ def _api() -> dict:
     return locals()
 
 
-def __getattr__(name: str):
-    if name in __all__:
-        globals().update(_api())
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_api(__name__, __all__, _api)

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from hsickit.core.errors import HsickitError
-from hsickit.datasets.plants import (PlantSamples, Taxonomy, _join_labels, _read_splits, _rows, _select_columns,
+from hsickit.datasets.plants import (PlantSamples, Taxonomy, _join_labels, _rows, _select_columns, _split_column,
                                      _skip_or_raise, _source_name, read_images)
 
 __all__ = ["DEFAULT_POINTS", "resample_closed", "signed_area", "self_intersection", "outline_problem",
@@ -277,22 +277,6 @@ def read_signature_table(path, taxonomy: Taxonomy | None = None, label_col: str 
     s = PlantSamples(X=X.astype(np.float32), ids=ids, labels=labels, y=y, taxonomy=taxonomy, feature_names=cols,
                      kind="signatures", split=split_arr, skipped=skipped, source=source).subset(keep)
     return s.select_split(split) if split is not None else s
-
-
-def _split_column(table: pd.DataFrame, ids, splits, id_col: str, source: str):
-    """Each specimen's split: from a splits file joined on ids, else the table's ``split`` column, else None."""
-    if splits is not None:
-        head = pd.read_csv(splits, nrows=0).columns
-        mapping = _read_splits(splits, id_col if id_col in head else "id")
-        split_arr = np.array([mapping.get(i, "") for i in ids], dtype=object)
-        unknown = [i for i, s in zip(ids, split_arr) if s == ""]
-        if unknown:
-            raise HsickitError(f"{len(unknown)} specimen(s) of {source} are not in the splits file "
-                               f"{_source_name(splits)} (first: {unknown[:3]}); add them or use a matching splits file")
-        return split_arr
-    if "split" in table.columns:
-        return table["split"].str.strip().to_numpy(dtype=object)
-    return None
 
 
 def read_point_table(path, taxonomy: Taxonomy | None = None, label_col: str = "species", id_col: str = "specimen",

@@ -578,20 +578,27 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
         problems += p
         keep &= ok
     skipped = _skip_or_raise(problems, ignore_errors, source)
-    split_arr = None
-    if splits is not None:
-        mapping = _read_splits(splits, id_col)
-        split_arr = np.array([mapping.get(i, "") for i in ids], dtype=object)
-        unknown = [i for i, s in zip(ids, split_arr) if s == ""]
-        if unknown:
-            raise HsickitError(f"{len(unknown)} id(s) of {source} are not in the splits file {_source_name(splits)} "
-                               f"(first: {unknown[:3]}); add them or use a matching splits file")
-    elif "split" in table.columns:
-        split_arr = table["split"].str.strip().to_numpy(dtype=object)
+    split_arr = _split_column(table, ids, splits, id_col, source)
     samples = PlantSamples(X=X.astype(np.float32), ids=ids, labels=labels, y=y, taxonomy=taxonomy,
                            feature_names=cols, kind="features", split=split_arr, skipped=skipped, source=source)
     samples = samples.subset(keep)
     return samples.select_split(split) if split is not None else samples
+
+
+def _split_column(table: pd.DataFrame, ids, splits, id_col: str, source: str):
+    """Each specimen's split: from a splits file joined on ids, else the table's ``split`` column, else None."""
+    if splits is not None:
+        head = pd.read_csv(splits, nrows=0).columns
+        mapping = _read_splits(splits, id_col if id_col in head else "id")
+        split_arr = np.array([mapping.get(i, "") for i in ids], dtype=object)
+        unknown = [i for i, s in zip(ids, split_arr) if s == ""]
+        if unknown:
+            raise HsickitError(f"{len(unknown)} specimen(s) of {source} are not in the splits file "
+                               f"{_source_name(splits)} (first: {unknown[:3]}); add them or use a matching splits file")
+        return split_arr
+    if "split" in table.columns:
+        return table["split"].str.strip().to_numpy(dtype=object)
+    return None
 
 
 def fit_image(img, size: int = 128) -> np.ndarray:

@@ -38,7 +38,7 @@ from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_datas
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
-from hsickit.datasets.ecg import AAMI_CLASSES, find_records, folders, records_at
+from hsickit.datasets.ecg import AAMI_CLASSES, find_records, folders, record_files, records_at
 
 __all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
 
@@ -164,7 +164,7 @@ def _folders_text(directories) -> str:
 def _record_files(directories, records: Sequence[str]) -> list[Path]:
     """Every file of the records with these ids (header, signals, annotations), for resume checks."""
     paths = find_records(directories, records)
-    return sorted(p for path in paths.values() for p in Path(path).parent.glob(f"{Path(path).name}[._]*") if p.is_file())
+    return sorted(p for path in paths.values() for p in record_files(Path(path).parent, [Path(path).name]))
 
 
 def load_run(run: str | os.PathLike, leads: Sequence[str] | None = None) -> tuple[MultiResolutionClassifier, BeatConfig]:

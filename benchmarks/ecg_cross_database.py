@@ -54,6 +54,30 @@ def worst_records(y, p, records, cls: str, n: int = 5) -> list[dict]:
     return sorted(rows, key=lambda d: -(d["FN"] + d["FP"]))[:n]
 
 
+def record_errors(y, p, records, cls: str) -> dict:
+    """``{record: [n, misses, false alarms]}`` of class ``cls``, every record of the test beats."""
+    out = {}
+    for r in np.unique(records):
+        k = records == r
+        out[str(r)] = [int((y[k] == cls).sum()), int(((y[k] == cls) & (p[k] != cls)).sum()),
+                       int(((y[k] != cls) & (p[k] == cls)).sum())]
+    return out
+
+
+def per_record_effect(errors: dict, new: str, old: str, cls: str, n: int = 8) -> dict:
+    """How ``new`` features change each record's errors (misses + false alarms of ``cls``) against ``old``.
+
+    Counts the records that got better, worse or stayed equal, and lists the ``n`` largest changes."""
+    a, b = errors[new][cls], errors[old][cls]
+    rows = [{"record": r, f"n_{cls}": a[r][0], f"errors_{old}": sum(b[r][1:]), f"errors_{new}": sum(a[r][1:]),
+             f"FN {old}->{new}": f"{b[r][1]}->{a[r][1]}", f"FP {old}->{new}": f"{b[r][2]}->{a[r][2]}"}
+            for r in a if r in b]
+    delta = np.array([row[f"errors_{new}"] - row[f"errors_{old}"] for row in rows])
+    order = np.argsort(-np.abs(delta), kind="stable")[:n]
+    return {"better": int((delta < 0).sum()), "worse": int((delta > 0).sum()), "equal": int((delta == 0).sum()),
+            "largest_changes": [rows[i] for i in order]}
+
+
 def splits(protocol: str, db: dict, k: int):
     """``(fold, train_records, test_records)`` of a protocol; ``db``: record -> database."""
     records = sorted(db)
@@ -137,7 +161,7 @@ def main() -> None:
             for r in batch:
                 print(f"{feature_set} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
             write_json(out, {**meta, "runs": done})
-    summary, intervals, worst = [], [], {}
+    summary, intervals, worst, errors = [], [], {}, {}
     svdb = set(list_records(args.svdb))
     # k-fold's test patients of each database, next to the other direction's: what the other database's patients add
     cells = [(fs, protocol, None) for fs, protocol in sorted({(r["feature_set"], r["protocol"]) for r in done})]
@@ -157,12 +181,20 @@ def main() -> None:
         intervals.append({"features": fs, "protocol": protocol,
                           **{k: f"{m[k]:.3f} [{iv[k + '_low']:.3f}, {iv[k + '_high']:.3f}]" for k in INTERVAL_KEYS}})
         worst[f"{fs} {protocol}"] = {c: worst_records(y, p, rec, c) for c in ("S", "V")}
+        if only is None:
+            errors.setdefault(protocol, {})[fs] = {c: record_errors(y, p, rec, c) for c in ("S", "V")}
+    new, old = (args.feature_sets.split(",") + [None])[:2]
+    per_record = {f"{protocol}, {c}": per_record_effect(e, new, old, c) for protocol, e in errors.items()
+                  if new in e and old in e for c in ("S", "V")}
     print("\nPooled (gross statistics)\n" + markdown_table(summary))
     print("\n95 % intervals drawing whole test records\n" + markdown_table(intervals))
     for key, w in worst.items():
         for c in ("S", "V"):
             print(f"\nworst five records for {c}, {key}\n" + markdown_table(w[c]))
-    write_json(out, {**meta, "runs": done, "summary": summary, "intervals": intervals, "worst": worst})
+    for key, effect in per_record.items():
+        print(f"\n{new} against {old}, per record, {key}: {effect['better']} records better, {effect['worse']} worse, "
+              f"{effect['equal']} equal; the largest changes\n" + markdown_table(effect["largest_changes"]))
+    write_json(out, {**meta, "runs": done, "summary": summary, "intervals": intervals, "worst": worst, "per_record": per_record})
     print(f"wrote {out}")
 
 

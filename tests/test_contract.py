@@ -331,7 +331,9 @@ def fitted(request):
     case = request.param
     data = case.data()
     est = case.make()
+    params = est.get_params()
     returned = case.fit(est, *data["train"])
+    assert est.get_params() == params  # a first fit changes no parameter either
     return case, est, returned, data
 
 

@@ -441,7 +441,9 @@ class _MaterialsEstimator(BaseEstimator):
         writes to metrics.json (:func:`evaluation_metrics`: mae, rmse, r2 or accuracy, rocauc, f1;
         n_samples; n_out_of_domain when the model knows its training elements)."""
         check_is_fitted(self, "members_")
-        formulas = formulas if hasattr(formulas, "__len__") and not isinstance(formulas, str) else list(formulas)
+        if isinstance(formulas, str):
+            raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
+        formulas = formulas if hasattr(formulas, "__len__") else list(formulas)
         if isinstance(self, ClassifierMixin):
             output = self.predict_proba(formulas)
         else:

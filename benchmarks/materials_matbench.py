@@ -398,7 +398,7 @@ def main(argv=None):
         for k in args.transfer_folds:
             tr, te = matbench_folds(eg)[k]
             ft = copy.deepcopy(pre).set_params(time_limit=budget.share())
-            ft.fine_tune(X_eg[tr], eg.y[tr], epochs=args.max_epochs, patience=args.patience)
+            ft.set_params(warm_start=True, epochs=args.max_epochs, patience=args.patience).fit(X_eg[tr], eg.y[tr])
             scratch = nn_factory(MODELS["irnet17_backprop"])().fit(X_eg[tr], eg.y[tr])
             results["transfer"]["folds"].append({
                 "fold": k,

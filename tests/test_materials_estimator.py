@@ -56,15 +56,24 @@ def test_irnet_fine_tune_freezes_blocks(gaps):
     before = [p.detach().clone() for p in net.blocks[0].parameters()] + [p.detach().clone() for p in net.blocks[1].parameters()]
     later = [p.detach().clone() for p in net.blocks[5].parameters()]
     p0 = reg.predict(f[200:210])
-    reg.fine_tune(f[64:128], y[64:128] + 1.0, freeze_blocks=2, epochs=2, patience=None)
+    params = reg.get_params()
+    reg.set_params(warm_start=True, frozen_blocks=2, epochs=2).fit(f[64:128], y[64:128] + 1.0)
+    assert reg.get_params() == {**params, "warm_start": True, "frozen_blocks": 2, "epochs": 2}  # fit changed none
     net = reg.members_[0].model_
     after = list(net.blocks[0].parameters()) + list(net.blocks[1].parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     assert not all(torch.equal(a, b) for a, b in zip(later, net.blocks[5].parameters()))
     assert not np.allclose(p0, reg.predict(f[200:210]))
     assert reg.fine_tuned_ == 1
-    with pytest.raises(HsickitError, match="freeze_blocks=99"):
+    with pytest.raises(HsickitError, match="frozen_blocks=99"):
+        reg.set_params(frozen_blocks=99).fit(f[:10], y[:10])
+    reg.set_params(frozen_blocks=2, warm_start=False)
+    with pytest.warns(FutureWarning, match="set_params.warm_start=True"):  # the old spelling, one release
+        reg.fine_tune(f[64:80], y[64:80], freeze_blocks=1, epochs=1)
+    assert reg.fine_tuned_ == 2 and reg.frozen_blocks == 1 and reg.epochs == 1 and reg.warm_start is False
+    with pytest.warns(FutureWarning), pytest.raises(HsickitError, match="frozen_blocks=99"):
         reg.fine_tune(f[:10], y[:10], freeze_blocks=99)
+    assert reg.frozen_blocks == 1  # a refused call leaves the parameters as they were
 
 
 def test_hsic_training_and_validation_data(gaps):
@@ -137,7 +146,7 @@ def test_time_limit_stops_training_and_marks_the_epoch():
     reg = MaterialsRegressor(features="precomputed", epochs=50, patience=None, time_limit=0, random_state=0, **SMALL)
     reg.fit(X, X[:, 0])
     assert len(reg.history_) == 1 and reg.history_[-1]["stopped_by_time_limit"] == 1
-    reg.set_params(time_limit=None).fine_tune(X, X[:, 0], epochs=3)
+    reg.set_params(time_limit=None, warm_start=True, epochs=3).fit(X, X[:, 0])
     assert len(reg.history_) == 4 and not any(r.get("stopped_by_time_limit") for r in reg.history_[1:])
 
 
@@ -171,7 +180,8 @@ def test_extra_trees_member_save_load_std_and_no_fine_tune(gaps, tmp_path):
     back = load_estimator(tmp_path / "et")
     np.testing.assert_allclose(back.predict(["Fe2O3", "NaCl", "Cu"], return_std=True), (mean, std))
     with pytest.raises(HsickitError, match="cannot be fine-tuned"):
-        reg.fine_tune(f[:20], y[:20])
+        reg.set_params(warm_start=True).fit(f[:20], y[:20])
+    reg.set_params(warm_start=False)
     skops_file = tmp_path / "et" / "member_0" / "forest.skops"
     skops_file.write_bytes(skops_file.read_bytes()[:200])
     with pytest.raises(HsickitError, match="forest.skops is corrupted or truncated"):
@@ -228,7 +238,7 @@ def test_unseen_elements_mark_the_applicability_domain(gaps, tmp_path):
     assert "O" in reg.elements_ and "He" not in reg.elements_
     assert reg.unseen_elements([f[0], "He", "HeOg", "Ag2O"]) == [[], ["He"], ["He", "Og"], []]
     assert load_estimator(reg.save(tmp_path / "m")).elements_ == reg.elements_
-    reg.fine_tune(["He"] * 8, [20.0] * 8, epochs=1)
+    reg.set_params(warm_start=True, epochs=1).fit(["He"] * 8, [20.0] * 8)
     assert reg.unseen_elements(["He"]) == [[]]  # fine-tuning data widen the domain
 
 

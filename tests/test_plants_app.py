@@ -187,7 +187,12 @@ def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
     block0 = clf.net_.model_.blocks[0].linear.weight.detach().clone()
     new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
     Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono", "Quercus robur"], seed=0)
-    clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, frozen_blocks=1, lr=3e-3)
+    params = clf.get_params()
+    clf.set_params(warm_start=True, taxonomy=new_rows, epochs=60, frozen_blocks=1, lr=3e-3, validation_fraction=0.2)
+    clf.fit(Xn, yn)
+    assert clf.get_params() == {**params, "warm_start": True, "taxonomy": new_rows, "epochs": 60, "frozen_blocks": 1,
+                                "lr": 3e-3, "validation_fraction": 0.2}  # fitting changed no parameter
+    assert clf.taxonomy is new_rows and clf.taxonomy_.n_leaves == 6
     assert clf.classes_.tolist()[-1] == "Acer rubrum" and len(clf.classes_) == 6
     assert clf.net_.model_.head.weight.shape[0] == 6
     assert torch.equal(clf.net_.model_.blocks[0].linear.weight, block0)  # frozen block kept
@@ -198,7 +203,8 @@ def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):
     # a conflicting taxonomy row is refused, naming the species
     bad = read_taxonomy(io.StringIO("species,genus,family\nAcer mono,Acer,Aceraceae\n"))
     with pytest.raises(HsickitError, match="Acer mono"):
-        clf.finetune(Xn, yn, taxonomy=bad)
+        clf.set_params(taxonomy=bad).fit(Xn, yn)
+    clf.set_params(taxonomy=new_rows)
     # round trip through save / load keeps the grown model
     clf.save(tmp_path / "run")
     again = TaxonomicClassifier.load(tmp_path / "run")
@@ -215,12 +221,14 @@ def test_finetune_defaults_keep_what_the_model_knew(tax):
     new_rows = read_taxonomy(io.StringIO("species,genus,family\nAcer rubrum,Acer,Sapindaceae\n"))
     Xn, yn = synthetic(tax, species=["Acer rubrum", "Acer mono"])
     scores = {}
-    for name, kwargs in {"old": dict(frozen_blocks=0, lr=1e-3, keep_known=False), "default": {}}.items():
+    for name, kwargs in {"old": dict(frozen_blocks=0, lr=1e-3, keep_known=False), "default": {}}.items():  # the deprecated spelling
         clf = TaxonomicClassifier(small, epochs=40, patience=None, model_params={"hidden": (32, 32)},
                                   random_state=0).fit(X, y)
         held = np.isin(y, ["Quercus robur", "Quercus ilex", "Fagus sylvatica", "Acer opalus"])
         before = clf.score(X[held], y[held])
-        clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, **kwargs)
+        with pytest.warns(FutureWarning, match="set_params.warm_start=True"):
+            clf.finetune(Xn, yn, taxonomy=new_rows, epochs=60, **kwargs)
+        assert clf.taxonomy is small and clf.warm_start is False and clf.taxonomy_.n_leaves == 6  # parameters as they were
         scores[name] = clf.score(X[held], y[held])
     assert before > 0.9
     assert scores["default"] > 0.8 and scores["default"] > scores["old"] + 0.3, scores

@@ -275,8 +275,8 @@ def test_contour_encoder_hsic_finetune_and_round_trip(tax, tmp_path):
     assert np.allclose(back.predict_proba(X), clf.predict_proba(X), atol=1e-5) and back.outline_kind_ == "signatures"
     new_curves, new_labels = leaves(["A_rub"], 10, 6)
     Xn = centroid_distance(np.stack([resample_closed(c, 32) for c in new_curves]))
-    back.finetune(np.r_[Xn, X[:10]], np.r_[new_labels, labels[:10]], taxonomy=read_taxonomy(io.StringIO(NEW_TAX)),
-                  epochs=40, lr=1e-2, frozen_blocks=0)
+    back.set_params(warm_start=True, taxonomy=read_taxonomy(io.StringIO(NEW_TAX)), epochs=40, lr=1e-2, frozen_blocks=0,
+                    validation_fraction=0.2).fit(np.r_[Xn, X[:10]], np.r_[new_labels, labels[:10]])
     assert back.classes_.tolist()[-1] == "A_rub" and (back.predict(Xn) == "A_rub").mean() > 0.6
 
 

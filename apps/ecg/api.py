@@ -34,7 +34,7 @@ import wfdb
 
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats, summarise_repairs
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
-from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_intervals
+from hsickit.apps.ecg.metrics import beat_confusion, beat_scores, metrics_dataset
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
@@ -142,18 +142,17 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     y_pred = clf.predict(beats)
     y_true = beats.y.astype(str)
     classes = [c for c in ("N", "S", "V", "F")]
-    metrics = beat_metrics(y_true, y_pred, classes)
+    scores = beat_scores(y_true, y_pred, beats.record, classes)  # what clf.evaluate(beats) returns
     info = {"records_dir": _folders_text(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
-    intervals = record_intervals(y_true, y_pred, beats.record, classes)
-    run.write_metrics({**metrics, **intervals}, split=split, n_samples=len(beats),
-                      info={**info, "intervals": INTERVALS})
-    ds = metrics_dataset([metrics], classes, folds=[split]).assign_attrs(split=split, **info)
+    run.write_metrics(scores, split=split, info={**info, "intervals": INTERVALS})
+    pooled = {k: v for k, v in scores.items() if not k.endswith(("_low", "_high")) and k != "n_samples"}
+    ds = metrics_dataset([pooled], classes, folds=[split]).assign_attrs(split=split, **info)
     atomic_write(run / "metrics.nc", ds.to_netcdf(engine="scipy"))
     labels = [c for c in AAMI_CLASSES if c in set(y_true) | set(y_pred)]
     cm = beat_confusion(y_true, y_pred, labels)
     run.write_json("confusion.json", {"labels": labels, "matrix": cm.tolist()})
     confusion_matrix(cm, labels, run.plots / "confusion_matrix.png", title=f"AAMI beats ({split}, {len(beats)} beats)")
-    return {**metrics, **intervals}
+    return scores
 
 
 def _folders_text(directories) -> str:

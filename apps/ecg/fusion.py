@@ -463,6 +463,30 @@ class MultiResolutionClassifier(BaseEstimator):
     def predict(self, beats: BeatSet) -> np.ndarray:
         return self.classes_[self.predict_proba(beats).argmax(1)]
 
+    def _labels(self, beats: BeatSet, y) -> np.ndarray:
+        if y is None:
+            if not beats.labelled:
+                raise HsickitError("these beats have no labels (records without annotation files); pass annotated records or y")
+            y = beats.y
+        y = np.asarray(y).astype(str)
+        if len(y) != len(beats):
+            raise HsickitError(f"y has {len(y)} labels for {len(beats)} beats; give one label per beat")
+        return y
+
+    def score(self, beats: BeatSet, y=None) -> float:
+        """Beat accuracy (scikit-learn's meaning of a classifier's score); ``y``: the beats' own labels by default."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(self._labels(beats, y), self.predict(beats)))
+
+    def evaluate(self, beats: BeatSet, y=None) -> dict:
+        """Every score ``hsickit ecg evaluate`` writes to metrics.json (:func:`~hsickit.apps.ecg.metrics.beat_scores`:
+        Se, +P, F1, specificity and support per AAMI class, accuracy, kappa, macro F1, their 95 % intervals over
+        the records, n_samples); ``y``: the beats' own labels by default."""
+        from hsickit.apps.ecg.metrics import beat_scores
+
+        return beat_scores(self._labels(beats, y), self.predict(beats), beats.record)
+
     # ------------------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write every channel and the downstream model (safetensors + JSON) into folder ``path``."""

@@ -23,7 +23,8 @@ from sklearn import metrics as skm
 from hsickit.core.errors import HsickitError
 from hsickit.datasets.ecg import AAMI_CLASSES
 
-__all__ = ["beat_metrics", "beat_confusion", "record_intervals", "record_metrics", "metrics_dataset", "BEAT_METRICS"]
+__all__ = ["beat_metrics", "beat_confusion", "beat_scores", "record_intervals", "record_metrics", "metrics_dataset",
+           "BEAT_METRICS"]
 
 BEAT_METRICS = ("sensitivity", "ppv", "f1", "specificity", "support")
 
@@ -56,6 +57,18 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
         out.update({f"sensitivity_{c}": float(r[i]), f"ppv_{c}": float(p[i]), f"f1_{c}": float(f[i]),
                     f"specificity_{c}": spec, f"support_{c}": int(s[i])})
     return out
+
+
+def beat_scores(y_true, y_pred, records, classes: Sequence[str] = ("N", "S", "V", "F")) -> dict:
+    """What a beat model's ``evaluate`` returns and its run folder's metrics.json holds: the pooled
+    :func:`beat_metrics`, their 95 % :func:`record_intervals` over ``records`` (``<metric>_low``,
+    ``<metric>_high``) and ``n_samples`` (the number of beats).
+
+    >>> sorted(beat_scores(["N", "S"], ["N", "N"], ["a", "b"]))[:4]
+    ['accuracy', 'accuracy_high', 'accuracy_low', 'f1_F']
+    """
+    return {**beat_metrics(y_true, y_pred, classes), **record_intervals(y_true, y_pred, records, classes),
+            "n_samples": int(np.asarray(y_true).size)}
 
 
 def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S", "V", "F"), confidence_level: float = 0.95,

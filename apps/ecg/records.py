@@ -465,6 +465,29 @@ class RecordClassifier(BaseEstimator):
         """The 0/1 indicator matrix (records, labels) in the order of ``labels_`` (scikit-learn's multi-label form)."""
         return (self.predict_proba(rs) >= self.thresholds()).astype(int)
 
+    def _labels(self, rs: RecordSet, Y) -> np.ndarray:
+        Y = rs.Y if Y is None else np.asarray(Y)
+        if Y is None:
+            raise HsickitError("these records were loaded without labels (labelled=False); load labelled records or pass Y")
+        if Y.shape != (len(rs.records), len(self.labels_)):
+            raise HsickitError(f"Y has shape {Y.shape}; give a 0/1 matrix (records, labels) with the model's labels "
+                               f"{self.labels_} (load_record_set(..., labels=clf.labels_))")
+        return Y.astype(int)
+
+    def score(self, rs: RecordSet, Y=None) -> float:
+        """Subset accuracy: the share of records with every label right (scikit-learn's meaning of a
+        multi-label classifier's score); ``Y``: the records' own labels by default."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(self._labels(rs, Y), self.predict(rs)))
+
+    def evaluate(self, rs: RecordSet, Y=None) -> dict:
+        """What ``hsickit ecg evaluate`` writes to a record model's metrics.json: F1 and AUROC per label,
+        macro and micro F1 and AUROC at the model's thresholds (:func:`~hsickit.apps.ecg.metrics.record_metrics`),
+        and ``n_samples`` (records); ``Y``: the records' own labels by default."""
+        return {**record_metrics(self._labels(rs, Y), self.predict_proba(rs), self.labels_, self.thresholds()),
+                "n_samples": len(rs.records)}
+
     def channel_proba(self, rs: RecordSet, channel: str) -> np.ndarray:
         """A channel network's own multi-label probabilities (to score it alone); ``"hrv"``: the vote's HRV member."""
         if channel == "hrv" and self.fusion == "vote":
@@ -505,9 +528,8 @@ class RecordClassifier(BaseEstimator):
 
 
 def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) -> dict:
-    metrics = record_metrics(rs.Y, clf.predict_proba(rs), clf.labels_, clf.thresholds())
-    run.write_metrics({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()},
-                      split=split, n_samples=len(rs.records))
+    metrics = clf.evaluate(rs)
+    run.write_metrics({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}, split=split)
     return metrics
 
 

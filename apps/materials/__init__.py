@@ -2,7 +2,8 @@
 and very deep residual MLPs (IRNet) on large ones (``model="auto"``, the default), or any one of them.
 
 Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / predict with an
-ensemble spread / save / load / fine_tune), the composition featurisers
+ensemble spread / score / evaluate / save / load; fine-tuning by ``set_params(warm_start=True,
+frozen_blocks=k).fit(...)``), the composition featurisers
 (:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``.
 """
 from hsickit.core.lazy import lazy_api

@@ -376,7 +376,9 @@ def finetune(
     y = _class_targets(table.y) if classifier else table.y
     start = time.perf_counter()
     est.set_params(checkpoint_dir=run / MODEL_DIR, verbose=0 if quiet else 1)
-    est.fine_tune(table.formulas, y, freeze_blocks=freeze_blocks, epochs=epochs, lr=lr, patience=patience)
+    est.set_params(warm_start=True, frozen_blocks=freeze_blocks,
+                   **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
+    est.fit(table.formulas, y)
     seconds = time.perf_counter() - start
     est.set_params(checkpoint_dir=None).save(run / MODEL_DIR)
     p = est.get_params()

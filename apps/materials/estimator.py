@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ from hsickit.core.io import read_json, saved_params, write_json
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import validation_split
 
-__all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "RECIPES", "AUTO_THRESHOLD"]
+__all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "evaluation_metrics", "RECIPES", "AUTO_THRESHOLD"]
 
 #: The core networks that take a composition's feature vector (conv1d, leafcnn and parallel do not).
 NETWORKS = ("irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48", "elemnet17", "mlp", "residual_mlp")
@@ -80,7 +81,7 @@ class _MaterialsEstimator(BaseEstimator):
                  epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-4, patience=20, validation_fraction=0.1,
                  optimizer="adamw", lr_schedule="warmup_cosine", auto_threshold=AUTO_THRESHOLD,
                  sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
-                 checkpoint_dir=None, random_state=None, verbose="auto", device="cpu"):
+                 checkpoint_dir=None, random_state=None, verbose="auto", device="cpu", warm_start=False):
         self.features = features
         self.model = model
         self.model_params = model_params
@@ -100,6 +101,7 @@ class _MaterialsEstimator(BaseEstimator):
         self.format_epochs = format_epochs
         self.hsic_lr = hsic_lr
         self.frozen_blocks = frozen_blocks
+        self.warm_start = warm_start
         self.time_limit = time_limit
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -263,7 +265,15 @@ class _MaterialsEstimator(BaseEstimator):
         training formulas' elements are kept in ``elements_`` (see :meth:`unseen_elements`).
         The model and features used are in ``model_used_`` and ``features_used_``; with
         ``model="auto"``, ``auto_choice_`` says what it picked and why (else None).
+
+        With ``warm_start=True`` on a fitted network, ``fit`` fine-tunes instead: every model
+        continues from its weights on the new data (``epochs``, ``lr``, ``patience`` as set now), the
+        first ``frozen_blocks`` blocks fixed. The feature scaler and target scaling of the first fit
+        are kept (so the model's inputs mean the same); the clipping range and ``elements_`` widen to
+        the new data; ``fine_tuned_`` counts the fine-tunings. A tree ensemble cannot be fine-tuned.
         """
+        if self.warm_start and hasattr(self, "members_"):
+            return self._fit_warm(formulas, y, formulas_val, y_val)
         self._check_n_models()
         if isinstance(formulas, str):
             raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
@@ -377,44 +387,71 @@ class _MaterialsEstimator(BaseEstimator):
             print(f"model {i + 1}/{self.n_models}: already trained, loaded from {folder}")
         return saved.set_params(verbose=self.verbose, device=self.device)
 
-    def fine_tune(self, formulas, y, freeze_blocks=0, epochs=None, lr=None, patience=None,
-                  formulas_val=None, y_val=None):
-        """Continue training every member on new data (warm start), the first
-        `freeze_blocks` blocks frozen. The feature scaler and target scaling of the original
-        fit are kept (so the model's inputs mean the same); the clipping range widens to the
-        new data. ``frozen_blocks`` and the given ``epochs``, ``lr``, ``patience`` become the
-        estimator's parameters; with ``checkpoint_dir`` it resumes as :meth:`fit` does. Returns self.
-        """
-        check_is_fitted(self, "members_")
+    def _fit_warm(self, formulas, y, formulas_val, y_val):
+        """Fine-tune every member on new data (``fit`` with ``warm_start=True`` on a fitted model)."""
         if is_forest(self._model_name()):
             raise HsickitError(f"a {self._model_name()} model cannot be fine-tuned (trees do not continue training on "
-                               "new rows); train a new model on the old and new rows together, or use a "
-                               "network (model='irnet17') when fine-tuning is the plan")
+                               "new rows); train a new model on the old and new rows together (warm_start=False), or use "
+                               "a network (model='irnet17') when fine-tuning is the plan")
         X, cm = self._featurize(formulas)
         y = np.asarray(y)
         if len(y) != len(X):
             raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
+        n_blocks = len(self.members_[0].model_.blocks)
+        if not isinstance(self.frozen_blocks, (int, np.integer)) or not 0 <= self.frozen_blocks < n_blocks:
+            raise HsickitError(f"frozen_blocks={self.frozen_blocks!r}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
         if getattr(self, "feature_min_", None) is not None:
             self.feature_min_ = np.minimum(self.feature_min_, X.min(0))
             self.feature_max_ = np.maximum(self.feature_max_, X.max(0))
         if getattr(self, "elements_", None) is not None and cm is not None:  # the domain grows by the new elements
             self.elements_ = _symbols(list(self.elements_) + _symbols(cm.z[cm.mask]))
         Xs = self._scale(X)
-        n_blocks = len(self.members_[0].model_.blocks)
-        if not 0 <= freeze_blocks < n_blocks:
-            raise HsickitError(f"freeze_blocks={freeze_blocks}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
-        # the estimator's parameters now describe this training (model card, config.json)
-        self.set_params(frozen_blocks=int(freeze_blocks),
-                        **{k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
         tr, va, Xv, y_val = self._validation_data(Xs, y, formulas_val, y_val,
                                                   check_random_state(self.random_state).randint(2**31 - 1))
         for m in self.members_:
-            m.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
+            m.set_params(warm_start=True, frozen_blocks=int(self.frozen_blocks), epochs=self.epochs, lr=self.lr,
                          patience=self.patience, verbose=self.verbose, batch_size=self._batch_size(len(tr)))
         self.members_ = self._train_members(self.members_, Xs[tr], y[tr], Xv, y_val)
         self.fine_tuned_ = getattr(self, "fine_tuned_", 0) + 1
         self._score_validation(Xv, y_val, va)
         return self
+
+    def fine_tune(self, formulas, y, freeze_blocks=0, epochs=None, lr=None, patience=None,
+                  formulas_val=None, y_val=None):
+        """Deprecated: use ``set_params(warm_start=True, frozen_blocks=k).fit(formulas, y)``.
+
+        Kept for one release; it sets ``frozen_blocks`` (and the given ``epochs``, ``lr``,
+        ``patience``) as parameters, as it did, and fits with a warm start. Returns self.
+        """
+        warnings.warn("fine_tune(..., freeze_blocks=k) is deprecated and will be removed in the next release; use "
+                      "est.set_params(warm_start=True, frozen_blocks=k).fit(formulas, y)", FutureWarning, stacklevel=2)
+        check_is_fitted(self, "members_")
+        given = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None}
+        before = {k: getattr(self, k) for k in ("frozen_blocks", "warm_start", *given)}
+        self.set_params(frozen_blocks=freeze_blocks, **given)
+        try:
+            self.set_params(warm_start=True).fit(formulas, y, formulas_val, y_val)
+        except Exception:
+            self.set_params(**before)
+            raise
+        return self.set_params(warm_start=before["warm_start"])
+
+    def evaluate(self, formulas, y) -> dict:
+        """Scores on labelled formulas, in the target's unit: the dict ``hsickit materials evaluate``
+        writes to metrics.json (:func:`evaluation_metrics`: mae, rmse, r2 or accuracy, rocauc, f1;
+        n_samples; n_out_of_domain when the model knows its training elements)."""
+        check_is_fitted(self, "members_")
+        if isinstance(formulas, str):
+            raise HsickitError("pass a list of formulas, e.g. ['Fe2O3'], not a single string")
+        formulas = formulas if hasattr(formulas, "__len__") else list(formulas)
+        if isinstance(self, ClassifierMixin):
+            output = self.predict_proba(formulas)
+        else:
+            output = self.predict(formulas)
+        in_domain = None
+        if getattr(self, "elements_", None) is not None:
+            in_domain = [not u for u in self.unseen_elements(formulas)]
+        return evaluation_metrics(self, y, output, in_domain)
 
     @property
     def history_(self):
@@ -507,7 +544,9 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         patience 50). The loss is L1.
     auto_threshold : int — ``model="auto"`` fits IRNet instead of extra trees on more rows than this.
     sigma, beta, format_epochs, hsic_lr : HSIC-bottleneck settings (see core TrainConfig).
-    frozen_blocks : freeze the first k blocks (used by :meth:`fine_tune`).
+    frozen_blocks : int — the first k blocks stay fixed when fine-tuning (``warm_start=True``).
+    warm_start : bool — ``fit`` on a fitted network fine-tunes it on the new data instead of training
+        anew (``set_params(warm_start=True, frozen_blocks=k).fit(formulas, y)``; see :meth:`fit`).
     time_limit : float, optional — seconds per model; its training stops after the first epoch
         that ends past it, keeping its best validation epoch (None: no limit).
     checkpoint_dir : path, optional — model i keeps ``checkpoint.safetensors`` in
@@ -590,6 +629,25 @@ def _symbols(atomic_numbers) -> list:
 
     els = {Element.from_Z(int(z)) if not isinstance(z, str) else Element(z) for z in np.asarray(atomic_numbers).tolist()}
     return [e.symbol for e in sorted(els, key=lambda e: e.Z)]
+
+
+def evaluation_metrics(est, y, output, in_domain=None) -> dict:
+    """The scores of a materials model: what :meth:`~MaterialsRegressor.evaluate` returns and
+    ``hsickit materials evaluate`` writes to metrics.json.
+
+    ``output``: the predicted values (regressor) or class probabilities (classifier) of the
+    rows whose targets are ``y``; ``in_domain``: per row, whether every element was seen in
+    training (adds ``n_out_of_domain``), None when the model does not know.
+    """
+    from hsickit.apps.materials.matbench import classification_metrics, regression_metrics
+
+    if isinstance(est, MaterialsClassifier):
+        m = classification_metrics(y, output, est.classes_)
+    else:
+        m = regression_metrics(y, output)
+    if in_domain is not None:
+        m["n_out_of_domain"] = int(len(in_domain) - sum(bool(v) for v in in_domain))
+    return m
 
 
 def load_estimator(path):

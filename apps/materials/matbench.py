@@ -19,18 +19,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 from hsickit.core.errors import HsickitError
+from hsickit.core.metrics import regression_metrics  # mae, rmse, r2, n_samples: one definition for core and apps
 from hsickit.datasets.materials import MATBENCH_TASKS, _task_name, load_leaderboard, load_matbench, matbench_folds
 
 __all__ = ["regression_metrics", "classification_metrics", "run_matbench", "leaderboard_comparison", "MATBENCH_UNITS"]
-
-
-def regression_metrics(y_true, y_pred) -> dict:
-    """mae, rmse, r2, n_samples (scikit-learn)."""
-    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
-    return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
-            "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
-            "r2": float(skm.r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan"),
-            "n_samples": int(len(y_true))}
 
 
 def classification_metrics(y_true, proba, classes) -> dict:

@@ -104,8 +104,7 @@ def evaluate_into(run, est, table, unit=""):
     import numpy as np
     import pandas as pd
 
-    from hsickit.apps.materials.estimator import MaterialsClassifier
-    from hsickit.apps.materials.matbench import classification_metrics, regression_metrics
+    from hsickit.apps.materials.estimator import MaterialsClassifier, evaluation_metrics
     from hsickit.core import plots
     from hsickit.core.io import atomic_write
 
@@ -120,18 +119,15 @@ def evaluate_into(run, est, table, unit=""):
         y = table.y if table.y.ndim == 1 else table.y[:, 0]
     cols, out, warning = prediction_columns(est, table.formulas)
     pred = pd.DataFrame({"row": table.rows, "formula": table.formulas, "target": y, **cols})
+    m = evaluation_metrics(est, y, out, cols.get("in_domain"))  # what est.evaluate returns
     if isinstance(est, MaterialsClassifier):
         from sklearn.metrics import confusion_matrix
 
-        m = classification_metrics(y, out, est.classes_)
         plots.confusion_matrix(confusion_matrix(y, pred["predicted"], labels=est.classes_), [str(c) for c in est.classes_],
                                run.plots / "confusion_matrix.png")
     else:
-        m = regression_metrics(y, out)
         plots.parity(y, out, run.plots / "parity.png", unit=unit)
         plots.residual_histogram(y, out, run.plots / "residuals.png", unit=unit)
-    if "in_domain" in cols:
-        m["n_out_of_domain"] = int(len(pred) - sum(cols["in_domain"]))
     run.write_metrics(m, split="test")
     atomic_write(run / "predictions.csv", pred.to_csv(index=False))
     if warning:

@@ -1,7 +1,8 @@
 """Hierarchical plant classification (species -> genus -> family ...) with the taxonomic loss.
 
 Python API: :class:`TaxonomicClassifier` (fit / predict / predict_levels / predict_table /
-finetune / evaluate / save / load), the tree-consistent prediction helpers and the
+score / evaluate / save / load; fine-tuning by ``set_params(warm_start=True,
+frozen_blocks="encoder").fit(...)``), the tree-consistent prediction helpers and the
 metrics. Readers for taxonomy tables and specimens live in :mod:`hsickit.datasets.plants`.
 The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`).
 """

@@ -26,6 +26,7 @@ True
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -52,9 +53,9 @@ __all__ = ["TaxonomicClassifier", "LOSSES"]
 LOSSES = ("taxonomic", "ce")
 FEATURE_DEFAULTS = {"hidden": (512, 512), "dropout": 0.2}
 FINETUNE_LR = 3e-4
-"""Default learning rate of :meth:`TaxonomicClassifier.finetune` (the output layer only, by default)."""
+"""Learning rate ``hsickit plants finetune`` fine-tunes with (the output layer only, by default)."""
 FINETUNE_VALIDATION = 0.2
-"""Share of the new specimens held out (stratified) for early stopping and the reported score."""
+"""Share of the new specimens ``hsickit plants finetune`` holds out (stratified) for early stopping and the reported score."""
 
 
 def _as_taxonomy(taxonomy) -> Taxonomy:
@@ -71,7 +72,9 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     taxonomy : Taxonomy or path
-        The tree; its leaves are the classes (``classes_``, in taxonomy order).
+        The tree; its leaves are the classes (``classes_``, in taxonomy order; the fitted tree is
+        ``taxonomy_``). When fine-tuning (``warm_start=True``), the species of this taxonomy that
+        ``taxonomy_`` lacks are added to it (a whole tree or just the rows of the new species).
     loss : {"taxonomic", "ce"}
         Grouped log-space taxonomic loss, or plain cross-entropy over the species.
     level_weights : sequence of float, optional
@@ -98,13 +101,23 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     checkpoint_dir : path, optional
         Folder for the network's ``checkpoint.safetensors`` while it trains: an interrupted
         :meth:`fit` called again resumes from its last finished epoch (not saved with the model).
+    warm_start : bool
+        ``fit`` on a fitted model fine-tunes it on the new specimens instead of training anew
+        (see :meth:`fit`): ``set_params(warm_start=True, frozen_blocks="encoder").fit(X_new, y_new)``.
+    frozen_blocks : "encoder" or int
+        When fine-tuning, the encoder blocks kept fixed: "encoder" (all; only the output layer
+        learns), or the first k (0: none). Not used by a first fit.
+    keep_known : bool
+        When fine-tuning with new species, only the new species' output weights learn (those of
+        the species the model knew stay fixed, without weight decay).
     """
 
     def __init__(self, taxonomy=None, loss="taxonomic", level_weights=None, encoder="auto", model_params=None,
                  training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
                  validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
                  random_state=None, verbose="auto", device="cpu", optimizer="adam", label_smoothing=0.0,
-                 checkpoint_dir=None, representation=None, representation_params=None):
+                 checkpoint_dir=None, representation=None, representation_params=None, warm_start=False,
+                 frozen_blocks=0, keep_known=True):
         self.taxonomy = taxonomy
         self.loss = loss
         self.level_weights = level_weights
@@ -129,6 +142,9 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.representation = representation
         self.representation_params = representation_params
+        self.warm_start = warm_start
+        self.frozen_blocks = frozen_blocks
+        self.keep_known = keep_known
 
     # --- helpers ------------------------------------------------------------------------
     def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:
@@ -216,7 +232,19 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
 
         ``callbacks``: callables ``(row) -> bool`` called after every epoch with its history row;
         returning True stops training (the best validation epoch is kept), e.g. a time limit.
+
+        With ``warm_start=True`` on a fitted model, ``fit`` fine-tunes it on the new specimens
+        (``epochs``, ``lr`` as set now; ``frozen_blocks`` encoder blocks fixed). Species of
+        ``taxonomy`` that the model lacks grow the output layer (``taxonomy_`` and ``classes_``
+        grow; ``taxonomy`` itself is left as given); their output weights start from the mean of
+        their genus (else family, else all) rows. A few dozen specimens of a handful of species
+        cannot retrain the features (and their BatchNorm statistics) without erasing what the model
+        knew, hence ``frozen_blocks="encoder"``, a low ``lr`` and ``keep_known``. Training stops
+        early on ``X_val`` or, without it, on a stratified ``validation_fraction`` of the new
+        specimens (their indices: ``validation_index_``). The feature scaling of the first fit stays.
         """
+        if self.warm_start and hasattr(self, "net_"):
+            return self._fit_warm(X, y, X_val, y_val, callbacks)
         tax = _as_taxonomy(self.taxonomy)
         self.outline_kind_ = None
         if self.representation is not None:
@@ -247,35 +275,23 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = self.net_.history_
         return self
 
-    def finetune(self, X, y, taxonomy=None, epochs: int | None = None, lr: float = FINETUNE_LR,
-                 frozen_blocks: int | str = "encoder", X_val=None, y_val=None,
-                 validation_fraction: float = FINETUNE_VALIDATION, keep_known: bool = True):
-        """Continue training on new specimens, growing the output layer for new species.
-
-        ``taxonomy`` (a Taxonomy or path) adds rows for species the model has not seen;
-        their output weights start from the mean of their genus (else family, else all)
-        rows. By default the whole encoder is kept fixed (``frozen_blocks="encoder"``; an
-        integer freezes only the first blocks, 0 none) and only the output layer learns, at
-        a low learning rate: a few dozen specimens of a handful of species cannot retrain the
-        features (and their BatchNorm statistics) without erasing what the model knew about
-        the other species. With ``keep_known`` (default) and new species in the taxonomy, the
-        output weights of the species the model already knew stay fixed too (no weight decay
-        while fine-tuning): only the new species' rows learn. Training stops early on ``X_val``
-        or, without it, on a stratified ``validation_fraction`` of the new specimens (their
-        indices: ``validation_index_``).
-        """
-        check_is_fitted(self, "net_")
-        tax = self.taxonomy_ if taxonomy is None else self.taxonomy_.extend(_as_taxonomy(taxonomy))
+    def _fit_warm(self, X, y, X_val, y_val, callbacks):
+        """Fine-tune the fitted network on new specimens (:meth:`fit` with ``warm_start=True``)."""
+        tax = self.taxonomy_
+        if self.taxonomy is not None:
+            given = _as_taxonomy(self.taxonomy)
+            if given is not self.taxonomy_:
+                grown = self.taxonomy_.extend(given)
+                tax = grown if grown.n_leaves > self.taxonomy_.n_leaves else self.taxonomy_
         y_idx = self._y(y, tax)
         X = np.asarray(X, dtype=np.float32)
         n_blocks = len(block_chains(self.net_.model_)[0])
-        if frozen_blocks == "encoder":
-            frozen_blocks = n_blocks
+        frozen_blocks = n_blocks if self.frozen_blocks == "encoder" else self.frozen_blocks
         if isinstance(frozen_blocks, str) or not 0 <= int(frozen_blocks) <= n_blocks:
-            raise HsickitError(f"frozen_blocks must be 'encoder' or an integer in 0..{n_blocks}, got {frozen_blocks!r}")
+            raise HsickitError(f"frozen_blocks must be 'encoder' or an integer in 0..{n_blocks}, got {self.frozen_blocks!r}")
         self.validation_index_ = np.arange(0)
         if X_val is None:
-            train_idx, self.validation_index_ = validation_split(len(y_idx), validation_fraction, self.net_._seed_, y_idx)
+            train_idx, self.validation_index_ = validation_split(len(y_idx), self.validation_fraction, self.net_._seed_, y_idx)
             if len(self.validation_index_):
                 X_val, y_val = X[self.validation_index_], y_idx[self.validation_index_]
                 X, y_idx = X[train_idx], y_idx[train_idx]
@@ -285,26 +301,44 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         net = self.net_
         net.set_params(classes=np.arange(tax.n_leaves), loss=self._loss_fn(tax), warm_start=True,
                        batch_size=self._batch_size(len(y_idx), X_val is not None, net.patience),
-                       frozen_blocks=int(frozen_blocks), epochs=epochs or net.epochs, lr=lr)
+                       frozen_blocks=int(frozen_blocks), epochs=self.epochs, lr=self.lr, verbose=self.verbose)
         net.classes_ = np.arange(tax.n_leaves)
         if X_val is not None:
             X_val, y_val = self._scale(X_val), self._y(y_val, tax)
         hooks, weight_decay = [], net.weight_decay
-        if keep_known and tax.n_leaves > old:
+        if self.keep_known and tax.n_leaves > old:
             head = net.model_.head
             learn = (torch.arange(tax.n_leaves) >= old).to(head.weight)
             hooks = [head.weight.register_hook(lambda g: g * learn[:, None]), head.bias.register_hook(lambda g: g * learn)]
             net.set_params(weight_decay=0.0)
         try:
-            net.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val)
+            net.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val, callbacks=callbacks)
         finally:
             for h in hooks:
                 h.remove()
             net.set_params(weight_decay=weight_decay)
         self.taxonomy_, self.classes_ = tax, tax.leaves
-        self.taxonomy = tax
         self.history_ = net.history_
         return self
+
+    def finetune(self, X, y, taxonomy=None, epochs: int | None = None, lr: float = FINETUNE_LR,
+                 frozen_blocks: int | str = "encoder", X_val=None, y_val=None,
+                 validation_fraction: float = FINETUNE_VALIDATION, keep_known: bool = True):
+        """Deprecated: use ``set_params(warm_start=True, frozen_blocks="encoder", lr=3e-4).fit(X, y)``
+        (``taxonomy=`` for new species). Kept for one release; fine-tunes as :meth:`fit` does with
+        ``warm_start=True``, and leaves the parameters as they were (``taxonomy`` included)."""
+        warnings.warn("TaxonomicClassifier.finetune(...) is deprecated and will be removed in the next release; use "
+                      "clf.set_params(warm_start=True, frozen_blocks='encoder', lr=3e-4[, taxonomy=NEW_ROWS]).fit(X, y)",
+                      FutureWarning, stacklevel=2)
+        check_is_fitted(self, "net_")
+        new = {"warm_start": True, "frozen_blocks": frozen_blocks, "lr": lr, "validation_fraction": validation_fraction,
+               "keep_known": keep_known, "epochs": epochs or self.epochs,
+               "taxonomy": self.taxonomy if taxonomy is None else taxonomy}
+        before = {k: getattr(self, k) for k in new}
+        try:
+            return self.set_params(**new).fit(X, y, X_val=X_val, y_val=y_val)
+        finally:
+            self.set_params(**before)
 
     @torch.no_grad()
     def _grow_head(self, tax: Taxonomy, old: int) -> None:

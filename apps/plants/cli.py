@@ -421,10 +421,11 @@ def finetune(
     tr = _read(features, images, tax, split=split, **read)
     va = _read(features, images, tax, split=val_split, report=False, **read) if val_split else None
     n_old = clf.taxonomy_.n_leaves
-    clf.set_params(verbose=0 if quiet else 1)
-    clf.net_.set_params(verbose=0 if quiet else 1)
-    clf.finetune(tr.X, tr.y, taxonomy=tax, epochs=epochs, lr=lr, frozen_blocks=frozen, keep_known=not train_known,
-                 X_val=None if va is None else va.X, y_val=None if va is None else va.y)
+    from hsickit.apps.plants.classifier import FINETUNE_VALIDATION
+
+    clf.set_params(verbose=0 if quiet else 1, warm_start=True, taxonomy=tax, epochs=epochs, lr=lr, frozen_blocks=frozen,
+                   keep_known=not train_known, validation_fraction=FINETUNE_VALIDATION)
+    clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
     carved = va is None
     if carved:
         va, val_split = tr.subset(clf.validation_index_), "validation"

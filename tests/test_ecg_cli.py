@@ -1,6 +1,7 @@
 """``hsickit ecg`` commands on small generated WFDB records (typer CliRunner)."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_evaluate_writes_required_metrics_beside_the_run(trained):
     training = (run / "metrics.json").read_bytes()
     res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s04", "--quiet"])
     assert res.exit_code == 0, res.output
-    folder = run / f"eval-{records.name}"  # RUN/eval-<records folder>, as in every application
+    folder = run / f"eval-{Path(records).name}"  # RUN/eval-<records folder>, as in every application
     m = json.loads((folder / "metrics.json").read_text())
     lines = res.stdout.splitlines()  # a short table for people and where the file is, not metrics.json
     assert lines[0].split()[:2] == ["metric", "value"] and lines[1].split()[:2] == ["accuracy", f"{m['accuracy']:.4g}"]
@@ -86,7 +87,7 @@ def test_old_option_spellings_still_work_and_warn(trained, tmp_path):
     """--features (now --handcrafted-features) and --labels (now --label-task) stay one release, with a warning."""
     _, records, _ = trained
     res = runner.invoke(app, ["train", "--records", records, "--records-list", "s00,s01", "--validation-list", "none",
-                              "--out", str(tmp_path / "r"), "--channels", "none", "--no-features", "--quiet"])
+                              "--out", str(tmp_path / "r"), "--channel-epochs", "1", "--no-features", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "warning: --no-features is deprecated; use --no-handcrafted-features" in res.stderr
     assert json.loads((tmp_path / "r" / "config.json").read_text())["model"]["use_features"] is False

@@ -92,7 +92,8 @@ def test_a_run_remembers_its_columns(trained, data, tmp_path):
     other = pd.read_csv(data / "test.csv").rename(columns={"composition": "formula", "gap_eV": "target"})
     other.to_csv(tmp_path / "other.csv", index=False)
     r = invoke("evaluate", trained, tmp_path / "other.csv", "--quiet")
-    assert isinstance(r.exception, HsickitError) and "composition" in str(r.exception)
+    message = str(r.exception)  # the column was the run's: the error says so
+    assert isinstance(r.exception, HsickitError) and "--formula-col 'composition'" in message and "trained with" in message
     r = invoke("evaluate", trained, "--table", tmp_path / "other.csv", "--formula-col", "formula", "--target-col", "target",
                "--quiet")
     assert r.exit_code == 0, r.output
@@ -309,7 +310,7 @@ def test_run_folder_rules(data, tmp_path):
 def test_predict_flags_formulas_with_elements_never_seen_in_training(trained, data):
     """Applicability domain: a formula with an element absent from the training data is out of it."""
     seen = pd.read_csv(data / "train.csv").composition[0]
-    (data / "edge.csv").write_text(f"formula\n{seen}\nHe\nAr2\nOg\n")
+    (data / "edge.csv").write_text(f"composition\n{seen}\nHe\nAr2\nOg\n")  # the run's formula column
     r = invoke("predict", trained, data / "edge.csv", "-o", data / "edge_pred.csv", "--quiet")
     assert r.exit_code == 0, r.output
     p = pd.read_csv(data / "edge_pred.csv", keep_default_na=False)

@@ -64,9 +64,10 @@ def test_train_evaluate_predict_finetune(files):
                  "taxonomy.csv", "plots/learning_curves.png", "plots/level_accuracy_val.png",
                  "plots/confusion_family_val.png"):
         assert (run / name).exists(), name
-    invoke(["evaluate", run, "--table", files / "specimens.csv", "--split", "test", "--quiet"])
+    result = invoke(["evaluate", run, "--table", files / "specimens.csv", "--split", "test", "--quiet", "--json"])
     assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the run's own metrics are kept
     m = json.loads((run / "eval-specimens-test" / "metrics.json").read_text())
+    assert json.loads(result.stdout) == m  # --json: metrics.json itself
     assert (run / "eval-specimens-test" / "plots" / "level_accuracy_test.png").exists()
     for key in ("accuracy_species", "accuracy_genus", "accuracy_family", "top5_species", "hierarchical_f1",
                 "mistake_severity", "n_samples"):

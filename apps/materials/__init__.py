@@ -3,7 +3,9 @@ and very deep residual MLPs (IRNet) on large ones (``model="auto"``, the default
 
 Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / predict with an
 ensemble spread / save / load / fine_tune), the composition featurisers
-(:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``.
+(:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``, whose
+pipelines (train, evaluate, predict, finetune: plain arguments -> run folder) are
+:mod:`hsickit.apps.materials.pipelines`.
 """
 from hsickit.core.lazy import lazy_api
 

@@ -70,6 +70,20 @@ def run_inputs(run) -> dict:
     return {k: cfg[k] for k in ("formula_col", "target_col", "unit") if cfg.get(k) is not None}
 
 
+def _read_run_table(run, remembered, data, formula_col, target_col, *args, **kwargs):
+    """read_table with the columns given or remembered by the run; a missing remembered column says where it came from."""
+    try:
+        return read_table(data, formula_col, target_col, *args, **kwargs)
+    except HsickitError as err:
+        from_run = [f"{opt} {remembered[key]!r}" for key, opt, given in
+                    (("formula_col", "--formula-col", formula_col), ("target_col", "--target-col", target_col))
+                    if remembered.get(key) is not None and given == remembered[key]]
+        if "not found" in str(err) and from_run:
+            raise HsickitError(f"{err} ({' and '.join(from_run)}: the column(s) {run} was trained with, read from its "
+                               "config.json; name this table's with --formula-col / --target-col)") from None
+        raise
+
+
 def check_choices(model, features, training):
     """Refuse unknown model / features / training names before any folder is made."""
     from hsickit.apps.materials.estimator import NETWORKS
@@ -279,8 +293,8 @@ def evaluate(run, data, out=None, *, formula_col=None, target_col=None, skip_inv
     formula_col = formula_col or remembered.get("formula_col", "formula")
     target_col = target_col or remembered.get("target_col", "target")
     out = Path(out) if out is not None else evaluation_folder(run, data)
-    table = read_table(data, formula_col, target_col, skip_invalid, "keep", quiet,
-                       target_type="label" if isinstance(est, MaterialsClassifier) else "number")
+    table = _read_run_table(run, remembered, data, formula_col, target_col, skip_invalid, "keep", quiet,
+                            target_type="label" if isinstance(est, MaterialsClassifier) else "number")
     folder = open_output_folder(out, "materials", "evaluate")  # created only once the input is read and checked
     write_reports(out, table, "keep", quiet)
     metrics = evaluate_into(folder, est, table, remembered.get("unit", ""))
@@ -301,8 +315,9 @@ def predict(run, data, output="predictions.csv", *, formula_col=None, skip_inval
     check_output_file(output, inputs=[data], overwrite=overwrite)
     _threads()
     est = load_run(run)
-    formula_col = formula_col or run_inputs(run).get("formula_col", "formula")
-    table = read_table(data, formula_col, None, skip_invalid, "keep", quiet)
+    remembered = run_inputs(run)
+    formula_col = formula_col or remembered.get("formula_col", "formula")
+    table = _read_run_table(run, remembered, data, formula_col, None, skip_invalid, "keep", quiet)
     cols, _, warning = prediction_columns(est, table.formulas)
     df = pd.DataFrame({"row": table.rows, "formula": table.formulas, **cols})
     write_reports(output.parent, table, "keep", quiet)
@@ -337,8 +352,8 @@ def finetune(run, data, out, *, formula_col=None, target_col=None, frozen_blocks
     source = read_json(run / "config.json") if (run / "config.json").exists() else {}
     unit = source.get("unit", "")
     classifier = isinstance(est, MaterialsClassifier)
-    table = read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet,
-                       target_type="label" if classifier else "number")
+    table = _read_run_table(run, remembered, data, formula_col, target_col, skip_invalid, duplicates, quiet,
+                            target_type="label" if classifier else "number")
     folder, resumed = start_training_run(out, settings, inputs=[data, run / MODEL_DIR / "materials.json"],
                                          overwrite=overwrite, app="materials", command="finetune")
     if resumed:

@@ -3,7 +3,8 @@
 Python API: :class:`TaxonomicClassifier` (fit / predict / predict_levels / predict_table /
 finetune / evaluate / save / load), the tree-consistent prediction helpers and the
 metrics. Readers for taxonomy tables and specimens live in :mod:`hsickit.datasets.plants`.
-The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`).
+The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`); the same pipelines in
+Python, run folders and all: :mod:`hsickit.apps.plants.pipelines` (train, evaluate, predict, finetune, demo).
 """
 from hsickit.core.lazy import lazy_api
 

@@ -114,15 +114,20 @@ def evaluate(
     out: Optional[Path] = opt.out(None, "Folder for metrics.json and plots "
                                   "(default RUN/eval-<data name>[-<split>]; the run's own metrics.json is kept)."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds."),
-    skip_invalid: bool = SKIP, quiet: bool = QUIET,
+    skip_invalid: bool = SKIP, quiet: bool = QUIET, as_json: bool = opt.as_json(),
 ) -> None:
     """Metrics on labelled specimens: metrics.json (accuracy and top-5 per level, hierarchical F1, mistake severity,
     back-off) and plots, in RUN/eval-<data name>[-<split>] unless --out says otherwise."""
     from hsickit.apps.plants import pipelines
+    from hsickit.core.io import evaluation_folder, read_json
+    from hsickit.core.report import print_metrics
 
+    out = out or evaluation_folder(run, table or images or outlines or "data", split)
     pipelines.evaluate(run, **_inputs(table, images, labels, outlines, as_outlines, n_points), label_col=label_col,
                        splits=splits, split=split, out=out, thresholds=thresholds, skip_invalid=skip_invalid,
-                       quiet=quiet)
+                       quiet=quiet or as_json)
+    if as_json:
+        print_metrics(read_json(out / "metrics.json"), as_json=True, echo=typer.echo)
 
 
 @opt.command(app, ALIASES)

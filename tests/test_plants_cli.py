@@ -193,6 +193,16 @@ def test_demo_runs_without_network(tmp_path, monkeypatch):
     assert m["accuracy_species"] > 0.8 and m["split"] == "test"
 
 
+def test_validation_fraction_without_a_validation_split(files, tmp_path):
+    invoke(["train", "--table", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv", "--split", "train",
+            "--validation-fraction", "0.3", "--epochs", 1, "--out", tmp_path / "r", "--quiet"])
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["classifier"]["validation_fraction"] == 0.3
+    result = runner.invoke(app, [str(a) for a in ["train", "--table", files / "specimens.csv", "--taxonomy",
+                                                  files / "taxonomy.csv", "--validation-fraction", "1.5",
+                                                  "--out", tmp_path / "r2"]])
+    assert "--validation-fraction" in str(result.exception) and not (tmp_path / "r2").exists()
+
+
 def test_old_option_spellings_still_work_and_warn(files, tmp_path):
     """--features (now --table), --val-split (--validation-split), --skip-bad-rows (--skip-invalid): one release."""
     result = runner.invoke(app, [str(a) for a in ["train", "--features", files / "specimens.csv", "--taxonomy",

@@ -117,3 +117,21 @@ def test_no_option_name_means_two_things():
                    for a in ("ecg", "plants"))
     assert "--features" not in ecg | plants and "--labels" not in ecg and "--task" not in {
         o for c in root.commands["materials"].commands.values() for p in c.params for o in p.opts}
+
+
+@pytest.mark.parametrize("args, param, value, old", [
+    (["materials", "evaluate", "RUN", "data.csv", "-o", "elsewhere"], "out", Path("elsewhere"), "-o"),
+    (["materials", "train", "data.csv", "--out", "RUN", "--task", "classification"], "target_type", "classification", "--task"),
+    (["materials", "finetune", "RUN", "data.csv", "--out", "R2", "--freeze-blocks", "2"], "frozen_blocks", 2, "--freeze-blocks"),
+    (["materials", "train", "data.csv", "--out", "RUN", "--skip-bad-rows"], "skip_invalid", True, "--skip-bad-rows"),
+    (["plants", "predict", "RUN", "--features", "a.csv", "-o", "p.csv"], "table", Path("a.csv"), "--features"),
+    (["ecg", "train", "--records", "DIR", "--out", "RUN", "--labels=rhythm"], "label_task", "rhythm", "--labels"),
+])
+def test_old_spellings_parse_to_the_new_names_with_a_warning(args, param, value, old, capsys):
+    assert parse(args).params[param] == value
+    assert f"warning: {old} is deprecated" in capsys.readouterr().err
+
+
+def test_minus_o_stays_the_output_file_where_a_command_writes_one(capsys):
+    assert parse(["materials", "predict", "RUN", "new.csv", "-o", "p.csv"]).params["output"] == Path("p.csv")
+    assert "deprecated" not in capsys.readouterr().err

@@ -207,9 +207,12 @@ def test_demo(tmp_path):
     r = invoke("demo", "--out", out, "--epochs", "1", "--trees", "10", "--quiet")
     assert r.exit_code == 0, r.output
     assert "IRNet-17" in r.output and "random forest" in r.output and "extra trees" in r.output
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "eval-test" / "metrics.json").read_text())  # the test fold, beside the run
     assert m["n_samples"] == 219 and m["mae"] > 0
-    assert (out / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()
+    assert (out / "eval-test" / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()
+    assert json.loads((out / "metrics.json").read_text())["split"] == "validation"  # as train writes it
+    for name in ("config.json", "history.csv", "README.md", "plots/learning_curves.png"):
+        assert (out / name).exists(), name
 
 
 def test_extra_trees_train_predict_and_no_finetune(data, tmp_path):

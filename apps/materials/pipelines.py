@@ -166,7 +166,7 @@ def _model_info(est):
             "model_choice": choice["reason"] if choice else "given by --model"}
 
 
-def _write_validation(run, est, formulas, y, unit, seconds, phase=None):
+def write_validation(run, est, formulas, y, unit, seconds, phase=None):
     """metrics.json of a training run: the validation scores in the target's unit (which rows:
     key ``validation``), and for a network its best epoch; returns (metrics, how)."""
     from hsickit.apps.materials.forest import is_forest
@@ -271,7 +271,7 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
                       "params": est.get_params(), "train_seconds": seconds})
     run.write_history(est.history_)
     plots.learning_curves(est.history_, run.plots / "learning_curves.png")
-    validation = _write_validation(run, est, table.formulas, y, unit, seconds)
+    validation = write_validation(run, est, table.formulas, y, unit, seconds)
     card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit, validation=validation)
     finish_training_run(run)
     _say(quiet, f"trained {type(est).__name__} ({est.model_used_} on {est.features_used_}) in {seconds:.0f} s; "
@@ -372,7 +372,7 @@ def finetune(run, data, out, *, formula_col=None, target_col=None, frozen_blocks
                          "lr": p["lr"], "patience": p["patience"], "params": p, "train_seconds": seconds})
     folder.write_history(est.history_)
     plots.learning_curves(est.history_, folder.plots / "learning_curves.png")
-    validation = _write_validation(folder, est, table.formulas, y, unit, seconds, phase="finetune")
+    validation = write_validation(folder, est, table.formulas, y, unit, seconds, phase="finetune")
     card(folder, f"hsickit materials model: {target_col} (fine-tuned)", est, table,
          {"Fine-tuning": f"Warm start from {run} (trained on {source.get('target_col', 'unknown target')}); "
                          f"first {frozen_blocks} block(s) frozen, up to {p['epochs']} epochs, lr {p['lr']}. "

@@ -66,7 +66,7 @@ DEPRECATED: dict[str, str] = {
 
 def run(help: str = "Run folder written by `train` or `finetune`.") -> Any:
     """``RUN``: the positional run folder a command reads (name the parameter ``run``)."""
-    return typer.Argument(..., help=help, show_default=False)
+    return typer.Argument(..., metavar="RUN", help=help, show_default=False)
 
 
 def out(default: Any = ..., help: str = "Run folder to write.") -> Any:

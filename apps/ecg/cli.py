@@ -113,7 +113,7 @@ def evaluate(
 @opt.command(app, ALIASES)
 def predict(
     run: Path = opt.run("Run folder written by 'hsickit ecg train' (beat or record model)."),
-    record_or_dir: Path = typer.Argument(..., help="A record path without extension, or a folder of records (no labels needed)."),
+    record_or_dir: Path = typer.Argument(..., metavar="RECORD_OR_DIR", help="A record path without extension, or a folder of records (no labels needed)."),
     out: Path = opt.out(..., "Folder for the predictions: beat models write <record>.hsk annotations and <record>_beats.csv, record models record_predictions.csv and plots/<record>.png."),
     leads: Optional[str] = _LEADS,
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Record models: a PNG per record of its leads with the predicted labels."),

@@ -23,7 +23,7 @@ ALIASES = {"--task": "--target-type"}
 
 OVERWRITE = opt.overwrite("Replace the finished run in --out (the folder is cleared first). "
                           "An unfinished run there resumes without it.")
-DATA = typer.Argument(None, show_default=False,
+DATA = typer.Argument(None, metavar="DATA", show_default=False,
                       help="Table (CSV, TSV, Excel, JSON, Parquet) with formulas and targets (or --table).")
 TABLE = opt.table(help="The table, as an option instead of DATA.")
 FORMULA_COL = typer.Option(None, "--formula-col", help="Formula column (default: the run's; train: formula).")
@@ -86,7 +86,7 @@ def train(
 @opt.command(app, ALIASES)
 def evaluate(
     run: Path = opt.run(),
-    data: Optional[Path] = typer.Argument(None, show_default=False,
+    data: Optional[Path] = typer.Argument(None, metavar="DATA", show_default=False,
                                           help="Table with formulas and true targets (or --table)."),
     table: Optional[Path] = TABLE,
     out: Optional[Path] = opt.out(None, "Folder for metrics.json, plots, predictions (default RUN/eval-<data name>)."),
@@ -115,7 +115,7 @@ def evaluate(
 @opt.command(app, ALIASES)
 def predict(
     run: Path = opt.run(),
-    data: Optional[Path] = typer.Argument(None, show_default=False,
+    data: Optional[Path] = typer.Argument(None, metavar="DATA", show_default=False,
                                           help="Table with a formula column (or --table)."),
     table: Optional[Path] = TABLE,
     output: Path = opt.output(Path("predictions.csv"), "CSV to write (never the input table)."),
@@ -135,7 +135,7 @@ def predict(
 @opt.command(app, ALIASES)
 def finetune(
     run: Path = opt.run("Run folder of the pre-trained model."),
-    data: Optional[Path] = typer.Argument(None, show_default=False,
+    data: Optional[Path] = typer.Argument(None, metavar="DATA", show_default=False,
                                           help="Table with formulas and targets to fine-tune on (or --table)."),
     table: Optional[Path] = TABLE,
     out: Path = opt.out(help="New run folder."),

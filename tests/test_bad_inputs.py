@@ -71,7 +71,7 @@ def materials_train(data, out, *extra):
 
 
 def plants_train(data, out, *extra):
-    return ["plants", "train", "--features", data / "leaves.csv", "--taxonomy", data / "taxonomy.csv", "--out", out,
+    return ["plants", "train", "--table", data / "leaves.csv", "--taxonomy", data / "taxonomy.csv", "--out", out,
             "--epochs", "2", "--quiet", *extra]
 
 
@@ -132,7 +132,7 @@ def test_predict_never_overwrites_its_input_or_an_existing_file(app, how, data, 
         target.symlink_to(source)
     if how == "exists":
         target.write_text("earlier predictions\n")
-    args = ["materials", "predict", run, source] if app == "materials" else ["plants", "predict", run, "--features", source]
+    args = ["materials", "predict", run, source] if app == "materials" else ["plants", "predict", run, "--table", source]
     code, _, err = hsickit(capsys, monkeypatch, *args, "-o", target, "--quiet")
     one_error(code, err, str(target), "input file" if how != "exists" else "--overwrite")
     assert source.read_bytes() == before
@@ -189,7 +189,7 @@ def test_bad_options_are_refused_before_any_folder_is_made(app, option, value, d
 
 @pytest.mark.parametrize("extra, needle", [(["--model", "leafcnn"], "--model 'leafcnn'"),
                                            (["--training", "hebbian"], "--training"),
-                                           (["--task", "ordinal"], "--task")])
+                                           (["--target-type", "ordinal"], "--target-type")])
 def test_unknown_choices_leave_no_stub_and_the_fixed_command_runs(extra, needle, data, capsys, monkeypatch):
     out = data / "run"
     code, _, err = hsickit(capsys, monkeypatch, *materials_train(data, out, *extra))
@@ -243,7 +243,7 @@ def test_edited_run_files_are_errors_naming_the_file(plants_run, data, capsys, m
     meta = json.loads((plants_run / "estimator.json").read_text())
     meta["classes"] = meta["classes"][:-1]
     (plants_run / "estimator.json").write_text(json.dumps(meta))
-    code, _, err = hsickit(capsys, monkeypatch, "plants", "predict", plants_run, "--features", data / "leaves.csv",
+    code, _, err = hsickit(capsys, monkeypatch, "plants", "predict", plants_run, "--table", data / "leaves.csv",
                            "-o", data / "p.csv")
     one_error(code, err, "estimator.json", "restore it")
 
@@ -252,7 +252,7 @@ def test_edited_feature_list_is_an_error(plants_run, data, capsys, monkeypatch):
     config = json.loads((plants_run / "config.json").read_text())
     config["data"]["feature_names"] = config["data"]["feature_names"][:-1]
     (plants_run / "config.json").write_text(json.dumps(config))
-    code, _, err = hsickit(capsys, monkeypatch, "plants", "predict", plants_run, "--features", data / "leaves.csv",
+    code, _, err = hsickit(capsys, monkeypatch, "plants", "predict", plants_run, "--table", data / "leaves.csv",
                            "-o", data / "p.csv")
     one_error(code, err, "features")
 
@@ -357,7 +357,7 @@ def test_constant_target_is_named_with_the_fix(value, data, capsys, monkeypatch)
     table.to_csv(data / "gaps.csv", index=False)
     code, _, err = hsickit(capsys, monkeypatch, *materials_train(data, data / "run"))
     line = one_error(code, err, "constant", "'target'")
-    assert ("--task regression" in line) == (value == "1")
+    assert ("--target-type regression" in line) == (value == "1")
     assert "np.int64" not in line and not (data / "run").exists()
 
 
@@ -399,14 +399,14 @@ def test_results_go_only_to_new_or_own_folders(materials_run, data, capsys, monk
     mine = data / "mine"
     mine.mkdir()
     (mine / "README.md").write_text("my notes")
-    code, _, err = hsickit(capsys, monkeypatch, "materials", "evaluate", materials_run, data / "gaps.csv", "-o", mine)
+    code, _, err = hsickit(capsys, monkeypatch, "materials", "evaluate", materials_run, data / "gaps.csv", "--out", mine)
     one_error(code, err, str(mine))
     assert (mine / "README.md").read_text() == "my notes"
     for _ in range(2):  # an earlier evaluation there is replaced
         code, _, err = hsickit(capsys, monkeypatch, "materials", "evaluate", materials_run, data / "gaps.csv")
         assert code == 0, err
     mark_run(mine, "materials", "train")
-    code, _, err = hsickit(capsys, monkeypatch, "materials", "evaluate", materials_run, data / "gaps.csv", "-o", mine)
+    code, _, err = hsickit(capsys, monkeypatch, "materials", "evaluate", materials_run, data / "gaps.csv", "--out", mine)
     one_error(code, err, "materials train")
 
 

@@ -1,6 +1,7 @@
 """``hsickit ecg`` commands on small generated WFDB records (typer CliRunner)."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,30 +53,46 @@ def test_model_card_shows_intervals_over_records(trained, tmp_path):
     assert [r.split(" | ")[0] for r in rows] == ["| 95 % low", "| 95 % high"]
 
 
-def test_evaluate_writes_required_metrics(trained):
+def test_evaluate_writes_required_metrics_beside_the_run(trained):
     _, records, run = trained
+    training = (run / "metrics.json").read_bytes()
     res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s04", "--quiet"])
     assert res.exit_code == 0, res.output
-    m = json.loads((run / "metrics.json").read_text())
+    folder = run / f"eval-{Path(records).name}"  # RUN/eval-<records folder>, as in every application
+    m = json.loads((folder / "metrics.json").read_text())
     lines = res.stdout.splitlines()  # a short table for people and where the file is, not metrics.json
     assert lines[0].split()[:2] == ["metric", "value"] and lines[1].split()[:2] == ["accuracy", f"{m['accuracy']:.4g}"]
-    assert f"written: {run / 'metrics.json'}" in res.stdout and "{" not in res.stdout and len(lines) < 20
+    assert f"written: {folder / 'metrics.json'}" in res.stdout and "{" not in res.stdout and len(lines) < 20
     for key in ["accuracy", "kappa", "n_beats"] + [f"{k}_{c}" for c in "NSVF" for k in ("sensitivity", "ppv", "f1")]:
         assert key in m, key
     assert m["n_beats"] == len(wfdb.rdann(f"{records}/s04", "atr").sample)
     assert 0.0 <= m["accuracy"] <= 1.0 and m["split"] == "evaluation"
     assert m["records"] == "s04" and m["records_dir"] == str(records)
-    validation = json.loads((run / "validation_metrics.json").read_text())  # training's validation metrics are kept
-    assert validation["split"] == "validation" and validation["records"] == "s04"
+    assert (run / "metrics.json").read_bytes() == training  # the training's validation metrics are never overwritten
+    assert json.loads((run / "metrics.json").read_text())["split"] == "validation"
+    assert (folder / "plots" / "confusion_matrix.png").exists() and (folder / "config.json").exists()
     import xarray as xr
 
-    with xr.open_dataset(run / "metrics.nc", engine="scipy") as ds:
+    with xr.open_dataset(folder / "metrics.nc", engine="scipy") as ds:
         assert ds.attrs["records"] == "s04" and ds.attrs["split"] == "evaluation"
     assert m["accuracy_low"] is None and "drawing whole records" in m["intervals"]  # one record: nothing to draw
-    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s03,s04", "--quiet", "--json"])
-    m = json.loads((run / "metrics.json").read_text())
+    res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s03,s04", "--quiet", "--json",
+                              "--out", str(run / "eval-two")])
+    m = json.loads((run / "eval-two" / "metrics.json").read_text())
     assert m["accuracy_low"] <= m["accuracy"] <= m["accuracy_high"] and m["macro_f1_low"] <= m["macro_f1_high"]
     assert json.loads(res.stdout) == m  # --json: metrics.json itself
+
+
+def test_old_option_spellings_still_work_and_warn(trained, tmp_path):
+    """--features (now --handcrafted-features) and --labels (now --label-task) stay one release, with a warning."""
+    _, records, _ = trained
+    res = runner.invoke(app, ["train", "--records", records, "--records-list", "s00,s01", "--validation-list", "none",
+                              "--out", str(tmp_path / "r"), "--channel-epochs", "1", "--no-features", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "warning: --no-features is deprecated; use --no-handcrafted-features" in res.stderr
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["model"]["use_features"] is False
+    res = runner.invoke(app, ["train", "--records", records, "--out", str(tmp_path / "b"), "--labels", "rhythm"])
+    assert "--label-task picks a PTB-XL label task" in str(res.exception)
 
 
 def test_predict_writes_wfdb_annotations_and_csv(trained):
@@ -153,6 +170,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "records" / "s00.atr").exists() and (tmp_path / "demo" / "predictions" / "s07.hsk").exists()
     assert (tmp_path / "demo" / "finetuned" / "metrics.json").exists() is False  # no validation records given
     assert (tmp_path / "demo" / "finetuned" / "model" / "fusion.json").exists()
+    assert json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())["split"] == "validation"
+    assert json.loads((tmp_path / "demo" / "run" / "eval-records" / "metrics.json").read_text())["split"] == "evaluation"
 
 
 def test_train_on_normal_and_ventricular_beats_only_says_what_it_holds_out(tmp_path):
@@ -164,6 +183,7 @@ def test_train_on_normal_and_ventricular_beats_only_says_what_it_holds_out(tmp_p
     res = runner.invoke(app, ["evaluate", str(run), "--records", records, "--records-list", "s02", "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
+    assert not (run / "metrics.json").exists()  # the evaluation went beside the run
     assert m["sensitivity_S"] is None and m["support_S"] == 0 and "NaN" not in res.stdout  # no S beats: undefined, not 0
     res = runner.invoke(app, ["train", "--records", records, "--validation-list", "s02", "--out", str(tmp_path / "run2"),
                               "--channel-epochs", "1"])

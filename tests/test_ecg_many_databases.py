@@ -1,6 +1,7 @@
 """Beats from several databases at once: folders, sampling rates, unnamed leads, bad headers,
 annotations outside the signal, and the features that survive frequent ectopy."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,7 +112,8 @@ def test_cli_trains_on_two_folders_with_leads_and_evaluates(two_databases):
     assert config["data"]["records_dir"].count(",") == 1
     res = runner.invoke(app, ["evaluate", str(run), "--records", mit, "--records", svdb, "--records-list", "800,s02", "--quiet"])
     assert res.exit_code == 0, res.output
-    assert json.loads((run / "metrics.json").read_text())["records"] == "800,s02"
+    folder = run / f"eval-{Path(mit).name}+{Path(svdb).name}"  # several folders: their names joined by +
+    assert json.loads((folder / "metrics.json").read_text())["records"] == "800,s02"
 
 
 def test_sinus_reference_survives_ectopy_where_the_median_does_not():

@@ -73,7 +73,8 @@ def test_cli_train_and_evaluate_records(ludb_like, tmp_path):
     res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--records", str(ludb_like), "--records-list", "1,2,3,4", "--quiet",
                               "--json"])
     assert res.exit_code == 0, res.output
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "run" / f"eval-{ludb_like.name}" / "metrics.json").read_text())  # beside the run
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_samples"] == 2  # training's are kept
     assert m["n_samples"] == 4 and None in m.values()  # an AUROC over 4 records is undefined: null
     assert "NaN" not in res.stdout and json.loads(res.stdout) == m  # the console shows metrics.json, not Python's NaN
 

@@ -242,7 +242,7 @@ def test_cli_trains_evaluates_and_predicts_on_ptbxl_records(tmp_path):
     val = [r for r in folds if folds[r] == 9][:4]
     runner = CliRunner()
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--task", "records", "--records", str(PTBXL), "--labels", "superdiagnostic",
+    res = runner.invoke(app, ["train", "--task", "records", "--records", str(PTBXL), "--label-task", "superdiagnostic",
                               "--records-list", ",".join(train + val), "--out", str(run), "--epochs", "1", "--quiet"])
     assert res.exit_code == 0, res.output
     config = json.loads((run / "config.json").read_text())
@@ -250,8 +250,8 @@ def test_cli_trains_evaluates_and_predicts_on_ptbxl_records(tmp_path):
     assert set(config["validation_records"]) <= set(val) and not set(config["train_records"]) & set(val)  # fold 9 validates
     assert config["record_config"]["sampling_rate"] == 100.0 and set(config["labels"]) <= {"NORM", "MI", "STTC", "CD", "HYP"}
     assert json.loads((run / "metrics.json").read_text())["n_samples"] == len(config["validation_records"])
-    res = runner.invoke(app, ["train", "--task", "beats", "--records", str(PTBXL), "--labels", "rhythm", "--out", str(tmp_path / "b")])
-    assert res.exit_code != 0 and "--labels" in str(res.exception)
+    res = runner.invoke(app, ["train", "--task", "beats", "--records", str(PTBXL), "--label-task", "rhythm", "--out", str(tmp_path / "b")])
+    assert res.exit_code != 0 and "--label-task" in str(res.exception)
     new = tmp_path / "new"
     new.mkdir()
     for r in val[:2]:

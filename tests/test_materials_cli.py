@@ -27,8 +27,9 @@ def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("materials")
     df = pd.read_csv(demo_table_path()).head(80)
     df.head(60)[["formula", "target"]].rename(columns={"formula": "composition", "target": "gap_eV"}).to_csv(d / "train.csv", index=False)
-    df.tail(20)[["formula", "target"]].to_csv(d / "test.csv", index=False)
-    df.tail(20)[["formula"]].to_csv(d / "new.csv", index=False)
+    # the columns training was told (--formula-col composition --target-col gap_eV): the run remembers them
+    df.tail(20)[["formula", "target"]].rename(columns={"formula": "composition", "target": "gap_eV"}).to_csv(d / "test.csv", index=False)
+    df.tail(20)[["formula"]].rename(columns={"formula": "composition"}).to_csv(d / "new.csv", index=False)
     return d
 
 
@@ -85,6 +86,21 @@ def test_evaluate(trained, data):
     assert json.loads(r.stdout) == json.loads((data / "eval_json" / "metrics.json").read_text())
 
 
+def test_a_run_remembers_its_columns(trained, data, tmp_path):
+    """evaluate / predict / finetune read the columns the run was trained with unless told otherwise."""
+    assert json.loads((trained / "config.json").read_text())["formula_col"] == "composition"
+    other = pd.read_csv(data / "test.csv").rename(columns={"composition": "formula", "gap_eV": "target"})
+    other.to_csv(tmp_path / "other.csv", index=False)
+    r = invoke("evaluate", trained, tmp_path / "other.csv", "--quiet")
+    message = str(r.exception)  # the column was the run's: the error says so
+    assert isinstance(r.exception, HsickitError) and "--formula-col 'composition'" in message and "trained with" in message
+    r = invoke("evaluate", trained, "--table", tmp_path / "other.csv", "--formula-col", "formula", "--target-col", "target",
+               "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads((trained / "eval-other" / "metrics.json").read_text())["n_samples"] == 20
+    assert json.loads((trained / "metrics.json").read_text())["split"] == "validation"  # training's metrics kept
+
+
 def test_predict_with_ensemble_std(trained, data):
     from hsickit.apps.materials import load_estimator
 
@@ -100,20 +116,21 @@ def test_predict_with_ensemble_std(trained, data):
 
 def test_finetune(trained, data):
     out = data / "ft"
-    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "3", "--quiet")
+    r = invoke("finetune", trained, data / "test.csv", "--out", out, "--frozen-blocks", "3", "--epochs", "3", "--quiet")
     assert r.exit_code == 0, r.output
     assert (out / "model" / "materials.json").exists() and (out / "history.csv").exists()
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["freeze_blocks"] == 3 and cfg["epochs"] == 3 and cfg["from"] == str(trained)
+    assert cfg["frozen_blocks"] == 3 and cfg["epochs"] == 3 and cfg["from"] == str(trained)
     assert cfg["params"]["frozen_blocks"] == 3 and cfg["params"]["epochs"] == 3  # the fine-tuning's, not the original's
-    assert cfg["unit"] == "eV" and cfg["source_target_col"] == "gap_eV" and cfg["target_col"] == "target"
+    assert cfg["unit"] == "eV" and cfg["source_target_col"] == "gap_eV" and cfg["target_col"] == "gap_eV"
     card = (out / "README.md").read_text()
     assert "up to 3 epochs" in card and "in eV" in card and "(fine-tuned)" in card and str(trained) in card
     hist = pd.read_csv(out / "history.csv")
     before, after = hist[hist.phase == "main"], hist[hist.phase == "finetune"]
     assert len(before) == 2 and len(after) == 3 and after.epoch.tolist() == [3, 4, 5]
     r = invoke("finetune", trained, data / "test.csv", "--out", out, "--freeze-blocks", "3", "--epochs", "3", "--quiet")
-    assert isinstance(r.exception, HsickitError) and "finished run" in str(r.exception)
+    assert isinstance(r.exception, HsickitError) and "finished run" in str(r.exception)  # the old spelling still works
+    assert "--freeze-blocks is deprecated; use --frozen-blocks" in r.stderr
     for run, name in ((trained, "a.csv"), (out, "b.csv")):
         assert invoke("predict", run, data / "new.csv", "-o", data / name, "--quiet").exit_code == 0
     a, b = pd.read_csv(data / "a.csv"), pd.read_csv(data / "b.csv")
@@ -190,9 +207,12 @@ def test_demo(tmp_path):
     r = invoke("demo", "--out", out, "--epochs", "1", "--trees", "10", "--quiet")
     assert r.exit_code == 0, r.output
     assert "IRNet-17" in r.output and "random forest" in r.output and "extra trees" in r.output
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "eval-test" / "metrics.json").read_text())  # the test fold, beside the run
     assert m["n_samples"] == 219 and m["mae"] > 0
-    assert (out / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()
+    assert (out / "eval-test" / "plots" / "parity.png").exists() and (out / "model" / "materials.json").exists()
+    assert json.loads((out / "metrics.json").read_text())["split"] == "validation"  # as train writes it
+    for name in ("config.json", "history.csv", "README.md", "plots/learning_curves.png"):
+        assert (out / name).exists(), name
 
 
 def test_extra_trees_train_predict_and_no_finetune(data, tmp_path):
@@ -293,7 +313,7 @@ def test_run_folder_rules(data, tmp_path):
 def test_predict_flags_formulas_with_elements_never_seen_in_training(trained, data):
     """Applicability domain: a formula with an element absent from the training data is out of it."""
     seen = pd.read_csv(data / "train.csv").composition[0]
-    (data / "edge.csv").write_text(f"formula\n{seen}\nHe\nAr2\nOg\n")
+    (data / "edge.csv").write_text(f"composition\n{seen}\nHe\nAr2\nOg\n")  # the run's formula column
     r = invoke("predict", trained, data / "edge.csv", "-o", data / "edge_pred.csv", "--quiet")
     assert r.exit_code == 0, r.output
     p = pd.read_csv(data / "edge_pred.csv", keep_default_na=False)
@@ -309,7 +329,7 @@ def test_classification_with_text_labels(data, tmp_path, model):
     df.to_csv(tmp_path / "labels.csv", index=False)
     args = ["--formula-col", "composition", "--target-col", "kind"]
     for task in ("classification", "auto"):
-        r = invoke("train", tmp_path / "labels.csv", *args, "--out", tmp_path / task, "--task", task, *FAST, "--model", model)
+        r = invoke("train", tmp_path / "labels.csv", *args, "--out", tmp_path / task, "--target-type", task, *FAST, "--model", model)
         assert r.exit_code == 0, r.output
         assert json.loads((tmp_path / task / "config.json").read_text())["estimator"] == "MaterialsClassifier"
     m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
@@ -336,7 +356,8 @@ def test_clear_errors_for_a_missing_run_an_unknown_model_and_bad_input(trained, 
     assert isinstance(r.exception, HsickitError) and "irnet17" in msg and "extra_trees" in msg
     assert not any(name in msg.split("valid names")[1] for name in ("conv1d", "leafcnn", "parallel"))
     (tmp_path / "bad.csv").write_text("formula,target\nfe2o3,1.0\n")
-    r = invoke("evaluate", trained, tmp_path / "bad.csv", "--out", tmp_path / "never", "--quiet")
+    r = invoke("evaluate", trained, tmp_path / "bad.csv", "--out", tmp_path / "never", "--quiet",
+               "--formula-col", "formula", "--target-col", "target")
     assert isinstance(r.exception, HsickitError) and "capital letter" in str(r.exception)
     assert not (tmp_path / "never").exists()  # the output folder comes only after the input is read and checked
 

@@ -57,16 +57,17 @@ def invoke(args):
 
 def test_train_evaluate_predict_finetune(files):
     run = files / "run"
-    invoke(["train", "--features", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv",
-            "--label-col", "species", "--split", "train", "--val-split", "val", "--loss", "taxonomic",
+    invoke(["train", "--table", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv",
+            "--label-col", "species", "--split", "train", "--validation-split", "val", "--loss", "taxonomic",
             "--epochs", 40, "--out", run, "--quiet"])
     for name in ("model.safetensors", "plants.json", "config.json", "history.csv", "metrics.json", "README.md",
                  "taxonomy.csv", "plots/learning_curves.png", "plots/level_accuracy_val.png",
                  "plots/confusion_family_val.png"):
         assert (run / name).exists(), name
-    invoke(["evaluate", run, "--features", files / "specimens.csv", "--split", "test", "--quiet"])
+    result = invoke(["evaluate", run, "--table", files / "specimens.csv", "--split", "test", "--quiet", "--json"])
     assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the run's own metrics are kept
     m = json.loads((run / "eval-specimens-test" / "metrics.json").read_text())
+    assert json.loads(result.stdout) == m  # --json: metrics.json itself
     assert (run / "eval-specimens-test" / "plots" / "level_accuracy_test.png").exists()
     for key in ("accuracy_species", "accuracy_genus", "accuracy_family", "top5_species", "hierarchical_f1",
                 "mistake_severity", "n_samples"):
@@ -77,7 +78,7 @@ def test_train_evaluate_predict_finetune(files):
     pred = files / "pred.csv"
     # prediction needs no labels: drop the label column
     pd.read_csv(files / "specimens.csv").drop(columns=["species"]).to_csv(files / "new.csv", index=False)
-    invoke(["predict", run, "--features", files / "new.csv", "-o", pred, "--threshold", "0.6", "--quiet"])
+    invoke(["predict", run, "--table", files / "new.csv", "-o", pred, "--threshold", "0.6", "--quiet"])
     table = pd.read_csv(pred)
     for col in ("id", "species", "p_species", "genus", "p_genus", "family", "p_family", "label",
                 "top5_species", "backoff_level", "backoff_name", "backoff_p"):
@@ -87,14 +88,14 @@ def test_train_evaluate_predict_finetune(files):
     assert ((table.backoff_p >= 0.6) == (table.backoff_level != "none")).all()
 
     run2 = files / "run2"
-    invoke(["finetune", run, "--features", files / "mine.csv", "--taxonomy", files / "mine_tax.csv",
+    invoke(["finetune", run, "--table", files / "mine.csv", "--taxonomy", files / "mine_tax.csv",
             "--epochs", 40, "--out", run2, "--quiet"])
     cfg = json.loads((run2 / "config.json").read_text())
     assert cfg["new_species"] == ["A_rub"]
     m2 = json.loads((run2 / "metrics.json").read_text())  # scored on specimens held out of mine.csv, not trained on
     assert m2["split"] == "validation" and m2["n_samples"] == round(0.2 * len(pd.read_csv(files / "mine.csv")))
     assert "held out of" in (run2 / "README.md").read_text() and cfg["frozen_blocks"] == "encoder"
-    invoke(["predict", run2, "--features", files / "mine.csv", "-o", files / "pred2.csv", "--quiet"])
+    invoke(["predict", run2, "--table", files / "mine.csv", "-o", files / "pred2.csv", "--quiet"])
     p2 = pd.read_csv(files / "pred2.csv")
     truth = pd.read_csv(files / "mine.csv").species.map({"A_rub": "Acer rubrum", "A_mon": "Acer mono"})
     assert (p2.species == truth).mean() > 0.8
@@ -136,17 +137,17 @@ def test_errors_are_one_clear_message(files):
     bad = pd.read_csv(files / "specimens.csv")
     bad.loc[3, "species"] = "Q_xyz"
     bad.to_csv(files / "bad.csv", index=False)
-    result = runner.invoke(app, ["train", "--features", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
+    result = runner.invoke(app, ["train", "--table", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
                                  "--out", str(files / "r"), "--quiet"])
     assert result.exit_code != 0
-    assert "Q_xyz" in str(result.exception) and "--skip-bad-rows" in str(result.exception)
-    result = runner.invoke(app, ["train", "--features", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
-                                 "--out", str(files / "r"), "--quiet", "--skip-bad-rows", "--epochs", "2"])
+    assert "Q_xyz" in str(result.exception) and "--skip-invalid" in str(result.exception)
+    result = runner.invoke(app, ["train", "--table", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
+                                 "--out", str(files / "r"), "--quiet", "--skip-invalid", "--epochs", "2"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["evaluate", str(files), "--features", str(files / "specimens.csv")])
+    result = runner.invoke(app, ["evaluate", str(files), "--table", str(files / "specimens.csv")])
     assert "not a plants run folder" in str(result.exception)
     result = runner.invoke(app, ["train", "--taxonomy", str(files / "taxonomy.csv"), "--out", str(files / "r2")])
-    assert "exactly one of --features" in str(result.exception)
+    assert "exactly one of --table" in str(result.exception)
     result = runner.invoke(app, ["train", "--taxonomy", str(files / "taxonomy.csv"), "--out", str(files / "r")])
     assert "holds a finished run" in str(result.exception)  # --out is checked before any data is read
 
@@ -156,12 +157,12 @@ def test_skipped_rows_are_reported_once_by_row_as_errors_number_them(files, recw
     bad["f2"] = bad["f2"].astype(object)
     bad.loc[3, "species"], bad.loc[5, "f2"], bad.loc[1, "species"] = "Q_xyz", "abc", ""
     bad.to_csv(files / "bad.csv", index=False)
-    args = ["train", "--features", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
-            "--label-col", "species", "--val-split", "val", "--out", str(files / "r"), "--quiet", "--epochs", "1"]
+    args = ["train", "--table", str(files / "bad.csv"), "--taxonomy", str(files / "taxonomy.csv"),
+            "--label-col", "species", "--validation-split", "val", "--out", str(files / "r"), "--quiet", "--epochs", "1"]
     error = str(runner.invoke(app, args).exception)
     assert "row 6: column 'f2' has a non-numeric or missing value 'abc'" in error
     assert "rows numbered from 1 after the header" in error
-    result = runner.invoke(app, args + ["--skip-bad-rows"])
+    result = runner.invoke(app, args + ["--skip-invalid"])
     assert result.exit_code == 0, result.output
     assert result.stderr.count("skipped 3 bad rows") == 1  # the validation split reads the same file: not twice
     assert result.stderr.splitlines() == [
@@ -182,8 +183,36 @@ def test_demo_runs_without_network(tmp_path, monkeypatch):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "20"])
     assert result.exit_code == 0, result.output
     assert "iris" in result.output and "taxonomic" in result.output
-    m = json.loads((tmp_path / "demo" / "taxonomic" / "metrics.json").read_text())
-    assert m["accuracy_species"] > 0.8
+    for loss in ("ce", "taxonomic"):  # each a run folder as `train` writes one, its test scores beside it
+        run = tmp_path / "demo" / loss
+        for name in ("README.md", "config.json", "history.csv", "metrics.json", "plants.json", "taxonomy.csv",
+                     "plots/learning_curves.png", "eval-test/metrics.json", "eval-test/plots/level_accuracy_test.png"):
+            assert (run / name).exists(), (loss, name)
+        assert json.loads((run / "metrics.json").read_text())["split"] == "val"
+    m = json.loads((tmp_path / "demo" / "taxonomic" / "eval-test" / "metrics.json").read_text())
+    assert m["accuracy_species"] > 0.8 and m["split"] == "test"
+
+
+def test_validation_fraction_without_a_validation_split(files, tmp_path):
+    invoke(["train", "--table", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv", "--split", "train",
+            "--validation-fraction", "0.3", "--epochs", 1, "--out", tmp_path / "r", "--quiet"])
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["classifier"]["validation_fraction"] == 0.3
+    result = runner.invoke(app, [str(a) for a in ["train", "--table", files / "specimens.csv", "--taxonomy",
+                                                  files / "taxonomy.csv", "--validation-fraction", "1.5",
+                                                  "--out", tmp_path / "r2"]])
+    assert "--validation-fraction" in str(result.exception) and not (tmp_path / "r2").exists()
+
+
+def test_old_option_spellings_still_work_and_warn(files, tmp_path):
+    """--features (now --table), --val-split (--validation-split), --skip-bad-rows (--skip-invalid): one release."""
+    result = runner.invoke(app, [str(a) for a in ["train", "--features", files / "specimens.csv", "--taxonomy",
+                                                  files / "taxonomy.csv", "--split", "train", "--val-split", "val",
+                                                  "--skip-bad-rows", "--epochs", 1, "--out", tmp_path / "old", "--quiet"]])
+    assert result.exit_code == 0, result.output
+    for old, new in (("--features", "--table"), ("--val-split", "--validation-split"), ("--skip-bad-rows", "--skip-invalid")):
+        assert f"warning: {old} is deprecated; use {new}" in result.stderr
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["val_split"] == "val"
+    assert "--features" not in runner.invoke(app, ["train", "--help"]).output  # hidden
 
 
 def test_interrupted_training_resumes_and_finished_runs_are_kept(files, monkeypatch):
@@ -192,8 +221,8 @@ def test_interrupted_training_resumes_and_finished_runs_are_kept(files, monkeypa
 
     from hsickit.apps.plants.classifier import TaxonomicClassifier
 
-    args = ["train", "--features", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv", "--split", "train",
-            "--val-split", "val", "--epochs", 5, "--patience", 10]
+    args = ["train", "--table", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv", "--split", "train",
+            "--validation-split", "val", "--epochs", 5, "--patience", 10]
     invoke(args + ["--out", files / "straight", "--quiet"])
 
     def interrupt(row):

@@ -116,7 +116,7 @@ def test_feature_table_unknown_label_and_bad_value(tmp_path):
     csv = "id,species,f1,f2\n1,Quercus robur,0.1,0.2\n2,Quercus rubra,1,2\n3,Acer mono,x,5\n4,Acer mono,1,1\n"
     path = write(tmp_path, "f.csv", csv)
     with pytest.raises(HsickitError, match=r"f.csv \(rows numbered from 1 after the header\): row 3: column 'f1' has a non-numeric "
-                                          r"or missing value 'x'.*--skip-bad-rows"):
+                                          r"or missing value 'x'.*--skip-invalid"):
         read_feature_table(path, tax)
     path = write(tmp_path, "g.csv", csv.replace(",x,", ",3,"))
     with pytest.raises(HsickitError, match=r"'Quercus rubra' \(1 samples of .*g.csv, first at row 2\).*add a row"):

@@ -117,7 +117,7 @@ def test_bad_signatures_name_the_specimen(tmp_path, tax):
         read_outlines(tmp_path / "sig.csv", tax)
     msg = str(err.value)
     assert "specimen s4: its signature has 30 of 32 values (column 'r31'" in msg
-    assert "specimen s2: its signature has 31 of 32 values (column 'r7'" in msg and "--skip-bad-rows" in msg
+    assert "specimen s2: its signature has 31 of 32 values (column 'r7'" in msg and "--skip-invalid" in msg
     with pytest.warns(UserWarning, match="skipped 2"):
         s = read_outlines(tmp_path / "sig.csv", tax, ignore_errors=True)
     assert s.ids.tolist() == ["s0", "s1", "s3", "s5"]
@@ -356,7 +356,7 @@ def test_cli_point_tables_images_as_outlines_and_errors(tmp_path):
     assert "unknown --representation 'pixels'" in error(base + ["--outlines", tmp_path / "points.csv", "--representation", "pixels"])
     assert "--representation applies to outlines" in error(base + ["--images", tmp_path / "leaves.npz", "--label-col", "label",
                                                                    "--representation", "efd"])
-    assert "exactly one of --features" in error(base + ["--outlines", tmp_path / "points.csv", "--images", tmp_path / "leaves.npz"])
+    assert "exactly one of --table" in error(base + ["--outlines", tmp_path / "points.csv", "--images", tmp_path / "leaves.npz"])
 
 
 def test_benchmark_chooses_the_default_on_validation_of_the_signature_input():

@@ -13,7 +13,8 @@ Python API:
   downstream), :class:`RecordClassifier` (multi-label records);
 - metrics: :func:`beat_metrics`, :func:`record_metrics`, :func:`metrics_dataset`;
 - pipelines: :func:`train_beats`, :func:`evaluate_beats`, :func:`predict_beats`, :func:`finetune_beats`; for record
-  models :func:`train_records`, :func:`evaluate_records`, :func:`predict_records`, :func:`finetune_records`.
+  models :func:`train_records`, :func:`evaluate_records`, :func:`predict_records`, :func:`finetune_records`;
+  for either kind, as ``hsickit ecg`` runs them: :mod:`hsickit.apps.ecg.pipelines`.
 
 Example
 -------

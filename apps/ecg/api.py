@@ -2,9 +2,9 @@
 
 A *run folder* holds ``config.json`` (beat preparation + model parameters), the model
 (``model/``: safetensors + JSON per channel and for the downstream classifier),
-``history.csv``, ``metrics.json`` (+ ``metrics.nc``; the latest scoring: validation at
-training time, then each ``evaluate``), ``validation_metrics.json`` (kept from training),
-``plots/`` and a ``README.md`` model card. It is built in a temporary folder next to it and
+``history.csv``, ``metrics.json`` (+ ``metrics.nc``: the validation records' scores; a copy in
+``validation_metrics.json``), ``plots/`` and a ``README.md`` model card; each ``evaluate``
+writes its own folder beside them, ``eval-<records folder>/``. It is built in a temporary folder next to it and
 takes its name only once complete, so a failed run leaves no folder that other commands load.
 The channel networks trained so far are kept meanwhile in ``.<name>.training`` beside it:
 the same command, run again after an interruption, loads them and resumes.
@@ -40,7 +40,7 @@ from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markd
                              saved_params, staged_folder)
 from hsickit.datasets.ecg import AAMI_CLASSES, find_records, folders, record_files, records_at
 
-__all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run"]
+__all__ = ["train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run", "evaluation_out"]
 
 _AAMI_SYMBOL = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB code written by predict
 
@@ -240,13 +240,27 @@ def train_beats(records_dir, out, records: Sequence[str] | str | None = None, va
     return _fit_and_write(clf, out, overwrite, config, train, val if len(val) else None, data, verbose)
 
 
+def evaluation_out(run, records_dir) -> Path:
+    """Where ``evaluate`` writes by default: ``RUN/eval-<records folder name>`` (several folders: their
+    names joined by ``+``), beside the run, never over its own metrics.json."""
+    from hsickit.core.io import evaluation_folder
+
+    return evaluation_folder(run, "+".join(Path(d).name for d in folders(records_dir)))
+
+
 def evaluate_beats(run, records_dir, records: Sequence[str] | str | None = None, *, leads: Sequence[str] | None = None,
-                   verbose: int = 1) -> dict:
-    """Score a run's model on annotated records (one folder or several); writes ``metrics.json`` (+ .nc, confusion plot)
-    into the run. ``leads`` replaces the model's leads (names, aliases or numbers from 0)."""
+                   out=None, verbose: int = 1) -> dict:
+    """Score a run's model on annotated records (one folder or several); writes ``metrics.json`` (+ .nc, confusion
+    plot) into ``out`` (default :func:`evaluation_out`: ``RUN/eval-<records folder>``; the run's own validation
+    metrics are kept). ``leads`` replaces the model's leads (names, aliases or numbers from 0)."""
+    from hsickit.core.io import open_output_folder
+
     clf, config = load_run(run, leads)
     beats = load_beats(records_dir, records, config, annotated=True, verbose=verbose)
-    return _write_evaluation(RunFolder(run), clf, beats, "evaluation", records_dir)
+    folder = open_output_folder(out if out is not None else evaluation_out(run, records_dir), "ecg", "evaluate")
+    folder.write_config({"command": "evaluate", "run": os.path.abspath(run), "records_dir": _folders_text(records_dir),
+                         "records": ",".join(sorted(set(beats.record.astype(str)))), "leads": list(config.leads)})
+    return _write_evaluation(folder, clf, beats, "evaluation", records_dir)
 
 
 def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None, overwrite: bool = False,

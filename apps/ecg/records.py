@@ -164,7 +164,7 @@ def record_labels(directory, records=None, task: str | None = None) -> pd.DataFr
         return ptbxl_labels(directory, task or "superdiagnostic", None if records is None else list(records))
     if task is not None:
         raise HsickitError(f"labels={task!r} names a PTB-XL task, but {directory} has no ptbxl_database.csv; "
-                           "leave --labels out for LUDB and CinC 2021 folders")
+                           "leave --label-task out for LUDB and CinC 2021 folders")
     if (directory / "ludb.csv").exists():
         table = read_ludb_labels(directory, level="category")
         table.index = table.index.astype(str)
@@ -601,7 +601,8 @@ def _ptbxl_split(records_dir, records, validation_records) -> tuple[list[str], l
 
 def train_records(records_dir, out, records=None, validation_records=None, *, labels: str | None = None, epochs: int = 40,
                   training: str = "backprop", downstream: str | None = None, channels: Sequence[str] | None = None,
-                  threshold=None, min_count: int = 3, random_state=0, overwrite: bool = False, verbose: int = 1) -> dict:
+                  threshold=None, min_count: int = 3, batch_size: int | None = None, random_state=0, overwrite: bool = False,
+                  verbose: int = 1) -> dict:
     """Train the record-level multi-label model; writes a run folder and returns validation metrics.
 
     A finished run already in ``out`` is replaced only with ``overwrite``.
@@ -611,7 +612,7 @@ def train_records(records_dir, out, records=None, validation_records=None, *, la
     training folds 1-8, validation fold 9 (fold 10 is never used unless listed in ``records``),
     and records are read at their release's rate (100 Hz from ``records100/``).
     ``downstream`` (None: "logistic", or "mlp" when ``training`` is not "backprop") goes to
-    :class:`RecordClassifier`. ``channels`` None: the four views, plus the ``cnn`` channel when
+    :class:`RecordClassifier` (as does ``batch_size``, None: its default). ``channels`` None: the four views, plus the ``cnn`` channel when
     there are at least :data:`CNN_MIN_RECORDS` training records. ``threshold`` None: 0.5, or
     ``"tune"`` (chosen on an inner split of the training records) with at least that many, and
     then ``fusion="vote"`` (see :class:`RecordClassifier`).
@@ -619,12 +620,12 @@ def train_records(records_dir, out, records=None, validation_records=None, *, la
     check_output_folder(out, overwrite)
     ptbxl = is_ptbxl(records_dir)
     if labels is not None and not ptbxl:
-        raise HsickitError(f"--labels {labels} names a PTB-XL task, but {records_dir} has no ptbxl_database.csv; "
-                           "leave --labels out for LUDB and CinC 2021 folders")
+        raise HsickitError(f"--label-task {labels} names a PTB-XL task, but {records_dir} has no ptbxl_database.csv; "
+                           "leave --label-task out for LUDB and CinC 2021 folders")
     if ptbxl:
         task = labels or "superdiagnostic"
         if task not in PTBXL_TASKS:
-            raise HsickitError(f"--labels {task!r}: choose a PTB-XL task from {', '.join(PTBXL_TASKS)}")
+            raise HsickitError(f"--label-task {task!r}: choose a PTB-XL task from {', '.join(PTBXL_TASKS)}")
         names, val = _ptbxl_split(records_dir, records, validation_records)
         config = RecordConfig(sampling_rate=float(wfdb.rdheader(record_source(records_dir, names[:1])[1][0]).fs))
     else:
@@ -641,7 +642,8 @@ def train_records(records_dir, out, records=None, validation_records=None, *, la
     downstream = downstream or ("logistic" if training == "backprop" else "mlp")
     fusion = "vote" if large and threshold == "tune" and downstream == "logistic" else "stack"
     clf = RecordClassifier(channels=channels, downstream=downstream, training=training, epochs=epochs, threshold=threshold,
-                           fusion=fusion, random_state=random_state, verbose=0)
+                           fusion=fusion, random_state=random_state, verbose=0,
+                           **({} if batch_size is None else {"batch_size": batch_size}))
     with _resumable(out, overwrite, clf, config, records_dir, rs, val, {"min_count": min_count, "labels_task": task}, verbose):
         constant = [lab for lab, n in zip(clf.fit(train).labels_, train.Y.sum(axis=0)) if n == len(train)]
         note = "".join(f"\n\n{head}: {', '.join(items)}" for head, items in
@@ -702,12 +704,18 @@ def load_record_run(run) -> tuple[RecordClassifier, RecordConfig]:
     return RecordClassifier.load(Path(run) / "model"), RecordConfig.from_dict(cfg["record_config"])
 
 
-def evaluate_records(run, records_dir, records=None, *, verbose: int = 1) -> dict:
-    """Score a record model on labelled records; writes ``metrics.json`` into the run folder."""
+def evaluate_records(run, records_dir, records=None, *, out=None, verbose: int = 1) -> dict:
+    """Score a record model on labelled records; writes ``metrics.json`` into ``out`` (default
+    ``RUN/eval-<records folder>``, beside the run: its own validation metrics are kept)."""
+    from hsickit.core.io import evaluation_folder, open_output_folder
+
     clf, config = load_record_run(run)
     task = read_json(Path(run) / "config.json").get("labels_task") if is_ptbxl(records_dir) else None
     rs = load_record_set(records_dir, records, config, labels=clf.labels_, task=task, verbose=verbose)
-    return _evaluate(RunFolder(run), clf, rs, "evaluation")
+    folder = open_output_folder(out if out is not None else evaluation_folder(run, Path(records_dir).name), "ecg", "evaluate")
+    folder.write_config({"command": "evaluate", "run": os.path.abspath(run), "records_dir": os.path.abspath(records_dir),
+                         "records": ",".join(rs.records), "labels_task": task})
+    return _evaluate(folder, clf, rs, "evaluation")
 
 
 def plot_record(path, title: str, out) -> Path:

@@ -4,7 +4,9 @@ and very deep residual MLPs (IRNet) on large ones (``model="auto"``, the default
 Python API: :class:`MaterialsRegressor`, :class:`MaterialsClassifier` (fit / predict with an
 ensemble spread / score / evaluate / save / load; fine-tuning by ``set_params(warm_start=True,
 frozen_blocks=k).fit(...)``), the composition featurisers
-(:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``.
+(:class:`WardAttributes`, :class:`ElementFraction`, ...) and the CLI ``hsickit materials``, whose
+pipelines (train, evaluate, predict, finetune: plain arguments -> run folder) are
+:mod:`hsickit.apps.materials.pipelines`.
 """
 from hsickit.core.lazy import lazy_api
 

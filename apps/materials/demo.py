@@ -4,7 +4,8 @@ Trains IRNet-17 (backprop, the paper's settings, a short budget) on the 1,000 ex
 gaps shipped with hsickit (Matbench folds 1-4, ~780 rows; early stopping on 10 % of them) and
 scores it on fold 0 (219 rows), next to a 100-tree random forest on the same 145 attributes,
 100 extremely randomised trees on the attributes plus element fractions, and the mean-value
-baseline. Writes a run folder (model, metrics.json, parity plot, residuals).
+baseline. Writes a run folder as ``train`` does (model, validation metrics.json, history, model card) with
+the test fold's scores beside it in ``eval-test/`` (metrics.json, predictions.csv, parity plot, residuals).
 
 Example
 -------
@@ -20,6 +21,7 @@ import numpy as np
 from hsickit.apps.materials.estimator import MaterialsRegressor
 from hsickit.apps.materials.featurizers import WardAttributes
 from hsickit.apps.materials.matbench import regression_metrics
+from hsickit.apps.materials.pipelines import write_validation
 from hsickit.apps.materials.runs import MODEL_DIR, card, evaluate_into
 from hsickit.core import plots
 from hsickit.core.io import markdown_table, open_output_folder
@@ -61,15 +63,19 @@ def run_demo(out, epochs=15, seed=0, n_trees=100, verbose=1) -> list:
     est.fit(train.formulas, train.y)
     fit_s = time.perf_counter() - start
     est.save(run / MODEL_DIR)
-    evaluate_into(run, est, test, unit="eV")
+    validation = write_validation(run, est, train.formulas, train.y, "eV", fit_s)  # the run's own metrics.json
+    scored = open_output_folder(run / "eval-test", "materials", "evaluate")  # the test fold, beside the run
+    evaluate_into(scored, est, test, unit="eV")
+    scored.write_config({"command": "demo", "run": str(run.path), "data": str(demo_table_path()), "split": "fold 0"})
     rows.append({"model": f"IRNet-17 backprop ({len(est.history_)} epochs)",
                  **_row(test.y, est.predict(test.formulas)), "fit_seconds": fit_s})
     run.write_history(est.history_)
     plots.learning_curves(est.history_, run.plots / "learning_curves.png")
-    run.write_config({"command": "demo", "data": str(demo_table_path()), "train_rows": len(tr), "test_rows": len(te),
-                      "params": est.get_params(), "unit": "eV"})
+    run.write_config({"command": "demo", "data": str(demo_table_path()), "formula_col": "formula", "target_col": "target",
+                      "train_rows": len(tr), "test_rows": len(te), "params": est.get_params(), "unit": "eV"})
     card(run, "hsickit materials demo: experimental band gap (eV)", est, train,
-         {"Test (Matbench fold 0 of the shipped 1,000-row sample)": markdown_table(rows)})
+         {"Test (Matbench fold 0 of the shipped 1,000-row sample; eval-test/)": markdown_table(rows)},
+         unit="eV", validation=validation)
     return rows
 
 

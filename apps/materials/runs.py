@@ -1,9 +1,10 @@
-"""Run-folder helpers shared by the materials CLI and demo: read a table into a run folder
+"""Run-folder helpers shared by the materials pipelines and demo: read a table into a run folder
 (rejects and duplicates written beside the outputs), evaluate a model into it (metrics.json,
 predictions.csv, parity plot and residual histogram, or a confusion matrix), write the model card.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,8 +16,6 @@ MODEL_DIR = "model"
 def read_table(data, formula_col, target_col, skip_invalid, duplicates="keep", quiet=False, target_type="number"):
     """Read and validate a formula table; writes nothing (:func:`write_reports` writes its rejects).
     `target_type`: "number", "label" (class labels) or "auto", as read_formula_table's."""
-    import typer
-
     from hsickit.datasets.materials import read_formula_table
 
     with warnings.catch_warnings():  # skipped rows are not lost: write_reports writes them
@@ -24,25 +23,23 @@ def read_table(data, formula_col, target_col, skip_invalid, duplicates="keep", q
         table = read_formula_table(data, formula_col, target_col, skip_invalid=skip_invalid, duplicates=duplicates,
                                    target_type=target_type)
     if not quiet:
-        typer.echo(table.summary())
+        print(table.summary())
     return table
 
 
 def write_reports(out, table, duplicates="keep", quiet=False):
     """rejects.csv (rows skipped) and duplicates.csv (rows sharing a composition) of `table`, into `out`."""
-    import typer
-
     from hsickit.core.io import atomic_write
 
     out = Path(out)
     if len(table.rejects):
         atomic_write(out / "rejects.csv", table.rejects.to_csv(index=False))
         if not quiet:
-            typer.echo(f"  rejected rows written to {out / 'rejects.csv'}")
+            print(f"  rejected rows written to {out / 'rejects.csv'}")
     if len(table.duplicates):
         atomic_write(out / "duplicates.csv", table.duplicates.to_csv(index=False))
         if not quiet:
-            typer.echo(f"  {len(table.duplicates)} groups of rows share a composition "
+            print(f"  {len(table.duplicates)} groups of rows share a composition "
                        f"(policy {duplicates!r}); listed in {out / 'duplicates.csv'}")
 
 
@@ -131,9 +128,7 @@ def evaluate_into(run, est, table, unit=""):
     run.write_metrics(m, split="test")
     atomic_write(run / "predictions.csv", pred.to_csv(index=False))
     if warning:
-        import typer
-
-        typer.echo(warning, err=True)
+        print(warning, file=sys.stderr)
     return m
 
 

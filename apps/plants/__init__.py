@@ -4,7 +4,8 @@ Python API: :class:`TaxonomicClassifier` (fit / predict / predict_levels / predi
 score / evaluate / save / load; fine-tuning by ``set_params(warm_start=True,
 frozen_blocks="encoder").fit(...)``), the tree-consistent prediction helpers and the
 metrics. Readers for taxonomy tables and specimens live in :mod:`hsickit.datasets.plants`.
-The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`).
+The command line is ``hsickit plants ...`` (:mod:`hsickit.apps.plants.cli`); the same pipelines in
+Python, run folders and all: :mod:`hsickit.apps.plants.pipelines` (train, evaluate, predict, finetune, demo).
 """
 from hsickit.core.lazy import lazy_api
 

@@ -248,10 +248,10 @@ def ecg_beat_metrics(est, data, tmp):
     names = sorted({*data["train"][0].record.astype(str), *data["test"][0].record.astype(str)})
     train_beats(folder, tmp / "run", names[:2], "none", channels=("rr",), downstream="gradient_boosting", channel_epochs=1,
                 epochs=1, random_state=0, verbose=0)
-    evaluate_beats(tmp / "run", folder, names[2:3], verbose=0)
+    evaluate_beats(tmp / "run", folder, names[2:3], out=tmp / "ev", verbose=0)
     clf, config = load_run(tmp / "run")
     beats = load_beats(folder, names[2:3], config, annotated=True, verbose=0)
-    return json.loads((tmp / "run" / "metrics.json").read_text()), clf.evaluate(beats)
+    return json.loads((tmp / "ev" / "metrics.json").read_text()), clf.evaluate(beats)
 
 
 LEADS = ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"]
@@ -303,9 +303,9 @@ def ecg_record_metrics(est, data, tmp):
 
     folder, r = data["folder"], data["records"]
     train_records(folder, tmp / "run", r[:6], r[6:8], channels=("rr",), epochs=2, verbose=0)
-    evaluate_records(tmp / "run", folder, r[6:], verbose=0)
+    evaluate_records(tmp / "run", folder, r[6:], out=tmp / "ev", verbose=0)
     clf, config = load_record_run(tmp / "run")
-    return (json.loads((tmp / "run" / "metrics.json").read_text()),
+    return (json.loads((tmp / "ev" / "metrics.json").read_text()),
             clf.evaluate(load_record_set(folder, r[6:], config, labels=clf.labels_, verbose=0)))
 
 

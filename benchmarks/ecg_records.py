@@ -62,7 +62,8 @@ from sklearn.preprocessing import StandardScaler
 from hsickit.apps.ecg.channels import RecordCNN
 from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.records import RecordClassifier, RecordConfig, RecordSet, _inner_split, choose_thresholds, load_record_set
-from hsickit.core.io import markdown_table, write_json
+from hsickit.core.files import write_json
+from hsickit.core.report import markdown_table
 from hsickit.datasets.ptbxl import ptbxl_folds, ptbxl_labels
 
 ROOT = Path(__file__).resolve().parent

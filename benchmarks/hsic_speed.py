@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     if args.device == "cuda":
         import torch
         out["machine"]["gpu"] = torch.cuda.get_device_name(0)
-    from hsickit.core.io import write_json
+    from hsickit.core.files import write_json
 
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if args.device == "cpu" else f"_{args.device}"

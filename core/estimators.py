@@ -28,7 +28,8 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_model, read_json, save_model, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import load_model, save_model, saved_params
 from hsickit.core.models import create_model, model_config, model_config_type
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hsickit.core.io import atomic_write  # noqa: E402
+from hsickit.core.files import atomic_write # noqa: E402
 
 
 def _save(fig, path) -> Path:

@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 
 from hsickit.core import distributed, hsic
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_checkpoint, load_state_into, save_checkpoint
+from hsickit.core.serialization import load_checkpoint, load_state_into, save_checkpoint
 from hsickit.core.models import block_chains
 
 TASKS = ("classification", "regression", "multilabel")

@@ -355,7 +355,7 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
         )
     if bad:
         if rejects_path is not None:
-            from hsickit.core.io import atomic_write
+            from hsickit.core.files import atomic_write
             atomic_write(rejects_path, rejects.to_csv(index=False))
         else:
             warnings.warn(f"{name}: skipped {len(bad_rows)} invalid row(s); see FormulaTable.rejects "

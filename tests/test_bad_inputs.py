@@ -19,7 +19,8 @@ import torch
 
 from hsickit.core.cli import main
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RUN_MARKER, load_sklearn, lock_run, mark_run, save_sklearn, unlock_run
+from hsickit.core.runs import RUN_MARKER, lock_run, mark_run, unlock_run
+from hsickit.core.serialization import load_sklearn, save_sklearn
 from hsickit.datasets.materials import demo_table_path
 
 torch.set_num_threads(1)
@@ -147,7 +148,7 @@ def test_predict_never_overwrites_its_input_or_an_existing_file(app, how, data, 
 def test_a_second_writer_is_refused_naming_the_first(materials_run, data, capsys, monkeypatch):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from hsickit.core.io import lock_run
+        from hsickit.core.runs import lock_run
         lock_run({str(materials_run)!r}); print("locked", flush=True); time.sleep(60)""")],
         stdout=subprocess.PIPE, text=True)
     try:

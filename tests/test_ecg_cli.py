@@ -42,7 +42,7 @@ def test_train_writes_run_folder(trained):
 def test_model_card_shows_intervals_over_records(trained, tmp_path):
     from hsickit.apps.ecg.api import _model_card, load_run
     from hsickit.apps.ecg.metrics import beat_metrics, record_intervals
-    from hsickit.core.io import RunFolder
+    from hsickit.core.runs import RunFolder
 
     clf, config = load_run(trained[2])
     y, pred = ["N", "S", "N", "S", "N", "V"], ["N", "S", "N", "N", "N", "V"]

@@ -5,7 +5,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_sklearn, save_sklearn
+from hsickit.core.serialization import load_sklearn, save_sklearn
 
 
 def _data(n=600, seed=0):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hsickit import HsickitError
-from hsickit.core.io import load_checkpoint
+from hsickit.core.serialization import load_checkpoint
 from hsickit.core.models import create_model
 from hsickit.core.training import CHECKPOINT, HSICObjective, TrainConfig, hsic_bottleneck_loss, task_loss, train, validation_split
 
@@ -248,7 +248,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from hsickit.core.models import create_model
     from hsickit.core.training import TrainConfig, train
-    from hsickit.core.io import save_model
+    from hsickit.core.serialization import save_model
     run_dir, mode, pause_after, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     rng = np.random.default_rng(0)
     X = rng.normal(size=(240, 6)).astype("float32"); y = (X[:, 0] + X[:, 1] ** 2 > 1).astype("int64")
@@ -410,7 +410,7 @@ def test_scale_settings_are_checked():
 
 def test_old_checkpoints_without_the_new_options_resume(tmp_path):
     """A checkpoint written before an option existed resumes when the option has its default."""
-    from hsickit.core.io import save_checkpoint
+    from hsickit.core.serialization import save_checkpoint
 
     X, y = blobs(n=100)
     net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))

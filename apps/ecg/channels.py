@@ -43,7 +43,8 @@ from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.features import wavelet_coefficients
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import load_checkpoint, load_model, read_json, save_checkpoint, save_model, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import load_checkpoint, load_model, save_checkpoint, save_model, saved_params
 from hsickit.core.losses import MultiLabelBCELoss
 from hsickit.core.models import BlockModel, create_model, register_model
 from hsickit.core.training import CHECKPOINT, TrainConfig, _flatten_optimizer, _unflatten_optimizer, hsic_bottleneck_loss

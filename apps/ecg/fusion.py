@@ -33,7 +33,9 @@ from hsickit.apps.ecg.features import VENTRICULAR_LABELS
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import fit_or_load, load_sklearn, read_json, save_sklearn, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.runs import fit_or_load
+from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
 
 __all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "holdout_records", "tune_class_bias"]
 

@@ -42,8 +42,10 @@ from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, fit_or_load, load_sklearn, markdown_table, read_json,
-                             resumable_training, save_sklearn, saved_params, staged_folder, write_json)
+from hsickit.core.files import atomic_write, read_json, write_json
+from hsickit.core.report import markdown_table
+from hsickit.core.runs import RunFolder, check_output_folder, fit_or_load, resumable_training, staged_folder
+from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
 from hsickit.datasets.ecg import list_records, read_record, record_files, record_path, records_at
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 from hsickit.datasets.ptbxl import TASKS as PTBXL_TASKS
@@ -290,7 +292,7 @@ class RecordClassifier(BaseEstimator):
     checkpoint_dir : folder where every channel network is saved once trained (and checkpointed
         every epoch while it trains); a ``fit`` interrupted and started again with the same
         settings and records loads the networks already trained and resumes the one in progress
-        (:func:`hsickit.core.io.fit_or_load`). Not saved with the model.
+        (:func:`hsickit.core.runs.fit_or_load`). Not saved with the model.
 
     Attributes
     ----------
@@ -514,7 +516,7 @@ def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) 
 @contextlib.contextmanager
 def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, records_dir, rs: RecordSet, val: list[str],
                settings: dict, verbose: int, inputs=()):
-    """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.io.resumable_training`)."""
+    """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.runs.resumable_training`)."""
     settings = {"task": "records", "record_config": config.to_dict(), "records_dir": os.path.abspath(records_dir),
                 "records": list(rs.records), "validation_records": list(val), "labels": list(rs.labels), **settings}
     if is_ptbxl(records_dir):
@@ -530,7 +532,7 @@ def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig
 def _write_run(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],
                data: dict, title: str, labels_note: str = "") -> dict:
     """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card
-    (built whole in a temporary sibling, see :func:`hsickit.core.io.staged_folder`)."""
+    (built whole in a temporary sibling, see :func:`hsickit.core.runs.staged_folder`)."""
     with staged_folder(out, overwrite, app="ecg", command="finetune" if "base_run" in data else "train") as folder:
         return _write_run_into(RunFolder(folder), clf, config, rs, train, val, data, title, labels_note)
 
@@ -671,7 +673,7 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
 
 def load_record_run(run) -> tuple[RecordClassifier, RecordConfig]:
     """The record model and record configuration saved in a run folder."""
-    from hsickit.core.io import check_run_app
+    from hsickit.core.runs import check_run_app
 
     check_run_app(run, "ecg", "`hsickit ecg`")
     cfg = read_json(Path(run) / "config.json")
@@ -715,7 +717,7 @@ def predict_records(run, record_or_dir, out, *, plots: bool = True, overwrite: b
     leads with the predicted labels and their probabilities above them. Returns the CSV's path. An existing
     CSV is replaced only with ``overwrite``.
     """
-    from hsickit.core.io import check_output_file
+    from hsickit.core.runs import check_output_file
 
     check_output_file(Path(out) / "record_predictions.csv", overwrite=overwrite, option="--out")
     clf, config = load_record_run(run)

@@ -41,7 +41,8 @@ from hsickit.apps.materials.featurizers import CompositionMatrix, get_featurizer
 from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
-from hsickit.core.io import read_json, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import saved_params
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import validation_split
 

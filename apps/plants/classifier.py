@@ -37,7 +37,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import read_json, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import saved_params
 from hsickit.core.losses import GroupedLoss
 from hsickit.core.models import block_chains
 from hsickit.core.training import validation_split

@@ -118,7 +118,7 @@ def saved_bytes(net, config, X, y) -> int:
 
     net = copy.deepcopy(net)
     trainer = Trainer(net, config)
-    step = trainer._make_step()
+    step = trainer.make_step()
     params = {p.untyped_storage().data_ptr() for p in net.parameters()}
     live: dict[int, list] = {}
     state = {"now": 0, "peak": 0}

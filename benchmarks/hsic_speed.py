@@ -76,7 +76,7 @@ def _epoch_time(args: tuple) -> dict:
 
 
 def _median_seconds(trainer, data: list[tuple], device: str) -> float:
-    """Median time of ``trainer._epoch`` over ``data[1:]`` (the first call warms up allocators and kernels)."""
+    """Median time of ``trainer.train_epoch`` over ``data[1:]`` (the first call warms up allocators and kernels)."""
     import torch
 
     times = []
@@ -84,7 +84,7 @@ def _median_seconds(trainer, data: list[tuple], device: str) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        trainer._epoch(X, y, step)
+        trainer.train_epoch(X, y, step)
         if device == "cuda":
             torch.cuda.synchronize()
         if step:

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from hsickit import HsickitError
-from hsickit.core.serialization import load_checkpoint
 from hsickit.core.models import create_model
-from hsickit.core.training import CHECKPOINT, HSICObjective, TrainConfig, hsic_bottleneck_loss, task_loss, train, validation_split
+from hsickit.core.serialization import load_checkpoint
+from hsickit.core.training import (CHECKPOINT, HSICObjective, TrainConfig, Trainer, hsic_bottleneck_loss, task_loss, train,
+                                   validation_split)
 
 
 def blobs(n=300, d=8, k=3, seed=0):
@@ -45,6 +46,24 @@ def test_both_modes_learn_a_classification_task(mode):
     assert len(main) == 8
     assert {f"hsic_zx_{i}" for i in range(3)} | {f"hsic_zy_{i}" for i in range(3)} <= set(main[-1])
     assert "val_accuracy" in main[-1]
+
+
+@pytest.mark.parametrize("mode", ["backprop", "hsic"])
+def test_train_epoch_is_one_epoch_of_fit(mode):
+    """``Trainer.train_epoch`` (the public one-epoch step the benchmarks time) does what fit's first epoch does."""
+    X, y = blobs(n=96)
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+    twin = copy.deepcopy(net)
+    config = TrainConfig(mode=mode, epochs=1, batch_size=32, format_epochs=0, verbose=0)
+    history = train(net, X, y, config)
+    trainer = Trainer(twin, config)
+    row = trainer.train_epoch(X, y, 0)  # numpy in: converted to the trainer's device
+    assert row["train_loss"] == pytest.approx(history[0]["train_loss"], rel=1e-6)
+    for a, b in zip(net.state_dict().values(), twin.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    second = trainer.train_epoch(torch.tensor(X), torch.tensor(y), 1)  # another epoch: another permutation, lower loss
+    assert second["train_loss"] < row["train_loss"]
 
 
 def test_hsic_gradients_stay_inside_each_block():

@@ -47,7 +47,7 @@ from hsickit.core.files import read_json, write_json
 from hsickit.core.serialization import load_checkpoint, load_model, save_checkpoint, save_model, saved_params
 from hsickit.core.losses import MultiLabelBCELoss
 from hsickit.core.models import BlockModel, create_model, register_model
-from hsickit.core.training import CHECKPOINT, TrainConfig, _flatten_optimizer, _unflatten_optimizer, hsic_bottleneck_loss
+from hsickit.core.training import CHECKPOINT, TrainConfig, flatten_optimizer, hsic_bottleneck_loss, unflatten_optimizer
 
 __all__ = ["CHANNELS", "ChannelSpec", "channel_input", "minus_record_median", "ChannelNetwork", "class_weights", "fit_batch_size",
            "XResNet1dConfig", "augment_records", "label_weights", "RecordCNN"]
@@ -431,7 +431,7 @@ class RecordCNN(BaseEstimator):
             tensors, state = load_checkpoint(ckpt)
             self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-            opt.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+            opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
             sched.load_state_dict(state["scheduler"])
             start, best_loss, history = state["epoch"] + 1, state["best_loss"], state["history"]
         for epoch in range(start, self.epochs):
@@ -467,7 +467,7 @@ class RecordCNN(BaseEstimator):
             if self.verbose:
                 print(f"RecordCNN epoch {epoch + 1}/{self.epochs}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if "loss" in k))
             if ckpt is not None:
-                opt_tensors, opt_meta = _flatten_optimizer(opt)
+                opt_tensors, opt_meta = flatten_optimizer(opt)
                 tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
                 tensors.update({f"best.{k}": v for k, v in (best or {}).items()}, **opt_tensors)
                 save_checkpoint(ckpt, tensors, {"epoch": epoch, "best_loss": best_loss, "history": history, "optimizer": opt_meta,

@@ -157,7 +157,7 @@ def run_cell(name, X_tr, y_tr, X_te, y_te, args):
     cell = {**regression_metrics(y_te, est.predict(X_te)), "fit_seconds": fit_s, "fit_cpu_seconds": cpu_s,
             "load_average": os.getloadavg()[0], "n_train": int(len(X_tr))}
     if name == "extra_trees":  # the first k trees are a k-tree forest: how many trees are worth their time
-        trees = est.members_[0].tree_predictions(est._scale(X_te))
+        trees = est.members_[0].tree_predictions(est.scale_features(X_te))
         cell["mae_by_trees"] = {str(k): float(np.abs(np.median(trees[:k], 0) - y_te).mean())
                                 for k in (50, 100, 200, 300, 500) if k <= len(trees)}
     if name in NETWORKS:

@@ -126,10 +126,10 @@ def class_weights(y: np.ndarray, mode: str | dict | None) -> dict | None:
     return {str(c): float(v) for c, v in zip(classes, w)}
 
 
-class _Standardizer:
+class Standardizer:
     """Per-feature (flat inputs) or per-lead (signals) standardisation fitted on training data."""
 
-    def fit(self, X: np.ndarray) -> "_Standardizer":
+    def fit(self, X: np.ndarray) -> "Standardizer":
         axes = (0, 2) if X.ndim == 3 else (0,)
         self.mean = X.mean(axis=axes, keepdims=True).astype(np.float32)[0]
         self.scale = (X.std(axis=axes, keepdims=True) + 1e-6).astype(np.float32)[0]
@@ -142,7 +142,7 @@ class _Standardizer:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "_Standardizer":
+    def from_state(cls, state: dict) -> "Standardizer":
         s = cls()
         s.mean, s.scale = np.asarray(state["mean"], np.float32), np.asarray(state["scale"], np.float32)
         return s
@@ -198,7 +198,7 @@ class ChannelNetwork(BaseEstimator):
         y = beats.y.astype(str)
         warm = self.warm_start and hasattr(self, "estimator_")
         if not warm:
-            self.standardizer_ = _Standardizer().fit(X)
+            self.standardizer_ = Standardizer().fit(X)
             self.estimator_ = self._estimator(y)
         else:
             self.estimator_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
@@ -234,7 +234,7 @@ class ChannelNetwork(BaseEstimator):
         meta = read_json(path / "channel.json")
         net = cls(**meta["params"])
         net.estimator_ = DeepClassifier.load(path)
-        net.standardizer_ = _Standardizer.from_state(meta["standardizer"])
+        net.standardizer_ = Standardizer.from_state(meta["standardizer"])
         net.classes_ = net.estimator_.classes_
         return net
 

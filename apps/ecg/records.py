@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from hsickit.apps.ecg.channels import RecordCNN, _Standardizer
+from hsickit.apps.ecg.channels import RecordCNN, Standardizer
 from hsickit.apps.ecg.features import hrv_features, wavelet_coefficients
 from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
@@ -241,7 +241,7 @@ def choose_thresholds(Y_true, Y_score) -> np.ndarray:
     return out
 
 
-def _inner_split(Y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def inner_split(Y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation rows of a multi-label set, stratified on the rarest label where possible."""
     from sklearn.model_selection import train_test_split
 
@@ -382,18 +382,18 @@ class RecordClassifier(BaseEstimator):
         if self.fusion == "vote" and self.downstream != "logistic":
             raise HsickitError("fusion='vote' averages the channels' probabilities; its HRV member is logistic: leave downstream='logistic'")
         if validation is None and (tune or self.fusion == "vote"):
-            tr, va = _inner_split(rs.Y, self.threshold_fraction, 0 if self.random_state is None else int(self.random_state))
+            tr, va = inner_split(rs.Y, self.threshold_fraction, 0 if self.random_state is None else int(self.random_state))
             rs, validation = rs.subset([rs.records[i] for i in tr]), rs.subset([rs.records[i] for i in va])
         if validation is not None and list(validation.labels) != list(rs.labels):
             raise HsickitError(f"validation records carry labels {validation.labels}, the training records {rs.labels}; "
                                "load them with load_record_set(..., labels=<the training labels>)")
         self.labels_ = list(rs.labels)
-        self.nets_, self.scalers_ = {}, {"features": _Standardizer().fit(rs.features)}
+        self.nets_, self.scalers_ = {}, {"features": Standardizer().fit(rs.features)}
         for c in self.channels:
             if c not in RECORD_CHANNELS:
                 raise HsickitError(f"unknown record channel {c!r}; choose from {', '.join(RECORD_CHANNELS)}")
             model, params = RECORD_CHANNELS[c]
-            self.scalers_[c] = _Standardizer().fit(rs.view(CHANNEL_VIEWS.get(c, c)))
+            self.scalers_[c] = Standardizer().fit(rs.view(CHANNEL_VIEWS.get(c, c)))
             if c == "cnn":
                 self.nets_[c] = self._fit_net(c, self._cnn(rs.rhythm_rate), rs, validation)
             else:
@@ -495,7 +495,7 @@ class RecordClassifier(BaseEstimator):
         meta = read_json(path / "records_model.json")
         clf = cls(**{"downstream": "mlp", **meta["params"], "channels": tuple(meta["params"]["channels"])})  # older models: an MLP
         clf.labels_ = meta["labels"]
-        clf.scalers_ = {k: _Standardizer.from_state(s) for k, s in meta["scalers"].items()}
+        clf.scalers_ = {k: Standardizer.from_state(s) for k, s in meta["scalers"].items()}
         clf.nets_ = {c: (RecordCNN if c == "cnn" else DeepClassifier).load(path / "channels" / c) for c in clf.channels}
         if meta.get("vote") is not None:
             clf.vote_, clf.vote_auroc_ = meta["vote"], meta["vote_auroc"]
@@ -692,7 +692,7 @@ def evaluate_records(run, records_dir, records=None, *, verbose: int = 1) -> dic
 
 def plot_record(path, title: str, out) -> Path:
     """The record's leads one above the other (mV against seconds) under ``title``; a PNG at ``out``."""
-    from hsickit.core.plots import _save, plt
+    from hsickit.core.plots import plt, save_figure
 
     da = read_record(path, flat_policy="keep", nan_policy="interpolate")
     x, fs = da.values, float(da.attrs["fs"])
@@ -705,7 +705,7 @@ def plot_record(path, title: str, out) -> Path:
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title, fontsize=9, ha="left", x=0.05)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def predict_records(run, record_or_dir, out, *, plots: bool = True, overwrite: bool = False, verbose: int = 1) -> Path:

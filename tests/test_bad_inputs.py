@@ -145,6 +145,7 @@ def test_predict_never_overwrites_its_input_or_an_existing_file(app, how, data, 
         one_error(code, err, "is a folder")
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_first(materials_run, data, capsys, monkeypatch):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
@@ -188,8 +189,8 @@ def test_bad_options_are_refused_before_any_folder_is_made(app, option, value, d
     assert not out.exists() and not (data / ".run.training").exists()
 
 
-@pytest.mark.parametrize("extra, needle", [(["--model", "leafcnn"], "--model 'leafcnn'"),
-                                           (["--training", "hebbian"], "--training"),
+@pytest.mark.parametrize("extra, needle", [pytest.param(["--model", "leafcnn"], "--model 'leafcnn'", marks=pytest.mark.slow),
+                                           pytest.param(["--training", "hebbian"], "--training", marks=pytest.mark.slow),
                                            (["--task", "ordinal"], "--task")])
 def test_unknown_choices_leave_no_stub_and_the_fixed_command_runs(extra, needle, data, capsys, monkeypatch):
     out = data / "run"
@@ -389,6 +390,7 @@ def test_ecg_commands_on_another_apps_run_name_it(marked, plants_run, data, caps
         one_error(code, err, "is a plants run", "hsickit plants")
 
 
+@pytest.mark.slow
 def test_unmarked_runs_still_load(materials_run, data, capsys, monkeypatch):
     (materials_run / RUN_MARKER).unlink()
     code, _, err = hsickit(capsys, monkeypatch, "materials", "predict", materials_run, data / "gaps.csv",
@@ -396,6 +398,7 @@ def test_unmarked_runs_still_load(materials_run, data, capsys, monkeypatch):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_results_go_only_to_new_or_own_folders(materials_run, data, capsys, monkeypatch):
     mine = data / "mine"
     mine.mkdir()

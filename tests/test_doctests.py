@@ -16,6 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "apps", "datasets")
+#: Docstrings whose examples take over 10 s (marked slow: ``pytest -m "not slow"`` leaves them out).
+SLOW = {"hsickit.apps.ecg.api", "hsickit.core.demo"}
 
 
 def module_names() -> list[str]:
@@ -33,7 +35,8 @@ def _docstrings():
     found = []
     for name in module_names():
         module = importlib.import_module(name)
-        found += [pytest.param(test, id=test.name) for test in finder.find(module, name) if test.examples]
+        found += [pytest.param(test, id=test.name, marks=[pytest.mark.slow] if test.name in SLOW else [])
+                  for test in finder.find(module, name) if test.examples]
     return found
 
 

@@ -13,6 +13,7 @@ from hsickit.apps.ecg.synthetic import write_synthetic_records
 
 torch.set_num_threads(1)
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # every test here takes over 10 s (most share the 25 s `trained` run)
 
 
 @pytest.fixture(scope="module")

@@ -224,6 +224,7 @@ def test_train_chooses_among_models_by_cross_validation(data, tmp_path):
     assert json.loads((run / "model" / "materials.json").read_text())["params"]["model"] == best
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(data, tmp_path, monkeypatch):
     """Stopped in the second model's third epoch, the same command keeps the first model and resumes the second."""
     from safetensors.torch import load_file
@@ -305,7 +306,7 @@ def test_predict_flags_formulas_with_elements_never_seen_in_training(trained, da
     assert "3 of 4 formulas" in r.output and "never saw in training" in r.output
 
 
-@pytest.mark.parametrize("model", ["extra_trees", "mlp"])
+@pytest.mark.parametrize("model", [pytest.param("extra_trees", marks=pytest.mark.slow), "mlp"])
 def test_classification_with_text_labels(data, tmp_path, model):
     df = pd.read_csv(data / "train.csv")
     df["kind"] = np.where(df.gap_eV == 0, "metal", "nonmetal")

@@ -285,6 +285,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mode,kill_after", [("backprop", 3), ("hsic", 7)])
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_numbers(tmp_path, mode, kill_after):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)

@@ -1,7 +1,7 @@
 """hsickit: HSIC-bottleneck and residual-MLP training for domain scientists.
 
 The repository's top-level folders are installed as sub-packages of ``hsickit``:
-``hsickit.core`` (HSIC, models, training, estimators, io, plots, cli),
+``hsickit.core`` (HSIC, models, training, estimators, files, serialization, runs, plots, cli),
 ``hsickit.datasets`` (readers and splits) and ``hsickit.apps.{ecg,materials,plants}``.
 """
 from hsickit.core.errors import HsickitError

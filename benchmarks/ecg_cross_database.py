@@ -32,7 +32,8 @@ from sklearn.model_selection import GroupKFold
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
 from hsickit.apps.ecg.metrics import beat_metrics, record_intervals
-from hsickit.core.io import markdown_table, read_json, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.report import markdown_table
 from hsickit.datasets.ecg import list_records
 from hsickit.datasets.ecg_splits import subject_of
 

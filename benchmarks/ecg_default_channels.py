@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from hsickit.apps.ecg import MultiResolutionClassifier, beat_metrics, load_beats
-from hsickit.core.io import markdown_table, write_json
+from hsickit.core.files import write_json
+from hsickit.core.report import markdown_table
 
 ROOT = Path(__file__).resolve().parent
 TRAIN = "101,106,108,109,112,114,115,116,118,119,122,124"

@@ -35,7 +35,8 @@ from sklearn.base import clone
 from hsickit.apps.ecg.beats import BeatConfig, load_beats
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier, holdout_records
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals
-from hsickit.core.io import atomic_write, markdown_table, write_json
+from hsickit.core.files import atomic_write, write_json
+from hsickit.core.report import markdown_table
 from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION, patient_kfold, subject_of
 
 ROOT = Path(__file__).resolve().parent

@@ -61,8 +61,9 @@ from sklearn.preprocessing import StandardScaler
 
 from hsickit.apps.ecg.channels import RecordCNN
 from hsickit.apps.ecg.metrics import record_metrics
-from hsickit.apps.ecg.records import RecordClassifier, RecordConfig, RecordSet, _inner_split, choose_thresholds, load_record_set
-from hsickit.core.io import markdown_table, write_json
+from hsickit.apps.ecg.records import RecordClassifier, RecordConfig, RecordSet, inner_split, choose_thresholds, load_record_set
+from hsickit.core.files import write_json
+from hsickit.core.report import markdown_table
 from hsickit.datasets.ptbxl import ptbxl_folds, ptbxl_labels
 
 ROOT = Path(__file__).resolve().parent
@@ -94,7 +95,7 @@ def run_seed(rs, splits, seed: int, epochs: int, channel_epochs: int) -> dict[st
     return scores
 
 
-def _bootstrap(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, n: int = 2000, seed: int = 0) -> dict:
+def bootstrap(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, n: int = 2000, seed: int = 0) -> dict:
     """95 % percentile intervals of macro AUROC and macro F1, drawing whole records with replacement.
 
     Each draw is a vector of record counts; AUROC (ties count half) and F1 are computed with those
@@ -143,7 +144,7 @@ def _peer_baseline(train: RecordSet, seed: int):
     X = lambda rs: np.concatenate([rs.features, rs.beat.reshape(len(rs), -1)], axis=1)  # noqa: E731
     make = lambda C: make_pipeline(StandardScaler(), OneVsRestClassifier(  # noqa: E731
         LogisticRegression(C=C, class_weight="balanced", max_iter=3000)))
-    tr, va = _inner_split(train.Y, 0.2, seed)
+    tr, va = inner_split(train.Y, 0.2, seed)
     a, b = train.subset([train.records[i] for i in tr]), train.subset([train.records[i] for i in va])
     scores = {C: record_metrics(b.Y, make(C).fit(X(a), a.Y).predict_proba(X(b)), train.labels)["macro_auroc"] for C in (0.001, 0.01, 0.1)}
     C = max(scores, key=scores.get)
@@ -209,7 +210,7 @@ def ptbxl_task(data: str, views: RecordSet, folds: dict, task: str, seed: int, m
         m = record_metrics(test.Y, p, rs.labels, thresholds[name])
         row = {"model": name, **{k: round(m[k], 4) for k in KEYS}}
         if not name.startswith("no skill"):
-            row.update({k: round(v, 4) for k, v in _bootstrap(test.Y, p, thresholds[name], seed=seed).items()})
+            row.update({k: round(v, 4) for k, v in bootstrap(test.Y, p, thresholds[name], seed=seed).items()})
         else:
             row["macro_auroc"] = float("nan")  # a constant score ranks nothing
         rows.append(row)

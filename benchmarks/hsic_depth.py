@@ -118,7 +118,7 @@ def saved_bytes(net, config, X, y) -> int:
 
     net = copy.deepcopy(net)
     trainer = Trainer(net, config)
-    step = trainer._make_step()
+    step = trainer.make_step()
     params = {p.untyped_storage().data_ptr() for p in net.parameters()}
     live: dict[int, list] = {}
     state = {"now": 0, "peak": 0}
@@ -273,7 +273,7 @@ def plot(results: list[Path], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hsickit.core.io import read_json
+    from hsickit.core.files import read_json
 
     summary = []
     for p in results:  # HSIC runs tagged recal* (BatchNorm statistics recomputed after training) or orthogonal: own lines
@@ -312,7 +312,7 @@ def plot_information_plane(result: Path, path: Path, depth: int) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hsickit.core.io import read_json
+    from hsickit.core.files import read_json
 
     rows = [r for r in read_json(result)["runs"] if r.get("information_plane") and r["depth"] == depth]
     fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows) + 1, 4.6), squeeze=False)
@@ -359,12 +359,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--plot", nargs="*", default=None,
                     help="only draw: accuracy vs depth from these JSON files, and the information plane at --probe-depth")
     args = ap.parse_args(argv)
-    from hsickit.core.io import write_json
+    from hsickit.core.files import write_json
 
     if args.plot is not None:
-        from hsickit.core.io import read_json
+        from hsickit.core.files import read_json
 
-        from hsickit.core.io import markdown_table
+        from hsickit.core.report import markdown_table
 
         tag = f"_{args.tag}" if args.tag else ""
         print(markdown_table([{"tag": read_json(p)["settings"].get("tag") or "-", **table_row(s)}

@@ -76,7 +76,7 @@ def _epoch_time(args: tuple) -> dict:
 
 
 def _median_seconds(trainer, data: list[tuple], device: str) -> float:
-    """Median time of ``trainer._epoch`` over ``data[1:]`` (the first call warms up allocators and kernels)."""
+    """Median time of ``trainer.train_epoch`` over ``data[1:]`` (the first call warms up allocators and kernels)."""
     import torch
 
     times = []
@@ -84,7 +84,7 @@ def _median_seconds(trainer, data: list[tuple], device: str) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        trainer._epoch(X, y, step)
+        trainer.train_epoch(X, y, step)
         if device == "cuda":
             torch.cuda.synchronize()
         if step:
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     if args.device == "cuda":
         import torch
         out["machine"]["gpu"] = torch.cuda.get_device_name(0)
-    from hsickit.core.io import write_json
+    from hsickit.core.files import write_json
 
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if args.device == "cpu" else f"_{args.device}"

@@ -91,7 +91,7 @@ def features_of(name, table, X, mb):
 def load_results(path, settings, fresh=False, signature=SIGNATURE):
     """The result file's cells measured with the same `settings` (those named in `signature`;
     else they are dropped), or a new file."""
-    from hsickit.core.io import read_json
+    from hsickit.core.files import read_json
 
     if fresh or not Path(path).exists():
         return {"settings": settings, "cells": []}
@@ -119,7 +119,7 @@ def include(results, paths):
     """`results` with the cells of the result files `paths` added (those it lacks; the files must
     share its fold, test size and seed)."""
     from hsickit.core.errors import HsickitError
-    from hsickit.core.io import read_json
+    from hsickit.core.files import read_json
 
     for path in paths:
         other = read_json(path)
@@ -157,7 +157,7 @@ def run_cell(name, X_tr, y_tr, X_te, y_te, args):
     cell = {**regression_metrics(y_te, est.predict(X_te)), "fit_seconds": fit_s, "fit_cpu_seconds": cpu_s,
             "load_average": os.getloadavg()[0], "n_train": int(len(X_tr))}
     if name == "extra_trees":  # the first k trees are a k-tree forest: how many trees are worth their time
-        trees = est.members_[0].tree_predictions(est._scale(X_te))
+        trees = est.members_[0].tree_predictions(est.scale_features(X_te))
         cell["mae_by_trees"] = {str(k): float(np.abs(np.median(trees[:k], 0) - y_te).mean())
                                 for k in (50, 100, 200, 300, 500) if k <= len(trees)}
     if name in NETWORKS:
@@ -176,7 +176,7 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     from hsickit.apps.materials.matbench import MATBENCH_UNITS
-    from hsickit.core.io import atomic_write
+    from hsickit.core.files import atomic_write
 
     cells_all = latest(results["cells"])
     tasks = sorted({c["task"] for c in cells_all})
@@ -249,7 +249,8 @@ def main(argv=None):
                    help="Merge the cells of these result files (parallel runs with the same fold, test size, seed).")
     args = p.parse_args(argv)
 
-    from hsickit.core.io import markdown_table, read_json, write_json
+    from hsickit.core.files import read_json, write_json
+    from hsickit.core.report import markdown_table
 
     png = args.out.with_suffix(".png")
     if args.plot_only:

@@ -68,7 +68,7 @@ MODELS = {
 
 
 def save(results, path):
-    from hsickit.core.io import write_json
+    from hsickit.core.files import write_json
 
     write_json(path, results)
 
@@ -141,7 +141,7 @@ class TimeBudget:
 def _store(path, **arrays):
     import io
 
-    from hsickit.core.io import atomic_write
+    from hsickit.core.files import atomic_write
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -293,7 +293,7 @@ def main(argv=None):
     budget = TimeBudget(args.time_budget, len(args.tasks) * len(nn_models) * len(args.folds)
                         + (1 + 2 * len(args.transfer_folds) if args.transfer else 0))
 
-    from hsickit.core.io import markdown_table
+    from hsickit.core.report import markdown_table
 
     out = args.out or ROOT / "benchmarks" / "results" / f"materials_matbench{args.suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

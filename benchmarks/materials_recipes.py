@@ -70,7 +70,8 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from hsickit.core.io import markdown_table, write_json
+    from hsickit.core.files import write_json
+    from hsickit.core.report import markdown_table
     from hsickit.datasets.materials import matbench_folds
 
     mb, lc = _load("materials_matbench"), _load("materials_learning_curve")

@@ -50,7 +50,8 @@ import torch
 from hsickit.apps.plants import TaxonomicClassifier, taxonomic_metrics
 from hsickit.apps.plants.encoders import LEAFCNN_PRESETS
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import markdown_table, read_json, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.report import markdown_table
 from hsickit.datasets.plants import load_leaf99
 
 KEYS = ("accuracy_species", "accuracy_genus", "accuracy_family", "accuracy_order", "top5_species", "top5_genus",

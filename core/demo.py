@@ -19,7 +19,8 @@ import numpy as np
 
 from hsickit.core import plots
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import RunFolder, markdown_table, open_output_folder
+from hsickit.core.report import markdown_table
+from hsickit.core.runs import RunFolder, open_output_folder
 
 #: The reference code's MNIST settings (ANCHORS.md section 1), as DeepClassifier parameters.
 REFERENCE_HSIC = dict(training="hsic", sigma=6.0, kernel_convention="reference", beta=200.0,

@@ -30,8 +30,9 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_model, read_json, save_model, saved_params, write_json
+from hsickit.core.files import read_json, write_json
 from hsickit.core.metrics import classification_metrics, regression_metrics
+from hsickit.core.serialization import load_model, save_model, saved_params
 from hsickit.core.models import create_model, model_config, model_config_type
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
@@ -119,7 +120,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             optimizer=self.optimizer, weight_decay=self.weight_decay, loss=self.loss, lr_schedule=self.lr_schedule,
             class_weight=self._class_weight(y_enc), patience=self.patience, sigma=sigma, beta=self.beta,
             hsic_estimator=self.hsic_estimator, kernel_convention=self.kernel_convention, hsic_lr=self.hsic_lr,
-            format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self._seed_,
+            format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self.seed_,
             device=self.device, verbose=resolve_verbose(self.verbose), precision=self.precision, hsic_approx=self.hsic_approx,
             n_features=self.n_features, distributed_hsic=self.distributed_hsic)
 
@@ -129,7 +130,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         params.setdefault(key, X.shape[1])
         params.setdefault("out_features", self._n_outputs())
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed_)
+            torch.manual_seed(self.seed_)
             if isinstance(self.sigma, (tuple, list)):  # sigma-combined: one member per kernel width
                 member = dataclasses.asdict(model_config(self.model, **params))
                 return create_model("parallel", member=member, n_members=len(self.sigma), out_features=params["out_features"])
@@ -145,11 +146,11 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         X, y = self._validate_Xy(X, y, reset=not warm)
         y_enc = self._encode_targets(y, fitting=not warm)
         if not warm:
-            self._seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self.seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
             self.model_ = self._build_model(X)
         if X_val is None:
             strat = y_enc if self._task == "classification" else None
-            tr, va = validation_split(len(X), self.validation_fraction if self.patience is not None else 0.0, self._seed_, strat)
+            tr, va = validation_split(len(X), self.validation_fraction if self.patience is not None else 0.0, self.seed_, strat)
             X_tr, y_tr, X_va, y_va = X[tr], y_enc[tr], X[va], y_enc[va]
         else:
             X_tr, y_tr = X, y_enc
@@ -208,7 +209,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         save_model(self.model_, path / "model.safetensors")
         write_json(path / "estimator.json", {
             "estimator": type(self).__name__, "params": saved_params(self), "n_features_in_": self.n_features_in_,
-            "seed": self._seed_, "history": self.history_, "train_config": self.train_config_, **self._state()})
+            "seed": self.seed_, "history": self.history_, "train_config": self.train_config_, **self._state()})
         return path
 
     @classmethod
@@ -223,7 +224,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         est.model_ = load_model(path / "model.safetensors")
-        est.n_features_in_, est._seed_ = meta["n_features_in_"], meta["seed"]
+        est.n_features_in_, est.seed_ = meta["n_features_in_"], meta["seed"]
         est.history_, est.train_config_ = meta["history"], meta["train_config"]
         est._set_state(meta)
         est._check_loaded(path)

@@ -21,10 +21,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hsickit.core.io import atomic_write  # noqa: E402
+from hsickit.core.files import atomic_write  # noqa: E402
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` to ``path`` as a PNG, atomically, and close it (every hsickit plot goes through here)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -48,7 +49,7 @@ def learning_curves(history: list[dict], path, title: str = "Learning curves") -
     for ax, key in zip(axes[0, 1:], metrics):
         ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", color="C2")
         ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def information_plane(history: list[dict], path, title: str = "HSIC information plane") -> Path:
@@ -65,7 +66,7 @@ def information_plane(history: list[dict], path, title: str = "HSIC information 
         if xs:
             ax.annotate(f"block {b + 1}", (xs[-1], ys[-1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel="HSIC(Z, X)", ylabel="HSIC(Z, Y)", title=title + "\n(darker markers = later epochs)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(cm, labels, path, title: str = "Confusion matrix", normalize: bool = True) -> Path:
@@ -84,7 +85,7 @@ def confusion_matrix(cm, labels, path, title: str = "Confusion matrix", normaliz
                         color="white" if shown[i, j] > 0.5 * shown.max() else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class" if normalize else "count")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def parity(y_true, y_pred, path, title: str = "Parity plot", unit: str = "") -> Path:
@@ -99,7 +100,7 @@ def parity(y_true, y_pred, path, title: str = "Parity plot", unit: str = "") -> 
     u = f" ({unit})" if unit else ""
     ax.set(xlabel=f"true{u}", ylabel=f"predicted{u}",
            title=f"{title}\nMAE {mean_absolute_error(y_true, y_pred):.4g}{unit and ' ' + unit}, R² {r2_score(y_true, y_pred):.3f}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def residual_histogram(y_true, y_pred, path, title: str = "Residuals", unit: str = "") -> Path:
@@ -109,7 +110,7 @@ def residual_histogram(y_true, y_pred, path, title: str = "Residuals", unit: str
     ax.hist(res, bins=40, color="C1", alpha=0.8)
     ax.axvline(0, color="k", lw=1)
     ax.set(xlabel=f"predicted − true{f' ({unit})' if unit else ''}", ylabel="count", title=title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def bars(values: dict[str, float], path, title: str, ylabel: str, errors: dict[str, float] | None = None) -> Path:
@@ -120,4 +121,4 @@ def bars(values: dict[str, float], path, title: str, ylabel: str, errors: dict[s
     for i, k in enumerate(names):
         ax.text(i, values[k], f"{values[k]:.3g}", ha="center", va="bottom", fontsize=8)
     ax.set(title=title, ylabel=ylabel)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,5 +1,6 @@
 """Scores as a person reads them: a short table (metric, value, unit, 95 % interval) and where the
 files are; the full JSON stays in the run folder (the commands' ``--json`` prints it instead).
+:func:`markdown_table` writes the tables of model cards and benchmark output.
 
 Examples
 --------
@@ -55,3 +56,16 @@ def print_metrics(metrics: Mapping, keys: Sequence[str] | None = None, units: Ma
     echo(metrics_table(metrics, keys, units))
     if written:
         echo(f"written: {written}")
+
+
+def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
+    """A GitHub-markdown table of a list of dicts (for model cards and benchmark output); NaN and None show as n/a."""
+    if not rows:
+        return ""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    out += ["| " + " | ".join(_number(r.get(k, ""), floatfmt) for k in keys) + " |" for r in rows]
+    return "\n".join(out)

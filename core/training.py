@@ -61,12 +61,14 @@ from tqdm.auto import tqdm
 
 from hsickit.core import distributed, hsic
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_checkpoint, load_state_into, save_checkpoint
 from hsickit.core.models import block_chains
+from hsickit.core.serialization import load_checkpoint, load_state_into, save_checkpoint
 
 TASKS = ("classification", "regression", "multilabel")
 MODES = ("backprop", "hsic")
 CHECKPOINT = "checkpoint.safetensors"
+#: The BatchNorm layers whose running statistics :meth:`Trainer.recalibrate_batchnorm` recomputes.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 @dataclass
@@ -344,10 +346,10 @@ def _largest_finite(z: torch.Tensor) -> float:
     return float(finite.abs().max()) if finite.numel() else float("nan")
 
 
-class _Step(nn.Module):
+class Step(nn.Module):
     """One training step's loss as one module call, so that ``DistributedDataParallel`` sees
     the whole computation (every block's local loss and the head, summed) as one forward
-    and one backward, and averages the gradients once."""
+    and one backward, and averages the gradients once. :meth:`Trainer.make_step` builds it."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, loss_fn: Callable):
         super().__init__()
@@ -395,7 +397,10 @@ def _optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer
     raise HsickitError(f"unknown optimizer {config.optimizer!r}; use 'adam', 'adamw' or 'sgd'")
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """``opt.state_dict()`` as (tensors named ``optim.<param>.<key>``, JSON-able rest) for one
+    safetensors checkpoint (:func:`hsickit.core.serialization.save_checkpoint`); :func:`unflatten_optimizer`
+    undoes it."""
     sd = opt.state_dict()
     tensors, scalars = {}, {}
     for idx, state in sd["state"].items():
@@ -407,7 +412,16 @@ def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """The optimizer state dict that :func:`flatten_optimizer` split into ``tensors`` and ``meta``
+    (other tensors in ``tensors``, such as model weights, are ignored).
+
+    >>> net = torch.nn.Linear(3, 1); opt = torch.optim.Adam(net.parameters())
+    >>> net(torch.ones(2, 3)).sum().backward(); opt.step()
+    >>> back = torch.optim.Adam(net.parameters()); back.load_state_dict(unflatten_optimizer(*flatten_optimizer(opt)))
+    >>> torch.equal(back.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    True
+    """
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -489,9 +503,12 @@ class Trainer:
 
         return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-    def _make_step(self) -> nn.Module:
-        """The training step module; HSIC on one process differentiates block by block (memory flat in depth)."""
-        step = _Step(self.model, self.config, self.loss_fn)
+    def make_step(self) -> nn.Module:
+        """The training step (a :class:`Step`, wrapped in DistributedDataParallel under ``torchrun``):
+        ``step(x, y, weight, random_state, global_batch)`` returns ``(loss, head_loss)`` for one batch.
+        HSIC on one process differentiates block by block as it goes (memory flat in depth), so
+        its loss needs no ``backward()``; :meth:`train_epoch` runs it over an epoch's batches."""
+        step = Step(self.model, self.config, self.loss_fn)
         step.streamed = self.config.mode == "hsic" and self.world == 1
         return self._distributed(step)
 
@@ -535,13 +552,28 @@ class Trainer:
                 f"lower the learning rate (lr={self.config.lr}, hsic_lr={self.config.hsic_lr}) or beta={self.config.beta}, "
                 "or check the inputs for extreme values")
 
-    def _epoch(self, X: torch.Tensor, y: torch.Tensor, epoch: int, bar=None) -> dict:
+    def train_epoch(self, X, y, epoch: int = 0, bar=None) -> dict:
+        """One epoch of the main phase over ``X``, ``y`` (tensors on :attr:`device`, or arrays):
+        the batches of epoch ``epoch``'s seeded permutation, one optimiser step each. Returns
+        ``{"train_loss": mean loss of the task head over the rows}``. :meth:`fit` calls it once
+        per epoch (adding validation, callbacks, checkpoints and the learning-rate schedule);
+        call it directly to time or drive training step by step. ``bar``: a tqdm bar to show
+        the running loss on.
+
+        >>> from hsickit.core.models import create_model
+        >>> X = torch.randn(64, 4); y = (X[:, 0] > 0).long()
+        >>> trainer = Trainer(create_model("mlp", in_features=4, out_features=2, hidden=(8,)), TrainConfig(batch_size=16, verbose=0))
+        >>> sorted(trainer.train_epoch(X, y))
+        ['train_loss']
+        """
+        X = X if torch.is_tensor(X) else self._tensor(X)
+        y = y if torch.is_tensor(y) else self._target(y)
         model, c = self.model, self.config
         model.train()
         for block in self.frozen:
             block.eval()
-        if self.step is None:  # fit() builds it; benchmarks call _epoch directly
-            self.step = self._make_step()
+        if self.step is None:  # built by fit(), or here on the first call
+            self.step = self.make_step()
         streamed = getattr(self.step, "streamed", False)
         gather = self.world > 1 and c.mode == "hsic" and c.distributed_hsic == "gather"
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum of losses, rows
@@ -674,7 +706,7 @@ class Trainer:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.best_state is not None:
             tensors.update({f"best.{k}": v for k, v in self.best_state.items()})
-        opt_tensors, opt_meta = _flatten_optimizer(self.optimizer)
+        opt_tensors, opt_meta = flatten_optimizer(self.optimizer)
         tensors.update(opt_tensors)
         state = {
             "phase": phase, "epoch": epoch, "history": self.history, "best_score": self.best_score,
@@ -683,7 +715,7 @@ class Trainer:
             "config": self.config.to_dict(),
         }
         if self.head_optimizer is not None:
-            head_tensors, head_meta = _flatten_optimizer(self.head_optimizer)
+            head_tensors, head_meta = flatten_optimizer(self.head_optimizer)
             tensors.update({f"head_{k}": v for k, v in head_tensors.items()})
             state["head_optimizer"] = head_meta
         save_checkpoint(self.checkpoint, tensors, state)
@@ -708,13 +740,13 @@ class Trainer:
         load_state_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, self.checkpoint)
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self.best_state = best or None
-        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+        self.optimizer.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("head_optimizer") is not None:
             self._make_head_optimizer()
             head = {k[len("head_"):]: v for k, v in tensors.items() if k.startswith("head_optim.")}
-            self.head_optimizer.load_state_dict(_unflatten_optimizer(head, state["head_optimizer"]))
+            self.head_optimizer.load_state_dict(unflatten_optimizer(head, state["head_optimizer"]))
         self.history, self.best_score = state["history"], state["best_score"]
         self.bad_epochs, self.stopped = state["bad_epochs"], state["stopped"]
         return state["phase"], state["epoch"]
@@ -743,7 +775,7 @@ class Trainer:
                 phase, start = restored[0], restored[1] + 1
                 if c.verbose and self.rank == 0:
                     tqdm.write(f"resuming from {self.checkpoint}: {len(self.history)} epoch(s) already done")
-        self.step = self._make_step()
+        self.step = self.make_step()
         probe_X, probe_y = (X_val, y_val) if has_val else (X, y)
 
         def finish_epoch(row: dict) -> None:
@@ -772,7 +804,7 @@ class Trainer:
                     break
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(c.seed * 7919 + epoch + 104_729 * self.rank)  # dropout: other masks per rank
-                    row = {"phase": "main", "epoch": epoch + 1, **self._epoch(X, y, epoch, bar)}
+                    row = {"phase": "main", "epoch": epoch + 1, **self.train_epoch(X, y, epoch, bar)}
                 finish_epoch(row)
                 if self.scheduler is not None:
                     self.scheduler.step(row.get("val_loss", row["train_loss"])) if c.lr_schedule == "plateau" else self.scheduler.step()
@@ -818,7 +850,7 @@ class Trainer:
         blocks keep their statistics.
         """
         norms = [m for chain in block_chains(self.model) for b in chain[self.config.frozen_blocks:]
-                 for m in b.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+                 for m in b.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
         if not norms:
             return
         momenta = [m.momentum for m in norms]

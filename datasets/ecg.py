@@ -49,7 +49,6 @@ import pandas as pd
 import wfdb
 import xarray as xr
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
-from wfdb.io._signal import DAT_FMTS
 
 from hsickit.core.errors import HsickitError
 
@@ -310,9 +309,24 @@ def _check_header_text(path: str) -> None:
     for number, tokens in signals:
         check(number, tokens[1:], _SIGNAL_FIELDS)
         fmt = re.match(r"\d+", tokens[1]).group() if len(tokens) > 1 else None
-        if fmt is not None and fmt not in DAT_FMTS:
+        known = None if fmt is None else _formats_if_unreadable(fmt)
+        if known is not None:
             raise HsickitError(f"record {_name(path)}: {file} line {number}: signal format {fmt} is not one wfdb reads "
-                               f"({', '.join(DAT_FMTS)}); correct the format field or convert the record")
+                               f"({known}); correct the format field or convert the record")
+
+
+def _formats_if_unreadable(fmt: str) -> str | None:
+    """None when wfdb reads signal format ``fmt``; else the formats it reads, for the message.
+
+    Asked through wfdb's public ``Record.check_field`` (its list of formats, ``DAT_FMTS``, lives in
+    the private ``wfdb.io._signal``; the ValueError carries it as its second argument).
+    """
+    try:
+        wfdb.Record(fmt=[fmt], n_sig=1).check_field("fmt", "all")
+    except ValueError as err:
+        known = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], (list, tuple)) else None
+        return ", ".join(map(str, known)) if known else str(err)
+    return None
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -355,7 +355,7 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
         )
     if bad:
         if rejects_path is not None:
-            from hsickit.core.io import atomic_write
+            from hsickit.core.files import atomic_write
             atomic_write(rejects_path, rejects.to_csv(index=False))
         else:
             warnings.warn(f"{name}: skipped {len(bad_rows)} invalid row(s); see FormulaTable.rejects "
@@ -405,7 +405,7 @@ def read_formula_table(source, formula_col="formula", target_cols="target", *, s
 # --------------------------------------------------------------------------- Matbench
 
 
-def _task_name(task):
+def task_name(task):
     t = str(task)
     t = t[len("matbench_"):] if t.startswith("matbench_") else t
     if t not in MATBENCH_TASKS:
@@ -424,7 +424,7 @@ def load_matbench(task, data_dir, **kwargs):
     >>> len(t)  # doctest: +SKIP
     4604
     """
-    t = _task_name(task)
+    t = task_name(task)
     path = Path(data_dir) / f"matbench_{t}.csv"
     if not path.exists():
         raise HsickitError(f"{str(path)!r} not found; --data must be the folder holding matbench_{t}.csv "
@@ -468,7 +468,7 @@ def matbench_folds(table, task_type="regression") -> Iterator:
 
 def load_leaderboard(data_dir, task):
     """Rows of ``leaderboard_matbench_v0.1.csv`` for one task (empty DataFrame if the file is absent)."""
-    t = _task_name(task)
+    t = task_name(task)
     path = Path(data_dir) / "leaderboard_matbench_v0.1.csv"
     if not path.exists():
         return pd.DataFrame(columns=["task", "algorithm", "metric", "mean", "std", "source"])

@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from hsickit.core.errors import HsickitError
-from hsickit.datasets.plants import (PlantSamples, Taxonomy, _join_labels, _rows, _select_columns, _split_column,
-                                     _skip_or_raise, _source_name, read_images)
+from hsickit.datasets.plants import (PlantSamples, Taxonomy, join_labels, row_names, select_columns, split_column,
+                                     skip_or_raise, source_name, read_images)
 
 __all__ = ["DEFAULT_POINTS", "resample_closed", "signed_area", "self_intersection", "outline_problem",
            "centroid_distance", "extract_outline", "outlines_from_images", "read_signature_table", "read_point_table",
@@ -200,7 +200,7 @@ def outlines_from_images(images: np.ndarray, ids, n_points: int = DEFAULT_POINTS
 
 # --- readers ---------------------------------------------------------------------------------------
 def _table(path, what: str) -> pd.DataFrame:
-    source = _source_name(path)
+    source = source_name(path)
     if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
         raise HsickitError(f"{what} {path} does not exist")
     try:
@@ -235,7 +235,7 @@ def read_signature_table(path, taxonomy: Taxonomy | None = None, label_col: str 
     >>> s.kind, s.X.shape
     ('signatures', (1, 8))
     """
-    source = _source_name(path)
+    source = source_name(path)
     table = _table(path, "outline table")
     if is_point_table(table.columns):
         raise HsickitError(f"{source} has x and y columns: it is a point table (one row per point); "
@@ -248,7 +248,7 @@ def read_signature_table(path, taxonomy: Taxonomy | None = None, label_col: str 
     candidates = [c for c in table.columns if c not in skip]
     numeric = {c: pd.to_numeric(table[c].str.strip(), errors="coerce") for c in candidates}
     auto = [c for c in candidates if len(table) and numeric[c].notna().mean() >= 0.5]
-    cols = _select_columns(auto if signature_cols is None else candidates, signature_cols, source)
+    cols = select_columns(auto if signature_cols is None else candidates, signature_cols, source)
     L = len(cols)
     if n_points is not None and L < n_points:
         raise HsickitError(f"{source}: its signatures have {L} values, fewer than the {n_points} required "
@@ -257,7 +257,7 @@ def read_signature_table(path, taxonomy: Taxonomy | None = None, label_col: str 
         raise HsickitError(f"{source}: a contour signature needs at least {MIN_SIGNATURE} ordered values; this table has "
                            f"{L} numeric columns ({cols}); pass the signature columns with signature_cols")
     X = np.column_stack([numeric[c].to_numpy(dtype=np.float64) for c in cols]) if len(table) else np.zeros((0, L))
-    ids = (table[id_col].str.strip() if id_col in table.columns else pd.Series(_rows(len(table)))).to_numpy(dtype=object)
+    ids = (table[id_col].str.strip() if id_col in table.columns else pd.Series(row_names(len(table)))).to_numpy(dtype=object)
     where = np.array([f"specimen {i}" if id_col in table.columns else str(i) for i in ids], dtype=object)
     bad = ~np.isfinite(X)
     problems = [f"{where[i]}: its signature has {int((~bad[i]).sum())} of {L} values (column "
@@ -265,15 +265,15 @@ def read_signature_table(path, taxonomy: Taxonomy | None = None, label_col: str 
                 for i in np.nonzero(bad.any(1))[0]]
     keep = ~bad.any(1)
     if problems and not ignore_errors:
-        _skip_or_raise(problems, False, source)
+        skip_or_raise(problems, False, source)
     y = labels = None
     if has_labels:
         labels = table[label_col].str.strip().to_numpy(dtype=object)
-        y, ok, p = _join_labels(labels, taxonomy, ignore_errors, source, where)
+        y, ok, p = join_labels(labels, taxonomy, ignore_errors, source, where)
         problems += p
         keep &= ok
-    skipped = _skip_or_raise(problems, ignore_errors, source)
-    split_arr = _split_column(table, ids, splits, id_col, source)
+    skipped = skip_or_raise(problems, ignore_errors, source)
+    split_arr = split_column(table, ids, splits, id_col, source)
     s = PlantSamples(X=X.astype(np.float32), ids=ids, labels=labels, y=y, taxonomy=taxonomy, feature_names=cols,
                      kind="signatures", split=split_arr, skipped=skipped, source=source).subset(keep)
     return s.select_split(split) if split is not None else s
@@ -299,7 +299,7 @@ def read_point_table(path, taxonomy: Taxonomy | None = None, label_col: str = "s
     >>> s.kind, s.X.shape, s.ids.tolist()
     ('outlines', (1, 32, 2), ['a'])
     """
-    source = _source_name(path)
+    source = source_name(path)
     table = _table(path, "outline point table")
     lower = {c.casefold(): c for c in table.columns}
     if id_col not in table.columns:
@@ -358,15 +358,15 @@ def read_point_table(path, taxonomy: Taxonomy | None = None, label_col: str = "s
         labels.append(lab)
         split_col.append(g["split"].iloc[0].strip() if "split" in g.columns else "")
     if problems and not ignore_errors:
-        _skip_or_raise(problems, False, source)
+        skip_or_raise(problems, False, source)
     ids = np.array(ids, dtype=object)
     where = np.array([f"specimen {i}" for i in ids], dtype=object)
     y, keep = None, np.ones(len(ids), dtype=bool)
     if has_labels:
-        y, keep, p = _join_labels(np.array(labels, dtype=object), taxonomy, ignore_errors, source, where)
+        y, keep, p = join_labels(np.array(labels, dtype=object), taxonomy, ignore_errors, source, where)
         problems += p
-    skipped = _skip_or_raise(problems, ignore_errors, source)
-    split_arr = _split_column(pd.DataFrame({"split": split_col}) if "split" in table.columns else pd.DataFrame(),
+    skipped = skip_or_raise(problems, ignore_errors, source)
+    split_arr = split_column(pd.DataFrame({"split": split_col}) if "split" in table.columns else pd.DataFrame(),
                               ids, splits, id_col, source)
     X = np.stack(outlines).astype(np.float32) if outlines else np.zeros((0, n_points, 2), np.float32)
     s = PlantSamples(X=X, ids=ids, labels=np.array(labels, dtype=object) if has_labels else None, y=y,
@@ -405,7 +405,7 @@ def read_image_outlines(path, taxonomy: Taxonomy | None = None, n_points: int = 
     """
     s = read_images(path, taxonomy, ignore_errors=ignore_errors, **kwargs)
     outlines, keep, problems = outlines_from_images(s.X, s.ids, n_points)
-    skipped = list(s.skipped) + _skip_or_raise(problems, ignore_errors, s.source)
+    skipped = list(s.skipped) + skip_or_raise(problems, ignore_errors, s.source)
     s = s.subset(np.asarray(keep, dtype=np.int64))
     s.X, s.kind, s.skipped = outlines, "outlines", skipped
     return s

@@ -70,7 +70,8 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_]+", " ", str(name)).strip().casefold()
 
 
-def _source_name(source) -> str:
+def source_name(source) -> str:
+    """How messages name a table: its path, or ``<table>`` for one given in memory (shared with :mod:`hsickit.datasets.outlines`)."""
     return str(source) if isinstance(source, (str, os.PathLike)) else "<table>"
 
 
@@ -289,7 +290,7 @@ class Taxonomy:
                 j = -1
             out[i] = j
         if missing and not ignore_errors:
-            where = _rows(len(labels)) if where is None else where
+            where = row_names(len(labels)) if where is None else where
             detail = "; ".join(f"{k!r} ({len(v)} {what}, first at {where[v[0]]})" for k, v in list(missing.items())[:8])
             more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
             raise HsickitError(
@@ -366,7 +367,7 @@ def read_taxonomy(path, levels: Sequence[str] | None = None, key: str | None = N
     >>> read_taxonomy(io.StringIO("label,species,genus,family\\nA_b,A b,A,F\\n")).key
     'label'
     """
-    name = _source_name(path)
+    name = source_name(path)
     if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
         raise HsickitError(f"taxonomy file {path} does not exist; pass a CSV with species,genus,family columns")
     try:
@@ -423,7 +424,7 @@ class PlantSamples:
 ROW_NUMBERING = "rows numbered from 1 after the header"
 
 
-def _rows(n: int) -> np.ndarray:
+def row_names(n: int) -> np.ndarray:
     """Where each data row of a table is, as messages name it: ``row 1``, ``row 2``, ..."""
     return np.array([_row(i) for i in range(n)], dtype=object)
 
@@ -449,7 +450,9 @@ def skipped_report(source: str, skipped: Sequence[str], limit: int = 20) -> str:
     return "\n".join([head] + [f"  {p}" for p in skipped[:limit]] + more)
 
 
-def _skip_or_raise(problems: list[str], ignore_errors: bool, source: str) -> list[str]:
+def skip_or_raise(problems: list[str], ignore_errors: bool, source: str) -> list[str]:
+    """``problems`` (one message per bad row of ``source``) as an error naming them, or with
+    ``ignore_errors`` as a warning; returns them (the rows skipped)."""
     if problems and not ignore_errors:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise HsickitError(f"{source}{_numbering(problems)}: " + "; ".join(problems[:5]) + more +
@@ -459,7 +462,7 @@ def _skip_or_raise(problems: list[str], ignore_errors: bool, source: str) -> lis
     return problems
 
 
-def _join_labels(labels, taxonomy: Taxonomy | None, ignore_errors: bool, source: str, where):
+def join_labels(labels, taxonomy: Taxonomy | None, ignore_errors: bool, source: str, where):
     """Leaf indices for labels; returns (y, keep_mask, problems). ``where[i]`` names sample i (``row 3``, ``id 7``)."""
     labels = np.asarray(labels, dtype=object)
     where = np.asarray(where, dtype=object)
@@ -480,14 +483,16 @@ def _join_labels(labels, taxonomy: Taxonomy | None, ignore_errors: bool, source:
 
 
 def _read_splits(splits, id_col: str) -> dict:
-    name = _source_name(splits)
+    name = source_name(splits)
     tab = read_text_table(splits, name=name)
     if id_col not in tab.columns or "split" not in tab.columns:
         raise HsickitError(f"splits file {name} needs columns {id_col!r} and 'split'; it has {list(tab.columns)}")
     return dict(zip(tab[id_col].str.strip(), tab["split"].str.strip()))
 
 
-def _select_columns(columns: list[str], feature_cols, source: str) -> list[str]:
+def select_columns(columns: list[str], feature_cols, source: str) -> list[str]:
+    """The columns ``feature_cols`` names (a list or comma-separated; ``name`` also takes ``name_1``,
+    ``name_2``, ...) among ``columns``; all of them when None."""
     if feature_cols is None:
         return columns
     if isinstance(feature_cols, str):
@@ -536,7 +541,7 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     >>> s.X.shape, s.feature_names, s.labels.tolist()
     ((2, 2), ['f1', 'f2'], ['A b', 'A c'])
     """
-    source = _source_name(path)
+    source = source_name(path)
     if isinstance(path, (str, os.PathLike)) and not Path(path).exists():
         raise HsickitError(f"feature table {path} does not exist")
     try:
@@ -555,12 +560,12 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     numeric = {c: pd.to_numeric(table[c].str.strip(), errors="coerce") for c in candidates}
     # a column is a feature column when most of its values are numbers
     auto = [c for c in candidates if numeric[c].notna().mean() >= 0.5 and len(table)]
-    cols = _select_columns(auto if feature_cols is None else candidates, feature_cols, source)
+    cols = select_columns(auto if feature_cols is None else candidates, feature_cols, source)
     if not cols:
         raise HsickitError(f"{source} has no numeric feature columns (columns: {list(table.columns)[:8]}); "
                            "pass feature_cols / --feature-cols")
     X = np.column_stack([numeric[c].to_numpy(dtype=np.float64) for c in cols]) if len(table) else np.zeros((0, len(cols)))
-    where = _rows(len(table))
+    where = row_names(len(table))
     bad = ~np.isfinite(X)
     problems = []
     for i in np.nonzero(bad.any(axis=1))[0]:
@@ -570,22 +575,22 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     ids = table[id_col].str.strip().to_numpy(dtype=object) if id_col in table.columns else np.array(
         [str(i) for i in range(len(table))], dtype=object)
     if problems and not ignore_errors:
-        _skip_or_raise(problems, ignore_errors, source)
+        skip_or_raise(problems, ignore_errors, source)
     y = labels = None
     if has_labels:
         labels = table[label_col].str.strip().to_numpy(dtype=object)
-        y, ok, p = _join_labels(labels, taxonomy, ignore_errors, source, where)
+        y, ok, p = join_labels(labels, taxonomy, ignore_errors, source, where)
         problems += p
         keep &= ok
-    skipped = _skip_or_raise(problems, ignore_errors, source)
-    split_arr = _split_column(table, ids, splits, id_col, source)
+    skipped = skip_or_raise(problems, ignore_errors, source)
+    split_arr = split_column(table, ids, splits, id_col, source)
     samples = PlantSamples(X=X.astype(np.float32), ids=ids, labels=labels, y=y, taxonomy=taxonomy,
                            feature_names=cols, kind="features", split=split_arr, skipped=skipped, source=source)
     samples = samples.subset(keep)
     return samples.select_split(split) if split is not None else samples
 
 
-def _split_column(table: pd.DataFrame, ids, splits, id_col: str, source: str):
+def split_column(table: pd.DataFrame, ids, splits, id_col: str, source: str):
     """Each specimen's split: from a splits file joined on ids, else the table's ``split`` column, else None."""
     if splits is not None:
         head = pd.read_csv(splits, nrows=0).columns
@@ -594,7 +599,7 @@ def _split_column(table: pd.DataFrame, ids, splits, id_col: str, source: str):
         unknown = [i for i, s in zip(ids, split_arr) if s == ""]
         if unknown:
             raise HsickitError(f"{len(unknown)} specimen(s) of {source} are not in the splits file "
-                               f"{_source_name(splits)} (first: {unknown[:3]}); add them or use a matching splits file")
+                               f"{source_name(splits)} (first: {unknown[:3]}); add them or use a matching splits file")
         return split_arr
     if "split" in table.columns:
         return table["split"].str.strip().to_numpy(dtype=object)
@@ -649,9 +654,9 @@ def _image_samples(images, labels, ids, taxonomy, ignore_errors, source, where, 
     y = None
     keep = np.ones(len(ids), dtype=bool)
     if labels is not None:
-        y, keep, p = _join_labels(labels, taxonomy, ignore_errors, source, where)
+        y, keep, p = join_labels(labels, taxonomy, ignore_errors, source, where)
         problems += p
-    skipped = _skip_or_raise(problems, ignore_errors, source)
+    skipped = skip_or_raise(problems, ignore_errors, source)
     s = PlantSamples(X=_images_to_X(images, source), ids=np.asarray(ids, dtype=object),
                      labels=None if labels is None else np.asarray(labels, dtype=object), y=y, taxonomy=taxonomy,
                      feature_names=[], kind="images", split=split, skipped=skipped, source=source)
@@ -704,13 +709,13 @@ def read_image_index(path, taxonomy: Taxonomy | None = None, path_col: str = "pa
     path = Path(path)
     if not path.exists():
         raise HsickitError(f"image index {path} does not exist")
-    table = read_text_table(path, name=_source_name(path))
+    table = read_text_table(path, name=source_name(path))
     if path_col not in table.columns:
         alt = [c for c in ("path", "file", "filename", "image") if c in table.columns]
         if not alt:
             raise HsickitError(f"image index {path} has no column {path_col!r} of image paths (columns: {list(table.columns)})")
         path_col = alt[0]
-    images, keep, problems, where = [], [], [], _rows(len(table))
+    images, keep, problems, where = [], [], [], row_names(len(table))
     for i, rel in enumerate(table[path_col]):
         f = Path(rel) if Path(rel).is_absolute() else path.parent / rel
         try:
@@ -755,7 +760,7 @@ def read_image_npz(path, taxonomy: Taxonomy | None = None, labels=None, label_co
     if lab is not None:
         lab = np.array([str(v) for v in lab], dtype=object)
     if labels is not None:
-        tab = read_text_table(labels, name=_source_name(labels))
+        tab = read_text_table(labels, name=source_name(labels))
         if id_col not in tab.columns or label_col not in tab.columns:
             raise HsickitError(f"labels file {labels} needs columns {id_col!r} and {label_col!r}; it has {list(tab.columns)}")
         m = dict(zip(tab[id_col].str.strip(), tab[label_col].str.strip()))

@@ -19,7 +19,8 @@ import torch
 
 from hsickit.core.cli import main
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import RUN_MARKER, load_sklearn, lock_run, mark_run, save_sklearn, unlock_run
+from hsickit.core.runs import RUN_MARKER, lock_run, mark_run, unlock_run
+from hsickit.core.serialization import load_sklearn, save_sklearn
 from hsickit.datasets.materials import demo_table_path
 
 torch.set_num_threads(1)
@@ -144,10 +145,11 @@ def test_predict_never_overwrites_its_input_or_an_existing_file(app, how, data, 
         one_error(code, err, "is a folder")
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_first(materials_run, data, capsys, monkeypatch):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from hsickit.core.io import lock_run
+        from hsickit.core.runs import lock_run
         lock_run({str(materials_run)!r}); print("locked", flush=True); time.sleep(60)""")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -187,8 +189,8 @@ def test_bad_options_are_refused_before_any_folder_is_made(app, option, value, d
     assert not out.exists() and not (data / ".run.training").exists()
 
 
-@pytest.mark.parametrize("extra, needle", [(["--model", "leafcnn"], "--model 'leafcnn'"),
-                                           (["--training", "hebbian"], "--training"),
+@pytest.mark.parametrize("extra, needle", [pytest.param(["--model", "leafcnn"], "--model 'leafcnn'", marks=pytest.mark.slow),
+                                           pytest.param(["--training", "hebbian"], "--training", marks=pytest.mark.slow),
                                            (["--target-type", "ordinal"], "--target-type")])
 def test_unknown_choices_leave_no_stub_and_the_fixed_command_runs(extra, needle, data, capsys, monkeypatch):
     out = data / "run"
@@ -388,6 +390,7 @@ def test_ecg_commands_on_another_apps_run_name_it(marked, plants_run, data, caps
         one_error(code, err, "is a plants run", "hsickit plants")
 
 
+@pytest.mark.slow
 def test_unmarked_runs_still_load(materials_run, data, capsys, monkeypatch):
     (materials_run / RUN_MARKER).unlink()
     code, _, err = hsickit(capsys, monkeypatch, "materials", "predict", materials_run, data / "gaps.csv",
@@ -395,6 +398,7 @@ def test_unmarked_runs_still_load(materials_run, data, capsys, monkeypatch):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_results_go_only_to_new_or_own_folders(materials_run, data, capsys, monkeypatch):
     mine = data / "mine"
     mine.mkdir()

@@ -40,6 +40,7 @@ def test_info():
     assert "torch" in result.output and "threads" in result.output
 
 
+@pytest.mark.slow  # 31 s
 def test_demo_writes_two_run_folders(tmp_path):
     result = runner.invoke(build_app(), ["demo", "--out", str(tmp_path), "--epochs", "1", "--quiet"])
     assert result.exit_code == 0, result.output

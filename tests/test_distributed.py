@@ -104,6 +104,7 @@ def assert_params_close(model, params, atol=2e-5):
 
 
 @pytest.mark.parametrize("name", ["backprop", "gather", "gather_rff", "gather_nocco"])
+@pytest.mark.slow
 def test_two_processes_reach_the_parameters_of_one_process(two_ranks, name):
     _, ranks = two_ranks
     assert ranks[0]["world"] == 2
@@ -118,6 +119,7 @@ def test_two_processes_reach_the_parameters_of_one_process(two_ranks, name):
     assert ranks[1][name]["history"] == ranks[0][name]["history"]
 
 
+@pytest.mark.slow
 def test_local_hsic_averages_the_per_rank_gradients(two_ranks):
     """distributed_hsic="local": each rank's HSIC on its own rows; DDP averages the gradients."""
     _, ranks = two_ranks
@@ -144,6 +146,7 @@ def test_local_hsic_averages_the_per_rank_gradients(two_ranks):
     assert diff > 1e-4
 
 
+@pytest.mark.slow
 def test_resume_on_another_number_of_processes(two_ranks):
     """2 processes train 2 epochs and checkpoint (rank 0 writes); 1 process resumes to 4 epochs."""
     out, _ = two_ranks
@@ -159,6 +162,7 @@ def test_resume_on_another_number_of_processes(two_ranks):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_sync_batchnorm_on_cpu_is_refused_with_a_reason(two_ranks):
     _, ranks = two_ranks
     assert "needs CUDA" in ranks[0]["sync_batchnorm_error"] and "sync_batchnorm=False" in ranks[0]["sync_batchnorm_error"]

@@ -14,6 +14,7 @@ from hsickit.apps.ecg.synthetic import write_synthetic_records
 
 torch.set_num_threads(1)
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # every test here takes over 10 s (most share the 25 s `trained` run)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,14 @@ def test_train_writes_run_folder(trained):
 
 
 def test_model_card_shows_intervals_over_records(trained, tmp_path):
-    from hsickit.apps.ecg.api import _model_card, load_run
+    from hsickit.apps.ecg.api import write_model_card, load_run
     from hsickit.apps.ecg.metrics import beat_metrics, record_intervals
-    from hsickit.core.io import RunFolder
+    from hsickit.core.runs import RunFolder
 
     clf, config = load_run(trained[2])
     y, pred = ["N", "S", "N", "S", "N", "V"], ["N", "S", "N", "N", "N", "V"]
     metrics = {**beat_metrics(y, pred), **record_intervals(y, pred, ["a", "a", "b", "b", "c", "c"])}
-    _model_card(RunFolder(tmp_path), clf, config, {}, metrics)
+    write_model_card(RunFolder(tmp_path), clf, config, {}, metrics)
     rows = [line for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| 95 %")]
     assert [r.split(" | ")[0] for r in rows] == ["| 95 % low", "| 95 % high"]
 
@@ -202,7 +203,7 @@ def test_a_failed_train_leaves_no_run_folder(trained, tmp_path, monkeypatch):
 
     _, records, run = trained
     args = ["train", "--records", records, "--records-list", "s00,s01,s02", "--channels", "none", "--quiet"]
-    monkeypatch.setattr(api, "_model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(api, "write_model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "new")])
     assert isinstance(res.exception, OSError) and not (tmp_path / "new").exists()  # the model was written, then the card failed
     assert list(tmp_path.iterdir()) == []

@@ -101,6 +101,7 @@ def test_annotations_past_the_end_are_left_out_and_reported(tmp_path):
     assert any("2 beat annotation(s) outside the signal" in r for r in beats.repairs)
 
 
+@pytest.mark.slow
 def test_cli_trains_on_two_folders_with_leads_and_evaluates(two_databases):
     base, mit, svdb = two_databases
     run = base / "run"

@@ -158,6 +158,7 @@ def test_tune_class_bias_trades_majority_for_minority():
     assert not tune_class_bias(proba, y, np.array(["N", "S"]), min_support=100).any()  # too few S beats: no tuning
 
 
+@pytest.mark.slow
 def test_crossfit_stacking_scores_every_record_out_of_group(beats, tmp_path, monkeypatch):
     seen = []
     original = ChannelNetwork.fit
@@ -202,6 +203,7 @@ def test_finetune_gradient_boosting_downstream_adds_trees_and_keeps_classes(beat
     assert "V" in set(clf.predict(test))  # the class absent from the new beats is still predicted
 
 
+@pytest.mark.slow
 def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp_path):
     train, test = beats
     clf = MultiResolutionClassifier(channels=("beat", "rr"), channel_epochs=2, random_state=0).fit(train)
@@ -237,6 +239,7 @@ def test_ventricular_first_is_the_default_and_keeps_its_columns_apart(beats, tmp
         dataclasses.replace(test, features=test.features[:, :-3], feature_labels=test.feature_labels[:-3])))
 
 
+@pytest.mark.slow
 def test_beats_outside_the_classes_are_left_out_of_training(beats, tmp_path):
     train, test = beats
     y = train.y.copy()

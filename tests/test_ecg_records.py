@@ -60,6 +60,7 @@ def test_record_classifier_learns_and_roundtrips(ludb_like, tmp_path, downstream
             RecordClassifier(training="hsic", channel_epochs=1).fit(rs)
 
 
+@pytest.mark.slow
 def test_cli_train_and_evaluate_records(ludb_like, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--records", str(ludb_like), "--task", "records", "--out", str(tmp_path / "run"),
@@ -79,6 +80,7 @@ def test_cli_train_and_evaluate_records(ludb_like, tmp_path):
     assert "NaN" not in res.stdout and json.loads(res.stdout) == m  # the console shows metrics.json, not Python's NaN
 
 
+@pytest.mark.slow
 def test_cli_finetunes_a_record_model_on_new_records(ludb_like, tmp_path):
     runner = CliRunner()
     base, tuned = tmp_path / "run", tmp_path / "tuned"
@@ -114,6 +116,7 @@ def record_run(ludb_like, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_predict_records_without_labels(ludb_like, record_run, tmp_path):
     new = tmp_path / "new"  # records 7-10 without ludb.csv: nothing to read labels from
     new.mkdir()
@@ -176,6 +179,7 @@ def test_real_cinc_record_set():
     assert any("JS20004" in r and "flat" in r for r in rs.repairs)  # flat leads kept and reported
 
 
+@pytest.mark.slow
 def test_an_interrupted_record_train_resumes(ludb_like, tmp_path, monkeypatch):
     from hsickit.core.estimators import DeepClassifier
 

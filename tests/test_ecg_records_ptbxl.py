@@ -312,11 +312,11 @@ def test_benchmark_bootstrap_weights_are_the_drawn_records():
     rng = np.random.default_rng(0)
     Y = (rng.random((60, 3)) < 0.3).astype(int)
     P = np.clip(0.3 * Y + 0.8 * rng.random((60, 3)), 0, 1).round(2)  # ties included
-    one = bench._bootstrap(Y, P, np.full(3, 0.5), n=1, seed=4)
+    one = bench.bootstrap(Y, P, np.full(3, 0.5), n=1, seed=4)
     draw = np.random.default_rng(4).multinomial(60, np.full(60, 1 / 60))
     idx = np.repeat(np.arange(60), draw)
     m = record_metrics(Y[idx], P[idx], ["a", "b", "c"], 0.5)
     assert one["macro_auroc_low"] == pytest.approx(m["macro_auroc"]) and one["macro_f1_high"] == pytest.approx(m["macro_f1"])
-    iv = bench._bootstrap(Y, P, np.full(3, 0.5), n=500)
+    iv = bench.bootstrap(Y, P, np.full(3, 0.5), n=500)
     full = record_metrics(Y, P, ["a", "b", "c"], 0.5)
     assert iv["macro_auroc_low"] < full["macro_auroc"] < iv["macro_auroc_high"]

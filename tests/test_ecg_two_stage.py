@@ -5,7 +5,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import load_sklearn, save_sklearn
+from hsickit.core.serialization import load_sklearn, save_sklearn
 
 
 def _data(n=600, seed=0):
@@ -54,6 +54,7 @@ def test_without_ventricular_beats_the_second_stage_is_the_model_and_bad_weights
         VentricularFirst(n_seeds=0).fit(X, y)
 
 
+@pytest.mark.slow
 def test_seeds_are_averaged_and_a_warm_refit_grows_every_member():
     X, y = _data(n=12000)  # early stopping (and its random validation tenth) is on above 10,000 rows
     kw = dict(ventricular_columns=[3], warm_iterations=7)
@@ -67,6 +68,7 @@ def test_seeds_are_averaged_and_a_warm_refit_grows_every_member():
     assert [(a.n_iter_, b.n_iter_) for a, b in clf.members_] == [(a + 7, b + 7) for a, b in iterations]
 
 
+@pytest.mark.slow
 def test_saved_with_skops_only_when_trusted_by_name(tmp_path):
     X, y = _data()
     clf = VentricularFirst(ventricular_columns=[3], random_state=0).fit(X, y)

@@ -29,7 +29,7 @@ def interrupt(*args, **kwargs):
 
 
 def test_interrupting_a_command_without_a_training(capsys, monkeypatch):
-    monkeypatch.setattr("hsickit.core.io.versions", interrupt)
+    monkeypatch.setattr("hsickit.core.runs.versions", interrupt)
     code, _, err = hsickit(capsys, monkeypatch, "info")
     assert (code, err) == (130, "interrupted\n")
     monkeypatch.setattr(sys, "argv", ["hsickit", "--debug", "info"])

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from hsickit import HsickitError
-from hsickit.core.io import RunFolder, atomic_write, load_model, markdown_table, read_json, save_model, staged_folder, write_json
+from hsickit.core.files import atomic_write, read_json, write_json
+from hsickit.core.report import markdown_table
+from hsickit.core.runs import RunFolder, staged_folder
+from hsickit.core.serialization import load_model, save_model
 from hsickit.core.models import create_model
 
 
@@ -53,7 +56,7 @@ def test_truncated_and_corrupted_files_name_the_file(tmp_path):
 
 
 def test_checkpoint_from_another_architecture(tmp_path):
-    from hsickit.core.io import load_state_into
+    from hsickit.core.serialization import load_state_into
     from safetensors.torch import load_file
 
     save_model(create_model("mlp", in_features=3, out_features=2, hidden=(4,)), tmp_path / "a.safetensors")

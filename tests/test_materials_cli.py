@@ -244,25 +244,29 @@ def test_train_chooses_among_models_by_cross_validation(data, tmp_path):
     assert json.loads((run / "model" / "materials.json").read_text())["params"]["model"] == best
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(data, tmp_path, monkeypatch):
     """Stopped in the second model's third epoch, the same command keeps the first model and resumes the second."""
     from safetensors.torch import load_file
 
-    from hsickit.apps.materials.estimator import _MaterialsEstimator
     from hsickit.core.estimators import DeepRegressor
+    from hsickit.core.training import Trainer
 
     args = ["train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV", "--n-models", "2",
             "--epochs", "4", "--patience", "10", "--batch-size", "16", "--model", "irnet17"]
     assert invoke(*args, "--out", tmp_path / "straight", "--quiet").exit_code == 0
     epochs_seen = []
 
-    def interrupt(row):
-        epochs_seen.append(row["epoch"])
+    train_epoch = Trainer.train_epoch
+
+    def interrupt(self, *args, **kwargs):  # the second model's third epoch: its first two are checkpointed
+        epochs_seen.append(args[2] if len(args) > 2 else kwargs.get("epoch", 0))
         if len(epochs_seen) == 4 + 3:
             raise RuntimeError("interrupted")
+        return train_epoch(self, *args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(_MaterialsEstimator, "_callbacks", lambda self: (interrupt,))
+        m.setattr(Trainer, "train_epoch", interrupt)
         r = invoke(*args, "--out", tmp_path / "cut", "--quiet")
     assert isinstance(r.exception, RuntimeError)
     cut = tmp_path / "cut"
@@ -322,7 +326,7 @@ def test_predict_flags_formulas_with_elements_never_seen_in_training(trained, da
     assert "3 of 4 formulas" in r.output and "never saw in training" in r.output
 
 
-@pytest.mark.parametrize("model", ["extra_trees", "mlp"])
+@pytest.mark.parametrize("model", [pytest.param("extra_trees", marks=pytest.mark.slow), "mlp"])
 def test_classification_with_text_labels(data, tmp_path, model):
     df = pd.read_csv(data / "train.csv")
     df["kind"] = np.where(df.gap_eV == 0, "metal", "nonmetal")

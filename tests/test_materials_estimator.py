@@ -158,11 +158,11 @@ def test_features_outside_the_training_range_are_clipped(gaps, tmp_path):
     far[:, 0] = reg.feature_max_[0] + 1e6 * (np.abs(reg.feature_max_[0]) + 1)  # far beyond anything seen
     edge = X.copy()
     edge[:, 0] = reg.feature_max_[0]
-    np.testing.assert_array_equal(reg._scale(far), reg._scale(edge))
-    assert np.abs(reg._scale(far)).max() <= np.abs(reg._scale(reg.featurize(f[:100]))).max() + 1e-4
+    np.testing.assert_array_equal(reg.scale_features(far), reg.scale_features(edge))
+    assert np.abs(reg.scale_features(far)).max() <= np.abs(reg.scale_features(reg.featurize(f[:100]))).max() + 1e-4
     reg.save(tmp_path / "m")
     again = MaterialsRegressor.load(tmp_path / "m")
-    np.testing.assert_array_equal(again._scale(far), reg._scale(far))
+    np.testing.assert_array_equal(again.scale_features(far), reg.scale_features(far))
 
 
 def test_extra_trees_member_save_load_std_and_no_fine_tune(gaps, tmp_path):
@@ -203,11 +203,11 @@ def test_forest_predicts_the_median_of_its_trees_unless_asked_for_the_mean(gaps)
     t = (X[:, 0] > 0.5) * X[:, 1] * 3  # half the targets exactly 0, as band gaps of metals
     med = MaterialsRegressor(features="precomputed", model="extra_trees", model_params={"n_estimators": 30},
                              random_state=0).fit(X, t)
-    trees = med.members_[0].tree_predictions(med._scale(X[:5]))
+    trees = med.members_[0].tree_predictions(med.scale_features(X[:5]))
     np.testing.assert_allclose(med.predict(X[:5]), np.median(trees, 0))
     mean = MaterialsRegressor(features="precomputed", model="extra_trees",
                               model_params={"n_estimators": 30, "aggregate": "mean"}, random_state=0).fit(X, t)
-    np.testing.assert_allclose(mean.predict(X[:5]), mean.members_[0].model_.predict(mean._scale(X[:5])))
+    np.testing.assert_allclose(mean.predict(X[:5]), mean.members_[0].model_.predict(mean.scale_features(X[:5])))
     with pytest.raises(HsickitError, match="unknown model 'extra_tree'.*irnet17.*tree ensemble: extra_trees, random_forest"):
         MaterialsRegressor(features="precomputed", model="extra_tree").fit(X, t)
     with pytest.raises(HsickitError, match="aggregate='mode'"):
@@ -224,7 +224,7 @@ def test_validation_metrics_are_the_ensembles_scores_on_its_validation_rows(gaps
     # the validation rows are held out of every model: each model's own validation loss is on them
     for m in reg.members_:
         best = min(r["val_loss"] for r in m.history_)
-        err = np.abs(m.predict(reg._scale(reg.featurize([f[i] for i in rows]))) - y[rows]).mean()
+        err = np.abs(m.predict(reg.scale_features(reg.featurize([f[i] for i in rows]))) - y[rows]).mean()
         assert err / m.y_scale_[0] == pytest.approx(best, rel=1e-4)
     trees = MaterialsRegressor(model="extra_trees", model_params={"n_estimators": 20}, random_state=0)
     assert trees.fit(f[:100], y[:100]).validation_metrics_ is None  # fitted on all rows

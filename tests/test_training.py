@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from hsickit import HsickitError
-from hsickit.core.io import load_checkpoint
 from hsickit.core.models import create_model
-from hsickit.core.training import CHECKPOINT, HSICObjective, TrainConfig, hsic_bottleneck_loss, task_loss, train, validation_split
+from hsickit.core.serialization import load_checkpoint
+from hsickit.core.training import (CHECKPOINT, HSICObjective, TrainConfig, Trainer, hsic_bottleneck_loss, task_loss, train,
+                                   validation_split)
 
 
 def blobs(n=300, d=8, k=3, seed=0):
@@ -45,6 +46,24 @@ def test_both_modes_learn_a_classification_task(mode):
     assert len(main) == 8
     assert {f"hsic_zx_{i}" for i in range(3)} | {f"hsic_zy_{i}" for i in range(3)} <= set(main[-1])
     assert "val_accuracy" in main[-1]
+
+
+@pytest.mark.parametrize("mode", ["backprop", "hsic"])
+def test_train_epoch_is_one_epoch_of_fit(mode):
+    """``Trainer.train_epoch`` (the public one-epoch step the benchmarks time) does what fit's first epoch does."""
+    X, y = blobs(n=96)
+    torch.manual_seed(0)
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+    twin = copy.deepcopy(net)
+    config = TrainConfig(mode=mode, epochs=1, batch_size=32, format_epochs=0, verbose=0)
+    history = train(net, X, y, config)
+    trainer = Trainer(twin, config)
+    row = trainer.train_epoch(X, y, 0)  # numpy in: converted to the trainer's device
+    assert row["train_loss"] == pytest.approx(history[0]["train_loss"], rel=1e-6)
+    for a, b in zip(net.state_dict().values(), twin.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    second = trainer.train_epoch(torch.tensor(X), torch.tensor(y), 1)  # another epoch: another permutation, lower loss
+    assert second["train_loss"] < row["train_loss"]
 
 
 def test_hsic_gradients_stay_inside_each_block():
@@ -248,7 +267,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from hsickit.core.models import create_model
     from hsickit.core.training import TrainConfig, train
-    from hsickit.core.io import save_model
+    from hsickit.core.serialization import save_model
     run_dir, mode, pause_after, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     rng = np.random.default_rng(0)
     X = rng.normal(size=(240, 6)).astype("float32"); y = (X[:, 0] + X[:, 1] ** 2 > 1).astype("int64")
@@ -266,6 +285,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mode,kill_after", [("backprop", 3), ("hsic", 7)])
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_numbers(tmp_path, mode, kill_after):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
@@ -410,7 +430,7 @@ def test_scale_settings_are_checked():
 
 def test_old_checkpoints_without_the_new_options_resume(tmp_path):
     """A checkpoint written before an option existed resumes when the option has its default."""
-    from hsickit.core.io import save_checkpoint
+    from hsickit.core.serialization import save_checkpoint
 
     X, y = blobs(n=100)
     net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))

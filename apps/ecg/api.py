@@ -62,7 +62,7 @@ def _downstream_records(clf: MultiResolutionClassifier) -> str:
     return "records shared with the channels"
 
 
-def _model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConfig, data: dict, metrics: dict | None) -> None:
+def write_model_card(run: RunFolder, clf: MultiResolutionClassifier, config: BeatConfig, data: dict, metrics: dict | None) -> None:
     sections = {
         "Model": (f"Multi-resolution beat classifier (AAMI classes {', '.join(clf.classes_)}): channels "
                   f"{', '.join(clf.channels) or '(none)'}, hand-crafted features {'on' if clf.use_features else 'off'}, "
@@ -125,7 +125,7 @@ def _fit_and_write(clf: MultiResolutionClassifier, out, overwrite: bool, config:
             if validation is not None and len(validation):
                 metrics = _write_evaluation(run, clf, validation, "validation", data["records_dir"])
                 atomic_write(run / "validation_metrics.json", (run / "metrics.json").read_bytes())
-            _model_card(run, clf, config, data, metrics)
+            write_model_card(run, clf, config, data, metrics)
     return clf
 
 

@@ -43,10 +43,11 @@ from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.features import wavelet_coefficients
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import load_checkpoint, load_model, read_json, save_checkpoint, save_model, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import load_checkpoint, load_model, save_checkpoint, save_model, saved_params
 from hsickit.core.losses import MultiLabelBCELoss
 from hsickit.core.models import BlockModel, create_model, register_model
-from hsickit.core.training import CHECKPOINT, TrainConfig, _flatten_optimizer, _unflatten_optimizer, hsic_bottleneck_loss
+from hsickit.core.training import CHECKPOINT, TrainConfig, flatten_optimizer, hsic_bottleneck_loss, unflatten_optimizer
 
 __all__ = ["CHANNELS", "ChannelSpec", "channel_input", "minus_record_median", "ChannelNetwork", "class_weights", "fit_batch_size",
            "XResNet1dConfig", "augment_records", "label_weights", "RecordCNN"]
@@ -125,10 +126,10 @@ def class_weights(y: np.ndarray, mode: str | dict | None) -> dict | None:
     return {str(c): float(v) for c, v in zip(classes, w)}
 
 
-class _Standardizer:
+class Standardizer:
     """Per-feature (flat inputs) or per-lead (signals) standardisation fitted on training data."""
 
-    def fit(self, X: np.ndarray) -> "_Standardizer":
+    def fit(self, X: np.ndarray) -> "Standardizer":
         axes = (0, 2) if X.ndim == 3 else (0,)
         self.mean = X.mean(axis=axes, keepdims=True).astype(np.float32)[0]
         self.scale = (X.std(axis=axes, keepdims=True) + 1e-6).astype(np.float32)[0]
@@ -141,7 +142,7 @@ class _Standardizer:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "_Standardizer":
+    def from_state(cls, state: dict) -> "Standardizer":
         s = cls()
         s.mean, s.scale = np.asarray(state["mean"], np.float32), np.asarray(state["scale"], np.float32)
         return s
@@ -197,7 +198,7 @@ class ChannelNetwork(BaseEstimator):
         y = beats.y.astype(str)
         warm = self.warm_start and hasattr(self, "estimator_")
         if not warm:
-            self.standardizer_ = _Standardizer().fit(X)
+            self.standardizer_ = Standardizer().fit(X)
             self.estimator_ = self._estimator(y)
         else:
             self.estimator_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
@@ -233,7 +234,7 @@ class ChannelNetwork(BaseEstimator):
         meta = read_json(path / "channel.json")
         net = cls(**meta["params"])
         net.estimator_ = DeepClassifier.load(path)
-        net.standardizer_ = _Standardizer.from_state(meta["standardizer"])
+        net.standardizer_ = Standardizer.from_state(meta["standardizer"])
         net.classes_ = net.estimator_.classes_
         return net
 
@@ -430,7 +431,7 @@ class RecordCNN(BaseEstimator):
             tensors, state = load_checkpoint(ckpt)
             self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-            opt.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+            opt.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
             sched.load_state_dict(state["scheduler"])
             start, best_loss, history = state["epoch"] + 1, state["best_loss"], state["history"]
         for epoch in range(start, self.epochs):
@@ -466,7 +467,7 @@ class RecordCNN(BaseEstimator):
             if self.verbose:
                 print(f"RecordCNN epoch {epoch + 1}/{self.epochs}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if "loss" in k))
             if ckpt is not None:
-                opt_tensors, opt_meta = _flatten_optimizer(opt)
+                opt_tensors, opt_meta = flatten_optimizer(opt)
                 tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
                 tensors.update({f"best.{k}": v for k, v in (best or {}).items()}, **opt_tensors)
                 save_checkpoint(ckpt, tensors, {"epoch": epoch, "best_loss": best_loss, "history": history, "optimizer": opt_meta,

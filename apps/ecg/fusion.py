@@ -28,12 +28,14 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import has_fit_parameter
 
 from hsickit.apps.ecg.beats import BeatSet
-from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, _Standardizer, class_weights, fit_batch_size
+from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, Standardizer, class_weights, fit_batch_size
 from hsickit.apps.ecg.features import VENTRICULAR_LABELS
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import fit_or_load, load_sklearn, read_json, save_sklearn, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.runs import fit_or_load
+from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
 
 __all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "holdout_records", "tune_class_bias"]
 
@@ -397,7 +399,7 @@ class MultiResolutionClassifier(BaseEstimator):
         Z = None
         if not warm:
             self.channels_ = {}
-            self.feature_scaler_ = _Standardizer().fit(np.nan_to_num(beats.features))
+            self.feature_scaler_ = Standardizer().fit(np.nan_to_num(beats.features))
             self.feature_labels_ = list(beats.feature_labels)
             self.channel_classes_ = np.unique(y)
             if self.stacking == "crossfit" and self.channels and len(set(beats.record)) >= 2:
@@ -522,7 +524,7 @@ class MultiResolutionClassifier(BaseEstimator):
         clf.channels_ = {name: ChannelNetwork.load(path / "channels" / name) for name in clf.channels}
         clf.downstream_ = (load_sklearn(path / "downstream" / "model.skops", trusted=_TRUSTED) if clf.downstream in SKLEARN_DOWNSTREAM
                            else DeepClassifier.load(path / "downstream"))
-        clf.feature_scaler_ = _Standardizer.from_state(meta["feature_scaler"])
+        clf.feature_scaler_ = Standardizer.from_state(meta["feature_scaler"])
         clf.feature_labels_ = meta["feature_labels"]
         clf.classes_ = np.asarray(meta["classes"])
         clf.class_bias_ = np.asarray(meta.get("class_bias", np.zeros(len(clf.classes_))), dtype=float)

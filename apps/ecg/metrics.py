@@ -158,7 +158,7 @@ def metrics_dataset(per_fold: Sequence[dict], classes: Sequence[str] = ("N", "S"
 
     Variable ``per_class`` has dims ``(class, metric, fold)``; overall numbers (accuracy,
     kappa, macro_f1, n_beats) are variables with dim ``fold``. ``ds.to_netcdf(engine="scipy")`` gives the
-    netCDF bytes (scipy engine, no HDF5 needed) for :func:`hsickit.core.io.atomic_write`.
+    netCDF bytes (scipy engine, no HDF5 needed) for :func:`hsickit.core.files.atomic_write`.
 
     >>> ds = metrics_dataset([beat_metrics(["N", "S"], ["N", "S"])])
     >>> ds["per_class"].dims

@@ -36,14 +36,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from hsickit.apps.ecg.channels import RecordCNN, _Standardizer
+from hsickit.apps.ecg.channels import RecordCNN, Standardizer
 from hsickit.apps.ecg.features import hrv_features, wavelet_coefficients
 from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, fit_or_load, load_sklearn, markdown_table, read_json,
-                             resumable_training, save_sklearn, saved_params, staged_folder, write_json)
+from hsickit.core.files import atomic_write, read_json, write_json
+from hsickit.core.report import markdown_table
+from hsickit.core.runs import RunFolder, check_output_folder, fit_or_load, resumable_training, staged_folder
+from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
 from hsickit.datasets.ecg import list_records, read_record, record_files, record_path, records_at
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 from hsickit.datasets.ptbxl import TASKS as PTBXL_TASKS
@@ -239,7 +241,7 @@ def choose_thresholds(Y_true, Y_score) -> np.ndarray:
     return out
 
 
-def _inner_split(Y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def inner_split(Y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation rows of a multi-label set, stratified on the rarest label where possible."""
     from sklearn.model_selection import train_test_split
 
@@ -290,7 +292,7 @@ class RecordClassifier(BaseEstimator):
     checkpoint_dir : folder where every channel network is saved once trained (and checkpointed
         every epoch while it trains); a ``fit`` interrupted and started again with the same
         settings and records loads the networks already trained and resumes the one in progress
-        (:func:`hsickit.core.io.fit_or_load`). Not saved with the model.
+        (:func:`hsickit.core.runs.fit_or_load`). Not saved with the model.
 
     Attributes
     ----------
@@ -380,18 +382,18 @@ class RecordClassifier(BaseEstimator):
         if self.fusion == "vote" and self.downstream != "logistic":
             raise HsickitError("fusion='vote' averages the channels' probabilities; its HRV member is logistic: leave downstream='logistic'")
         if validation is None and (tune or self.fusion == "vote"):
-            tr, va = _inner_split(rs.Y, self.threshold_fraction, 0 if self.random_state is None else int(self.random_state))
+            tr, va = inner_split(rs.Y, self.threshold_fraction, 0 if self.random_state is None else int(self.random_state))
             rs, validation = rs.subset([rs.records[i] for i in tr]), rs.subset([rs.records[i] for i in va])
         if validation is not None and list(validation.labels) != list(rs.labels):
             raise HsickitError(f"validation records carry labels {validation.labels}, the training records {rs.labels}; "
                                "load them with load_record_set(..., labels=<the training labels>)")
         self.labels_ = list(rs.labels)
-        self.nets_, self.scalers_ = {}, {"features": _Standardizer().fit(rs.features)}
+        self.nets_, self.scalers_ = {}, {"features": Standardizer().fit(rs.features)}
         for c in self.channels:
             if c not in RECORD_CHANNELS:
                 raise HsickitError(f"unknown record channel {c!r}; choose from {', '.join(RECORD_CHANNELS)}")
             model, params = RECORD_CHANNELS[c]
-            self.scalers_[c] = _Standardizer().fit(rs.view(CHANNEL_VIEWS.get(c, c)))
+            self.scalers_[c] = Standardizer().fit(rs.view(CHANNEL_VIEWS.get(c, c)))
             if c == "cnn":
                 self.nets_[c] = self._fit_net(c, self._cnn(rs.rhythm_rate), rs, validation)
             else:
@@ -516,7 +518,7 @@ class RecordClassifier(BaseEstimator):
         meta = read_json(path / "records_model.json")
         clf = cls(**{"downstream": "mlp", **meta["params"], "channels": tuple(meta["params"]["channels"])})  # older models: an MLP
         clf.labels_ = meta["labels"]
-        clf.scalers_ = {k: _Standardizer.from_state(s) for k, s in meta["scalers"].items()}
+        clf.scalers_ = {k: Standardizer.from_state(s) for k, s in meta["scalers"].items()}
         clf.nets_ = {c: (RecordCNN if c == "cnn" else DeepClassifier).load(path / "channels" / c) for c in clf.channels}
         if meta.get("vote") is not None:
             clf.vote_, clf.vote_auroc_ = meta["vote"], meta["vote_auroc"]
@@ -536,7 +538,7 @@ def _evaluate(run: RunFolder, clf: RecordClassifier, rs: RecordSet, split: str) 
 @contextlib.contextmanager
 def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, records_dir, rs: RecordSet, val: list[str],
                settings: dict, verbose: int, inputs=()):
-    """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.io.resumable_training`)."""
+    """Train ``clf`` with its channel networks kept beside ``out`` (:func:`hsickit.core.runs.resumable_training`)."""
     settings = {"task": "records", "record_config": config.to_dict(), "records_dir": os.path.abspath(records_dir),
                 "records": list(rs.records), "validation_records": list(val), "labels": list(rs.labels), **settings}
     if is_ptbxl(records_dir):
@@ -552,7 +554,7 @@ def _resumable(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig
 def _write_run(out, overwrite: bool, clf: RecordClassifier, config: RecordConfig, rs: RecordSet, train: RecordSet, val: list[str],
                data: dict, title: str, labels_note: str = "") -> dict:
     """Save ``clf`` into run folder ``out`` with its config, history, validation metrics and model card
-    (built whole in a temporary sibling, see :func:`hsickit.core.io.staged_folder`)."""
+    (built whole in a temporary sibling, see :func:`hsickit.core.runs.staged_folder`)."""
     with staged_folder(out, overwrite, app="ecg", command="finetune" if "base_run" in data else "train") as folder:
         return _write_run_into(RunFolder(folder), clf, config, rs, train, val, data, title, labels_note)
 
@@ -695,7 +697,7 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
 
 def load_record_run(run) -> tuple[RecordClassifier, RecordConfig]:
     """The record model and record configuration saved in a run folder."""
-    from hsickit.core.io import check_run_app
+    from hsickit.core.runs import check_run_app
 
     check_run_app(run, "ecg", "`hsickit ecg`")
     cfg = read_json(Path(run) / "config.json")
@@ -720,7 +722,7 @@ def evaluate_records(run, records_dir, records=None, *, out=None, verbose: int =
 
 def plot_record(path, title: str, out) -> Path:
     """The record's leads one above the other (mV against seconds) under ``title``; a PNG at ``out``."""
-    from hsickit.core.plots import _save, plt
+    from hsickit.core.plots import plt, save_figure
 
     da = read_record(path, flat_policy="keep", nan_policy="interpolate")
     x, fs = da.values, float(da.attrs["fs"])
@@ -733,7 +735,7 @@ def plot_record(path, title: str, out) -> Path:
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title, fontsize=9, ha="left", x=0.05)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def predict_records(run, record_or_dir, out, *, plots: bool = True, overwrite: bool = False, verbose: int = 1) -> Path:
@@ -745,7 +747,7 @@ def predict_records(run, record_or_dir, out, *, plots: bool = True, overwrite: b
     leads with the predicted labels and their probabilities above them. Returns the CSV's path. An existing
     CSV is replaced only with ``overwrite``.
     """
-    from hsickit.core.io import check_output_file
+    from hsickit.core.runs import check_output_file
 
     check_output_file(Path(out) / "record_predictions.csv", overwrite=overwrite, option="--out")
     clf, config = load_record_run(run)

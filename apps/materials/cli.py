@@ -192,12 +192,12 @@ def matbench(
     from hsickit.apps.materials.selection import candidates_from, model_search
     from hsickit.core.checks import check_options
     from hsickit.core.io import markdown_table, open_output_folder
-    from hsickit.datasets.materials import MATBENCH_TASKS, _task_name
+    from hsickit.datasets.materials import MATBENCH_TASKS, task_name
 
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_models=n_models,
                   inner_folds=inner_folds, validation_fraction=validation_fraction)
     check_choices(model, features, training)
-    t = _task_name(task)
+    t = task_name(task)
     _threads()
     run = open_output_folder(out, "materials", "matbench")
     cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor

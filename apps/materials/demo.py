@@ -24,7 +24,8 @@ from hsickit.apps.materials.matbench import regression_metrics
 from hsickit.apps.materials.pipelines import write_validation
 from hsickit.apps.materials.runs import MODEL_DIR, card, evaluate_into
 from hsickit.core import plots
-from hsickit.core.io import markdown_table, open_output_folder
+from hsickit.core.report import markdown_table
+from hsickit.core.runs import open_output_folder
 from hsickit.datasets.materials import FormulaTable, demo_table_path, read_formula_table
 
 __all__ = ["run_demo"]

@@ -42,7 +42,8 @@ from hsickit.apps.materials.featurizers import CompositionMatrix, get_featurizer
 from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
-from hsickit.core.io import read_json, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import saved_params
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import validation_split
 
@@ -215,8 +216,8 @@ class _MaterialsEstimator(BaseEstimator):
 
         return (time_limit,)
 
-    def _scale(self, X):
-        """Standardise with the training statistics. Features are first clipped to the
+    def scale_features(self, X):
+        """Features ``X`` (from :meth:`featurize`) as the member models take them: standardised with the training statistics. Features are first clipped to the
         training range: a composition outside it (a near-constant training column, e.g. one
         element property seen ~0 in training) would otherwise be scaled by ~1/std to values
         in the millions, and a ReLU network extrapolates such inputs without bound."""
@@ -298,7 +299,7 @@ class _MaterialsEstimator(BaseEstimator):
         self.feature_scale_ = np.where(scale > 0, scale, 1.0)
         self.feature_names_ = self._feature_names(X.shape[1])
         self.elements_ = None if cm is None else _symbols(cm.z[cm.mask])
-        Xs = self._scale(X)
+        Xs = self.scale_features(X)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(2**31 - 1, size=self.n_models)
         tr, va, Xv, y_val = self._validation_data(Xs, y, formulas_val, y_val, rng.randint(2**31 - 1))
@@ -316,7 +317,7 @@ class _MaterialsEstimator(BaseEstimator):
         if formulas_val is not None:
             if y_val is None or len(y_val) != len(formulas_val):
                 raise HsickitError("give y_val with formulas_val, one target per validation formula")
-            return rows, None, self._scale(self.featurize(formulas_val)), np.asarray(y_val)
+            return rows, None, self.scale_features(self.featurize(formulas_val)), np.asarray(y_val)
         fraction = 0.0 if self.patience is None or is_forest(self._model_name()) else self.validation_fraction
         tr, va = self._split(y, seed, fraction)
         if not len(va):
@@ -405,7 +406,7 @@ class _MaterialsEstimator(BaseEstimator):
             self.feature_max_ = np.maximum(self.feature_max_, X.max(0))
         if getattr(self, "elements_", None) is not None and cm is not None:  # the domain grows by the new elements
             self.elements_ = _symbols(list(self.elements_) + _symbols(cm.z[cm.mask]))
-        Xs = self._scale(X)
+        Xs = self.scale_features(X)
         tr, va, Xv, y_val = self._validation_data(Xs, y, formulas_val, y_val,
                                                   check_random_state(self.random_state).randint(2**31 - 1))
         for m in self.members_:
@@ -574,7 +575,7 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         see :mod:`~hsickit.apps.materials.forest`); with ``return_std`` also the ensemble std
         (needs ``n_models >= 2``, or a tree ensemble: the spread over its trees)."""
         check_is_fitted(self, "members_")
-        mean, preds = self._predict_scaled(self._scale(self.featurize(formulas)), members=True)
+        mean, preds = self._predict_scaled(self.scale_features(self.featurize(formulas)), members=True)
         if not return_std:
             return mean
         if len(preds) < 2:
@@ -612,7 +613,7 @@ class MaterialsClassifier(ClassifierMixin, _MaterialsEstimator):
         """Class probabilities (ensemble mean), shape (n, n_classes); with ``return_std`` also
         their std over the ensemble."""
         check_is_fitted(self, "members_")
-        probs = self._predict_proba_scaled(self._scale(self.featurize(formulas)), members=True)
+        probs = self._predict_proba_scaled(self.scale_features(self.featurize(formulas)), members=True)
         if not return_std:
             return probs.mean(0)
         if len(self.members_) < 2:

@@ -28,7 +28,7 @@ from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomFo
 from sklearn.metrics import log_loss, mean_absolute_error
 
 from hsickit.core.errors import HsickitError
-from hsickit.core.io import read_json, write_json
+from hsickit.core.files import read_json, write_json
 
 __all__ = ["FORESTS", "ForestMember", "is_forest"]
 
@@ -95,7 +95,7 @@ class ForestMember:
 
     def save(self, path) -> Path:
         """Write ``forest.skops`` and ``forest.json`` into the folder `path`."""
-        from hsickit.core.io import save_sklearn
+        from hsickit.core.serialization import save_sklearn
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ class ForestMember:
     @classmethod
     def load(cls, path):
         """Load a member written by :meth:`save`; only scikit-learn and NumPy types are loaded."""
-        from hsickit.core.io import load_sklearn
+        from hsickit.core.serialization import load_sklearn
 
         path = Path(path)
         file = path / "forest.skops"

@@ -20,7 +20,7 @@ from sklearn import metrics as skm
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.metrics import regression_metrics  # mae, rmse, r2, n_samples: one definition for core and apps
-from hsickit.datasets.materials import MATBENCH_TASKS, _task_name, load_leaderboard, load_matbench, matbench_folds
+from hsickit.datasets.materials import MATBENCH_TASKS, task_name, load_leaderboard, load_matbench, matbench_folds
 
 __all__ = ["regression_metrics", "classification_metrics", "run_matbench", "leaderboard_comparison", "MATBENCH_UNITS"]
 
@@ -86,7 +86,7 @@ def run_matbench(task, data_dir, make_estimator, folds=None, verbose=0, on_fold=
     dict with task, metric, unit (of a regression task's MAE), folds (list of per-fold dicts), mean,
     std, complete (all 5 folds: comparable with the leaderboard), leaderboard.
     """
-    t = _task_name(task)
+    t = task_name(task)
     kind, metric = MATBENCH_TASKS[t]
     table = table if table is not None else load_matbench(t, data_dir)
     splits = matbench_folds(table, kind)

@@ -38,7 +38,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
-from hsickit.core.io import read_json, saved_params, write_json
+from hsickit.core.files import read_json, write_json
+from hsickit.core.serialization import saved_params
 from hsickit.core.losses import GroupedLoss
 from hsickit.core.models import block_chains
 from hsickit.core.training import validation_split
@@ -291,7 +292,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
             raise HsickitError(f"frozen_blocks must be 'encoder' or an integer in 0..{n_blocks}, got {self.frozen_blocks!r}")
         self.validation_index_ = np.arange(0)
         if X_val is None:
-            train_idx, self.validation_index_ = validation_split(len(y_idx), self.validation_fraction, self.net_._seed_, y_idx)
+            train_idx, self.validation_index_ = validation_split(len(y_idx), self.validation_fraction, self.net_.seed_, y_idx)
             if len(self.validation_index_):
                 X_val, y_val = X[self.validation_index_], y_idx[self.validation_index_]
                 X, y_idx = X[train_idx], y_idx[train_idx]
@@ -348,7 +349,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         new = torch.nn.Linear(head.in_features, tax.n_leaves).to(head.weight.device)
         new.weight[:old] = head.weight
         new.bias[:old] = head.bias
-        gen = torch.Generator().manual_seed(int(self.net_._seed_) + tax.n_leaves)
+        gen = torch.Generator().manual_seed(int(self.net_.seed_) + tax.n_leaves)
         for j in range(old, tax.n_leaves):
             rows = np.arange(old)
             for lvl in tax.levels[1:]:

@@ -95,7 +95,7 @@ def outline_page(X, y, taxonomy: Taxonomy, path, max_species: int = 120, title: 
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)
 
 
 def confused_pairs_plot(X, y_true, y_pred, taxonomy: Taxonomy, path, k: int = 6) -> Path:
@@ -123,4 +123,4 @@ def confused_pairs_plot(X, y_true, y_pred, taxonomy: Taxonomy, path, k: int = 6)
         row[0].set_ylabel(f"tree distance {int(taxonomy.distance(a, b))}", fontsize=7)
     fig.suptitle("Most confused species pairs (outlines aligned; bold: mean)", fontsize=9)
     fig.tight_layout()
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)

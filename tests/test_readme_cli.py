@@ -67,12 +67,11 @@ def test_every_readme_command_parses_with_current_words(line, capsys):
 
 
 def test_a_bad_command_line_does_not_parse():
-    from typer._click.exceptions import UsageError
-
-    with pytest.raises(UsageError):
-        parse(["materials", "train", "data.csv", "--out", "RUN", "--no-such-option"])
-    with pytest.raises(UsageError):
-        parse(["plants", "finetune", "RUN", "--table", "a.csv"])  # --out missing
+    for args in (["materials", "train", "data.csv", "--out", "RUN", "--no-such-option"],
+                 ["plants", "finetune", "RUN", "--table", "a.csv"]):  # the second lacks --out
+        with pytest.raises(Exception) as raised:
+            parse(args)
+        assert "UsageError" in [c.__name__ for c in type(raised.value).__mro__], raised.value  # click's, vendored by typer
 
 
 SHARED = {  # the shared words every application's verb has

@@ -188,7 +188,7 @@ def matbench(
     """The official Matbench 5-fold protocol: per-fold and mean ± std MAE (ROC-AUC), vs the leaderboard."""
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.apps.materials.matbench import run_matbench
-    from hsickit.apps.materials.pipelines import _threads, check_choices, recipe_settings, warn_hsic_regression
+    from hsickit.apps.materials.pipelines import limit_threads, check_choices, recipe_settings, warn_hsic_regression
     from hsickit.apps.materials.selection import candidates_from, model_search
     from hsickit.core.checks import check_options
     from hsickit.core.io import markdown_table, open_output_folder
@@ -198,7 +198,7 @@ def matbench(
                   inner_folds=inner_folds, validation_fraction=validation_fraction)
     check_choices(model, features, training)
     t = task_name(task)
-    _threads()
+    limit_threads()
     run = open_output_folder(out, "materials", "matbench")
     cls = MaterialsClassifier if MATBENCH_TASKS[t][0] == "classification" else MaterialsRegressor
     warn_hsic_regression(training, cls)
@@ -260,9 +260,9 @@ def demo(
 ) -> None:
     """Train IRNet-17 on experimental band gaps shipped with hsickit (no network) and score it on held-out rows."""
     from hsickit.apps.materials.demo import run_demo
-    from hsickit.apps.materials.pipelines import _threads
+    from hsickit.apps.materials.pipelines import limit_threads
 
-    _threads()
+    limit_threads()
     rows = run_demo(out, epochs=epochs, seed=seed, n_trees=trees, verbose=0 if quiet else 1)
     from hsickit.core.io import markdown_table
 

@@ -43,7 +43,8 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _threads():
+def limit_threads():
+    """At most 4 torch threads (the networks here gain nothing from more); fewer when fewer are set."""
     import torch
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
@@ -248,7 +249,7 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
     check_choices(model, features, training)
     if not (out / "training.json").exists():
         check_output_folder(out, overwrite)  # before the table is read: a refused --out costs nothing
-    _threads()
+    limit_threads()
     table = read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet, target_type=_target_type(target_type))
     _check_target(table, target_type, _is_classification(table.y, target_type))
     run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite, app="materials", command="train")
@@ -287,7 +288,7 @@ def evaluate(run, data, out=None, *, formula_col=None, target_col=None, skip_inv
     from hsickit.core.io import evaluation_folder, open_output_folder
 
     run, data = Path(run), Path(data)
-    _threads()
+    limit_threads()
     est = load_run(run)
     remembered = run_inputs(run)
     formula_col = formula_col or remembered.get("formula_col", "formula")
@@ -313,7 +314,7 @@ def predict(run, data, output="predictions.csv", *, formula_col=None, skip_inval
 
     run, data, output = Path(run), Path(data), Path(output)
     check_output_file(output, inputs=[data], overwrite=overwrite)
-    _threads()
+    limit_threads()
     est = load_run(run)
     remembered = run_inputs(run)
     formula_col = formula_col or remembered.get("formula_col", "formula")
@@ -347,7 +348,7 @@ def finetune(run, data, out, *, formula_col=None, target_col=None, frozen_blocks
                 "skip_invalid": skip_invalid, "duplicates": duplicates}
     if not (out / "training.json").exists():
         check_output_folder(out, overwrite)
-    _threads()
+    limit_threads()
     est = load_run(run)
     source = read_json(run / "config.json") if (run / "config.json").exists() else {}
     unit = source.get("unit", "")

@@ -31,8 +31,9 @@ def _save(fig, path) -> Path:
     return atomic_write(path, buf.getvalue())
 
 
-def learning_curves(history: list[dict], path, title: str = "Learning curves") -> Path:
-    """Training and validation loss (and accuracy or MAE where recorded) per epoch."""
+def learning_curves(history: list[dict], path, title: str = "Learning curves", unit: str = "") -> Path:
+    """Training and validation loss (and accuracy or MAE where recorded) per epoch; ``unit``: the
+    target's, for the MAE axis (a regressor's history holds its MAE in the target's unit)."""
     epochs = [r["epoch"] for r in history]
     metrics = [k for k in ("val_accuracy", "val_mae") if any(k in r for r in history)]
     fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(5 * (1 + len(metrics)), 3.6), squeeze=False)
@@ -47,7 +48,8 @@ def learning_curves(history: list[dict], path, title: str = "Learning curves") -
     ax.legend()
     for ax, key in zip(axes[0, 1:], metrics):
         ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", color="C2")
-        ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
+        label = {"val_accuracy": "validation accuracy", "val_mae": "validation MAE"}[key]
+        ax.set(xlabel="epoch", ylabel=f"{label} ({unit})" if unit and key == "val_mae" else label)
     return _save(fig, path)
 
 

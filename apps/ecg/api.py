@@ -34,7 +34,8 @@ import wfdb
 
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats, summarise_repairs
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
-from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_intervals
+from hsickit.apps.ecg.metrics import (NOT_A_MODEL_CLASS, beat_confusion, beat_metrics, metrics_dataset,
+                                     not_model_classes, record_intervals)
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
@@ -145,6 +146,13 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     metrics = beat_metrics(y_true, y_pred, classes)
     info = {"records_dir": _folders_text(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
     intervals = record_intervals(y_true, y_pred, beats.record, classes)
+    metrics, absent = not_model_classes(metrics, clf.classes_, classes)
+    intervals, _ = not_model_classes(intervals, clf.classes_, classes)
+    info["not_model_classes"] = ",".join(absent)  # their per-class metrics are null: the model cannot predict them
+    if absent:
+        info["not_model_classes_note"] = (f"{', '.join(absent)}: {NOT_A_MODEL_CLASS} (its training beats held none), so "
+                                          "its Se, +P, F1 and specificity are null; its reference beats count as errors "
+                                          "in accuracy, kappa and macro F1")
     run.write_metrics({**metrics, **intervals}, split=split, n_samples=len(beats),
                       info={**info, "intervals": INTERVALS})
     ds = metrics_dataset([metrics], classes, folds=[split]).assign_attrs(split=split, **info)

@@ -23,7 +23,8 @@ from sklearn import metrics as skm
 from hsickit.core.errors import HsickitError
 from hsickit.datasets.ecg import AAMI_CLASSES
 
-__all__ = ["beat_metrics", "beat_confusion", "record_intervals", "record_metrics", "metrics_dataset", "BEAT_METRICS"]
+__all__ = ["beat_metrics", "beat_confusion", "record_intervals", "record_metrics", "metrics_dataset", "BEAT_METRICS",
+           "not_model_classes", "NOT_A_MODEL_CLASS"]
 
 BEAT_METRICS = ("sensitivity", "ppv", "f1", "specificity", "support")
 
@@ -56,6 +57,36 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
         out.update({f"sensitivity_{c}": float(r[i]), f"ppv_{c}": float(p[i]), f"f1_{c}": float(f[i]),
                     f"specificity_{c}": spec, f"support_{c}": int(s[i])})
     return out
+
+
+#: How a metric of a class the model does not have is reported (the printed tables; null in metrics.json).
+NOT_A_MODEL_CLASS = "not a class of this model"
+
+
+def not_model_classes(metrics: dict, model_classes: Sequence[str], classes: Sequence[str] = ("N", "S", "V", "F")) -> tuple[dict, list]:
+    """``(metrics, absent)``: the classes of ``classes`` that the model does not have (its training beats
+    held none) and a copy of ``metrics`` in which their Se, +P, F1 and specificity (and the intervals
+    ``_low`` / ``_high`` of these) are NaN — null in metrics.json, "not a class of this model" in the
+    printed tables — instead of a 0 that reads as a measured failure. ``support_c`` (the reference beats
+    of the class) and the overall figures (accuracy, kappa, macro F1, which count those beats as errors)
+    are kept.
+
+    >>> m = beat_metrics(["N", "F", "V"], ["N", "N", "V"])
+    >>> m["sensitivity_F"]
+    0.0
+    >>> marked, absent = not_model_classes(m, model_classes=["N", "S", "V"])
+    >>> absent, marked["sensitivity_F"], marked["support_F"]
+    (['F'], nan, 1)
+    """
+    have = {str(c) for c in model_classes}
+    absent = [c for c in classes if str(c) not in have]
+    marked = dict(metrics)
+    for c in absent:
+        for name in ("sensitivity", "ppv", "f1", "specificity"):
+            for key in (f"{name}_{c}", f"{name}_{c}_low", f"{name}_{c}_high"):
+                if key in marked:
+                    marked[key] = float("nan")
+    return marked, absent
 
 
 def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S", "V", "F"), confidence_level: float = 0.95,

@@ -106,6 +106,22 @@ def _class_targets(y):
     return y.astype(int) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
+def _check_nonnegative(table, nonnegative, cls):
+    """--nonnegative: only for regression, and every target must be >= 0 (the first negative row is named)."""
+    import numpy as np
+
+    if not nonnegative:
+        return
+    if cls.__name__ != "MaterialsRegressor":
+        raise HsickitError("--nonnegative is for a regression target (numbers); this target is read as class labels "
+                           "(--task regression if it holds numbers)")
+    bad = np.flatnonzero(np.asarray(table.y, dtype=float) < 0)
+    if len(bad):
+        raise HsickitError(f"{table.source}: --nonnegative but the target column {table.target_names[0]!r} has "
+                           f"{len(bad)} negative value(s), the first {float(table.y[bad[0]]):g} in row "
+                           f"{int(table.rows[bad[0]])}; fix those rows or leave out --nonnegative")
+
+
 def _warn_hsic_regression(training, cls):
     """HSIC training is far behind backprop on regression targets: say so on stderr."""
     if training == "hsic" and cls.__name__ == "MaterialsRegressor":
@@ -145,6 +161,9 @@ def train(
     duplicates: str = typer.Option("keep", help="Duplicate compositions: keep, mean or min."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid/--no-skip-invalid", help="Skip bad rows (written to OUT/rejects.csv)."),
     unit: str = typer.Option("", help="Unit of the target, for plots and the model card."),
+    nonnegative: bool = typer.Option(False, "--nonnegative/--no-nonnegative",
+                                     help="The target cannot be negative (a band gap, a modulus): predictions are "
+                                          "clipped at 0 and a negative target in DATA is an error (regression)."),
     seed: int = typer.Option(0, help="Random seed."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -170,6 +189,7 @@ def train(
     _threads()
     table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet, target_type=_target_type(task))
     _check_target(table, task, _is_classification(table.y, task))
+    _check_nonnegative(table, nonnegative, MaterialsClassifier if _is_classification(table.y, task) else MaterialsRegressor)
     run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite, app="materials", command="train")
     if resumed and not quiet:
         typer.echo(f"resuming the unfinished run in {out}")
@@ -180,7 +200,8 @@ def train(
     est = cls(training=training, n_models=n_models, validation_fraction=validation_fraction, random_state=seed,
               verbose=0 if quiet else 1, device=device, checkpoint_dir=run / MODEL_DIR,
               **_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience),
-              **({} if auto_threshold is None else {"auto_threshold": auto_threshold}))
+              **({} if auto_threshold is None else {"auto_threshold": auto_threshold}),
+              **({"nonnegative": True} if nonnegative else {}))
     start = time.perf_counter()
     est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet, unit)
     seconds = time.perf_counter() - start
@@ -189,7 +210,7 @@ def train(
                       "unit": unit, "estimator": type(est).__name__, "params": est.get_params(),
                       "train_seconds": seconds})
     run.write_history(est.history_)
-    plots.learning_curves(est.history_, run.plots / "learning_curves.png")
+    plots.learning_curves(est.history_, run.plots / "learning_curves.png", unit=unit)
     validation = _write_validation(run, est, table.formulas, y, unit, seconds)
     _card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit, validation=validation)
     finish_training_run(run)
@@ -385,7 +406,7 @@ def finetune(
                       "estimator": type(est).__name__, "freeze_blocks": freeze_blocks, "epochs": p["epochs"],
                       "lr": p["lr"], "patience": p["patience"], "params": p, "train_seconds": seconds})
     run.write_history(est.history_)
-    plots.learning_curves(est.history_, run.plots / "learning_curves.png")
+    plots.learning_curves(est.history_, run.plots / "learning_curves.png", unit=unit)
     validation = _write_validation(run, est, table.formulas, y, unit, seconds, phase="finetune")
     _card(run, f"hsickit materials model: {target_col} (fine-tuned)", est, table,
           {"Fine-tuning": f"Warm start from {run_dir} (trained on {source.get('target_col', 'unknown target')}); "
@@ -439,7 +460,8 @@ def matbench(
     params = dict(training=training, n_models=n_models, validation_fraction=validation_fraction, random_state=seed,
                   verbose=0, device=device, **_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr,
                                                       patience=patience),
-                  **({} if auto_threshold is None else {"auto_threshold": auto_threshold}))
+                  **({} if auto_threshold is None else {"auto_threshold": auto_threshold}),
+              **({"nonnegative": True} if nonnegative else {}))
     candidates = candidates_from(model, features)
 
     def make():

@@ -44,7 +44,8 @@ def learning_curves(history: list[dict], path, title: str = "Learning curves", u
     formats = [r["epoch"] for r in history if str(r.get("phase")).endswith("format")]
     if formats:
         ax.axvspan(min(formats) - 0.5, max(formats) + 0.5, color="0.9", label="format layer only")
-    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    standardised = any("val_mae_standardised" in r or "train_mae_standardised" in r for r in history)
+    ax.set(xlabel="epoch", ylabel="loss (standardised target)" if standardised else "loss", title=title)
     ax.legend()
     for ax, key in zip(axes[0, 1:], metrics):
         ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", color="C2")

@@ -106,7 +106,7 @@ def _class_targets(y):
     return y.astype(int) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
-def _check_nonnegative(table, nonnegative, cls):
+def _check_nonnegative(table, nonnegative, cls, why="--nonnegative"):
     """--nonnegative: only for regression, and every target must be >= 0 (the first negative row is named)."""
     import numpy as np
 
@@ -117,9 +117,9 @@ def _check_nonnegative(table, nonnegative, cls):
                            "(--task regression if it holds numbers)")
     bad = np.flatnonzero(np.asarray(table.y, dtype=float) < 0)
     if len(bad):
-        raise HsickitError(f"{table.source}: --nonnegative but the target column {table.target_names[0]!r} has "
+        raise HsickitError(f"{table.source}: {why} but the target column {table.target_names[0]!r} has "
                            f"{len(bad)} negative value(s), the first {float(table.y[bad[0]]):g} in row "
-                           f"{int(table.rows[bad[0]])}; fix those rows or leave out --nonnegative")
+                           f"{int(table.rows[bad[0]])}; fix those rows" + (" or leave out --nonnegative" if why == "--nonnegative" else ""))
 
 
 def _warn_hsic_regression(training, cls):
@@ -389,6 +389,8 @@ def finetune(
     classifier = isinstance(est, MaterialsClassifier)
     table = _read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet,
                         target_type="label" if classifier else "number")
+    if getattr(est, "nonnegative", False):
+        _check_nonnegative(table, True, type(est), why=f"{run_dir} was trained with --nonnegative")
     run, resumed = start_training_run(out, settings, inputs=[data, run_dir / MODEL_DIR / "materials.json"],
                                       overwrite=overwrite, app="materials", command="finetune")
     if resumed and not quiet:

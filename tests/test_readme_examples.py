@@ -34,7 +34,8 @@ def python_blocks():
 
 
 BLOCKS = python_blocks()
-IDS = [f"line{line}" for line, _ in BLOCKS]
+IDS = [re.search(r"^from hsickit\S* import (\w+)", code, re.M).group(1) if "from hsickit" in code else f"line{line}"
+       for line, code in BLOCKS]
 
 
 def test_readme_has_the_examples():

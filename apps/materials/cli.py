@@ -462,8 +462,7 @@ def matbench(
     params = dict(training=training, n_models=n_models, validation_fraction=validation_fraction, random_state=seed,
                   verbose=0, device=device, **_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr,
                                                       patience=patience),
-                  **({} if auto_threshold is None else {"auto_threshold": auto_threshold}),
-              **({"nonnegative": True} if nonnegative else {}))
+                  **({} if auto_threshold is None else {"auto_threshold": auto_threshold}))
     candidates = candidates_from(model, features)
 
     def make():

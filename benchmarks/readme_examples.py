@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="also run README.md's examples at this commit (e.g. main)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds before an example is stopped")
     ap.add_argument("--skip-examples", action="store_true", help="only the --help import times")
+    ap.add_argument("--only", default=None, help="run only the examples whose name contains this, and replace their "
+                                                 "rows in --out (the other rows are kept; each row has its own date)")
     ap.add_argument("--out", default="benchmarks/results/readme_examples.json")
     args = ap.parse_args()
     versions = [("this tree", (ROOT / "README.md").read_text())]
@@ -110,11 +112,23 @@ def main() -> None:
     examples = []
     for version, text in ([] if args.skip_examples else versions):
         for line, code in python_blocks(text):
+            if args.only and args.only not in title(code):
+                continue
             row = {"readme": version, "line": line, "example": title(code),
-                   **run_example(code, args.threads, args.timeout)}
+                   "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                   "load_average_before": os.getloadavg()[0], **run_example(code, args.threads, args.timeout)}
             examples.append(row)
             print(f"{version}, line {line} ({row['example']}): {row['wall_seconds']:.1f} s wall, "
                   f"{row['cpu_seconds']:.1f} s CPU, exit {row['exit_code']}", flush=True)
+    out = Path(args.out)
+    if args.only:  # keep the other rows of the earlier run, and its --help figures
+        earlier = json.loads(out.read_text())
+        fresh = {(r["readme"], r["example"]) for r in examples}
+        examples = [r for r in earlier["examples"] if (r["readme"], r["example"]) not in fresh] + examples
+        earlier.update(examples=examples, updated_by=" ".join([Path(sys.executable).name] + sys.argv))
+        out.write_text(json.dumps(earlier, indent=1) + "\n")
+        print(f"written: {out}")
+        return
     helps = []
     with tempfile.TemporaryDirectory() as tmp:
         home = startup.tree("current", "HEAD", Path(tmp))
@@ -128,7 +142,6 @@ def main() -> None:
               "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(), "threads": args.threads,
               "target_seconds_per_example": TARGET_SECONDS, "import_target_seconds": IMPORT_TARGET_SECONDS,
               "examples": examples, "help": helps}
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written: {out}")

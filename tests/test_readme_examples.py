@@ -63,7 +63,9 @@ def _check_output(code: str, out: str) -> None:
     if "DeepClassifier" in code:  # "test accuracy 0.95", the comment says about 0.95
         accuracy = float(re.search(r"test accuracy (\d\.\d+)", out).group(1))
         assert 0.93 <= accuracy <= 0.97, out
-    if "MaterialsRegressor" in code:  # a table of the three formulas, gaps >= 0 (nonnegative=True)
+    if "MaterialsRegressor" in code:  # MAE about 0.4 eV; a table of the three formulas, gaps >= 0 (nonnegative=True)
+        mae = float(re.search(r"MAE on the other 200 rows: (\d+\.\d+) eV", out).group(1))
+        assert 0.2 <= mae <= 0.6, out
         rows = [line.split() for line in out.splitlines() if re.search(r"\b(Fe2O3|NaCl|GaAs)\b", line)]
         assert len(rows) == 3, out
         assert all(float(r[2]) >= 0 and float(r[3]) >= 0 for r in rows), out

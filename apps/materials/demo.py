@@ -64,7 +64,7 @@ def run_demo(out, epochs=15, seed=0, n_trees=100, verbose=1) -> list:
     fit_s = time.perf_counter() - start
     est.save(run / MODEL_DIR)
     evaluate_into(run, est, test, unit="eV")
-    rows.append({"model": f"IRNet-17 backprop ({len(est.history_)} epochs)",
+    rows.append({"model": f"IRNet-17 backprop ({len(est.history_)} epochs, predictions clipped at 0)",
                  **_row(test.y, est.predict(test.formulas)), "fit_seconds": fit_s})
     run.write_history(est.history_)
     plots.learning_curves(est.history_, run.plots / "learning_curves.png", unit="eV")

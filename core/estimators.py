@@ -365,6 +365,19 @@ class DeepRegressor(RegressorMixin, _DeepEstimator):
 
     _task = "regression"
 
+    def fit(self, X, y, X_val=None, y_val=None, callbacks=()):
+        """As :meth:`_DeepEstimator.fit`; the history's ``val_mae`` / ``train_mae`` are then in y's unit
+        (the trainer sees the standardised target: its figure stays in ``val_mae_standardised``).
+        With several target columns, whose units differ, only ``val_mae_standardised`` is kept."""
+        super().fit(X, y, X_val=X_val, y_val=y_val, callbacks=callbacks)
+        for row in self.history_:  # rows already converted (a fine-tuning's earlier rows) keep their figures
+            for key in ("train_mae", "val_mae"):
+                if key in row and f"{key}_standardised" not in row:
+                    row[f"{key}_standardised"] = row.pop(key)
+                    if self.n_outputs_ == 1:
+                        row[key] = row[f"{key}_standardised"] * float(self.y_scale_[0])
+        return self
+
     def _encode_targets(self, y, fitting: bool):
         y = np.asarray(y, dtype=np.float64)
         if y.ndim not in (1, 2):

@@ -32,8 +32,9 @@ def save_figure(fig, path) -> Path:
     return atomic_write(path, buf.getvalue())
 
 
-def learning_curves(history: list[dict], path, title: str = "Learning curves") -> Path:
-    """Training and validation loss (and accuracy or MAE where recorded) per epoch."""
+def learning_curves(history: list[dict], path, title: str = "Learning curves", unit: str = "") -> Path:
+    """Training and validation loss (and accuracy or MAE where recorded) per epoch; ``unit``: the
+    target's, for the MAE axis (a regressor's history holds its MAE in the target's unit)."""
     epochs = [r["epoch"] for r in history]
     metrics = [k for k in ("val_accuracy", "val_mae") if any(k in r for r in history)]
     fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(5 * (1 + len(metrics)), 3.6), squeeze=False)
@@ -44,11 +45,13 @@ def learning_curves(history: list[dict], path, title: str = "Learning curves") -
     formats = [r["epoch"] for r in history if str(r.get("phase")).endswith("format")]
     if formats:
         ax.axvspan(min(formats) - 0.5, max(formats) + 0.5, color="0.9", label="format layer only")
-    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    standardised = any("val_mae_standardised" in r or "train_mae_standardised" in r for r in history)
+    ax.set(xlabel="epoch", ylabel="loss (standardised target)" if standardised else "loss", title=title)
     ax.legend()
     for ax, key in zip(axes[0, 1:], metrics):
         ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", color="C2")
-        ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
+        label = {"val_accuracy": "validation accuracy", "val_mae": "validation MAE"}[key]
+        ax.set(xlabel="epoch", ylabel=f"{label} ({unit})" if unit and key == "val_mae" else label)
     return save_figure(fig, path)
 
 

@@ -42,3 +42,18 @@ def test_hsic_memory_for_the_gradient_does_not_grow_with_depth():
             saved[method, depth] = bench.saved_bytes(net, bench.config_for(method, 1, 1, 64, 0, False), X, y)
     assert saved["backprop", 12] > 4 * saved["backprop", 2]
     assert saved["hsic", 12] < 1.2 * saved["hsic", 2]
+
+
+def test_readme_examples_benchmark_finds_every_python_block_and_names_it():
+    """benchmarks/readme_examples.py times the README's ```python blocks; its extraction skips other fences."""
+    bench = load("readme_examples")
+    text = "intro\n```bash\nhsickit demo\n```\n```python\nfrom hsickit.apps.materials import MaterialsRegressor\nx = 1\n```\n" \
+           "```\nplain\n```\n```python\nprint(2)\n```\n"
+    blocks = bench.python_blocks(text)
+    assert [line for line, _ in blocks] == [6, 13]
+    assert blocks[0][1] == "from hsickit.apps.materials import MaterialsRegressor\nx = 1\n"
+    assert bench.title(blocks[0][1]) == "hsickit.apps.materials.MaterialsRegressor" and bench.title(blocks[1][1]) == "print(2)"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(bench.python_blocks(readme)) == readme.count("```python")
+    done = bench.run_example("import sys; print('ran'); sys.exit(3)", threads=1, timeout=60)
+    assert done["exit_code"] == 3 and done["stdout_tail"] == "ran\n" and not done["within_target"]

@@ -260,3 +260,28 @@ def test_an_interrupted_train_resumes_with_the_channel_networks_it_had_trained(t
         assert all(torch.equal(a[k], b[k]) for k in a)
     beats = load_beats(records, ["s04"], config, annotated=True, verbose=0)
     np.testing.assert_array_equal(resumed_model.predict_proba(beats), straight_model.predict_proba(beats))
+
+
+def test_a_class_missing_from_training_is_named_and_not_scored_as_zero(tmp_path):
+    """Issue 27, item 7: no F beats in training -> a warning naming F with count 0; evaluate on F beats reports
+    F's Se / +P as 'not a class of this model' (null in the JSON), not 0."""
+    no_f = write_synthetic_records(tmp_path / "nof", n_records=3, duration=40, random_state=3, rates={"S": 0.06, "V": 0.08})
+    with_f = write_synthetic_records(tmp_path / "withf", n_records=2, duration=60, random_state=8, rates={"F": 0.1, "V": 0.08},
+                                     prefix="w")
+    assert "F" in set(wfdb.rdann(f"{with_f}/w00", "atr").symbol) or "F" in set(wfdb.rdann(f"{with_f}/w01", "atr").symbol)
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match=r"hold no beats of class\(es\) F \(F 0; N \d+, S \d+, V \d+\).*not a class of this model"):
+        res = runner.invoke(app, ["train", "--records", no_f, "--validation-list", "none", "--out", str(run),
+                                  "--channels", "none", "--epochs", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--records", with_f, "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = {line.split()[0]: line for line in res.stdout.splitlines() if line.strip()}
+    assert "not a class of this model" in rows["sensitivity_F"] and "not a class of this model" in rows["ppv_F"]
+    assert "not a class" not in rows["sensitivity_V"]  # V is a class of the model: a number
+    assert "beat(s) here count as errors" in res.stdout
+    res = runner.invoke(app, ["evaluate", str(run), "--records", with_f, "--quiet", "--json"])
+    m = json.loads(res.stdout)
+    assert m["not_model_classes"] == "F" and "not a class of this model" in m["not_model_classes_note"]
+    assert m["sensitivity_F"] is None and m["ppv_F"] is None and m["support_F"] > 0
+    assert m["sensitivity_V"] is not None and m["not_model_classes"] != "V"

@@ -408,3 +408,29 @@ def test_hsic_training_on_a_regression_target_warns(data, tmp_path):
     r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
                "--out", tmp_path / "bp", *FAST)
     assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_nonnegative_target_option(data, tmp_path):
+    """--nonnegative: the model clips its predictions at 0 (saved in the run); a negative target is an error that
+    names the file, the column and the row; a class-label target refuses it."""
+    run = tmp_path / "run"
+    r = invoke("train", data / "test.csv", "--out", run, "--nonnegative", "--unit", "eV", *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["params"]["nonnegative"] is True
+    r = invoke("predict", run, data / "new.csv", "-o", tmp_path / "p.csv", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (pd.read_csv(tmp_path / "p.csv")["predicted"] >= 0).all()
+    df = pd.read_csv(data / "test.csv")
+    df.loc[3, "target"] = -0.25
+    df.to_csv(tmp_path / "neg.csv", index=False)
+    r = invoke("train", tmp_path / "neg.csv", "--out", tmp_path / "run2", "--nonnegative", *FAST)
+    assert r.exit_code != 0 and isinstance(r.exception, HsickitError)
+    assert "--nonnegative but the target column 'target' has 1 negative value(s), the first -0.25 in row 4" in str(r.exception)
+    assert not (tmp_path / "run2").exists()
+    r = invoke("finetune", run, tmp_path / "neg.csv", "--out", tmp_path / "run4", "--epochs", "1", "--quiet")
+    assert isinstance(r.exception, HsickitError) and "was trained with --nonnegative but the target column" in str(r.exception)
+    assert not (tmp_path / "run4").exists()
+    df["target"] = np.where(df.index % 2, "metal", "nonmetal")
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    r = invoke("train", tmp_path / "labels.csv", "--out", tmp_path / "run3", "--nonnegative", *FAST)
+    assert isinstance(r.exception, HsickitError) and "--nonnegative is for a regression target" in str(r.exception)

@@ -249,3 +249,49 @@ def test_classifier_takes_text_labels(tmp_path):
     assert load_estimator(clf.save(tmp_path / "c")).classes_.tolist() == ["metal", "nonmetal"]
     with pytest.raises(HsickitError, match="only one class"):
         MaterialsClassifier(model="mlp", epochs=1).fit(["Fe", "Cu", "Ni"] * 4, ["metal"] * 12)
+
+
+def test_nonnegative_clips_every_models_prediction_and_refuses_negative_targets(gaps, tmp_path):
+    """Issue 27, item 12: a band gap cannot be negative. Trained on targets near -1 (allowed without the option),
+    the networks predict about -1; with nonnegative=True every model's prediction is clipped at 0, so the mean
+    and the spread are 0, validation metrics too; the option is saved with the model."""
+    f, y = gaps
+    reg = MaterialsRegressor(epochs=3, n_models=2, random_state=0, verbose=0, **SMALL).fit(f[:100], y[:100] * 0.01 - 1.0)
+    raw = reg.predict(f[100:120])
+    assert (raw < 0).all()
+    reg.set_params(nonnegative=True)
+    mean, std = reg.predict(f[100:120], return_std=True)
+    assert (mean == 0).all() and (std == 0).all()
+    reg.save(tmp_path / "m")
+    loaded = load_estimator(tmp_path / "m")
+    assert loaded.nonnegative is True and (loaded.predict(f[100:120]) == 0).all()
+    # a target of the right sign is kept: nonnegative changes nothing where the networks predict >= 0
+    pos = MaterialsRegressor(epochs=3, random_state=0, verbose=0, nonnegative=True, **SMALL).fit(f[:100], y[:100])
+    same = pos.set_params(nonnegative=False).predict(f[100:120])
+    assert np.allclose(pos.set_params(nonnegative=True).predict(f[100:120]), np.maximum(same, 0))
+    bad = np.array(y[:100], dtype=float)
+    bad[7] = -0.5
+    with pytest.raises(HsickitError, match=r"nonnegative=True but training targets has 1 negative value\(s\), the first -0.5 at entry 7"):
+        MaterialsRegressor(epochs=1, nonnegative=True, **SMALL).fit(f[:100], bad)
+    with pytest.raises(HsickitError, match="nonnegative=True is for regression"):
+        MaterialsClassifier(epochs=1, nonnegative=True, **SMALL).fit(f[:20], [0, 1] * 10)
+
+
+def test_regressor_history_gives_the_validation_mae_in_the_targets_unit():
+    """Issue 27, item 12: the learning curve's validation MAE is in the target's unit, not standardised."""
+    from hsickit.core.estimators import DeepRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)).astype(np.float32)
+    y = 1000.0 * X[:, 0] + 50.0
+    reg = DeepRegressor(model="mlp", model_params={"hidden": (16,)}, epochs=3, random_state=0, verbose=0).fit(X, y)
+    assert reg.y_scale_[0] > 500
+    for row in reg.history_:
+        assert row["val_mae"] == pytest.approx(row["val_mae_standardised"] * reg.y_scale_[0])
+    # by hand, on the validation rows the estimator held out: the last epoch's model is the kept one only
+    # when it was best, so compare the best epoch's figure with the model's own error
+    best = [r for r in reg.history_ if r.get("best")][-1]
+    from hsickit.core.training import validation_split
+
+    _, va = validation_split(len(X), reg.validation_fraction, reg._seed_, None)
+    assert best["val_mae"] == pytest.approx(np.abs(reg.predict(X[va]) - y[va]).mean(), rel=1e-3)

@@ -34,7 +34,7 @@ import wfdb
 
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats, summarise_repairs
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
-from hsickit.apps.ecg.metrics import beat_confusion, beat_scores, metrics_dataset
+from hsickit.apps.ecg.metrics import NOT_A_MODEL_CLASS, beat_confusion, beat_scores, metrics_dataset
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
@@ -142,8 +142,14 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     y_pred = clf.predict(beats)
     y_true = beats.y.astype(str)
     classes = [c for c in ("N", "S", "V", "F")]
-    scores = beat_scores(y_true, y_pred, beats.record, classes)  # what clf.evaluate(beats) returns
+    scores = beat_scores(y_true, y_pred, beats.record, classes, model_classes=clf.classes_)  # = clf.evaluate(beats)
     info = {"records_dir": _folders_text(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
+    absent = [c for c in classes if c not in {str(k) for k in clf.classes_}]
+    info["not_model_classes"] = ",".join(absent)  # their per-class metrics are null: the model cannot predict them
+    if absent:
+        info["not_model_classes_note"] = (f"{', '.join(absent)}: {NOT_A_MODEL_CLASS} (its training beats held none), so "
+                                          "its Se, +P, F1 and specificity are null; its reference beats count as errors "
+                                          "in accuracy, kappa and macro F1")
     run.write_metrics(scores, split=split, info={**info, "intervals": INTERVALS})
     pooled = {k: v for k, v in scores.items() if not k.endswith(("_low", "_high")) and k != "n_samples"}
     ds = metrics_dataset([pooled], classes, folds=[split]).assign_attrs(split=split, **info)

@@ -38,8 +38,19 @@ def _print_metrics(path: Path, task: str, as_json: bool) -> None:
 
     metrics = read_json(path)
     units = {"n_samples": "records" if task == "records" else "beats"}
-    print_metrics(metrics, _RECORD_ROWS if task == "records" else _BEAT_ROWS, units, written=str(path),
+    absent = [] if as_json else [c for c in str(metrics.get("not_model_classes") or "").split(",") if c]
+    if absent:  # a class the model does not have: say so instead of a number (null in metrics.json)
+        from hsickit.apps.ecg.metrics import NOT_A_MODEL_CLASS
+
+        metrics = {k: v for k, v in metrics.items() if not (k.endswith(("_low", "_high")) and k.split("_")[1] in absent)}
+        metrics.update({f"{m}_{c}": NOT_A_MODEL_CLASS for c in absent for m in ("sensitivity", "ppv")})
+    print_metrics(metrics, _RECORD_ROWS if task == "records" else _BEAT_ROWS, units, written=None if absent else str(path),
                   as_json=as_json, echo=typer.echo)
+    for c in absent:
+        typer.echo(f"{c}: {NOT_A_MODEL_CLASS} (its training beats held none); "
+                   f"{metrics.get(f'support_{c}', 0)} {c} beat(s) here count as errors")
+    if absent:
+        typer.echo(f"written: {path}")
 
 
 @opt.command(app, ALIASES)

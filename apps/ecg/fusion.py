@@ -388,8 +388,13 @@ class MultiResolutionClassifier(BaseEstimator):
                                    f"the classes {', '.join(absent)} are missing: a classifier needs at least two, so add "
                                    "records that hold such beats (--records-list), or train on more records")
             if absent:
-                warnings.warn(f"the training beats (records {records}) hold no beats of class(es) {', '.join(absent)}: "
-                              "the model will never predict them; add records with such beats", stacklevel=2)
+                values, counts = np.unique(y, return_counts=True)
+                held = ", ".join(f"{c} {n:,}" for c, n in zip(values, counts))
+                zero = ", ".join(f"{c} 0" for c in absent)
+                warnings.warn(f"the training beats (records {records}) hold no beats of class(es) {', '.join(absent)} "
+                              f"({zero}; {held}): the model will have no such class and never predict it, and evaluations "
+                              "report its Se, +P and F1 as 'not a class of this model'; add records with such beats",
+                              stacklevel=2)
         if warm:
             unknown = sorted(str(c) for c in set(y) - set(self.classes_.tolist()))
             if unknown:
@@ -484,10 +489,10 @@ class MultiResolutionClassifier(BaseEstimator):
     def evaluate(self, beats: BeatSet, y=None) -> dict:
         """Every score ``hsickit ecg evaluate`` writes to metrics.json (:func:`~hsickit.apps.ecg.metrics.beat_scores`:
         Se, +P, F1, specificity and support per AAMI class, accuracy, kappa, macro F1, their 95 % intervals over
-        the records, n_samples); ``y``: the beats' own labels by default."""
+        the records, n_samples; null (NaN) for a class the model does not have); ``y``: the beats' own labels by default."""
         from hsickit.apps.ecg.metrics import beat_scores
 
-        return beat_scores(self._labels(beats, y), self.predict(beats), beats.record)
+        return beat_scores(self._labels(beats, y), self.predict(beats), beats.record, model_classes=self.classes_)
 
     # ------------------------------------------------------------------------------------
     def save(self, path) -> Path:

@@ -24,7 +24,7 @@ from hsickit.core.errors import HsickitError
 from hsickit.datasets.ecg import AAMI_CLASSES
 
 __all__ = ["beat_metrics", "beat_confusion", "beat_scores", "record_intervals", "record_metrics", "metrics_dataset",
-           "BEAT_METRICS"]
+           "BEAT_METRICS", "not_model_classes", "NOT_A_MODEL_CLASS"]
 
 BEAT_METRICS = ("sensitivity", "ppv", "f1", "specificity", "support")
 
@@ -59,16 +59,49 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
     return out
 
 
-def beat_scores(y_true, y_pred, records, classes: Sequence[str] = ("N", "S", "V", "F")) -> dict:
+def beat_scores(y_true, y_pred, records, classes: Sequence[str] = ("N", "S", "V", "F"),
+                model_classes: Sequence[str] | None = None) -> dict:
     """What a beat model's ``evaluate`` returns and its run folder's metrics.json holds: the pooled
     :func:`beat_metrics`, their 95 % :func:`record_intervals` over ``records`` (``<metric>_low``,
-    ``<metric>_high``) and ``n_samples`` (the number of beats).
+    ``<metric>_high``) and ``n_samples`` (the number of beats). With ``model_classes``, the per-class
+    metrics of a class the model does not have are NaN (:func:`not_model_classes`).
 
     >>> sorted(beat_scores(["N", "S"], ["N", "N"], ["a", "b"]))[:4]
     ['accuracy', 'accuracy_high', 'accuracy_low', 'f1_F']
     """
-    return {**beat_metrics(y_true, y_pred, classes), **record_intervals(y_true, y_pred, records, classes),
-            "n_samples": int(np.asarray(y_true).size)}
+    scores = {**beat_metrics(y_true, y_pred, classes), **record_intervals(y_true, y_pred, records, classes),
+              "n_samples": int(np.asarray(y_true).size)}
+    return scores if model_classes is None else not_model_classes(scores, model_classes, classes)[0]
+
+
+#: How a metric of a class the model does not have is reported (the printed tables; null in metrics.json).
+NOT_A_MODEL_CLASS = "not a class of this model"
+
+
+def not_model_classes(metrics: dict, model_classes: Sequence[str], classes: Sequence[str] = ("N", "S", "V", "F")) -> tuple[dict, list]:
+    """``(metrics, absent)``: the classes of ``classes`` that the model does not have (its training beats
+    held none) and a copy of ``metrics`` in which their Se, +P, F1 and specificity (and the intervals
+    ``_low`` / ``_high`` of these) are NaN — null in metrics.json, "not a class of this model" in the
+    printed tables — instead of a 0 that reads as a measured failure. ``support_c`` (the reference beats
+    of the class) and the overall figures (accuracy, kappa, macro F1, which count those beats as errors)
+    are kept.
+
+    >>> m = beat_metrics(["N", "F", "V"], ["N", "N", "V"])
+    >>> m["sensitivity_F"]
+    0.0
+    >>> marked, absent = not_model_classes(m, model_classes=["N", "S", "V"])
+    >>> absent, marked["sensitivity_F"], marked["support_F"]
+    (['F'], nan, 1)
+    """
+    have = {str(c) for c in model_classes}
+    absent = [c for c in classes if str(c) not in have]
+    marked = dict(metrics)
+    for c in absent:
+        for name in ("sensitivity", "ppv", "f1", "specificity"):
+            for key in (f"{name}_{c}", f"{name}_{c}_low", f"{name}_{c}_high"):
+                if key in marked:
+                    marked[key] = float("nan")
+    return marked, absent
 
 
 def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S", "V", "F"), confidence_level: float = 0.95,

@@ -63,6 +63,9 @@ def train(
     duplicates: str = typer.Option("keep", help="Duplicate compositions: keep, mean or min."),
     skip_invalid: bool = opt.skip_invalid("Skip bad rows (written to OUT/rejects.csv)."),
     unit: str = typer.Option("", help="Unit of the target, for plots and the model card."),
+    nonnegative: bool = typer.Option(False, "--nonnegative/--no-nonnegative",
+                                     help="The target cannot be negative (a band gap, a modulus): predictions are "
+                                          "clipped at 0 and a negative target in DATA is an error (regression)."),
     seed: int = opt.seed(),
     quiet: bool = opt.quiet(),
     device: str = opt.device(),
@@ -79,7 +82,7 @@ def train(
                     target_type=target_type, features=features, model=model, auto_threshold=auto_threshold,
                     recipe=recipe, inner_folds=inner_folds, training=training, n_models=n_models, epochs=epochs,
                     batch_size=batch_size, lr=lr, patience=patience, validation_fraction=validation_fraction,
-                    duplicates=duplicates, skip_invalid=skip_invalid, unit=unit, seed=seed, quiet=quiet,
+                    duplicates=duplicates, skip_invalid=skip_invalid, unit=unit, nonnegative=nonnegative, seed=seed, quiet=quiet,
                     device=device, overwrite=overwrite)
 
 

@@ -4,8 +4,10 @@ Trains IRNet-17 (backprop, the paper's settings, a short budget) on the 1,000 ex
 gaps shipped with hsickit (Matbench folds 1-4, ~780 rows; early stopping on 10 % of them) and
 scores it on fold 0 (219 rows), next to a 100-tree random forest on the same 145 attributes,
 100 extremely randomised trees on the attributes plus element fractions, and the mean-value
-baseline. Writes a run folder as ``train`` does (model, validation metrics.json, history, model card) with
-the test fold's scores beside it in ``eval-test/`` (metrics.json, predictions.csv, parity plot, residuals).
+baseline. A band gap cannot be negative, so both hsickit models clip their predictions at 0
+(``nonnegative=True``). Writes a run folder as ``train`` does (model, validation metrics.json, history,
+learning curves with the validation MAE in eV, model card) with the test fold's scores beside it in
+``eval-test/`` (metrics.json, predictions.csv, parity plot, residuals).
 
 Example
 -------
@@ -55,11 +57,11 @@ def run_demo(out, epochs=15, seed=0, n_trees=100, verbose=1) -> list:
                  "fit_seconds": time.perf_counter() - start})
     start = time.perf_counter()
     et = MaterialsRegressor(model="extra_trees", features="ward145+fractions118", model_params={"n_estimators": n_trees},
-                            random_state=seed).fit(train.formulas, train.y)
+                            nonnegative=True, random_state=seed).fit(train.formulas, train.y)
     rows.append({"model": f"extra trees ({n_trees} trees, 145 attributes + fractions, median of trees)",
                  **_row(test.y, et.predict(test.formulas)), "fit_seconds": time.perf_counter() - start})
     est = MaterialsRegressor(model="irnet17", training="backprop", epochs=epochs, patience=10, random_state=seed,
-                             verbose=verbose)
+                             nonnegative=True, verbose=verbose)
     start = time.perf_counter()
     est.fit(train.formulas, train.y)
     fit_s = time.perf_counter() - start
@@ -68,10 +70,10 @@ def run_demo(out, epochs=15, seed=0, n_trees=100, verbose=1) -> list:
     scored = open_output_folder(run / "eval-test", "materials", "evaluate")  # the test fold, beside the run
     evaluate_into(scored, est, test, unit="eV")
     scored.write_config({"command": "demo", "run": str(run.path), "data": str(demo_table_path()), "split": "fold 0"})
-    rows.append({"model": f"IRNet-17 backprop ({len(est.history_)} epochs)",
+    rows.append({"model": f"IRNet-17 backprop ({len(est.history_)} epochs, predictions clipped at 0)",
                  **_row(test.y, est.predict(test.formulas)), "fit_seconds": fit_s})
     run.write_history(est.history_)
-    plots.learning_curves(est.history_, run.plots / "learning_curves.png")
+    plots.learning_curves(est.history_, run.plots / "learning_curves.png", unit="eV")
     run.write_config({"command": "demo", "data": str(demo_table_path()), "formula_col": "formula", "target_col": "target",
                       "train_rows": len(tr), "test_rows": len(te), "params": est.get_params(), "unit": "eV"})
     card(run, "hsickit materials demo: experimental band gap (eV)", est, train,

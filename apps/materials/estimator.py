@@ -82,7 +82,8 @@ class _MaterialsEstimator(BaseEstimator):
                  epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-4, patience=20, validation_fraction=0.1,
                  optimizer="adamw", lr_schedule="warmup_cosine", auto_threshold=AUTO_THRESHOLD,
                  sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
-                 checkpoint_dir=None, random_state=None, verbose="auto", device="cpu", warm_start=False):
+                 checkpoint_dir=None, random_state=None, verbose="auto", device="cpu", warm_start=False,
+                 nonnegative=False):
         self.features = features
         self.model = model
         self.model_params = model_params
@@ -108,6 +109,7 @@ class _MaterialsEstimator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.nonnegative = nonnegative
 
     # --- model="auto" / features="auto" -------------------------------------------------------
     def _choose(self, n_rows):
@@ -290,6 +292,7 @@ class _MaterialsEstimator(BaseEstimator):
         y = np.asarray(y)
         if len(y) != len(X):
             raise HsickitError(f"{len(X)} formulas but {len(y)} targets; give one target per formula")
+        self._check_nonnegative(y, "training targets")
         if self._member_cls is DeepClassifier and len(np.unique(y)) < 2:
             raise HsickitError(f"the target is constant: it has only one class ({y.tolist()[0]!r}); a classifier needs at "
                                "least two (numbers to predict: MaterialsRegressor, CLI --task regression)")
@@ -309,6 +312,20 @@ class _MaterialsEstimator(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self._score_validation(Xv, y_val, va)
         return self
+
+    def _check_nonnegative(self, y, what):
+        """``nonnegative=True`` is for a regression target that cannot be below 0 (a band gap, a
+        modulus): refuse it for a classifier, and refuse negative targets, naming the first."""
+        if not self.nonnegative:
+            return
+        if self._member_cls is DeepClassifier:
+            raise HsickitError("nonnegative=True is for regression (MaterialsRegressor, CLI --target-type regression); "
+                               "a classifier predicts classes")
+        values = np.asarray(y, dtype=float)
+        bad = np.flatnonzero(values < 0)
+        if len(bad):
+            raise HsickitError(f"nonnegative=True but {what} has {len(bad)} negative value(s), the first {values[bad[0]]:g} "
+                               f"at entry {int(bad[0])}; fix the data or leave nonnegative off (CLI: drop --nonnegative)")
 
     def _validation_data(self, Xs, y, formulas_val, y_val, seed):
         """(training rows, validation rows of Xs, validation X, validation y): the given
@@ -401,6 +418,7 @@ class _MaterialsEstimator(BaseEstimator):
         n_blocks = len(self.members_[0].model_.blocks)
         if not isinstance(self.frozen_blocks, (int, np.integer)) or not 0 <= self.frozen_blocks < n_blocks:
             raise HsickitError(f"frozen_blocks={self.frozen_blocks!r}: the model has {n_blocks} blocks; freeze 0..{n_blocks - 1}")
+        self._check_nonnegative(y, "fine-tuning targets")
         if getattr(self, "feature_min_", None) is not None:
             self.feature_min_ = np.minimum(self.feature_min_, X.min(0))
             self.feature_max_ = np.maximum(self.feature_max_, X.max(0))
@@ -556,6 +574,12 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         already trained and resumes the interrupted one from its last finished epoch (the result
         equals an uninterrupted fit). Not used by tree ensembles.
     random_state, verbose, device
+    nonnegative : bool — for a property that cannot be negative (a band gap, a modulus): every
+        model's prediction is clipped at 0 (ensemble mean and spread are taken over the clipped
+        predictions, validation metrics too), and negative training targets are an error. Clipping
+        is the projection onto the possible values, so it never increases the absolute error of
+        any prediction whose true value is >= 0; training (L1 on the standardised target) is
+        unchanged. Off by default.
     """
 
     _member_cls = DeepRegressor
@@ -564,9 +588,13 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         """Prediction from scaled features (with ``members``: also each tree's / model's)."""
         if is_forest(self._model_name()):
             preds = np.concatenate([m.tree_predictions(Xs) for m in self.members_])
-            mean = np.median(preds, 0) if self.members_[0].aggregate_ == "median" else preds.mean(0)
         else:
             preds = np.stack([m.predict(Xs) for m in self.members_])
+        if self.nonnegative:  # each model's prediction projected onto [0, inf): no error grows for a target >= 0
+            preds = np.maximum(preds, 0.0)
+        if is_forest(self._model_name()):
+            mean = np.median(preds, 0) if self.members_[0].aggregate_ == "median" else preds.mean(0)
+        else:
             mean = preds.mean(0)
         return (mean, preds) if members else mean
 

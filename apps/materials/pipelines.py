@@ -121,6 +121,22 @@ def _check_target(table, target_type, classification):
           "the model can only learn that value")
 
 
+def _check_nonnegative(table, nonnegative, cls, why="--nonnegative"):
+    """--nonnegative: only for regression, and every target must be >= 0 (the first negative row is named)."""
+    import numpy as np
+
+    if not nonnegative:
+        return
+    if cls.__name__ != "MaterialsRegressor":
+        raise HsickitError("--nonnegative is for a regression target (numbers); this target is read as class labels "
+                           "(--target-type regression if it holds numbers)")
+    bad = np.flatnonzero(np.asarray(table.y, dtype=float) < 0)
+    if len(bad):
+        raise HsickitError(f"{table.source}: {why} but the target column {table.target_names[0]!r} has "
+                           f"{len(bad)} negative value(s), the first {float(table.y[bad[0]]):g} in row "
+                           f"{int(table.rows[bad[0]])}; fix those rows" + (" or leave out --nonnegative" if why == "--nonnegative" else ""))
+
+
 def _target_type(target_type):
     if target_type not in TARGET_TYPES:
         raise HsickitError(f"--target-type {target_type!r}: use regression, classification or auto")
@@ -225,12 +241,13 @@ def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, q
 def train(data, out, *, formula_col="formula", target_col="target", target_type="auto", features="auto", model="auto",
           auto_threshold=None, recipe="modern", inner_folds=5, training="backprop", n_models=1, epochs=None,
           batch_size=None, lr=None, patience=None, validation_fraction=0.1, duplicates="keep", skip_invalid=False,
-          unit="", seed=0, quiet=False, device="cpu", overwrite=False):
+          unit="", nonnegative=False, seed=0, quiet=False, device="cpu", overwrite=False):
     """Train a model on table ``data`` and write run folder ``out``; returns the fitted estimator.
 
     Each model keeps a checkpoint in ``out`` while it trains: the same call after an interruption
     resumes (models already trained are kept). A finished ``out`` is refused unless ``overwrite``.
     ``target_type``: regression, classification or auto (text labels or 0/1 targets -> classification).
+    ``nonnegative``: the target cannot be negative (a band gap): predictions are clipped at 0 (regression).
     """
     data, out = Path(data), Path(out)
     # what decides the result; an unfinished run resumes only with the same (first line: only the parameters so far)
@@ -238,7 +255,7 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
                 "features": features, "model": model, "auto_threshold": auto_threshold, "recipe": recipe,
                 "inner_folds": inner_folds, "training": training, "n_models": n_models, "epochs": epochs,
                 "batch_size": batch_size, "lr": lr, "patience": patience, "validation_fraction": validation_fraction,
-                "duplicates": duplicates, "skip_invalid": skip_invalid, "seed": seed}
+                "duplicates": duplicates, "skip_invalid": skip_invalid, "nonnegative": nonnegative, "seed": seed}
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.core import plots
     from hsickit.core.checks import check_options
@@ -252,6 +269,7 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
     limit_threads()
     table = read_table(data, formula_col, target_col, skip_invalid, duplicates, quiet, target_type=_target_type(target_type))
     _check_target(table, target_type, _is_classification(table.y, target_type))
+    _check_nonnegative(table, nonnegative, MaterialsClassifier if _is_classification(table.y, target_type) else MaterialsRegressor)
     run, resumed = start_training_run(out, settings, inputs=[data], overwrite=overwrite, app="materials", command="train")
     if resumed:
         _say(quiet, f"resuming the unfinished run in {out}")
@@ -262,7 +280,8 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
     est = cls(training=training, n_models=n_models, validation_fraction=validation_fraction, random_state=seed,
               verbose=0 if quiet else 1, device=device, checkpoint_dir=run / MODEL_DIR,
               **recipe_settings(recipe, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience),
-              **({} if auto_threshold is None else {"auto_threshold": auto_threshold}))
+              **({} if auto_threshold is None else {"auto_threshold": auto_threshold}),
+              **({"nonnegative": True} if nonnegative else {}))
     start = time.perf_counter()
     est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet, unit)
     seconds = time.perf_counter() - start
@@ -271,7 +290,7 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
                       "target_type": target_type, "unit": unit, "estimator": type(est).__name__,
                       "params": est.get_params(), "train_seconds": seconds})
     run.write_history(est.history_)
-    plots.learning_curves(est.history_, run.plots / "learning_curves.png")
+    plots.learning_curves(est.history_, run.plots / "learning_curves.png", unit=unit)
     validation = write_validation(run, est, table.formulas, y, unit, seconds)
     card(run, f"hsickit materials model: {target_col}", est, table, extra, unit=unit, validation=validation)
     finish_training_run(run)
@@ -355,6 +374,8 @@ def finetune(run, data, out, *, formula_col=None, target_col=None, frozen_blocks
     classifier = isinstance(est, MaterialsClassifier)
     table = _read_run_table(run, remembered, data, formula_col, target_col, skip_invalid, duplicates, quiet,
                             target_type="label" if classifier else "number")
+    if getattr(est, "nonnegative", False):
+        _check_nonnegative(table, True, type(est), why=f"{run} was trained with --nonnegative")
     folder, resumed = start_training_run(out, settings, inputs=[data, run / MODEL_DIR / "materials.json"],
                                          overwrite=overwrite, app="materials", command="finetune")
     if resumed:
@@ -374,7 +395,7 @@ def finetune(run, data, out, *, formula_col=None, target_col=None, frozen_blocks
                          "estimator": type(est).__name__, "frozen_blocks": frozen_blocks, "epochs": p["epochs"],
                          "lr": p["lr"], "patience": p["patience"], "params": p, "train_seconds": seconds})
     folder.write_history(est.history_)
-    plots.learning_curves(est.history_, folder.plots / "learning_curves.png")
+    plots.learning_curves(est.history_, folder.plots / "learning_curves.png", unit=unit)
     validation = write_validation(folder, est, table.formulas, y, unit, seconds, phase="finetune")
     card(folder, f"hsickit materials model: {target_col} (fine-tuned)", est, table,
          {"Fine-tuning": f"Warm start from {run} (trained on {source.get('target_col', 'unknown target')}); "

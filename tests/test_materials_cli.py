@@ -15,6 +15,7 @@ pytest.importorskip("matminer", reason="the Magpie element tables ship with matm
 torch.set_num_threads(1)
 runner = CliRunner()
 FAST = ["--model", "irnet17", "--epochs", "2", "--patience", "5", "--quiet"]
+COLS = ["--formula-col", "composition", "--target-col", "gap_eV"]  # the fixture tables' columns
 
 
 def invoke(*args):
@@ -414,23 +415,23 @@ def test_nonnegative_target_option(data, tmp_path):
     """--nonnegative: the model clips its predictions at 0 (saved in the run); a negative target is an error that
     names the file, the column and the row; a class-label target refuses it."""
     run = tmp_path / "run"
-    r = invoke("train", data / "test.csv", "--out", run, "--nonnegative", "--unit", "eV", *FAST)
+    r = invoke("train", data / "test.csv", *COLS, "--out", run, "--nonnegative", "--unit", "eV", *FAST)
     assert r.exit_code == 0, r.output
     assert json.loads((run / "config.json").read_text())["params"]["nonnegative"] is True
     r = invoke("predict", run, data / "new.csv", "-o", tmp_path / "p.csv", "--quiet")
     assert r.exit_code == 0, r.output
     assert (pd.read_csv(tmp_path / "p.csv")["predicted"] >= 0).all()
     df = pd.read_csv(data / "test.csv")
-    df.loc[3, "target"] = -0.25
+    df.loc[3, "gap_eV"] = -0.25
     df.to_csv(tmp_path / "neg.csv", index=False)
-    r = invoke("train", tmp_path / "neg.csv", "--out", tmp_path / "run2", "--nonnegative", *FAST)
+    r = invoke("train", tmp_path / "neg.csv", *COLS, "--out", tmp_path / "run2", "--nonnegative", *FAST)
     assert r.exit_code != 0 and isinstance(r.exception, HsickitError)
-    assert "--nonnegative but the target column 'target' has 1 negative value(s), the first -0.25 in row 4" in str(r.exception)
+    assert "--nonnegative but the target column 'gap_eV' has 1 negative value(s), the first -0.25 in row 4" in str(r.exception)
     assert not (tmp_path / "run2").exists()
     r = invoke("finetune", run, tmp_path / "neg.csv", "--out", tmp_path / "run4", "--epochs", "1", "--quiet")
     assert isinstance(r.exception, HsickitError) and "was trained with --nonnegative but the target column" in str(r.exception)
     assert not (tmp_path / "run4").exists()
-    df["target"] = np.where(df.index % 2, "metal", "nonmetal")
+    df["gap_eV"] = np.where(df.index % 2, "metal", "nonmetal")
     df.to_csv(tmp_path / "labels.csv", index=False)
-    r = invoke("train", tmp_path / "labels.csv", "--out", tmp_path / "run3", "--nonnegative", *FAST)
+    r = invoke("train", tmp_path / "labels.csv", *COLS, "--out", tmp_path / "run3", "--nonnegative", *FAST)
     assert isinstance(r.exception, HsickitError) and "--nonnegative is for a regression target" in str(r.exception)

@@ -293,5 +293,5 @@ def test_regressor_history_gives_the_validation_mae_in_the_targets_unit():
     best = [r for r in reg.history_ if r.get("best")][-1]
     from hsickit.core.training import validation_split
 
-    _, va = validation_split(len(X), reg.validation_fraction, reg._seed_, None)
+    _, va = validation_split(len(X), reg.validation_fraction, reg.seed_, None)
     assert best["val_mae"] == pytest.approx(np.abs(reg.predict(X[va]) - y[va]).mean(), rel=1e-3)

@@ -74,7 +74,7 @@ class RecordConfig:
     beat_before: float = 0.25
     beat_after: float = 0.45
     rpeak_lead: str = "II"
-    detector: str = "gqrs"
+    detector: str = "pantompkins"  # detect_rpeaks method; models saved with "gqrs" (the default before) keep it
     n_rr: int = 16
 
     def to_dict(self) -> dict:
@@ -84,8 +84,14 @@ class RecordConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordConfig":
+        """The configuration a model was saved with; one saved without ``detector`` used gqrs (the default then).
+
+        >>> RecordConfig.from_dict({"sampling_rate": 100.0}).detector, RecordConfig().detector
+        ('gqrs', 'pantompkins')
+        """
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         d["leads"] = tuple(d.get("leads", cls.leads))
+        d.setdefault("detector", "gqrs")
         return cls(**d)
 
 
@@ -724,7 +730,8 @@ def predict_records(run, record_or_dir, out, *, plots: bool = True, overwrite: b
     else:
         directory, names = records_at(record_or_dir)
     rs = load_record_set(directory, names, config, labels=clf.labels_, labelled=False, verbose=verbose)
-    proba, pred = clf.predict_proba(rs), clf.predict(rs)
+    proba = clf.predict_proba(rs)
+    pred = proba >= clf.thresholds()  # clf.predict, without computing the probabilities twice
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["record"] + [f"p_{lab}" for lab in clf.labels_] + ["predicted"])

@@ -42,3 +42,17 @@ def test_hsic_memory_for_the_gradient_does_not_grow_with_depth():
             saved[method, depth] = bench.saved_bytes(net, bench.config_for(method, 1, 1, 64, 0, False), X, y)
     assert saved["backprop", 12] > 4 * saved["backprop", 2]
     assert saved["hsic", 12] < 1.2 * saved["hsic", 2]
+
+
+LUDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg" / "ludb-dev"
+
+
+@pytest.mark.skipif(not (LUDB / "1.hea").exists(), reason="shared LUDB records absent")
+def test_rpeak_benchmark_reads_ludb_qrs_peaks_and_the_annotated_stretch():
+    """benchmarks/ecg_rpeaks.py: LUDB's reference beats are lead II's QRS peaks, scored only where LUDB annotates."""
+    import wfdb
+
+    x, fs, ref, (start, end) = load("ecg_rpeaks")._beats_ludb(str(LUDB / "1"))
+    ann = wfdb.rdann(str(LUDB / "1"), "ii")
+    assert fs == 500 and x.shape == (5000,) and ref.size == ann.symbol.count("N") > 5
+    assert start < ref.min() / fs < ref.max() / fs < end and 0 < start and end < 10.15

@@ -133,6 +133,9 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert wavelet_coefficients(beats, "db4", 4).shape[0] == 4
     a4 = wavelet_coefficients(beats, "db4", 4, bands=[0])
     assert a4.shape[1] < 30
+    split = wavelet_coefficients(beats, "db4", 4, split=True)  # one transform, every band (the record views read it)
+    assert len(split) == 5 and np.array_equal(split[0], a4)
+    np.testing.assert_array_equal(np.concatenate(split, axis=-1), wavelet_coefficients(beats, "db4", 4))
     hrv, names = hrv_features(np.arange(0, 3600, 360), 360)
     assert hrv[names.index("hr_mean")] == pytest.approx(60.0) and hrv[names.index("sdnn")] == pytest.approx(0.0)
     sig, peaks, _ = synthetic_record(20, random_state=1)

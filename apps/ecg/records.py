@@ -140,7 +140,7 @@ def _views(path: str, config: RecordConfig) -> tuple[np.ndarray, ...]:
     else:
         beat = np.zeros((x.shape[0], a + b), np.float32)
     rhythm = resample(x, fs, config.rhythm_rate)
-    bands = [wavelet_coefficients(x, "db4", level=4, bands=[j]) for j in range(5)]
+    bands = wavelet_coefficients(x, "db4", level=4, split=True)  # the 5 sub-bands of one transform
     wav = np.log1p(np.stack([(c ** 2).mean(axis=-1) for c in bands], axis=1)).reshape(-1)
     rr = np.zeros(config.n_rr, np.float32)
     if len(peaks) > 2:

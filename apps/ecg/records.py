@@ -74,7 +74,7 @@ class RecordConfig:
     beat_before: float = 0.25
     beat_after: float = 0.45
     rpeak_lead: str = "II"
-    detector: str = "pantompkins"  # detect_rpeaks method; models saved with "gqrs" (the default before) keep it
+    detector: str = "gqrs"  # detect_rpeaks method ("pantompkins": faster, not better on LUDB; see README)
     n_rr: int = 16
 
     def to_dict(self) -> dict:
@@ -84,10 +84,10 @@ class RecordConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordConfig":
-        """The configuration a model was saved with; one saved without ``detector`` used gqrs (the default then).
+        """The configuration a model was saved with; one saved without ``detector`` used gqrs.
 
-        >>> RecordConfig.from_dict({"sampling_rate": 100.0}).detector, RecordConfig().detector
-        ('gqrs', 'pantompkins')
+        >>> RecordConfig.from_dict({"sampling_rate": 100.0, "detector": "pantompkins"}).detector, RecordConfig().detector
+        ('pantompkins', 'gqrs')
         """
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         d["leads"] = tuple(d.get("leads", cls.leads))

@@ -125,10 +125,10 @@ def bootstrap(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, n: int = 200
     return out
 
 
-def _ptbxl_sets(data: str, threads: int) -> tuple[RecordSet, dict, float, float]:
-    """Views of every record of the folder (100 Hz, no labels) with the time it took."""
+def _ptbxl_sets(data: str, threads: int, detector: str = "gqrs") -> tuple[RecordSet, dict, float, float]:
+    """Views of every record of the folder (100 Hz, no labels, R peaks by ``detector``) with the time it took."""
     t, cpu = time.perf_counter(), time.process_time()
-    rs = load_record_set(data, config=RecordConfig(sampling_rate=100.0), labelled=False, verbose=0)
+    rs = load_record_set(data, config=RecordConfig(sampling_rate=100.0, detector=detector), labelled=False, verbose=0)
     return rs, ptbxl_folds(data, rs.records), time.perf_counter() - t, time.process_time() - cpu
 
 
@@ -259,7 +259,7 @@ def ptbxl_select(data: str, views: RecordSet, folds: dict, seed: int, min_count:
 
 
 def ptbxl_main(args) -> None:
-    views, folds, load_s, load_cpu = _ptbxl_sets(args.data, args.threads)
+    views, folds, load_s, load_cpu = _ptbxl_sets(args.data, args.threads, args.detector)
     print(f"{args.data}: {len(views)} records read in {load_s:.0f} s, {load_cpu:.0f} CPU s ({len(views) / load_cpu:.1f} records "
           "per CPU second, R-peak detection included)", flush=True)
     if args.select:
@@ -296,6 +296,7 @@ def main() -> None:
     ap.add_argument("--channel-epochs", type=int, default=30, help="epochs per channel network (the default)")
     ap.add_argument("--min-count", type=int, default=3, help="labels with fewer positive records are left out")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--detector", default="gqrs", help="R-peak detector of the record views (gqrs, the default, or pantompkins)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -303,7 +304,7 @@ def main() -> None:
         args.data = args.data or str(DATA / "ptbxl-sample")
         return ptbxl_main(args)
     args.data = args.data or str(DATA / "ludb-dev")
-    rs = load_record_set(args.data, min_count=args.min_count, verbose=0)
+    rs = load_record_set(args.data, config=RecordConfig(detector=args.detector), min_count=args.min_count, verbose=0)
     splits = [(tr.tolist(), te.tolist()) for tr, te in KFold(5, shuffle=True, random_state=0).split(rs.records)]
     print(f"{args.data}: {len(rs)} records, {len(rs.labels)} labels ({', '.join(rs.labels)}); "
           f"left out (< {args.min_count} positive records): {', '.join(rs.dropped_labels) or 'none'}; {len(splits)} folds", flush=True)

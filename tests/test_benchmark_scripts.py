@@ -57,3 +57,17 @@ def test_readme_examples_benchmark_finds_every_python_block_and_names_it():
     assert len(bench.python_blocks(readme)) == readme.count("```python")
     done = bench.run_example("import sys; print('ran'); sys.exit(3)", threads=1, timeout=60)
     assert done["exit_code"] == 3 and done["stdout_tail"] == "ran\n" and not done["within_target"]
+
+
+LUDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg" / "ludb-dev"
+
+
+@pytest.mark.skipif(not (LUDB / "1.hea").exists(), reason="shared LUDB records absent")
+def test_rpeak_benchmark_reads_ludb_qrs_peaks_and_the_annotated_stretch():
+    """benchmarks/ecg_rpeaks.py: LUDB's reference beats are lead II's QRS peaks, scored only where LUDB annotates."""
+    import wfdb
+
+    x, fs, ref, (start, end) = load("ecg_rpeaks")._beats_ludb(str(LUDB / "1"))
+    ann = wfdb.rdann(str(LUDB / "1"), "ii")
+    assert fs == 500 and x.shape == (5000,) and ref.size == ann.symbol.count("N") > 5
+    assert start < ref.min() / fs < ref.max() / fs < end and 0 < start and end < 10.15

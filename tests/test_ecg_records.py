@@ -154,6 +154,29 @@ def test_predict_records_without_labels(ludb_like, record_run, tmp_path):
     assert res.exit_code != 0 and "neither a folder of records nor a record" in str(res.exception)
 
 
+def test_a_record_model_predicts_with_the_detector_it_was_saved_with(ludb_like, record_run, tmp_path, monkeypatch):
+    """New runs save gqrs (the default); a run saved with pantompkins predicts with it, one saved before the
+    option existed with gqrs."""
+    import hsickit.apps.ecg.records as records
+
+    assert json.loads((record_run / "config.json").read_text())["record_config"]["detector"] == "gqrs"
+    used = []
+    real = records.detect_rpeaks
+    monkeypatch.setattr(records, "detect_rpeaks", lambda x, fs, method: used.append(method) or real(x, fs, method=method))
+    for name, edit, expected in (("fast", lambda c: c.update(detector="pantompkins"), "pantompkins"),
+                                 ("unset", lambda c: c.pop("detector"), "gqrs"), ("new", lambda c: None, "gqrs")):
+        old = tmp_path / name
+        shutil.copytree(record_run, old)
+        config = json.loads((old / "config.json").read_text())
+        edit(config["record_config"])
+        (old / "config.json").write_text(json.dumps(config))
+        used.clear()
+        res = CliRunner().invoke(app, ["predict", str(old), str(ludb_like / "3"), "--out", str(tmp_path / f"out_{name}"),
+                                       "--no-plots", "--quiet"])
+        assert res.exit_code == 0, res.output
+        assert used == [expected], name
+
+
 def test_finetuning_without_a_label_keeps_its_classifier(ludb_like, record_run, tmp_path):
     base = RecordClassifier.load(record_run / "model")
     j = base.labels_.index("Extrasystolies")

@@ -1,4 +1,6 @@
 """Signal functions, features, beat preparation and metrics of hsickit.apps.ecg."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -10,6 +12,8 @@ from hsickit.apps.ecg.features import (ROBUST_LABELS, BeatFeaturizer, hrv_featur
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals, record_metrics
 from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +45,36 @@ def test_bandpass_and_baseline_remove_wander_keep_qrs_band():
 def test_detect_rpeaks_finds_synthetic_beats():
     sig, peaks, _ = synthetic_record(30, rates={"S": 0.0, "V": 0.0, "F": 0.0}, random_state=0)
     x = bandpass(sig[:, 0], 360)
-    for method in ("gqrs", "xqrs"):
+    for method in ("gqrs", "xqrs", "pantompkins"):
         found = detect_rpeaks(x, 360, method=method)
         hits = np.abs(peaks[:, None] - found[None, :]).min(1) <= 0.05 * 360
         assert hits.mean() > 0.9, method
     with pytest.raises(HsickitError, match="one lead"):
         detect_rpeaks(np.zeros((2, 100)), 360)
+    with pytest.raises(HsickitError, match="'pantompkins'"):
+        detect_rpeaks(x, 360, method="pan")
+    assert detect_rpeaks(np.zeros(3600), 360, method="pantompkins").size == 0  # a flat lead has no beats
+    assert detect_rpeaks(x[:10], 360, method="pantompkins").size == 0  # too short to filter
+
+
+@pytest.mark.skipif(not (SHARED / "mitdb-ds1").exists(), reason="shared MIT-BIH DS1 absent")
+@pytest.mark.parametrize("record", ["106", "119", "208"])  # PVCs, bigeminy, PVCs and fusion beats
+def test_pantompkins_finds_the_annotated_beats_of_real_records(record):
+    """Five minutes of real records at 360 Hz and at PTB-XL's 100 Hz: sensitivity and +P against the reference beats."""
+    import wfdb
+    from wfdb import processing
+
+    from hsickit.datasets.ecg import AAMI_MAP
+
+    rec = wfdb.rdrecord(str(SHARED / "mitdb-ds1" / record), channels=[0], sampto=300 * 360)
+    ann = wfdb.rdann(str(SHARED / "mitdb-ds1" / record), "atr", sampto=300 * 360)
+    ref = np.array([s for s, sym in zip(ann.sample, ann.symbol) if sym in AAMI_MAP])
+    for fs in (360, 100):
+        x = bandpass(resample(rec.p_signal[:, 0], 360, fs), fs)
+        found = detect_rpeaks(x, fs, method="pantompkins")
+        c = processing.compare_annotations(np.round(ref * fs / 360).astype(int), found, int(0.15 * fs))
+        c.compare()
+        assert c.tp / (c.tp + c.fn) > 0.98 and c.tp / (c.tp + c.fp) > 0.98, (record, fs, c.tp, c.fp, c.fn)
 
 
 def test_select_leads_aliases_and_conform_reports_resampling():
@@ -105,6 +133,9 @@ def test_wavelet_and_hrv_and_featurizer_labels():
     assert wavelet_coefficients(beats, "db4", 4).shape[0] == 4
     a4 = wavelet_coefficients(beats, "db4", 4, bands=[0])
     assert a4.shape[1] < 30
+    split = wavelet_coefficients(beats, "db4", 4, split=True)  # one transform, every band (the record views read it)
+    assert len(split) == 5 and np.array_equal(split[0], a4)
+    np.testing.assert_array_equal(np.concatenate(split, axis=-1), wavelet_coefficients(beats, "db4", 4))
     hrv, names = hrv_features(np.arange(0, 3600, 360), 360)
     assert hrv[names.index("hr_mean")] == pytest.approx(60.0) and hrv[names.index("sdnn")] == pytest.approx(0.0)
     sig, peaks, _ = synthetic_record(20, random_state=1)

@@ -335,17 +335,24 @@ def _corr(rows: np.ndarray, template: np.ndarray) -> np.ndarray:
     return (a @ b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b) + 1e-8)
 
 
-def wavelet_coefficients(beats: np.ndarray, wavelet: str = "db4", level: int = 4, bands: Sequence[int] | None = None) -> np.ndarray:
+def wavelet_coefficients(beats: np.ndarray, wavelet: str = "db4", level: int = 4, bands: Sequence[int] | None = None,
+                         split: bool = False) -> np.ndarray | list[np.ndarray]:
     """Discrete wavelet transform of beat windows ``(..., time)`` (PyWavelets), concatenated.
 
     ``bands`` picks sub-bands of ``pywt.wavedec``'s list (0 = approximation A_level,
-    1 = D_level, ..., level = D1); None keeps all.
+    1 = D_level, ..., level = D1); None keeps all. ``split=True`` returns the sub-bands as a
+    list instead of concatenated.
+
+    >>> [c.shape for c in wavelet_coefficients(np.zeros((2, 100)), level=2, split=True)]
+    [(2, 30), (2, 30), (2, 53)]
     """
     import pywt
 
     coeffs = pywt.wavedec(np.asarray(beats, dtype=np.float32), wavelet, level=level, axis=-1)
     if bands is not None:
         coeffs = [coeffs[b] for b in bands]
+    if split:
+        return [c.astype(np.float32) for c in coeffs]
     return np.concatenate(coeffs, axis=-1).astype(np.float32)
 
 

@@ -76,7 +76,7 @@ class RecordConfig:
     beat_before: float = 0.25
     beat_after: float = 0.45
     rpeak_lead: str = "II"
-    detector: str = "gqrs"
+    detector: str = "gqrs"  # detect_rpeaks method ("pantompkins": faster, not better on LUDB; see README)
     n_rr: int = 16
 
     def to_dict(self) -> dict:
@@ -86,8 +86,14 @@ class RecordConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordConfig":
+        """The configuration a model was saved with; one saved without ``detector`` used gqrs.
+
+        >>> RecordConfig.from_dict({"sampling_rate": 100.0, "detector": "pantompkins"}).detector, RecordConfig().detector
+        ('pantompkins', 'gqrs')
+        """
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         d["leads"] = tuple(d.get("leads", cls.leads))
+        d.setdefault("detector", "gqrs")
         return cls(**d)
 
 
@@ -136,7 +142,7 @@ def _views(path: str, config: RecordConfig) -> tuple[np.ndarray, ...]:
     else:
         beat = np.zeros((x.shape[0], a + b), np.float32)
     rhythm = resample(x, fs, config.rhythm_rate)
-    bands = [wavelet_coefficients(x, "db4", level=4, bands=[j]) for j in range(5)]
+    bands = wavelet_coefficients(x, "db4", level=4, split=True)  # the 5 sub-bands of one transform
     wav = np.log1p(np.stack([(c ** 2).mean(axis=-1) for c in bands], axis=1)).reshape(-1)
     rr = np.zeros(config.n_rr, np.float32)
     if len(peaks) > 2:
@@ -756,7 +762,8 @@ def predict_records(run, record_or_dir, out, *, plots: bool = True, overwrite: b
     else:
         directory, names = records_at(record_or_dir)
     rs = load_record_set(directory, names, config, labels=clf.labels_, labelled=False, verbose=verbose)
-    proba, pred = clf.predict_proba(rs), clf.predict(rs)
+    proba = clf.predict_proba(rs)
+    pred = proba >= clf.thresholds()  # clf.predict, without computing the probabilities twice
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["record"] + [f"p_{lab}" for lab in clf.labels_] + ["predicted"])

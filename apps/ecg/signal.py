@@ -26,7 +26,7 @@ from scipy import signal as sps
 
 from hsickit.core.errors import HsickitError
 
-__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "select_leads", "conform", "LEAD_ALIASES"]
+__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "RPEAK_METHODS", "select_leads", "conform", "LEAD_ALIASES"]
 
 #: Lead names treated as the same lead when selecting (MIT-BIH's modified lead II is lead II).
 LEAD_ALIASES: dict[str, tuple[str, ...]] = {"mlii": ("mlii", "ii", "ml2"), "ii": ("ii", "mlii")}
@@ -105,25 +105,89 @@ def remove_baseline(signal: np.ndarray, sampling_rate: float, method: str = "med
     return (x - base).astype(np.float32)
 
 
+def _windows(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Rows ``values[lo[i]:hi[i]]``, padded with NaN to the longest (for nan-aware reductions along axis 1)."""
+    idx = lo[:, None] + np.arange(max(int((hi - lo).max()), 1))[None, :]
+    return np.where(idx < hi[:, None], values[np.minimum(idx, values.size - 1)], np.nan)
+
+
+def _pan_tompkins(x: np.ndarray, fs: float) -> np.ndarray:
+    """QRS positions of one lead, Pan-Tompkins style, vectorised (see :func:`detect_rpeaks`); found at 100 Hz."""
+    if fs > 100:  # the thresholds were chosen at 100 Hz (PTB-XL's rate): detect there, place the peaks at the full rate
+        return np.round(_pan_tompkins(resample(x, fs, 100.0), 100.0) * (fs / 100.0)).astype(np.int64)
+    sos = sps.butter(2, [5.0, min(18.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    if x.size <= 3 * (2 * len(sos) + 1):  # sosfiltfilt's padding needs a few samples more
+        return np.zeros(0, np.int64)
+    f = sps.sosfiltfilt(sos, x)
+    d = np.gradient(f) * fs
+    w = max(1, int(round(0.15 * fs)))
+    energy = np.convolve(d * d, np.ones(w) / w, mode="same")  # moving-window integration, 150 ms
+    cand, _ = sps.find_peaks(energy, distance=max(1, int(0.2 * fs)))  # 200 ms refractory period
+    if cand.size == 0:
+        return cand.astype(np.int64)
+    h = energy[cand]
+    # robust level: the 75th percentile of the candidates' heights within 5 s either side
+    lo, hi = np.searchsorted(cand, cand - 5.0 * fs), np.searchsorted(cand, cand + 5.0 * fs)
+    ranked = np.sort(_windows(h, lo, hi), axis=1)  # NaN padding sorts last
+    pos = 0.75 * (hi - lo - 1)  # np.percentile's linear interpolation, row by row
+    below = np.floor(pos).astype(np.int64)
+    a = ranked[np.arange(cand.size), below]
+    b = ranked[np.arange(cand.size), np.minimum(below + 1, hi - lo - 1)]
+    level = a + (pos - below) * (b - a)
+    # P and T waves: a candidate with one more than twice its height within 360 ms is not a QRS
+    near = np.nanmax(_windows(h, np.searchsorted(cand, cand - 0.36 * fs), np.searchsorted(cand, cand + 0.36 * fs, side="right")), axis=1)
+    keep = (h >= 0.3 * level) & (h >= 0.5 * near) & (h > 0)
+    peaks = cand[keep]
+    if peaks.size > 2:  # search back: the highest rejected candidate above half the level in a gap > 1.66 median RR
+        rr = np.diff(peaks)
+        extra = []
+        for i in np.flatnonzero(rr > 1.66 * np.median(rr)):
+            inside = (cand > peaks[i] + 0.36 * fs) & (cand < peaks[i + 1] - 0.36 * fs) & ~keep & (h >= 0.15 * level)
+            if inside.any():
+                j = np.flatnonzero(inside)
+                extra.append(cand[j[np.argmax(h[j])]])
+        peaks = np.sort(np.concatenate([peaks, extra])) if extra else peaks
+    return peaks.astype(np.int64)
+
+
+#: R-peak detectors of :func:`detect_rpeaks`
+RPEAK_METHODS = ("pantompkins", "gqrs", "xqrs")
+
+
 def detect_rpeaks(signal: np.ndarray, sampling_rate: float, method: str = "xqrs") -> np.ndarray:
     """R-peak sample indices of one lead (``(time,)``), for records without beat annotations.
 
-    ``method="xqrs"`` (:class:`wfdb.processing.XQRS`, peaks corrected to the local maximum
-    with :func:`wfdb.processing.correct_peaks`) or ``"gqrs"`` (:func:`wfdb.processing.gqrs_detect`).
+    ``method="pantompkins"`` (the record model's default): at 100 Hz (a lead at a higher rate
+    is resampled for it), band-pass 5-18 Hz, derivative, squaring, 150-ms moving-window
+    integration, peaks 200 ms apart above 0.3 times a robust local level (the 75th percentile
+    of the peaks within ±5 s), P and T waves dropped (less than half a peak within 360 ms),
+    and a search back in gaps longer than 1.66 median RR; NumPy/SciPy, many times faster
+    than ``"gqrs"`` (figures in benchmarks/ecg_rpeaks.py).
+    ``"xqrs"``: :class:`wfdb.processing.XQRS`; ``"gqrs"``: :func:`wfdb.processing.gqrs_detect`.
+    Every method's peaks are then moved to the local extremum within ±50 ms
+    (:func:`wfdb.processing.correct_peaks`).
+
+    >>> from hsickit.apps.ecg.synthetic import synthetic_record
+    >>> sig, beats, _ = synthetic_record(20, random_state=0)
+    >>> found = detect_rpeaks(bandpass(sig[:, 0], 360), 360, method="pantompkins")
+    >>> bool((np.abs(beats[:, None] - found[None, :]).min(1) <= 18).mean() > 0.95)
+    True
     """
     from wfdb import processing
 
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 1:
         raise HsickitError(f"detect_rpeaks needs one lead (time,), got shape {x.shape}; select a lead first")
-    if method == "xqrs":
+    if method == "pantompkins":
+        peaks = _pan_tompkins(x, sampling_rate)
+    elif method == "xqrs":
         xq = processing.XQRS(sig=x, fs=sampling_rate)
         xq.detect(verbose=False)
         peaks = np.asarray(xq.qrs_inds, dtype=np.int64)
     elif method == "gqrs":
         peaks = np.asarray(processing.gqrs_detect(sig=x, fs=sampling_rate), dtype=np.int64)
     else:
-        raise HsickitError(f"detect_rpeaks method={method!r}; use 'xqrs' or 'gqrs'")
+        raise HsickitError(f"detect_rpeaks method={method!r}; use one of {', '.join(map(repr, RPEAK_METHODS))}")
     if peaks.size == 0:
         return peaks
     radius = int(0.05 * sampling_rate)

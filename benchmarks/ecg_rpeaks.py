@@ -60,7 +60,7 @@ def _beats_mitdb(path: str) -> tuple[np.ndarray, float, np.ndarray, tuple[float,
     return rec.p_signal[:, 0], float(rec.fs), ref, None
 
 
-def _beats_ludb(path: str) -> tuple[np.ndarray, float, np.ndarray, tuple[float, float] | None]:
+def beats_ludb(path: str) -> tuple[np.ndarray, float, np.ndarray, tuple[float, float] | None]:
     rec = wfdb.rdrecord(path, channel_names=["ii"])
     ann = wfdb.rdann(path, "ii")
     sym, smp = list(ann.symbol), np.asarray(ann.sample)
@@ -140,7 +140,7 @@ def main() -> None:
     data = Path(args.data)
     per_record, pooled, out = [], [], {"window_s": WINDOW, "methods": list(METHODS), "machine": "shared 2-core CPU, 1 thread"}
     for label, reader, rates in (("mitdb-ds1", _beats_mitdb, (None, 100)), ("svdb", _beats_mitdb, (None, 100)),
-                                 ("ludb-dev", _beats_ludb, (None, 100))):
+                                 ("ludb-dev", beats_ludb, (None, 100))):
         if label in args.skip or not (data / label).exists():
             continue
         rows, pool = score(data / label, reader, rates, label)

@@ -67,7 +67,7 @@ def test_rpeak_benchmark_reads_ludb_qrs_peaks_and_the_annotated_stretch():
     """benchmarks/ecg_rpeaks.py: LUDB's reference beats are lead II's QRS peaks, scored only where LUDB annotates."""
     import wfdb
 
-    x, fs, ref, (start, end) = load("ecg_rpeaks")._beats_ludb(str(LUDB / "1"))
+    x, fs, ref, (start, end) = load("ecg_rpeaks").beats_ludb(str(LUDB / "1"))
     ann = wfdb.rdann(str(LUDB / "1"), "ii")
     assert fs == 500 and x.shape == (5000,) and ref.size == ann.symbol.count("N") > 5
     assert start < ref.min() / fs < ref.max() / fs < end and 0 < start and end < 10.15

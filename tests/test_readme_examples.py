@@ -7,6 +7,7 @@ The time of each example as written is measured by ``benchmarks/readme_examples.
 """
 import ast
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -20,17 +21,11 @@ SHARED = ROOT.parent / "shared"
 
 
 def python_blocks():
-    """(first line number, code) of every ```python block of README.md."""
-    blocks, start = [], None
-    for i, line in enumerate((ROOT / "README.md").read_text().splitlines(), 1):
-        if start is None and line.strip() == "```python":
-            start, body = i + 1, []
-        elif start is not None and line.strip() == "```":
-            blocks.append((start, "\n".join(body) + "\n"))
-            start = None
-        elif start is not None:
-            body.append(line)
-    return blocks
+    """(first line number, code) of every ```python block of README.md (the benchmark's own reader)."""
+    spec = importlib.util.spec_from_file_location("readme_examples", ROOT / "benchmarks" / "readme_examples.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.python_blocks((ROOT / "README.md").read_text())
 
 
 BLOCKS = python_blocks()

@@ -45,13 +45,8 @@ INTERVAL_KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V")
 
 def worst_records(y, p, records, cls: str, n: int = 5) -> list[dict]:
     """The ``n`` records with the most misses plus false alarms of class ``cls``."""
-    rows = []
-    for r in np.unique(records):
-        k = records == r
-        tp = int(((y[k] == cls) & (p[k] == cls)).sum())
-        fn = int(((y[k] == cls) & (p[k] != cls)).sum())
-        fp = int(((y[k] != cls) & (p[k] == cls)).sum())
-        rows.append({"record": str(r), f"n_{cls}": tp + fn, "TP": tp, "FN": fn, "FP": fp})
+    rows = [{"record": r, f"n_{cls}": total, "TP": total - fn, "FN": fn, "FP": fp}
+            for r, (total, fn, fp) in record_errors(y, p, records, cls).items()]
     return sorted(rows, key=lambda d: -(d["FN"] + d["FP"]))[:n]
 
 

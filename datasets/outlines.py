@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from hsickit.core.errors import HsickitError
-from hsickit.datasets.plants import (PlantSamples, Taxonomy, join_labels, row_names, select_columns, split_column,
-                                     skip_or_raise, source_name, read_images)
+from hsickit.datasets.plants import (PlantSamples, Taxonomy, join_labels, read_images, row_names, select_columns,
+                                     skip_or_raise, source_name, split_column, table_samples)
 
 __all__ = ["DEFAULT_POINTS", "resample_closed", "signed_area", "self_intersection", "outline_problem",
            "centroid_distance", "extract_outline", "outlines_from_images", "read_signature_table", "read_point_table",
@@ -263,20 +263,9 @@ def read_signature_table(path, taxonomy: Taxonomy | None = None, label_col: str 
     problems = [f"{where[i]}: its signature has {int((~bad[i]).sum())} of {L} values (column "
                 f"{cols[int(np.argmax(bad[i]))]!r} is missing or not a number); resample every outline to {L} points"
                 for i in np.nonzero(bad.any(1))[0]]
-    keep = ~bad.any(1)
-    if problems and not ignore_errors:
-        skip_or_raise(problems, False, source)
-    y = labels = None
-    if has_labels:
-        labels = table[label_col].str.strip().to_numpy(dtype=object)
-        y, ok, p = join_labels(labels, taxonomy, ignore_errors, source, where)
-        problems += p
-        keep &= ok
-    skipped = skip_or_raise(problems, ignore_errors, source)
-    split_arr = split_column(table, ids, splits, id_col, source)
-    s = PlantSamples(X=X.astype(np.float32), ids=ids, labels=labels, y=y, taxonomy=taxonomy, feature_names=cols,
-                     kind="signatures", split=split_arr, skipped=skipped, source=source).subset(keep)
-    return s.select_split(split) if split is not None else s
+    return table_samples(table, X, cols, "signatures", ids, where, problems, ~bad.any(1), taxonomy=taxonomy,
+                         label_col=label_col, id_col=id_col, splits=splits, split=split, ignore_errors=ignore_errors,
+                         source=source)
 
 
 def read_point_table(path, taxonomy: Taxonomy | None = None, label_col: str = "species", id_col: str = "specimen",

@@ -574,19 +574,27 @@ def read_feature_table(path, taxonomy: Taxonomy | None = None, label_col: str = 
     keep = ~bad.any(axis=1)
     ids = table[id_col].str.strip().to_numpy(dtype=object) if id_col in table.columns else np.array(
         [str(i) for i in range(len(table))], dtype=object)
+    return table_samples(table, X, cols, "features", ids, where, problems, keep, taxonomy=taxonomy, label_col=label_col,
+                         id_col=id_col, splits=splits, split=split, ignore_errors=ignore_errors, source=source)
+
+
+def table_samples(table, X, cols, kind, ids, where, problems, keep, *, taxonomy, label_col, id_col, splits, split,
+                  ignore_errors, source) -> "PlantSamples":
+    """The end of every specimen-table reader: the rows' ``problems`` (and, with labels, the species the
+    taxonomy lacks) stop the read or are skipped, the split column is joined, and the rows kept (``keep``)
+    of the chosen ``split`` are returned as :class:`PlantSamples` of ``kind``."""
     if problems and not ignore_errors:
-        skip_or_raise(problems, ignore_errors, source)
+        skip_or_raise(problems, False, source)
     y = labels = None
-    if has_labels:
+    if label_col in table.columns:
         labels = table[label_col].str.strip().to_numpy(dtype=object)
-        y, ok, p = join_labels(labels, taxonomy, ignore_errors, source, where)
-        problems += p
-        keep &= ok
+        y, ok, more = join_labels(labels, taxonomy, ignore_errors, source, where)
+        problems = problems + more
+        keep = keep & ok
     skipped = skip_or_raise(problems, ignore_errors, source)
     split_arr = split_column(table, ids, splits, id_col, source)
     samples = PlantSamples(X=X.astype(np.float32), ids=ids, labels=labels, y=y, taxonomy=taxonomy,
-                           feature_names=cols, kind="features", split=split_arr, skipped=skipped, source=source)
-    samples = samples.subset(keep)
+                           feature_names=cols, kind=kind, split=split_arr, skipped=skipped, source=source).subset(keep)
     return samples.select_split(split) if split is not None else samples
 
 

@@ -34,7 +34,7 @@ import wfdb
 
 from hsickit.apps.ecg.beats import BeatConfig, BeatSet, load_beats, summarise_repairs
 from hsickit.apps.ecg.fusion import MultiResolutionClassifier
-from hsickit.apps.ecg.metrics import NOT_A_MODEL_CLASS, beat_confusion, beat_scores, metrics_dataset
+from hsickit.apps.ecg.metrics import NOT_A_MODEL_CLASS, beat_confusion, beat_scores, metrics_dataset, not_model_classes
 from hsickit.core.errors import HsickitError
 from hsickit.core.io import (RunFolder, atomic_write, check_output_folder, markdown_table, read_json, resumable_training,
                              saved_params, staged_folder)
@@ -144,7 +144,7 @@ def _write_evaluation(run: RunFolder, clf: MultiResolutionClassifier, beats: Bea
     classes = [c for c in ("N", "S", "V", "F")]
     scores = beat_scores(y_true, y_pred, beats.record, classes, model_classes=clf.classes_)  # = clf.evaluate(beats)
     info = {"records_dir": _folders_text(records_dir), "records": ",".join(sorted(set(beats.record.astype(str))))}
-    absent = [c for c in classes if c not in {str(k) for k in clf.classes_}]
+    absent = not_model_classes({}, clf.classes_, classes)[1]
     info["not_model_classes"] = ",".join(absent)  # their per-class metrics are null: the model cannot predict them
     if absent:
         info["not_model_classes_note"] = (f"{', '.join(absent)}: {NOT_A_MODEL_CLASS} (its training beats held none), so "

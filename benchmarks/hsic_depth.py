@@ -97,10 +97,10 @@ def build(method: str, n_in: int, n_out: int, depth: int, width: int, activation
 def config_for(method: str, epochs: int, format_epochs: int, batch_size: int, seed: int, probe: bool,
                hsic_params: dict | None = None):
     from hsickit.core.demo import REFERENCE_BACKPROP, REFERENCE_HSIC
-    from hsickit.core.training import TrainConfig
+    from hsickit.core.training import TrainConfig, config_kwargs
 
-    params = dict(REFERENCE_HSIC if method == "hsic" else REFERENCE_BACKPROP)
-    mode = params.pop("training")
+    params = config_kwargs(REFERENCE_HSIC if method == "hsic" else REFERENCE_BACKPROP)
+    mode = params.pop("mode")
     if mode == "hsic":
         params["format_epochs"] = format_epochs
         params.update({k: v for k, v in (hsic_params or {}).items() if k != "init"})

@@ -60,11 +60,11 @@ def _epoch_time(args: tuple) -> dict:
     torch.set_num_threads(threads)
     from hsickit.core.demo import REFERENCE_BACKPROP, REFERENCE_HSIC, mnist_subset
     from hsickit.core.models import create_model
-    from hsickit.core.training import TrainConfig, Trainer
+    from hsickit.core.training import TrainConfig, Trainer, config_kwargs
 
     X_train, _, y_train, _ = mnist_subset()
-    params = dict(REFERENCE_HSIC if method == "hsic" else REFERENCE_BACKPROP)
-    params.pop("training")
+    params = config_kwargs(REFERENCE_HSIC if method == "hsic" else REFERENCE_BACKPROP)
+    params.pop("mode")
     params.pop("format_epochs", None)
     torch.manual_seed(0)
     net = create_model("mlp", in_features=784, out_features=10).to(device)
@@ -99,11 +99,12 @@ def _batch_time(args: tuple) -> dict:
     torch.set_num_threads(threads)
     from hsickit.core.demo import REFERENCE_HSIC
     from hsickit.core.models import create_model
-    from hsickit.core.training import TrainConfig, Trainer
+    from hsickit.core.training import TrainConfig, Trainer, config_kwargs
 
     torch.manual_seed(0)
     net = create_model("mlp", in_features=784, out_features=10, hidden=(1024,) * depth).to(device)
-    params = {k: v for k, v in REFERENCE_HSIC.items() if k not in ("training", "format_epochs")} if method == "hsic" else {}
+    params = ({k: v for k, v in config_kwargs(REFERENCE_HSIC).items() if k not in ("mode", "format_epochs")}
+              if method == "hsic" else {})
     trainer = Trainer(net, TrainConfig(mode=method, batch_size=256, device=device, verbose=0, **params))
     X = torch.rand(256 * (repeats + 1), 784, device=device)
     y = torch.randint(0, 10, (len(X),), device=device)

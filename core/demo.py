@@ -23,8 +23,9 @@ from hsickit.core.report import markdown_table
 from hsickit.core.runs import RunFolder, open_output_folder
 
 #: The reference code's MNIST settings (ANCHORS.md section 1), as DeepClassifier parameters.
-REFERENCE_HSIC = dict(training="hsic", sigma=6.0, kernel_convention="reference", beta=200.0,
-                      optimizer="sgd", hsic_lr=1e-3, lr=5e-3, format_epochs=5)
+REFERENCE_HSIC = dict(training="hsic", optimizer="sgd", lr=5e-3,
+                      hsic_params={"sigma": 6.0, "kernel_convention": "reference", "beta": 200.0, "lr": 1e-3,
+                                   "format_epochs": 5})
 REFERENCE_BACKPROP = dict(training="backprop", optimizer="adam", lr=1e-3)
 
 

@@ -5,6 +5,19 @@
 ``warm_start=True`` continues from the fitted model on new data (fine-tuning), optionally
 with the first ``frozen_blocks`` blocks frozen.
 
+Settings that only reach the trainer come in two dicts, each key a parameter of its own for
+scikit-learn (``hsic_params__beta`` in ``get_params``, ``set_params`` and ``GridSearchCV``;
+:mod:`hsickit.core.params`), with :class:`~hsickit.core.training.TrainConfig`'s defaults
+(:func:`~hsickit.core.training.param_defaults`):
+
+- ``train_params``: optimiser and trainer details: ``weight_decay``, ``lr_schedule``
+  (None, "cosine", "plateau", "warmup_cosine"), ``momentum`` (SGD), ``precision``
+  ("float32", "bf16"), ``sync_batchnorm``.
+- ``hsic_params`` (``training="hsic"`` only): ``sigma``, ``beta``, ``estimator`` ("nocco",
+  "cka", "biased", "unbiased"), ``kernel_convention``, ``lr`` (the blocks'), ``format_epochs``,
+  ``format_lr``, ``approx`` (None or "rff"), ``n_features``, ``distributed`` ("local",
+  "gather"), ``recalibrate_bn``, ``probe_size``.
+
 Examples
 --------
 >>> from sklearn.datasets import load_iris
@@ -15,6 +28,10 @@ Examples
 True
 >>> sorted(clf.evaluate(X, y))  # the keys a run folder's metrics.json gets
 ['accuracy', 'n_samples']
+>>> hsic = DeepClassifier(training="hsic", hsic_params={"beta": 50.0, "format_epochs": 5},
+...                       train_params={"weight_decay": 1e-4}, epochs=5, random_state=0).fit(X, y)
+>>> hsic.train_config_["beta"], hsic.train_config_["format_epochs"], hsic.train_config_["weight_decay"]
+(50.0, 5, 0.0001)
 """
 from __future__ import annotations
 
@@ -34,19 +51,27 @@ from hsickit.core.files import read_json, write_json
 from hsickit.core.metrics import classification_metrics, regression_metrics
 from hsickit.core.serialization import load_model, save_model, saved_params
 from hsickit.core.models import create_model, model_config, model_config_type
+from hsickit.core.params import GroupedParams, extends
 from hsickit.core.progress import resolve_verbose
-from hsickit.core.training import CHECKPOINT, TrainConfig, train, validation_split
+from hsickit.core.training import (CHECKPOINT, HSIC_PARAMS, TrainConfig, config_fields, param_defaults, train,
+                                   validation_split)
 
 
-class _DeepEstimator(TransformerMixin, BaseEstimator):
+#: The flat keywords of hsickit 0.x that ``hsic_params`` replaced (still accepted one release, with a warning).
+_FLAT_HSIC = ("sigma", "beta", "hsic_estimator", "kernel_convention", "hsic_lr", "format_epochs", "hsic_approx",
+              "n_features", "distributed_hsic")
+
+
+class _DeepEstimator(GroupedParams, TransformerMixin, BaseEstimator):
     _task = "regression"
+    param_groups = {"hsic_params": param_defaults("hsic_params"), "train_params": param_defaults("train_params")}
+    renamed = {**{field: ("hsic_params", key) for key, field in HSIC_PARAMS.items() if field in _FLAT_HSIC},
+               **{name: ("train_params", name) for name in ("weight_decay", "lr_schedule", "precision")}}
 
-    def __init__(self, model="mlp", model_params=None, training="backprop", epochs=50, batch_size="auto",
-                 lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
-                 sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
-                 format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
-                 warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto", device="cpu",
-                 precision="float32", hsic_approx=None, n_features=1024, distributed_hsic="local"):
+    def __init__(self, *, model="mlp", model_params=None, training="backprop", epochs=50, batch_size="auto",
+                 lr=1e-3, optimizer="adam", train_params=None, loss="auto", hsic_params=None, validation_fraction=0.1,
+                 patience=10, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto",
+                 device="cpu", **renamed_params):
         self.model = model
         self.model_params = model_params
         self.training = training
@@ -54,15 +79,9 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer
-        self.weight_decay = weight_decay
+        self.train_params = train_params
         self.loss = loss
-        self.lr_schedule = lr_schedule
-        self.sigma = sigma
-        self.beta = beta
-        self.hsic_estimator = hsic_estimator
-        self.kernel_convention = kernel_convention
-        self.hsic_lr = hsic_lr
-        self.format_epochs = format_epochs
+        self.hsic_params = hsic_params
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.frozen_blocks = frozen_blocks
@@ -71,10 +90,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
-        self.precision = precision
-        self.hsic_approx = hsic_approx
-        self.n_features = n_features
-        self.distributed_hsic = distributed_hsic
+        self._take_renamed(renamed_params)  # DeepClassifier(beta=50): the old spelling, one release
 
     # --- hooks the two subclasses fill in ------------------------------------------------
     def _encode_targets(self, y, fitting: bool):
@@ -114,15 +130,11 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
             raise HsickitError(f"batch_size={bs} is larger than the {n_train} training samples (after the validation split); pass batch_size <= {n_train} or 'auto'")
         if self.training not in ("backprop", "hsic"):
             raise HsickitError(f"training must be 'backprop' or 'hsic', got {self.training!r}")
-        sigma = tuple(self.sigma) if isinstance(self.sigma, (tuple, list)) else self.sigma
         return TrainConfig(
             mode=self.training, task=self._task, epochs=self.epochs, batch_size=int(bs), lr=self.lr,
-            optimizer=self.optimizer, weight_decay=self.weight_decay, loss=self.loss, lr_schedule=self.lr_schedule,
-            class_weight=self._class_weight(y_enc), patience=self.patience, sigma=sigma, beta=self.beta,
-            hsic_estimator=self.hsic_estimator, kernel_convention=self.kernel_convention, hsic_lr=self.hsic_lr,
-            format_epochs=self.format_epochs, frozen_blocks=self.frozen_blocks, seed=self.seed_,
-            device=self.device, verbose=resolve_verbose(self.verbose), precision=self.precision, hsic_approx=self.hsic_approx,
-            n_features=self.n_features, distributed_hsic=self.distributed_hsic)
+            optimizer=self.optimizer, loss=self.loss, class_weight=self._class_weight(y_enc), patience=self.patience,
+            frozen_blocks=self.frozen_blocks, seed=self.seed_, device=self.device, verbose=resolve_verbose(self.verbose),
+            **config_fields(self.group("hsic_params"), self.group("train_params")))
 
     def _build_model(self, X) -> torch.nn.Module:
         params = dict(self.model_params or {})
@@ -131,9 +143,10 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         params.setdefault("out_features", self._n_outputs())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
-            if isinstance(self.sigma, (tuple, list)):  # sigma-combined: one member per kernel width
+            sigma = self.group("hsic_params")["sigma"]
+            if isinstance(sigma, (tuple, list)):  # sigma-combined: one member per kernel width
                 member = dataclasses.asdict(model_config(self.model, **params))
-                return create_model("parallel", member=member, n_members=len(self.sigma), out_features=params["out_features"])
+                return create_model("parallel", member=member, n_members=len(sigma), out_features=params["out_features"])
             return create_model(self.model, **params)
 
     def fit(self, X, y, X_val=None, y_val=None, callbacks=()):
@@ -219,7 +232,7 @@ class _DeepEstimator(TransformerMixin, BaseEstimator):
         meta = read_json(path / "estimator.json")
         if meta.get("estimator") != cls.__name__:
             raise HsickitError(f"{path} holds a {meta.get('estimator')}, not a {cls.__name__}; load it with {meta.get('estimator')}.load")
-        params = {**meta["params"], **overrides}
+        params = {**cls.upgrade_params(meta["params"]), **overrides}  # flat HSIC / optimiser keywords: saved before 0.y
         if params.get("model_params"):
             params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
@@ -257,21 +270,9 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
 
     _task = "classification"
 
-    def __init__(self, model="mlp", model_params=None, training="backprop", epochs=50, batch_size="auto",
-                 lr=1e-3, optimizer="adam", weight_decay=0.0, loss="auto", lr_schedule=None,
-                 sigma=None, beta=100.0, hsic_estimator="nocco", kernel_convention="plain", hsic_lr=None,
-                 format_epochs=0, validation_fraction=0.1, patience=10, frozen_blocks=0,
-                 warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto", device="cpu",
-                 precision="float32", hsic_approx=None, n_features=1024, distributed_hsic="local",
-                 class_weight=None, classes=None):
-        super().__init__(model=model, model_params=model_params, training=training, epochs=epochs, batch_size=batch_size,
-                         lr=lr, optimizer=optimizer, weight_decay=weight_decay, loss=loss, lr_schedule=lr_schedule,
-                         sigma=sigma, beta=beta, hsic_estimator=hsic_estimator, kernel_convention=kernel_convention,
-                         hsic_lr=hsic_lr, format_epochs=format_epochs, validation_fraction=validation_fraction,
-                         patience=patience, frozen_blocks=frozen_blocks, warm_start=warm_start,
-                         checkpoint_dir=checkpoint_dir, random_state=random_state, verbose=verbose, device=device,
-                         precision=precision, hsic_approx=hsic_approx, n_features=n_features,
-                         distributed_hsic=distributed_hsic)
+    @extends(_DeepEstimator.__init__)
+    def __init__(self, *, class_weight=None, classes=None, **params):
+        super().__init__(**params)
         self.class_weight = class_weight
         self.classes = classes
 

@@ -172,6 +172,47 @@ class TrainConfig:
         return d
 
 
+#: The estimators' ``hsic_params`` keys -> the :class:`TrainConfig` field each sets (HSIC training only).
+HSIC_PARAMS = {"sigma": "sigma", "beta": "beta", "estimator": "hsic_estimator", "kernel_convention": "kernel_convention",
+               "lr": "hsic_lr", "format_epochs": "format_epochs", "format_lr": "format_lr", "approx": "hsic_approx",
+               "n_features": "n_features", "distributed": "distributed_hsic", "recalibrate_bn": "recalibrate_bn",
+               "probe_size": "probe_size"}
+#: The estimators' ``train_params`` keys: :class:`TrainConfig` fields forwarded as they are (optimiser and trainer details).
+TRAIN_PARAMS = ("weight_decay", "lr_schedule", "momentum", "precision", "sync_batchnorm")
+
+
+def param_defaults(group: str) -> dict:
+    """The defaults of the estimators' ``hsic_params`` or ``train_params`` keys: :class:`TrainConfig`'s.
+
+    >>> param_defaults("hsic_params")["beta"], param_defaults("train_params")["weight_decay"]
+    (100.0, 0.0)
+    """
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    if group == "hsic_params":
+        return {key: fields[field] for key, field in HSIC_PARAMS.items()}
+    if group == "train_params":
+        return {key: fields[key] for key in TRAIN_PARAMS}
+    raise HsickitError(f"unknown parameter group {group!r}; use 'hsic_params' or 'train_params'")
+
+
+def config_fields(hsic_params: dict, train_params: dict) -> dict:
+    """:class:`TrainConfig` keyword arguments from an estimator's ``hsic_params`` and ``train_params``."""
+    if isinstance(hsic_params.get("sigma"), list):
+        hsic_params = {**hsic_params, "sigma": tuple(hsic_params["sigma"])}
+    return {**{HSIC_PARAMS[k]: v for k, v in hsic_params.items()}, **train_params}
+
+
+def config_kwargs(params: dict) -> dict:
+    """:class:`TrainConfig` keyword arguments from estimator parameters (``training`` -> ``mode``;
+    the keys of ``hsic_params`` and ``train_params`` unfolded; the others as they are).
+
+    >>> config_kwargs({"training": "hsic", "lr": 5e-3, "hsic_params": {"beta": 200.0, "lr": 1e-3}})
+    {'mode': 'hsic', 'lr': 0.005, 'beta': 200.0, 'hsic_lr': 0.001}
+    """
+    out = {("mode" if k == "training" else k): v for k, v in params.items() if k not in ("hsic_params", "train_params")}
+    return {**out, **config_fields(params.get("hsic_params") or {}, params.get("train_params") or {})}
+
+
 def check_data(X: np.ndarray, y: np.ndarray, task: str, name: str = "training data", min_classes: int = 2) -> None:
     """Clear errors for the usual ways a dataset is unusable."""
     if len(X) == 0:

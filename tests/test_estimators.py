@@ -159,8 +159,8 @@ def test_bad_input_errors():
 
 def test_scale_options_reach_the_trainer():
     X, y = iris()
-    clf = DeepClassifier(model_params=SMALL, epochs=2, training="hsic", hsic_approx="rff", n_features=64,
-                         precision="bf16", random_state=0).fit(X, y)
+    clf = DeepClassifier(model_params=SMALL, epochs=2, training="hsic", hsic_params={"approx": "rff", "n_features": 64},
+                         train_params={"precision": "bf16"}, random_state=0).fit(X, y)
     cfg = clf.train_config_
     assert (cfg["hsic_approx"], cfg["n_features"], cfg["precision"]) == ("rff", 64, "bf16")
     assert clf.predict_proba(X).shape == (150, 3)

@@ -51,7 +51,7 @@ from hsickit.core.files import read_json, write_json
 from hsickit.core.metrics import classification_metrics, regression_metrics
 from hsickit.core.serialization import load_model, save_model, saved_params
 from hsickit.core.models import create_model, model_config, model_config_type
-from hsickit.core.params import GroupedParams, extends
+from hsickit.core.params import GroupedParams, signature
 from hsickit.core.progress import resolve_verbose
 from hsickit.core.training import (CHECKPOINT, HSIC_PARAMS, TrainConfig, config_fields, param_defaults, train,
                                    validation_split)
@@ -68,6 +68,7 @@ class _DeepEstimator(GroupedParams, TransformerMixin, BaseEstimator):
     renamed = {**{field: ("hsic_params", key) for key, field in HSIC_PARAMS.items() if field in _FLAT_HSIC},
                **{name: ("train_params", name) for name in ("weight_decay", "lr_schedule", "precision")}}
 
+    @signature()
     def __init__(self, *, model="mlp", model_params=None, training="backprop", epochs=50, batch_size="auto",
                  lr=1e-3, optimizer="adam", train_params=None, loss="auto", hsic_params=None, validation_fraction=0.1,
                  patience=10, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto",
@@ -270,7 +271,7 @@ class DeepClassifier(ClassifierMixin, _DeepEstimator):
 
     _task = "classification"
 
-    @extends(_DeepEstimator.__init__)
+    @signature(_DeepEstimator.__init__)
     def __init__(self, *, class_weight=None, classes=None, **params):
         super().__init__(**params)
         self.class_weight = class_weight

@@ -29,7 +29,7 @@ from typing import Callable
 
 from hsickit.core.errors import HsickitError
 
-__all__ = ["GroupedParams", "extends"]
+__all__ = ["GroupedParams", "signature"]
 
 
 class GroupedParams:
@@ -37,7 +37,8 @@ class GroupedParams:
 
     Subclasses set :attr:`param_groups` (dict parameter -> {key: default}) and
     :attr:`renamed` (old flat keyword -> (dict parameter, key)); their ``__init__`` takes
-    ``**renamed_params`` and ends with ``self._take_renamed(renamed_params)``.
+    ``**renamed_params`` (hidden from the signature by :func:`signature`) and ends with
+    ``self._take_renamed(renamed_params)``.
     """
 
     #: dict parameter -> {key: its default}: the keys it takes, and the values in effect when absent
@@ -126,15 +127,17 @@ def _warn_renamed(owner: str, name: str, group: str, key: str, value, stacklevel
                   "the old keyword goes in the next release", FutureWarning, stacklevel=stacklevel)
 
 
-def extends(parent_init: Callable) -> Callable:
-    """Decorator for a subclass ``__init__(self, *, own=..., **params)`` that passes ``**params`` on to
-    ``parent_init``: its signature (what scikit-learn's ``get_params`` reads) becomes the parent's
-    parameters followed by its own, so the subclass does not list the parent's by hand."""
+def signature(parent_init: Callable | None = None) -> Callable:
+    """Decorator for an ``__init__`` taking ``**renamed_params``: the signature scikit-learn reads
+    (``get_params``, its checks, ``help``) lists the real parameters only, the old keywords staying
+    hidden aliases. With ``parent_init``, for a subclass ``__init__(self, *, own=..., **params)``
+    that passes ``**params`` on to it: the parent's parameters come first, then its own, so the
+    subclass does not list the parent's by hand."""
     def decorate(init: Callable) -> Callable:
-        parent = inspect.signature(parent_init).parameters.values()
-        own = [p for p in inspect.signature(init).parameters.values() if p.kind == p.KEYWORD_ONLY]
-        var = [p for p in parent if p.kind == p.VAR_KEYWORD]
-        fixed = [p for p in parent if p.kind != p.VAR_KEYWORD]
-        init.__signature__ = inspect.Signature([*fixed, *own, *var])
+        params = [p for p in inspect.signature(init).parameters.values() if p.kind != p.VAR_KEYWORD]
+        if parent_init is not None:
+            parent = [p for p in inspect.signature(parent_init).parameters.values() if p.kind != p.VAR_KEYWORD]
+            params = parent + [p for p in params if p.name != "self"]
+        init.__signature__ = inspect.Signature(params)
         return init
     return decorate

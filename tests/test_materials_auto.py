@@ -80,14 +80,17 @@ def test_models_saved_before_the_modern_recipe_fine_tune_as_the_paper(gaps, tmp_
     reg = MaterialsRegressor(model="mlp", model_params={"hidden": (16,)}, epochs=2, random_state=0).fit(f[:40], y[:40])
     reg.save(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / "materials.json").read_text())
-    for key in ("optimizer", "lr_schedule", "auto_threshold"):
+    for key in ("optimizer", "auto_threshold"):
         meta["params"].pop(key)
+    meta["params"]["weight_decay"] = meta["params"].pop("train_params")["weight_decay"]  # then a flat keyword
+    for key, value in meta["params"].pop("hsic_params").items():
+        meta["params"][{"lr": "hsic_lr"}.get(key, key)] = value
     meta["params"]["features"] = "ward145"  # there was no "auto" then
     for key in ("model_used", "features_used", "auto_choice"):
         meta.pop(key)
     (tmp_path / "old" / "materials.json").write_text(json.dumps(meta))
     back = MaterialsRegressor.load(tmp_path / "old")
-    assert back.get_params()["optimizer"] == "adam" and back.get_params()["lr_schedule"] is None
+    assert back.get_params()["optimizer"] == "adam" and back.get_params()["train_params__lr_schedule"] is None
     assert back.model_used_ == "mlp"
     np.testing.assert_allclose(back.predict(f[50:55]), reg.predict(f[50:55]), rtol=1e-5)
 

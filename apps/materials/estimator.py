@@ -43,9 +43,10 @@ from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.files import read_json, write_json
+from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import saved_params
 from hsickit.core.progress import resolve_verbose
-from hsickit.core.training import validation_split
+from hsickit.core.training import param_defaults, validation_split
 
 __all__ = ["MaterialsRegressor", "MaterialsClassifier", "load_estimator", "evaluation_metrics", "RECIPES", "AUTO_THRESHOLD"]
 
@@ -59,9 +60,9 @@ NETWORKS = ("irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48", "e
 #: ``benchmarks/materials_recipes.py`` (README).
 RECIPES = {
     "modern": {"optimizer": "adamw", "lr": 1e-3, "batch_size": 256, "epochs": 100, "patience": 20,
-               "weight_decay": 1e-4, "lr_schedule": "warmup_cosine"},
+               "train_params": {"weight_decay": 1e-4, "lr_schedule": "warmup_cosine"}},
     "paper": {"optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 500, "patience": 50,
-              "weight_decay": 0.0, "lr_schedule": None},
+              "train_params": {"weight_decay": 0.0, "lr_schedule": None}},
 }
 
 #: ``model="auto"``: tables with more training rows than this get IRNet-17, the others extra trees.
@@ -75,15 +76,20 @@ AUTO_SMALL = {"model": "extra_trees", "features": "ward145+fractions118"}
 AUTO_LARGE = {"model": "irnet17", "features": "ward145"}
 
 
-class _MaterialsEstimator(BaseEstimator):
+class _MaterialsEstimator(GroupedParams, BaseEstimator):
     _member_cls = DeepRegressor
+    param_groups = {"hsic_params": param_defaults("hsic_params"),
+                    "train_params": {**param_defaults("train_params"), **RECIPES["modern"]["train_params"]}}
+    renamed = {"sigma": ("hsic_params", "sigma"), "beta": ("hsic_params", "beta"),
+               "format_epochs": ("hsic_params", "format_epochs"), "hsic_lr": ("hsic_params", "lr"),
+               "weight_decay": ("train_params", "weight_decay"), "lr_schedule": ("train_params", "lr_schedule")}
 
+    @signature()
     def __init__(self, features="auto", model="auto", model_params=None, training="backprop", n_models=1,
-                 epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-4, patience=20, validation_fraction=0.1,
-                 optimizer="adamw", lr_schedule="warmup_cosine", auto_threshold=AUTO_THRESHOLD,
-                 sigma=None, beta=100.0, format_epochs=0, hsic_lr=None, frozen_blocks=0, time_limit=None,
+                 epochs=100, batch_size=256, lr=1e-3, train_params=None, patience=20, validation_fraction=0.1,
+                 optimizer="adamw", auto_threshold=AUTO_THRESHOLD, hsic_params=None, frozen_blocks=0, time_limit=None,
                  checkpoint_dir=None, random_state=None, verbose="auto", device="cpu", warm_start=False,
-                 nonnegative=False):
+                 nonnegative=False, **renamed_params):
         self.features = features
         self.model = model
         self.model_params = model_params
@@ -92,16 +98,12 @@ class _MaterialsEstimator(BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.weight_decay = weight_decay
+        self.train_params = train_params
         self.patience = patience
         self.optimizer = optimizer
-        self.lr_schedule = lr_schedule
         self.auto_threshold = auto_threshold
         self.validation_fraction = validation_fraction
-        self.sigma = sigma
-        self.beta = beta
-        self.format_epochs = format_epochs
-        self.hsic_lr = hsic_lr
+        self.hsic_params = hsic_params
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
         self.time_limit = time_limit
@@ -110,6 +112,7 @@ class _MaterialsEstimator(BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.nonnegative = nonnegative
+        self._take_renamed(renamed_params)  # MaterialsRegressor(beta=50): the old spelling, one release
 
     # --- model="auto" / features="auto" -------------------------------------------------------
     def _choose(self, n_rows):
@@ -244,10 +247,9 @@ class _MaterialsEstimator(BaseEstimator):
         classes = {"classes": np.unique(y).tolist()} if self._member_cls is DeepClassifier and y is not None else {}
         return self._member_cls(**classes,
             model=model, model_params=self.model_params, training=self.training, epochs=self.epochs,
-            batch_size=batch_size, lr=self.lr, optimizer=self.optimizer, lr_schedule=self.lr_schedule,
-            weight_decay=self.weight_decay, patience=self.patience,
-            validation_fraction=self.validation_fraction, sigma=self.sigma, beta=self.beta,
-            format_epochs=self.format_epochs, hsic_lr=self.hsic_lr, frozen_blocks=self.frozen_blocks,
+            batch_size=batch_size, lr=self.lr, optimizer=self.optimizer, train_params=self.group("train_params"),
+            patience=self.patience, validation_fraction=self.validation_fraction,
+            hsic_params=self.group("hsic_params"), frozen_blocks=self.frozen_blocks,
             random_state=int(seed), verbose=self.verbose, device=self.device)
 
     def _batch_size(self, n_train):
@@ -507,9 +509,9 @@ class _MaterialsEstimator(BaseEstimator):
         meta = read_json(path / "materials.json")
         if meta["estimator"] != cls.__name__:
             raise HsickitError(f"{path} holds a {meta['estimator']}; load it with {meta['estimator']}.load")
-        params = dict(meta["params"])
+        params = cls.upgrade_params(meta["params"])  # flat HSIC / optimiser keywords: saved before they were grouped
         if "optimizer" not in params:  # saved before the modern recipe: trained (and fine-tuned) as the paper
-            params.update(optimizer="adam", lr_schedule=None)
+            params.update(optimizer="adam", train_params={**(params.get("train_params") or {}), "lr_schedule": None})
         if params.get("model_params"):
             params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
@@ -555,14 +557,16 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         or ``{"n_estimators": 1000}`` for a tree ensemble)
     training : "backprop" or "hsic"
     n_models : int — ensemble size; predictions are the mean, the spread their std
-    epochs, batch_size, lr, weight_decay, patience, validation_fraction, optimizer, lr_schedule :
+    epochs, batch_size, lr, patience, validation_fraction, optimizer, train_params :
         training settings of a network; defaults are the modern recipe ``RECIPES["modern"]``
-        (AdamW lr 1e-3, weight decay 1e-4, batch 256, "warmup_cosine": linear warm-up over 5 % of
-        the 100 epochs then cosine decay, early stopping with patience 20 on a 10 % validation
-        split); ``**RECIPES["paper"]`` for the IRNet paper's (Adam lr 1e-4, batch 32, 500 epochs,
-        patience 50). The loss is L1.
+        (AdamW lr 1e-3, ``train_params`` weight decay 1e-4 and lr schedule "warmup_cosine": linear
+        warm-up over 5 % of the 100 epochs then cosine decay; batch 256, early stopping with patience
+        20 on a 10 % validation split); ``**RECIPES["paper"]`` for the IRNet paper's (Adam lr 1e-4,
+        batch 32, 500 epochs, patience 50). ``train_params`` takes the keys of
+        :mod:`hsickit.core.estimators`' (keys not given keep the recipe's). The loss is L1.
     auto_threshold : int — ``model="auto"`` fits IRNet instead of extra trees on more rows than this.
-    sigma, beta, format_epochs, hsic_lr : HSIC-bottleneck settings (see core TrainConfig).
+    hsic_params : dict, optional — HSIC-bottleneck settings (``sigma``, ``beta``, ``format_epochs``,
+        ``lr`` ...; the keys of :mod:`hsickit.core.estimators`).
     frozen_blocks : int — the first k blocks stay fixed when fine-tuning (``warm_start=True``).
     warm_start : bool — ``fit`` on a fitted network fine-tunes it on the new data instead of training
         anew (``set_params(warm_start=True, frozen_blocks=k).fit(formulas, y)``; see :meth:`fit`).

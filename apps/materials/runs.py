@@ -181,9 +181,9 @@ def card(run, title, est, table, extra=None, unit="", validation=None):
                  f"({est.members_[0].model_.n_estimators} trees), fitted on all training rows.")
     else:
         schedule = {"warmup_cosine": ", linear warm-up then cosine decay", "cosine": ", cosine decay",
-                    "plateau": ", halved on plateaus"}.get(p["lr_schedule"], "")
+                    "plateau": ", halved on plateaus"}.get(p["train_params__lr_schedule"], "")
         model = (f"{type(est).__name__}: features `{features}`, model `{name}`, training "
-                 f"`{p['training']}`, {p['n_models']} model(s); {p['optimizer']} (weight decay {p['weight_decay']}), "
+                 f"`{p['training']}`, {p['n_models']} model(s); {p['optimizer']} (weight decay {p['train_params__weight_decay']}), "
                  f"batch {p['batch_size']}, lr {p['lr']}{schedule}, "
                  f"up to {p['epochs']} epochs, early stopping patience {p['patience']} on a "
                  f"{p['validation_fraction']:.0%} validation split carved from the training data.")

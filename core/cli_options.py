@@ -18,7 +18,14 @@ One name per idea, the same in every application (``hsickit <app> <verb>``):
 ``--validation-list``         the records held out for early stopping (ECG)
 ``--quiet``                   no progress output
 ``--json``                    print metrics.json instead of the short table
+``--param KEY=VALUE``         any other estimator parameter (repeatable), e.g.
+                              ``train_params__weight_decay=0.05``, ``hsic_params__beta=50``
 ============================  ==============================================================
+
+``--param`` sets what only forwards to the optimiser, the trainer or the HSIC objective, so
+that ``train`` lists the options a user chooses often and no more. VALUE is read as JSON
+(``0.05``, ``true``, ``null``, ``[1, 2]``, ``"adamw"``), else taken as text (``adamw``);
+``none`` is None.
 
 Input data, one rule per kind: WFDB records are ``--records DIR`` (a folder, or several);
 a table of samples (CSV, TSV, Excel, JSON, Parquet) is ``--table FILE`` (materials, whose
@@ -26,7 +33,8 @@ only input is a table, also takes it as the positional ``DATA``); images are
 ``--images DIR|NPZ|CSV``; leaf outlines ``--outlines FILE``.
 
 Old spellings stay one release as hidden aliases that still work and warn
-(:data:`DEPRECATED`; an application adds its own through :func:`command`).
+(:data:`DEPRECATED`; an application adds its own through :func:`command`). An alias may
+name ``--param KEY``: ``--weight-decay 0.05`` then reads as ``--param train_params__weight_decay=0.05``.
 
 Examples
 --------
@@ -44,6 +52,8 @@ Examples
 '3'
 >>> "--freeze-blocks is deprecated; use --frozen-blocks" in result.stderr
 True
+>>> parse_params(["optimizer=adamw", "train_params__weight_decay=0.05", "hsic_params__sigma=none"])
+{'optimizer': 'adamw', 'train_params__weight_decay': 0.05, 'hsic_params__sigma': None}
 """
 from __future__ import annotations
 
@@ -123,6 +133,50 @@ def as_json(help: str = "Print the metrics as JSON (all of metrics.json) instead
     return typer.Option(False, "--json/--no-json", help=help)
 
 
+def param(help: str = "An estimator parameter, KEY=VALUE (repeatable): e.g. optimizer=adamw, "
+          "train_params__weight_decay=0.05, train_params__lr_schedule=cosine, hsic_params__beta=50.") -> Any:
+    """``--param KEY=VALUE``: any estimator parameter (read with :func:`parse_params`)."""
+    return typer.Option(None, "--param", metavar="KEY=VALUE", help=help, show_default=False)
+
+
+def parse_params(values: list[str] | None, option: str = "--param") -> dict:
+    """``--param KEY=VALUE`` values as estimator parameters: VALUE as JSON, else text (``none``: None);
+    values outside the range of their option (:data:`~hsickit.core.checks.OPTION_RULES`, by the
+    last part of KEY) are refused before anything is read."""
+    import json
+
+    from hsickit.core.checks import OPTION_RULES
+    from hsickit.core.errors import HsickitError
+
+    params = {}
+    for text in values or ():
+        key, eq, raw = text.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise HsickitError(f"{option} {text!r}: write KEY=VALUE, e.g. {option} train_params__weight_decay=0.05")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None if raw.strip().lower() in ("none", "null") else raw
+        rule = OPTION_RULES.get(key.rsplit("__", 1)[-1])
+        if rule is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+            raise HsickitError(f"{option} {text}: must be {rule[1]}")
+        params[key] = value
+    return params
+
+
+def apply_params(estimator, params: dict, option: str = "--param"):
+    """``estimator.set_params(**params)`` for :func:`param`'s values, a wrong KEY an error naming it."""
+    from hsickit.core.errors import HsickitError
+
+    names = estimator.get_params()
+    for key in params:
+        if key not in names and key not in getattr(estimator, "renamed", {}):
+            raise HsickitError(f"{option} {key}=...: {type(estimator).__name__} has no parameter {key!r}; it takes "
+                               f"{', '.join(sorted(names))}")
+    return estimator.set_params(**params)
+
+
 def table(default: Any = None, help: str = "Table of samples (CSV, TSV, Excel, JSON, Parquet).") -> Any:
     """``--table FILE``: a table of samples."""
     return typer.Option(default, "--table", help=help)
@@ -143,17 +197,27 @@ class VocabularyCommand(TyperCommand):
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         names = {n for p in self.params for n in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))}
-        rewritten = []
-        for i, arg in enumerate(args):
+        rewritten, i = [], 0
+        while i < len(args):
+            arg = args[i]
             if arg == "--":
                 rewritten += args[i:]
                 break
             head, eq, tail = arg.partition("=")
-            new = self.aliases.get(head)
-            if head.startswith("-") and head not in names and new in names:
+            new = self.aliases.get(head, "")
+            option, _, key = new.partition(" ")  # "--param KEY": the old option's value becomes KEY=VALUE
+            if head.startswith("-") and head not in names and option in names:
+                if key:
+                    if not eq and i + 1 < len(args):
+                        i, tail = i + 1, args[i + 1]
+                    typer.echo(deprecation_line(head, f"{option} {key}=VALUE"), err=True)
+                    rewritten += [option, f"{key}={tail}"]
+                    i += 1
+                    continue
                 typer.echo(deprecation_line(head, new), err=True)
                 arg = new + eq + tail
             rewritten.append(arg)
+            i += 1
         return super().parse_args(ctx, rewritten)
 
 

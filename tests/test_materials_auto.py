@@ -82,9 +82,8 @@ def test_models_saved_before_the_modern_recipe_fine_tune_as_the_paper(gaps, tmp_
     meta = json.loads((tmp_path / "old" / "materials.json").read_text())
     for key in ("optimizer", "auto_threshold"):
         meta["params"].pop(key)
-    meta["params"]["weight_decay"] = meta["params"].pop("train_params")["weight_decay"]  # then a flat keyword
-    for key, value in meta["params"].pop("hsic_params").items():
-        meta["params"][{"lr": "hsic_lr"}.get(key, key)] = value
+    assert meta["params"].pop("train_params") is None and meta["params"].pop("hsic_params") is None
+    meta["params"].update(weight_decay=1e-4, sigma=None, beta=100.0, format_epochs=0, hsic_lr=None)  # flat keywords then
     meta["params"]["features"] = "ward145"  # there was no "auto" then
     for key in ("model_used", "features_used", "auto_choice"):
         meta.pop(key)

@@ -125,10 +125,11 @@ def test_images_npz_route(tmp_path):
     assert len(pd.read_csv(tmp_path / "p.csv")) == 30
     common = ["train", "--images", tmp_path / "images.npz", "--labels", tmp_path / "labels.csv", "--label-col", "label",
               "--taxonomy", tmp_path / "taxonomy.csv", "--split", "train", "--epochs", 1, "--image-size", 32, "--quiet"]
-    invoke(common + ["--encoder-preset", "small64", "--optimizer", "adamw", "--label-smoothing", "0.1",
-                     "--out", tmp_path / "run64"])
+    invoke(common + ["--encoder-preset", "small64", "--param", "optimizer=adamw", "--param", "label_smoothing=0.1",
+                     "--param", "train_params__weight_decay=0.05", "--out", tmp_path / "run64"])
     params = json.loads((tmp_path / "run64" / "config.json").read_text())["classifier"]
     assert params["model_params"]["channels"] == [16, 32, 64, 128] and params["optimizer"] == "adamw"
+    assert params["label_smoothing"] == 0.1 and params["train_params__weight_decay"] == 0.05
     result = runner.invoke(app, [str(a) for a in common + ["--encoder-preset", "huge", "--out", tmp_path / "r"]])
     assert "unknown --encoder-preset 'huge'" in str(result.exception)
 
@@ -213,6 +214,31 @@ def test_old_option_spellings_still_work_and_warn(files, tmp_path):
         assert f"warning: {old} is deprecated; use {new}" in result.stderr
     assert json.loads((tmp_path / "old" / "config.json").read_text())["val_split"] == "val"
     assert "--features" not in runner.invoke(app, ["train", "--help"]).output  # hidden
+
+
+def test_optimiser_options_are_params_and_the_old_spellings_warn(files, tmp_path):
+    """--optimizer, --weight-decay, --lr-schedule, --label-smoothing became --param KEY=VALUE: one release."""
+    args = ["train", "--table", files / "specimens.csv", "--taxonomy", files / "taxonomy.csv", "--split", "train",
+            "--epochs", 1, "--quiet", "--optimizer", "adamw", "--weight-decay=0.02", "--lr-schedule", "cosine",
+            "--label-smoothing", "0.1", "--param", "hsic_params__beta=50", "--out", tmp_path / "old"]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    for old, new in (("--optimizer", "optimizer"), ("--weight-decay", "train_params__weight_decay"),
+                     ("--lr-schedule", "train_params__lr_schedule"), ("--label-smoothing", "label_smoothing")):
+        assert f"warning: {old} is deprecated; use --param {new}=VALUE" in result.stderr
+    p = json.loads((tmp_path / "old" / "config.json").read_text())["classifier"]
+    assert (p["optimizer"], p["train_params"], p["label_smoothing"], p["hsic_params"]) == (
+        "adamw", {"weight_decay": 0.02, "lr_schedule": "cosine"}, 0.1, {"beta": 50})
+    help_text = runner.invoke(app, ["train", "--help"]).output
+    assert "--param" in help_text and "--weight-decay" not in help_text
+    for bad, message in ((["--param", "no_such=1"], "--param no_such=...: TaxonomicClassifier has no parameter 'no_such'"),
+                         (["--param", "train_params__weight_decay=-1"], "must be a number >= 0"),
+                         (["--param", "hsic_params__bta=1"], "hsic_params__bta"),
+                         (["--param", "optimizer=sgdx"], "--param optimizer 'sgdx': choose one of adam, adamw"),
+                         (["--param", "beta"], "write KEY=VALUE")):
+        result = runner.invoke(app, [str(a) for a in args[:10] + bad + ["--out", tmp_path / "bad"]])
+        assert result.exit_code != 0 and message in str(result.exception), (bad, result.exception)
+        assert not (tmp_path / "bad").exists()  # refused before anything is read or written
 
 
 def test_interrupted_training_resumes_and_finished_runs_are_kept(files, monkeypatch):

@@ -39,10 +39,11 @@ from sklearn.utils.validation import check_is_fitted
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import read_json, write_json
+from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import saved_params
 from hsickit.core.losses import GroupedLoss
 from hsickit.core.models import block_chains
-from hsickit.core.training import validation_split
+from hsickit.core.training import param_defaults, validation_split
 from hsickit.datasets.plants import Taxonomy, read_taxonomy
 
 from hsickit.apps.plants.encoders import CONTOUR_ENCODER, FEATURE_ENCODER, IMAGE_ENCODER
@@ -67,7 +68,7 @@ def _as_taxonomy(taxonomy) -> Taxonomy:
     return read_taxonomy(taxonomy)
 
 
-class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
+class TaxonomicClassifier(GroupedParams, ClassifierMixin, BaseEstimator):
     """Hierarchical (species -> genus -> family ...) classifier with the taxonomic loss.
 
     Parameters
@@ -94,8 +95,14 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
     training : {"backprop", "hsic"}
     label_smoothing : float
         Label smoothing of the species term of the loss (0: off; see ``GroupedLoss``).
-    epochs, batch_size, lr, optimizer, weight_decay, patience, validation_fraction, beta, format_epochs, lr_schedule :
+    epochs, batch_size, lr, optimizer, patience, validation_fraction :
         Passed to :class:`hsickit.core.estimators.DeepClassifier`.
+    train_params : dict, optional
+        Optimiser and trainer details, the keys of :mod:`hsickit.core.estimators` (``weight_decay``:
+        1e-4 here, ``lr_schedule``: None, ``momentum``, ``precision``, ...); keys not given keep their defaults.
+    hsic_params : dict, optional
+        HSIC-bottleneck settings (``training="hsic"``), the keys of :mod:`hsickit.core.estimators`
+        (``beta``, ``sigma``, ``format_epochs``, ...).
     standardize : bool
         z-score feature vectors with the training mean and standard deviation.
     random_state, verbose, device
@@ -113,12 +120,18 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         the species the model knew stay fixed, without weight decay).
     """
 
+    param_groups = {"hsic_params": param_defaults("hsic_params"),
+                    "train_params": {**param_defaults("train_params"), "weight_decay": 1e-4}}
+    renamed = {"beta": ("hsic_params", "beta"), "format_epochs": ("hsic_params", "format_epochs"),
+               "weight_decay": ("train_params", "weight_decay"), "lr_schedule": ("train_params", "lr_schedule")}
+
+    @signature()
     def __init__(self, taxonomy=None, loss="taxonomic", level_weights=None, encoder="auto", model_params=None,
-                 training="backprop", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=30,
-                 validation_fraction=0.15, beta=100.0, format_epochs=0, lr_schedule=None, standardize=True,
+                 training="backprop", epochs=200, batch_size=64, lr=1e-3, train_params=None, patience=30,
+                 validation_fraction=0.15, hsic_params=None, standardize=True,
                  random_state=None, verbose="auto", device="cpu", optimizer="adam", label_smoothing=0.0,
                  checkpoint_dir=None, representation=None, representation_params=None, warm_start=False,
-                 frozen_blocks=0, keep_known=True):
+                 frozen_blocks=0, keep_known=True, **renamed_params):
         self.taxonomy = taxonomy
         self.loss = loss
         self.level_weights = level_weights
@@ -128,12 +141,10 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.weight_decay = weight_decay
+        self.train_params = train_params
         self.patience = patience
         self.validation_fraction = validation_fraction
-        self.beta = beta
-        self.format_epochs = format_epochs
-        self.lr_schedule = lr_schedule
+        self.hsic_params = hsic_params
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
@@ -146,6 +157,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.frozen_blocks = frozen_blocks
         self.keep_known = keep_known
+        self._take_renamed(renamed_params)  # TaxonomicClassifier(beta=50): the old spelling, one release
 
     # --- helpers ------------------------------------------------------------------------
     def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:
@@ -265,9 +277,9 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         name = self._encoder_name(X)
         self.net_ = DeepClassifier(model=name, model_params=self._encoder_params(name, X), training=self.training,
                          epochs=self.epochs, batch_size=self._batch_size(len(X), X_val is not None), lr=self.lr,
-                         optimizer=self.optimizer, weight_decay=self.weight_decay,
+                         optimizer=self.optimizer, train_params=self.group("train_params"),
                          loss=self._loss_fn(tax), patience=self.patience, validation_fraction=self.validation_fraction,
-                         beta=self.beta, format_epochs=self.format_epochs, lr_schedule=self.lr_schedule,
+                         hsic_params=self.group("hsic_params"),
                          classes=np.arange(tax.n_leaves), checkpoint_dir=self.checkpoint_dir,
                          random_state=self.random_state, verbose=self.verbose, device=self.device)
         if X_val is not None:
@@ -306,18 +318,18 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         net.classes_ = np.arange(tax.n_leaves)
         if X_val is not None:
             X_val, y_val = self._scale(X_val), self._y(y_val, tax)
-        hooks, weight_decay = [], net.weight_decay
+        hooks, train_params = [], net.train_params
         if self.keep_known and tax.n_leaves > old:
             head = net.model_.head
             learn = (torch.arange(tax.n_leaves) >= old).to(head.weight)
             hooks = [head.weight.register_hook(lambda g: g * learn[:, None]), head.bias.register_hook(lambda g: g * learn)]
-            net.set_params(weight_decay=0.0)
+            net.set_params(train_params__weight_decay=0.0)
         try:
             net.fit(self._scale(X), y_idx, X_val=X_val, y_val=y_val, callbacks=callbacks)
         finally:
             for h in hooks:
                 h.remove()
-            net.set_params(weight_decay=weight_decay)
+            net.set_params(train_params=train_params)
         self.taxonomy_, self.classes_ = tax, tax.leaves
         self.history_ = net.history_
         return self
@@ -418,7 +430,7 @@ class TaxonomicClassifier(ClassifierMixin, BaseEstimator):
         path = Path(path)
         meta = read_json(path / "plants.json")
         tax = Taxonomy.from_dict(meta["taxonomy"], source=str(path / "plants.json"))
-        params = dict(meta["params"])
+        params = cls.upgrade_params(meta["params"])  # flat HSIC / optimiser keywords: saved before they were grouped
         if params.get("model_params"):
             params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
         if params.get("level_weights") is not None:

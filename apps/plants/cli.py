@@ -18,7 +18,7 @@ The commands only parse their options: the work is done by :mod:`hsickit.apps.pl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -27,8 +27,11 @@ import hsickit.core.cli_options as opt
 app = typer.Typer(rich_markup_mode=None, help="Hierarchical plant classification (species -> genus -> family) with the taxonomic loss.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-#: Old option spellings of this application (besides core's), kept one release: --features was a CSV path here.
-ALIASES = {"--features": "--table"}
+#: Old option spellings of this application (besides core's), kept one release: --features was a CSV path here;
+#: the optimiser's and the loss's details are now estimator parameters (--param).
+ALIASES = {"--features": "--table", "--optimizer": "--param optimizer",
+           "--weight-decay": "--param train_params__weight_decay", "--lr-schedule": "--param train_params__lr_schedule",
+           "--label-smoothing": "--param label_smoothing"}
 
 TABLE = opt.table(help="CSV of specimens: a label column and numeric feature columns.")
 OUTLINES = typer.Option(None, "--outlines", help="CSV of leaf outlines: one specimen per row with ordered columns of a "
@@ -74,13 +77,13 @@ def train(
     lr: float = typer.Option(1e-3, help="Learning rate."),
     batch_size: int = opt.batch_size(64),
     patience: int = typer.Option(30, help="Early-stopping patience in epochs."),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="None, cosine or plateau (cosine helps the image CNN)."),
     image_size: int = typer.Option(128, "--image-size", help="Images are fitted into this square size."),
     encoder_preset: Optional[str] = typer.Option(None, "--encoder-preset", help="Image CNN configuration: "
                                                  "small64, deep64, deep128 or res128 (default: the small leafcnn)."),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam or adamw."),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="Weight decay."),
-    label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing of the species loss."),
+    param: Optional[List[str]] = opt.param("A TaxonomicClassifier parameter, KEY=VALUE (repeatable), e.g. "
+                                           "optimizer=adamw (default adam), train_params__weight_decay=0.05 (default "
+                                           "1e-4), train_params__lr_schedule=cosine (helps the image CNN), "
+                                           "label_smoothing=0.1, hsic_params__beta=50."),
     thresholds: str = typer.Option("0.5,0.7,0.9", help="Back-off thresholds reported in the metrics."),
     skip_invalid: bool = SKIP, seed: int = opt.seed(), quiet: bool = QUIET, device: str = opt.device(),
     overwrite: bool = opt.overwrite("Replace the finished run in --out (the folder is cleared first). An unfinished "
@@ -98,8 +101,7 @@ def train(
                     splits=splits, split=split, validation_split=validation_split,
                     validation_fraction=validation_fraction, loss=loss, level_weights=level_weights,
                     training=training, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
-                    lr_schedule=lr_schedule, image_size=image_size, encoder_preset=encoder_preset,
-                    optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                    image_size=image_size, encoder_preset=encoder_preset, params=opt.parse_params(param),
                     thresholds=thresholds, skip_invalid=skip_invalid, seed=seed, quiet=quiet, device=device,
                     overwrite=overwrite)
 

@@ -229,17 +229,19 @@ def load_run(run):
 def train(taxonomy, out, *, table=None, images=None, labels=None, outlines=None, as_outlines=False, n_points=None,
           representation=None, label_col="species", id_col="id", feature_cols=None, splits=None, split=None,
           validation_split=None, validation_fraction=0.15, loss="taxonomic", level_weights=None, training="backprop",
-          epochs=200, lr=1e-3, batch_size=64, patience=30, lr_schedule=None, image_size=128, encoder_preset=None,
-          optimizer="adam", weight_decay=1e-4, label_smoothing=0.0, thresholds="0.5,0.7,0.9", skip_invalid=False,
-          seed=0, quiet=False, device="cpu", overwrite=False):
+          epochs=200, lr=1e-3, batch_size=64, patience=30, image_size=128, encoder_preset=None, params=None,
+          thresholds="0.5,0.7,0.9", skip_invalid=False, seed=0, quiet=False, device="cpu", overwrite=False):
     """Train a taxonomic classifier on feature vectors (``table``), ``images`` or leaf ``outlines`` and write
     run folder ``out``; returns the fitted classifier.
 
     The network keeps a checkpoint in ``out`` while it trains: the same call after an interruption
     resumes from the last finished epoch. A finished ``out`` is refused unless ``overwrite``.
     Early stopping uses split ``validation_split`` of ``splits``, else a stratified ``validation_fraction``
-    of the training specimens.
+    of the training specimens. ``params``: further :class:`~hsickit.apps.plants.TaxonomicClassifier`
+    parameters (``hsickit plants train --param KEY=VALUE``), e.g. ``{"optimizer": "adamw",
+    "train_params__weight_decay": 0.05, "label_smoothing": 0.1}``.
     """
+    params = dict(params or {})
     out = Path(out)
     # what decides the result; an unfinished run resumes only with the same
     settings = {"taxonomy": taxonomy, "features": table, "images": images, "labels": labels, "outlines": outlines,
@@ -247,22 +249,28 @@ def train(taxonomy, out, *, table=None, images=None, labels=None, outlines=None,
                 "label_col": label_col, "id_col": id_col, "feature_cols": feature_cols, "splits": splits, "split": split,
                 "val_split": validation_split, "validation_fraction": validation_fraction, "loss": loss,
                 "level_weights": level_weights, "training": training, "epochs": epochs, "lr": lr,
-                "batch_size": batch_size, "patience": patience, "lr_schedule": lr_schedule, "image_size": image_size,
-                "encoder_preset": encoder_preset, "optimizer": optimizer, "weight_decay": weight_decay,
-                "label_smoothing": label_smoothing, "thresholds": thresholds, "skip_bad_rows": skip_invalid, "seed": seed}
+                "batch_size": batch_size, "patience": patience, "image_size": image_size,
+                "encoder_preset": encoder_preset, "params": params, "thresholds": thresholds, "skip_bad_rows": skip_invalid, "seed": seed}
     from hsickit.apps.plants.classifier import TaxonomicClassifier
     from hsickit.core import plots
     from hsickit.core.checks import check_options
     from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
     from hsickit.datasets.plants import read_taxonomy
 
+    from hsickit.core.cli_options import apply_params
+
     check_options(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, image_size=image_size,
-                  weight_decay=weight_decay, label_smoothing=label_smoothing, validation_fraction=validation_fraction)
+                  validation_fraction=validation_fraction)
     _choice("--loss", loss, ("taxonomic", "ce"))
     _choice("--training", training, ("backprop", "hsic"))
-    _choice("--optimizer", optimizer, ("adam", "adamw"))
-    _choice("--lr-schedule", lr_schedule, (None, "cosine", "plateau"))
     model_params, weights, backoff = _preset(encoder_preset, images), _weights(level_weights), _thresholds(thresholds)
+    clf = apply_params(TaxonomicClassifier(loss=loss, level_weights=weights, training=training, epochs=epochs, lr=lr,
+                                           batch_size=batch_size, patience=patience, random_state=seed,
+                                           verbose=0 if quiet else 1, device=device, model_params=model_params,
+                                           validation_fraction=validation_fraction), params)
+    _choice("--param optimizer", clf.optimizer, ("adam", "adamw"))
+    _choice("--param train_params__lr_schedule", clf.group("train_params")["lr_schedule"], (None, "cosine", "plateau"))
+    clf.group("hsic_params")  # a wrong key is refused before any data is read
     if not (out / "training.json").exists():
         check_output_folder(out, overwrite)  # before any data is read: a refused --out costs nothing
     start = time.perf_counter()
@@ -277,12 +285,7 @@ def train(taxonomy, out, *, table=None, images=None, labels=None, outlines=None,
                                       overwrite=overwrite, app="plants", command="train")
     if resumed:
         _say(quiet, f"resuming the unfinished run in {out}")
-    clf = TaxonomicClassifier(tax, loss=loss, level_weights=weights, training=training, epochs=epochs,
-                              lr=lr, batch_size=batch_size, patience=patience, lr_schedule=lr_schedule, random_state=seed,
-                              verbose=0 if quiet else 1, device=device, model_params=model_params,
-                              optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                              checkpoint_dir=run.path, representation=representation,
-                              validation_fraction=validation_fraction)
+    clf.set_params(taxonomy=tax, checkpoint_dir=run.path, representation=representation)
     clf.fit(tr.X, tr.y, X_val=None if va is None else va.X, y_val=None if va is None else va.y)
     clf.set_params(checkpoint_dir=None).save(run.path)
     atomic_write(run / "taxonomy.csv", tax.to_frame().to_csv(index=False))

@@ -49,8 +49,9 @@ def test_each_channel_trains_alone_and_embeds(beats, name):
 
 def test_channel_trains_with_hsic(beats):
     train, test = beats
-    net = ChannelNetwork("rr", training="hsic", epochs=2, format_epochs=2, random_state=0).fit(train)
+    net = ChannelNetwork("rr", training="hsic", epochs=2, hsic_params={"format_epochs": 2}, random_state=0).fit(train)
     assert net.estimator_.train_config_["mode"] == "hsic"
+    assert (net.estimator_.train_config_["format_epochs"], net.estimator_.train_config_["sigma"]) == (2, 5.0)
     assert net.transform(test).shape == (len(test), 32)
 
 
@@ -91,6 +92,7 @@ def test_fusion_with_sklearn_downstream_and_hsic(beats, tmp_path):
     h = MultiResolutionClassifier(channels=("rr",), downstream="residual_mlp", training="hsic", channel_epochs=2, epochs=2,
                                   random_state=0).fit(train)
     assert h.downstream_.train_config_["mode"] == "hsic"
+    assert (h.downstream_.train_config_["sigma"], h.downstream_.train_config_["format_epochs"]) == (5.0, 3)
     with pytest.raises(HsickitError, match="training='hsic' trains a residual_mlp or mlp downstream"):
         MultiResolutionClassifier(channels=(), training="hsic").fit(train)
     with pytest.raises(HsickitError, match="unknown channel"):
@@ -112,6 +114,26 @@ def test_finetune_warm_start_keeps_classes_and_freezes_blocks(beats):
     assert "Q" not in clf.classes_
     with pytest.raises(HsickitError, match="classes \\['Q'\\]"):  # by default Q beats are left out; with every class kept, refused
         clf.set_params(classes=None).fit(bad)
+
+
+def test_a_model_saved_with_flat_hsic_params_loads_and_predicts_the_same(beats, tmp_path):
+    """fusion.json and channel.json of an older hsickit hold beta and sigma as flat keywords."""
+    import json
+
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=("rr",), downstream="residual_mlp", training="hsic", channel_epochs=1,
+                                    epochs=1, hsic_params={"beta": 20.0}, random_state=0).fit(train)
+    clf.save(tmp_path / "m")
+    for name in ("fusion.json", "channels/rr/channel.json"):
+        meta = json.loads((tmp_path / "m" / name).read_text())
+        hsic = meta["params"].pop("hsic_params")
+        meta["params"].update(beta=hsic["beta"], sigma=5.0)
+        if name.startswith("channels"):
+            meta["params"]["format_epochs"] = 3
+        (tmp_path / "m" / name).write_text(json.dumps(meta))
+    back = MultiResolutionClassifier.load(tmp_path / "m")
+    assert back.hsic_params == {"beta": 20.0, "sigma": 5.0} and back.channels_["rr"].hsic_params["format_epochs"] == 3
+    np.testing.assert_array_equal(back.predict_proba(test), clf.predict_proba(test))
 
 
 def test_class_weights_modes():

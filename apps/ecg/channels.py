@@ -44,10 +44,11 @@ from hsickit.apps.ecg.features import wavelet_coefficients
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import read_json, write_json
+from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import load_checkpoint, load_model, save_checkpoint, save_model, saved_params
 from hsickit.core.losses import MultiLabelBCELoss
 from hsickit.core.models import BlockModel, create_model, register_model
-from hsickit.core.training import CHECKPOINT, TrainConfig, flatten_optimizer, hsic_bottleneck_loss, unflatten_optimizer
+from hsickit.core.training import CHECKPOINT, TrainConfig, param_defaults, flatten_optimizer, hsic_bottleneck_loss, unflatten_optimizer
 
 __all__ = ["CHANNELS", "ChannelSpec", "channel_input", "minus_record_median", "ChannelNetwork", "class_weights", "fit_batch_size",
            "XResNet1dConfig", "augment_records", "label_weights", "RecordCNN"]
@@ -148,23 +149,30 @@ class Standardizer:
         return s
 
 
-class ChannelNetwork(BaseEstimator):
+class ChannelNetwork(GroupedParams, BaseEstimator):
     """One channel network, trained alone on AAMI labels; an embedding via ``transform``.
 
     Parameters
     ----------
     channel : one of :data:`CHANNELS`.
     training : "backprop" or "hsic" (HSIC bottleneck; the format layer is then trained for
-        ``format_epochs``).
+        ``hsic_params["format_epochs"]``).
+    hsic_params : HSIC-bottleneck settings, the keys of :mod:`hsickit.core.estimators`; here
+        ``sigma`` defaults to 5 and ``format_epochs`` to 3.
     model_params : overrides of the channel's default model parameters.
     class_weight : None, "balanced", "sqrt" or a dict (see :func:`class_weights`).
     checkpoint_dir : folder for the network's per-epoch checkpoint while it trains (an
         interrupted ``fit`` resumes from it; see :class:`~hsickit.core.estimators.DeepClassifier`).
     """
 
+    param_groups = {"hsic_params": {**param_defaults("hsic_params"), "sigma": 5.0, "format_epochs": 3}}
+    renamed = {"beta": ("hsic_params", "beta"), "sigma": ("hsic_params", "sigma"),
+               "format_epochs": ("hsic_params", "format_epochs")}
+
+    @signature()
     def __init__(self, channel="beat", training="backprop", epochs=10, batch_size=256, lr=1e-3, model_params=None,
-                 class_weight="sqrt", patience=3, beta=100.0, sigma=5.0, format_epochs=3, frozen_blocks=0, warm_start=False,
-                 checkpoint_dir=None, random_state=None, verbose="auto"):
+                 class_weight="sqrt", patience=3, hsic_params=None, frozen_blocks=0, warm_start=False,
+                 checkpoint_dir=None, random_state=None, verbose="auto", **renamed_params):
         self.channel = channel
         self.training = training
         self.epochs = epochs
@@ -173,21 +181,23 @@ class ChannelNetwork(BaseEstimator):
         self.model_params = model_params
         self.class_weight = class_weight
         self.patience = patience
-        self.beta = beta
-        self.sigma = sigma
-        self.format_epochs = format_epochs
+        self.hsic_params = hsic_params
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self._take_renamed(renamed_params)  # ChannelNetwork(beta=50): the old spelling, one release
 
     def _estimator(self, y) -> DeepClassifier:
         spec = CHANNELS[self.channel]
+        hsic = self.group("hsic_params")
+        if self.training != "hsic":
+            hsic["format_epochs"] = 0
         return DeepClassifier(
             model=spec.model, model_params={**spec.model_params, **(self.model_params or {})}, training=self.training,
             epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr, class_weight=class_weights(y, self.class_weight),
-            patience=self.patience, beta=self.beta, sigma=self.sigma, format_epochs=self.format_epochs if self.training == "hsic" else 0,
+            patience=self.patience, hsic_params=hsic,
             frozen_blocks=self.frozen_blocks, checkpoint_dir=self.checkpoint_dir, random_state=self.random_state, verbose=self.verbose)
 
     def fit(self, beats: BeatSet, validation: BeatSet | None = None) -> "ChannelNetwork":
@@ -232,7 +242,7 @@ class ChannelNetwork(BaseEstimator):
     def load(cls, path) -> "ChannelNetwork":
         path = Path(path)
         meta = read_json(path / "channel.json")
-        net = cls(**meta["params"])
+        net = cls(**cls.upgrade_params(meta["params"]))  # flat beta, sigma, format_epochs: saved before they were grouped
         net.estimator_ = DeepClassifier.load(path)
         net.standardizer_ = Standardizer.from_state(meta["standardizer"])
         net.classes_ = net.estimator_.classes_

@@ -34,8 +34,10 @@ from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import read_json, write_json
+from hsickit.core.params import GroupedParams, signature
 from hsickit.core.runs import fit_or_load
 from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
+from hsickit.core.training import param_defaults
 
 __all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "holdout_records", "tune_class_bias"]
 
@@ -119,7 +121,7 @@ def tune_class_bias(proba: np.ndarray, y: np.ndarray, classes: np.ndarray, min_s
     return bias
 
 
-class MultiResolutionClassifier(BaseEstimator):
+class MultiResolutionClassifier(GroupedParams, BaseEstimator):
     """Channel networks + hand-crafted features, fused, then a downstream classifier.
 
     Parameters
@@ -144,9 +146,10 @@ class MultiResolutionClassifier(BaseEstimator):
         channels, 0.904 / 0.901 for the features alone (4 patient-wise folds: 0.895 / 0.922,
         0.903 / 0.923, 0.892 / 0.922; benchmarks/ecg_mitdb.py).
     training : "backprop" or "hsic" for a core downstream model.
-    beta, sigma : HSIC-bottleneck weight and Gaussian kernel width (HSIC training only). sigma
-        defaults to 5 because the median heuristic (sigma=None) failed on the fused
-        representation (core's Cholesky reported a non-PSD kernel).
+    hsic_params : HSIC-bottleneck settings (HSIC training only) of the channels and the
+        downstream network, the keys of :mod:`hsickit.core.estimators`. ``sigma`` defaults to 5
+        because the median heuristic (``None``) failed on the fused representation (core's
+        Cholesky reported a non-PSD kernel); ``format_epochs`` to 3.
     channel_training : "backprop" or "hsic" for the channel networks.
     class_weight : None, "balanced", "sqrt" or a dict, for channels and downstream.
     stacking : "crossfit" (default) or "holdout". "holdout": the channels are trained on part of the training records
@@ -177,15 +180,20 @@ class MultiResolutionClassifier(BaseEstimator):
         Not saved with the model.
     """
 
+    param_groups = {"hsic_params": {**param_defaults("hsic_params"), "sigma": 5.0, "format_epochs": 3}}
+    renamed = {"beta": ("hsic_params", "beta"), "sigma": ("hsic_params", "sigma")}
+
+    @signature()
     def __init__(self, channels: Sequence[str] = ("rr",), use_features=True,
                  downstream="ventricular_first", ventricular_channels: Sequence[str] = ("rr",), training="backprop",
                  channel_training="backprop", epochs=15,
-                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", beta=100.0, sigma=5.0, patience=4,
+                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", hsic_params=None, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
-                 tune_bias=False, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto"):
+                 tune_bias=False, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto",
+                 **renamed_params):
         self.channels = channels
         self.classes = classes
-        self.sigma = sigma
+        self.hsic_params = hsic_params
         self.tune_bias = tune_bias
         self.stacking = stacking
         self.holdout_fraction = holdout_fraction
@@ -200,13 +208,13 @@ class MultiResolutionClassifier(BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.class_weight = class_weight
-        self.beta = beta
         self.patience = patience
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self._take_renamed(renamed_params)  # MultiResolutionClassifier(beta=50): the old spelling, one release
 
     # ------------------------------------------------------------------------------------
     def _check(self) -> None:
@@ -265,7 +273,7 @@ class MultiResolutionClassifier(BaseEstimator):
     def _channel(self, name: str, offset: int = 0) -> ChannelNetwork:
         i = offset + list(CHANNELS).index(name)
         return ChannelNetwork(name, training=self.channel_training, epochs=self.channel_epochs, batch_size=self.batch_size,
-                              lr=self.lr, class_weight=self.class_weight, beta=self.beta, sigma=self.sigma,
+                              lr=self.lr, class_weight=self.class_weight, hsic_params=self.group("hsic_params"),
                               patience=self.patience, random_state=None if self.random_state is None else self.random_state + i,
                               verbose=self.verbose)
 
@@ -317,8 +325,9 @@ class MultiResolutionClassifier(BaseEstimator):
                                    f"{', '.join([*DOWNSTREAM_MODELS, *SKLEARN_DOWNSTREAM])} or a scikit-learn classifier")
             return DeepClassifier(model=self.downstream, model_params=DOWNSTREAM_MODELS[self.downstream],
                                   training=self.training, epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr,
-                                  class_weight=class_weights(y, self.class_weight), patience=self.patience, beta=self.beta,
-                                  sigma=self.sigma, format_epochs=3 if self.training == "hsic" else 0, frozen_blocks=self.frozen_blocks,
+                                  class_weight=class_weights(y, self.class_weight), patience=self.patience,
+                                  hsic_params={**self.group("hsic_params"), **({} if self.training == "hsic" else {"format_epochs": 0})},
+                                  frozen_blocks=self.frozen_blocks,
                                   random_state=self.random_state, verbose=self.verbose)
         if isinstance(self.downstream, str):
             est = SKLEARN_DOWNSTREAM[self.downstream](self.random_state, *self._stage_columns(n_columns))
@@ -521,7 +530,7 @@ class MultiResolutionClassifier(BaseEstimator):
         if not (path / "fusion.json").exists():
             raise HsickitError(f"{path} holds no multi-resolution model (fusion.json missing); pass a run folder written by 'hsickit ecg train'")
         meta = read_json(path / "fusion.json")
-        params = dict(meta["params"])
+        params = cls.upgrade_params(meta["params"])  # flat beta, sigma: saved before they were grouped
         params["channels"] = tuple(params["channels"])
         if params.get("classes") is not None:
             params["classes"] = tuple(params["classes"])

@@ -349,7 +349,7 @@ class RecordClassifier(BaseEstimator):
     def _net(self, model, params, epochs, n, training="backprop"):
         return DeepClassifier(model=model, model_params=params, training=training, epochs=epochs, lr=self.lr,
                               batch_size=self._batch_size(n), patience=None, validation_fraction=0.0,
-                              format_epochs=5 if training == "hsic" else 0, random_state=self.random_state, verbose=self.verbose)
+                              hsic_params={"format_epochs": 5 if training == "hsic" else 0}, random_state=self.random_state, verbose=self.verbose)
 
     def representation(self, rs: RecordSet) -> np.ndarray:
         parts = [self.nets_[c].transform(self._view(rs, c)) for c in self.channels]

@@ -61,10 +61,10 @@ KEYS = ("accuracy_species", "accuracy_genus", "accuracy_family", "accuracy_order
 RUN_ID = ("setting", "variant", "training", "loss", "seed")
 
 #: image setting: training recipes, and variants = (leafcnn model_params, recipe)
-ORIGINAL_RECIPE = dict(optimizer="adam", lr=2e-3, weight_decay=1e-4, batch_size=64, patience=60, lr_schedule="cosine",
-                       label_smoothing=0.0)
-IMAGE_RECIPE = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05, batch_size=32, patience=None, lr_schedule="cosine",
-                    label_smoothing=0.1)
+ORIGINAL_RECIPE = dict(optimizer="adam", lr=2e-3, batch_size=64, patience=60, label_smoothing=0.0,
+                       train_params={"weight_decay": 1e-4, "lr_schedule": "cosine"})
+IMAGE_RECIPE = dict(optimizer="adamw", lr=2e-3, batch_size=32, patience=None, label_smoothing=0.1,
+                    train_params={"weight_decay": 0.05, "lr_schedule": "cosine"})
 IMAGE_VARIANTS = {"original": ({}, ORIGINAL_RECIPE), **{k: (v, IMAGE_RECIPE) for k, v in LEAFCNN_PRESETS.items()}}
 FEATURE_VARIANT = "residual_mlp"
 

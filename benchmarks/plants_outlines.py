@@ -53,7 +53,7 @@ SILHOUETTE_CNN = Path(__file__).resolve().parent / "results" / "plants_leaf99_im
 #: (input, representation) pairs run; EFDs need (x, y) curves.
 MODELS = [("cd128", "fourier"), ("cd128", "contour"), ("xy128", "efd"), ("xy128", "fourier"), ("xy128", "contour")]
 MLP_RECIPE = dict(epochs=300, patience=30, lr=1e-3, batch_size=64)
-CONTOUR_RECIPE = dict(epochs=100, patience=None, lr=3e-3, batch_size=64, lr_schedule="cosine")
+CONTOUR_RECIPE = dict(epochs=100, patience=None, lr=3e-3, batch_size=64, train_params={"lr_schedule": "cosine"})
 
 
 def z(x):

@@ -1,5 +1,6 @@
 """Tests for hsickit.apps.plants: tree-consistent predictions, back-off, metrics, classifier, fine-tuning."""
 import io
+import json
 
 import numpy as np
 import pytest
@@ -170,12 +171,22 @@ def test_same_seed_same_numbers(tax):
     assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
 
 
-def test_hsic_training_runs(tax):
+def test_hsic_training_runs(tax, tmp_path):
     X, y = synthetic(tax, n_per=10)
     clf = TaxonomicClassifier(tax, training="hsic", epochs=15, patience=None, model_params={"hidden": (32, 32)},
-                              format_epochs=20, random_state=0).fit(X, y)
+                              hsic_params={"format_epochs": 20}, random_state=0).fit(X, y)
     assert clf.score(X, y) > 0.5
     assert any("hsic" in k.lower() or "zx" in k.lower() for k in clf.history_[0])
+    assert clf.net_.train_config_["format_epochs"] == 20 and clf.net_.train_config_["weight_decay"] == 1e-4
+    clf.save(tmp_path / "m")  # the files of an older hsickit held the HSIC and optimiser settings as flat keywords
+    meta = json.loads((tmp_path / "m" / "plants.json").read_text())
+    meta["params"].pop("hsic_params"), meta["params"].pop("train_params")
+    meta["params"].update(beta=100.0, format_epochs=20, weight_decay=1e-4, lr_schedule=None)
+    (tmp_path / "m" / "plants.json").write_text(json.dumps(meta))
+    back = TaxonomicClassifier.load(tmp_path / "m")
+    assert back.hsic_params == {"beta": 100.0, "format_epochs": 20}
+    assert back.train_params == {"weight_decay": 1e-4, "lr_schedule": None}
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
 
 
 def test_finetune_grows_output_layer_for_new_species(tax, tmp_path):

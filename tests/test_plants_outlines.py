@@ -266,7 +266,7 @@ def test_classifier_learns_outlines(tax, representation, kind):
 def test_contour_encoder_hsic_finetune_and_round_trip(tax, tmp_path):
     curves, labels = leaves(["Q_rob", "Q_ile", "A_opa"], 12, 5)
     X = centroid_distance(np.stack([resample_closed(c, 32) for c in curves]))
-    clf = TaxonomicClassifier(tax, representation="contour", training="hsic", epochs=3, format_epochs=2, patience=None,
+    clf = TaxonomicClassifier(tax, representation="contour", training="hsic", epochs=3, hsic_params={"format_epochs": 2}, patience=None,
                               batch_size=18, random_state=0).fit(X, labels)
     assert clf.history_[-1]["phase"] == "format" and np.isfinite(clf.predict_proba(X)).all()
     clf = TaxonomicClassifier(tax, representation="contour", epochs=25, lr=3e-3, patience=None, batch_size=16,

@@ -48,7 +48,7 @@ from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import load_checkpoint, load_model, save_checkpoint, save_model, saved_params
 from hsickit.core.losses import MultiLabelBCELoss
 from hsickit.core.models import BlockModel, create_model, register_model
-from hsickit.core.training import CHECKPOINT, TrainConfig, param_defaults, flatten_optimizer, hsic_bottleneck_loss, unflatten_optimizer
+from hsickit.core.training import CHECKPOINT, TrainConfig, config_fields, param_defaults, flatten_optimizer, hsic_bottleneck_loss, unflatten_optimizer
 
 __all__ = ["CHANNELS", "ChannelSpec", "channel_input", "minus_record_median", "ChannelNetwork", "class_weights", "fit_batch_size",
            "XResNet1dConfig", "augment_records", "label_weights", "RecordCNN"]
@@ -359,7 +359,7 @@ def label_weights(Y: np.ndarray, mode: str | None) -> np.ndarray | None:
     return np.maximum(w, 1e-3)
 
 
-class RecordCNN(BaseEstimator):
+class RecordCNN(GroupedParams, BaseEstimator):
     """A 1-D CNN over whole multi-lead records (multi-label), trained on augmented random crops.
 
     Training draws, every epoch and for every record, a random crop of ``crop`` samples with
@@ -373,6 +373,8 @@ class RecordCNN(BaseEstimator):
     choose the epoch (the lowest validation loss is kept). With ``checkpoint_dir`` the state
     is saved every epoch and an interrupted ``fit`` resumes from it. (The core trainer takes
     fixed arrays; augmentation drawn anew every batch needs this loop.)
+    It reads ``hsic_params`` ``beta`` and ``sigma``, and ``train_params`` ``weight_decay``
+    (AdamW's, default 1e-2).
 
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(16, 2, 200)).astype("float32"); Y = (rng.random((16, 2)) > 0.5).astype("float32")
@@ -380,30 +382,36 @@ class RecordCNN(BaseEstimator):
     (16, 2)
     """
 
-    def __init__(self, model_params=None, training="backprop", epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-2, crop=250,
-                 sampling_rate=100.0, augment=True, pos_weight="sqrt", beta=100.0, sigma=None, frozen_blocks=0, warm_start=False,
-                 checkpoint_dir=None, random_state=None, verbose=0):
+    #: its own loop (AdamW, HSIC on beta and sigma) reads only these keys
+    param_groups = {"hsic_params": {"sigma": None, "beta": 100.0}, "train_params": {"weight_decay": 1e-2}}
+    renamed = {"beta": ("hsic_params", "beta"), "sigma": ("hsic_params", "sigma"),
+               "weight_decay": ("train_params", "weight_decay")}
+
+    @signature()
+    def __init__(self, model_params=None, training="backprop", epochs=30, batch_size=32, lr=3e-3, train_params=None, crop=250,
+                 sampling_rate=100.0, augment=True, pos_weight="sqrt", hsic_params=None, frozen_blocks=0, warm_start=False,
+                 checkpoint_dir=None, random_state=None, verbose=0, **renamed_params):
         self.model_params = model_params
         self.training = training
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.weight_decay = weight_decay
+        self.train_params = train_params
         self.crop = crop
         self.sampling_rate = sampling_rate
         self.augment = augment
         self.pos_weight = pos_weight
-        self.beta = beta
-        self.sigma = sigma
+        self.hsic_params = hsic_params
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self._take_renamed(renamed_params)  # RecordCNN(beta=50): the old spelling, one release
 
     def _config(self, n: int) -> TrainConfig:
         return TrainConfig(mode=self.training, task="multilabel", epochs=self.epochs, batch_size=max(2, min(self.batch_size, n)),
-                           lr=self.lr, beta=self.beta, sigma=self.sigma, frozen_blocks=self.frozen_blocks, seed=self._seed_, verbose=0)
+                           lr=self.lr, **config_fields(self.group("hsic_params"), {}), frozen_blocks=self.frozen_blocks, seed=self._seed_, verbose=0)
 
     def _batch(self, X: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.augment:
@@ -430,7 +438,7 @@ class RecordCNN(BaseEstimator):
         for block in self.model_.blocks[:self.frozen_blocks]:
             block.requires_grad_(False)
         params = [p for p in self.model_.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.group("train_params")["weight_decay"])
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.epochs * -(-len(X) // config.batch_size))
         loss_fn = MultiLabelBCELoss(label_weights(Y, self.pos_weight))
         Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
@@ -460,7 +468,7 @@ class RecordCNN(BaseEstimator):
                 else:
                     loss, head = hsic_bottleneck_loss(self.model_, xb, yb, config, loss_fn, random_state=self._seed_ + epoch)
                 if not torch.isfinite(loss):
-                    raise HsickitError(f"RecordCNN training diverged at epoch {epoch + 1} (loss {float(loss)}); lower lr={self.lr} or beta={self.beta}")
+                    raise HsickitError(f"RecordCNN training diverged at epoch {epoch + 1} (loss {float(loss)}); lower lr={self.lr} or hsic_params['beta']={self.group('hsic_params')['beta']}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -526,7 +534,7 @@ class RecordCNN(BaseEstimator):
         meta = read_json(path / "estimator.json")
         if meta.get("estimator") != "RecordCNN":
             raise HsickitError(f"{path} holds a {meta.get('estimator')}, not a RecordCNN")
-        params = dict(meta["params"])
+        params = cls.upgrade_params(meta["params"])  # flat beta, sigma, weight_decay: saved before they were grouped
         if params.get("model_params"):
             params["model_params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()}
         net = cls(**params)

@@ -50,7 +50,7 @@ def test_train_writes_run_folder(trained):
     cfg = json.loads((trained / "config.json").read_text())
     p = cfg["params"]  # the modern recipe: AdamW, batch 256 (cut to the rows there are), warm-up + cosine
     assert p["model"] == "irnet17" and p["lr"] == 1e-3 and p["batch_size"] == 256 and p["optimizer"] == "adamw"
-    assert p["lr_schedule"] == "warmup_cosine"
+    assert p["train_params__lr_schedule"] == "warmup_cosine"
     card = (trained / "README.md").read_text()
     assert "model `irnet17`" in card and "adamw" in card and "warm-up then cosine" in card
     m = json.loads((trained / "metrics.json").read_text())
@@ -395,10 +395,23 @@ def test_paper_recipe_option(data, tmp_path):
                "--out", tmp_path / "paper", "--recipe", "paper", *FAST)
     assert r.exit_code == 0, r.output
     p = json.loads((tmp_path / "paper" / "config.json").read_text())["params"]
-    assert (p["optimizer"], p["lr"], p["batch_size"], p["lr_schedule"], p["epochs"]) == ("adam", 1e-4, 32, None, 2)
+    assert (p["optimizer"], p["lr"], p["batch_size"], p["train_params__lr_schedule"], p["epochs"]) == ("adam", 1e-4, 32, None, 2)
     r = invoke("train", data / "train.csv", "--formula-col", "composition", "--target-col", "gap_eV",
                "--out", tmp_path / "never", "--recipe", "fast", *FAST)
     assert isinstance(r.exception, HsickitError) and "--recipe 'fast'" in str(r.exception)
+
+
+def test_param_sets_an_estimator_parameter_over_the_recipe(data, tmp_path):
+    r = invoke("train", data / "train.csv", *COLS, "--out", tmp_path / "p", "--param", "train_params__weight_decay=0",
+               "--param", "hsic_params__beta=50", *FAST)
+    assert r.exit_code == 0, r.output
+    p = json.loads((tmp_path / "p" / "config.json").read_text())["params"]
+    assert p["train_params"] == {"weight_decay": 0, "lr_schedule": "warmup_cosine"}  # the recipe's schedule kept
+    assert p["hsic_params"] == {"beta": 50} and p["optimizer"] == "adamw"
+    assert "weight decay 0)" in (tmp_path / "p" / "README.md").read_text()
+    r = invoke("train", data / "train.csv", *COLS, "--out", tmp_path / "bad", "--param", "train_params__wd=0", *FAST)
+    assert isinstance(r.exception, HsickitError) and "MaterialsRegressor has no parameter 'train_params__wd'" in str(r.exception)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_hsic_training_on_a_regression_target_warns(data, tmp_path):

@@ -66,6 +66,9 @@ def train(
     nonnegative: bool = typer.Option(False, "--nonnegative/--no-nonnegative",
                                      help="The target cannot be negative (a band gap, a modulus): predictions are "
                                           "clipped at 0 and a negative target in DATA is an error (regression)."),
+    param: Optional[List[str]] = opt.param("An estimator parameter over the recipe, KEY=VALUE (repeatable), e.g. "
+                                           "train_params__weight_decay=0, train_params__lr_schedule=cosine, "
+                                           "hsic_params__beta=50, model_params='{\"hidden\": [256, 256]}'."),
     seed: int = opt.seed(),
     quiet: bool = opt.quiet(),
     device: str = opt.device(),
@@ -82,8 +85,8 @@ def train(
                     target_type=target_type, features=features, model=model, auto_threshold=auto_threshold,
                     recipe=recipe, inner_folds=inner_folds, training=training, n_models=n_models, epochs=epochs,
                     batch_size=batch_size, lr=lr, patience=patience, validation_fraction=validation_fraction,
-                    duplicates=duplicates, skip_invalid=skip_invalid, unit=unit, nonnegative=nonnegative, seed=seed, quiet=quiet,
-                    device=device, overwrite=overwrite)
+                    duplicates=duplicates, skip_invalid=skip_invalid, unit=unit, nonnegative=nonnegative,
+                    params=opt.parse_params(param), seed=seed, quiet=quiet, device=device, overwrite=overwrite)
 
 
 @opt.command(app, ALIASES)

@@ -241,21 +241,24 @@ def _fit_or_choose(est, models, features, inner_folds, seed, formulas, y, run, q
 def train(data, out, *, formula_col="formula", target_col="target", target_type="auto", features="auto", model="auto",
           auto_threshold=None, recipe="modern", inner_folds=5, training="backprop", n_models=1, epochs=None,
           batch_size=None, lr=None, patience=None, validation_fraction=0.1, duplicates="keep", skip_invalid=False,
-          unit="", nonnegative=False, seed=0, quiet=False, device="cpu", overwrite=False):
+          unit="", nonnegative=False, params=None, seed=0, quiet=False, device="cpu", overwrite=False):
     """Train a model on table ``data`` and write run folder ``out``; returns the fitted estimator.
 
     Each model keeps a checkpoint in ``out`` while it trains: the same call after an interruption
     resumes (models already trained are kept). A finished ``out`` is refused unless ``overwrite``.
     ``target_type``: regression, classification or auto (text labels or 0/1 targets -> classification).
     ``nonnegative``: the target cannot be negative (a band gap): predictions are clipped at 0 (regression).
+    ``params``: further estimator parameters over the recipe (``hsickit materials train --param KEY=VALUE``), e.g.
+    ``{"train_params__weight_decay": 0.0, "hsic_params__beta": 50}``.
     """
-    data, out = Path(data), Path(out)
+    data, out, params = Path(data), Path(out), dict(params or {})
     # what decides the result; an unfinished run resumes only with the same (first line: only the parameters so far)
     settings = {"data": data, "formula_col": formula_col, "target_col": target_col, "task": target_type,
                 "features": features, "model": model, "auto_threshold": auto_threshold, "recipe": recipe,
                 "inner_folds": inner_folds, "training": training, "n_models": n_models, "epochs": epochs,
                 "batch_size": batch_size, "lr": lr, "patience": patience, "validation_fraction": validation_fraction,
-                "duplicates": duplicates, "skip_invalid": skip_invalid, "nonnegative": nonnegative, "seed": seed}
+                "duplicates": duplicates, "skip_invalid": skip_invalid, "nonnegative": nonnegative, "seed": seed,
+                **({"params": params} if params else {})}
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.core import plots
     from hsickit.core.checks import check_options
@@ -264,6 +267,10 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_models=n_models,
                   inner_folds=inner_folds, validation_fraction=validation_fraction)
     check_choices(model, features, training)
+    from hsickit.core.cli_options import apply_params
+
+    probe = apply_params(MaterialsRegressor(), params)  # a wrong KEY or group key is refused before the table is read
+    probe.group("train_params"), probe.group("hsic_params")
     if not (out / "training.json").exists():
         check_output_folder(out, overwrite)  # before the table is read: a refused --out costs nothing
     limit_threads()
@@ -282,6 +289,7 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
               **recipe_settings(recipe, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience),
               **({} if auto_threshold is None else {"auto_threshold": auto_threshold}),
               **({"nonnegative": True} if nonnegative else {}))
+    apply_params(est, params)
     start = time.perf_counter()
     est, extra = _fit_or_choose(est, model, features, inner_folds, seed, table.formulas, y, run, quiet, unit)
     seconds = time.perf_counter() - start

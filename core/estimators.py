@@ -91,7 +91,7 @@ class _DeepEstimator(GroupedParams, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
-        self._take_renamed(renamed_params)  # DeepClassifier(beta=50): the old spelling, one release
+        self.take_renamed(renamed_params)  # DeepClassifier(beta=50): the old spelling, one release
 
     # --- hooks the two subclasses fill in ------------------------------------------------
     def _encode_targets(self, y, fitting: bool):

@@ -38,7 +38,7 @@ class GroupedParams:
     Subclasses set :attr:`param_groups` (dict parameter -> {key: default}) and
     :attr:`renamed` (old flat keyword -> (dict parameter, key)); their ``__init__`` takes
     ``**renamed_params`` (hidden from the signature by :func:`signature`) and ends with
-    ``self._take_renamed(renamed_params)``.
+    ``self.take_renamed(renamed_params)``.
     """
 
     #: dict parameter -> {key: its default}: the keys it takes, and the values in effect when absent
@@ -93,7 +93,7 @@ class GroupedParams:
             setattr(self, group, {**(current if isinstance(current, dict) else {}), **values})
         return self
 
-    def _take_renamed(self, renamed_params: dict) -> None:
+    def take_renamed(self, renamed_params: dict) -> None:
         """``__init__``'s old flat keywords, folded into their dicts (one release, with a FutureWarning)."""
         for name, value in renamed_params.items():
             if name not in self.renamed:
@@ -116,7 +116,7 @@ class GroupedParams:
 
 def _caller_of_init(obj) -> int:
     """The stacklevel of the code that called ``obj``'s (possibly chained) ``__init__``, seen from ``_warn_renamed``."""
-    frame, level = inspect.currentframe().f_back.f_back, 3  # _take_renamed's caller: the innermost __init__
+    frame, level = inspect.currentframe().f_back.f_back, 3  # take_renamed's caller: the innermost __init__
     while frame is not None and frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is obj:
         frame, level = frame.f_back, level + 1
     return level

@@ -187,7 +187,7 @@ class ChannelNetwork(GroupedParams, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
-        self._take_renamed(renamed_params)  # ChannelNetwork(beta=50): the old spelling, one release
+        self.take_renamed(renamed_params)  # ChannelNetwork(beta=50): the old spelling, one release
 
     def _estimator(self, y) -> DeepClassifier:
         spec = CHANNELS[self.channel]
@@ -407,7 +407,7 @@ class RecordCNN(GroupedParams, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
-        self._take_renamed(renamed_params)  # RecordCNN(beta=50): the old spelling, one release
+        self.take_renamed(renamed_params)  # RecordCNN(beta=50): the old spelling, one release
 
     def _config(self, n: int) -> TrainConfig:
         return TrainConfig(mode=self.training, task="multilabel", epochs=self.epochs, batch_size=max(2, min(self.batch_size, n)),

@@ -214,7 +214,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
-        self._take_renamed(renamed_params)  # MultiResolutionClassifier(beta=50): the old spelling, one release
+        self.take_renamed(renamed_params)  # MultiResolutionClassifier(beta=50): the old spelling, one release
 
     # ------------------------------------------------------------------------------------
     def _check(self) -> None:

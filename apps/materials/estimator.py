@@ -112,7 +112,7 @@ class _MaterialsEstimator(GroupedParams, BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.nonnegative = nonnegative
-        self._take_renamed(renamed_params)  # MaterialsRegressor(beta=50): the old spelling, one release
+        self.take_renamed(renamed_params)  # MaterialsRegressor(beta=50): the old spelling, one release
 
     # --- model="auto" / features="auto" -------------------------------------------------------
     def _choose(self, n_rows):

@@ -157,7 +157,7 @@ class TaxonomicClassifier(GroupedParams, ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.frozen_blocks = frozen_blocks
         self.keep_known = keep_known
-        self._take_renamed(renamed_params)  # TaxonomicClassifier(beta=50): the old spelling, one release
+        self.take_renamed(renamed_params)  # TaxonomicClassifier(beta=50): the old spelling, one release
 
     # --- helpers ------------------------------------------------------------------------
     def _loss_fn(self, taxonomy: Taxonomy) -> GroupedLoss:

@@ -57,7 +57,7 @@ from hsickit.core.training import (CHECKPOINT, HSIC_PARAMS, TrainConfig, config_
                                    validation_split)
 
 
-#: The flat keywords of hsickit 0.x that ``hsic_params`` replaced (still accepted one release, with a warning).
+#: The flat keywords that ``hsic_params`` replaced in this release (still accepted one release, with a warning).
 _FLAT_HSIC = ("sigma", "beta", "hsic_estimator", "kernel_convention", "hsic_lr", "format_epochs", "hsic_approx",
               "n_features", "distributed_hsic")
 

@@ -30,7 +30,7 @@ _debug = {"on": False}
 def _options(debug: bool = typer.Option(False, "--debug/--no-debug", envvar="HSICKIT_DEBUG",
                                         help="Show the Python traceback of an error (also HSICKIT_DEBUG=1)."),
              threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                                   help="CPU threads for torch (also HSICKIT_THREADS or OMP_NUM_THREADS). "
+                                                   help="CPU threads for torch, and processes reading ECG records (also HSICKIT_THREADS or OMP_NUM_THREADS). "
                                                         "Default: the idle cores, cpu count minus the load average, "
                                                         "at least 1; `hsickit info` says what it chose.")) -> None:
     """hsickit: HSIC-bottleneck and residual-MLP training for ECG, materials and plant taxonomy."""

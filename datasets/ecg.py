@@ -276,8 +276,9 @@ _SIGNAL_FIELDS = (  # (field, pattern) of a signal line after the file name; the
 )
 
 
-def _check_header_text(path: str) -> None:
-    """Check every field of a single-segment header against the WFDB format before wfdb reads it.
+def _check_header_text(path: str) -> bool:
+    """Check every field of a single-segment header against the WFDB format before wfdb reads it;
+    return whether the header is a multi-segment one (whose segments wfdb checks).
 
     wfdb reads a field it cannot parse as absent and uses its default (250 Hz for a malformed
     sampling frequency, a gain of 200 with the text as the units), so such a record would be
@@ -287,7 +288,7 @@ def _check_header_text(path: str) -> None:
     lines = [(i, line.split("#", 1)[0].split()) for i, line in enumerate(Path(file).read_text(errors="replace").splitlines(), 1)]
     lines = [(i, tokens) for i, tokens in lines if tokens]
     if not lines or "/" in lines[0][1][0]:  # empty (wfdb reports it) or multi-segment: segment lines, not signal lines
-        return
+        return bool(lines)
 
     def check(number, tokens, fields):
         for value, (field, pattern) in zip(tokens, fields):
@@ -313,6 +314,7 @@ def _check_header_text(path: str) -> None:
         if known is not None:
             raise HsickitError(f"record {_name(path)}: {file} line {number}: signal format {fmt} is not one wfdb reads "
                                f"({known}); correct the format field or convert the record")
+    return False
 
 
 def _formats_if_unreadable(fmt: str) -> str | None:
@@ -399,23 +401,22 @@ def read_record(
         raise HsickitError(f"dropouts={dropouts!r}; use 'raise' or 'mask'")
     if not Path(path + ".hea").exists():
         raise HsickitError(f"record {name}: header {path}.hea not found; pass the record path without extension")
-    _check_header_text(path)
-    try:
-        header = wfdb.rdheader(path)
-    except Exception as exc:  # wfdb raises many types on a malformed header
-        raise HsickitError(f"record {name}: cannot parse header {path}.hea ({exc}); fix or re-copy the header") from exc
-    multi = isinstance(header, wfdb.MultiRecord)
-    if not multi:
-        _check_files(path, header)
-    try:
+    multi = _check_header_text(path)
+    try:  # wfdb parses the header once here; only a failed read parses it again, to say what is wrong
         rec = wfdb.rdrecord(path, physical=not (check_checksum and not multi), m2s=True)
-    except HsickitError:
-        raise
     except Exception as exc:
+        try:
+            header = wfdb.rdheader(path)
+        except Exception as header_exc:  # wfdb raises many types on a malformed header
+            raise HsickitError(f"record {name}: cannot parse header {path}.hea ({header_exc}); fix or re-copy the header") from header_exc
+        if not isinstance(header, wfdb.MultiRecord):
+            _check_files(path, header)
         raise HsickitError(
             f"record {name}: wfdb could not read the signals ({type(exc).__name__}: {exc}); "
             "the header probably disagrees with the signal file(s): check them against each other"
         ) from exc
+    if not multi:
+        _check_files(path, rec)  # a signal file longer than the header says is read without complaint
     repairs: list[str] = []
     if not multi and check_checksum:
         if rec.checksum is not None and rec.d_signal is not None:

@@ -68,6 +68,15 @@ def test_load_beats_from_two_rates_and_unnamed_leads(two_databases, capsys):
     assert np.isfinite(svdb_beats.features).all()
 
 
+def test_beats_read_by_two_processes_are_the_same(two_databases):
+    _, mit, svdb = two_databases
+    one = load_beats(f"{mit},{svdb}", config=BeatConfig(), annotated=True, verbose=0, n_jobs=1)
+    two = load_beats(f"{mit},{svdb}", config=BeatConfig(), annotated=True, verbose=0, n_jobs=2)
+    for view in ("beat", "rhythm", "rr", "features", "y", "record", "sample"):
+        np.testing.assert_array_equal(getattr(two, view), getattr(one, view))
+    assert two.repairs == one.repairs
+
+
 def test_lead_fallback_raise_and_numbers(two_databases):
     _, _, svdb = two_databases
     with pytest.raises(HsickitError, match="lead 'MLII' not found"):

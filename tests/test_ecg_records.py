@@ -46,6 +46,14 @@ def test_record_set_views_and_labels(ludb_like):
         record_labels(ludb_like / "nothing")
 
 
+def test_record_set_is_the_same_read_by_several_processes(ludb_like):
+    one = load_record_set(ludb_like, verbose=0, n_jobs=1)
+    two = load_record_set(ludb_like, verbose=0, n_jobs=2)
+    assert two.records == one.records
+    for view in ("rhythm", "beat", "wavelet", "rr", "features", "Y"):
+        np.testing.assert_array_equal(two.view(view), one.view(view))
+
+
 @pytest.mark.parametrize("downstream", ["logistic", "mlp"])
 def test_record_classifier_learns_and_roundtrips(ludb_like, tmp_path, downstream):
     rs = load_record_set(ludb_like, verbose=0)

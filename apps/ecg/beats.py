@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from hsickit.apps.ecg.features import BeatFeaturizer, rr_sequence
 from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
+from hsickit.core.parallel import map_processes
 from hsickit.datasets.ecg import find_records, read_beat_table, read_record
 
 __all__ = ["BeatConfig", "BeatSet", "load_beats", "beats_from_record", "summarise_repairs"]
@@ -223,6 +224,7 @@ def load_beats(
     config: BeatConfig | None = None,
     *,
     annotated: bool | None = None,
+    n_jobs: int | None = None,
     verbose: int = 1,
 ) -> BeatSet:
     """Beats of the records in one folder or several (``directory``: a folder, ``"DIR1,DIR2"`` or a
@@ -231,16 +233,22 @@ def load_beats(
     Records may differ in sampling rate and lead names: each is brought to ``config``'s rate and
     leads. Repairs (resampling, a lead taken in place of the model's, bridged gaps, beats left
     out) are in ``repairs`` and, with ``verbose``, printed once per kind with the records it
-    concerns.
+    concerns. ``n_jobs``: processes reading the records (:func:`hsickit.core.parallel.resolve_jobs`;
+    None: the ``hsickit`` command's ``--threads``, else 1).
     """
     paths = find_records(directory, records)
-    sets = [beats_from_record(path, config, annotated=annotated, name=rid)
-            for rid, path in tqdm(paths.items(), desc="records", disable=not verbose)]
+    sets = map_processes(partial(_beats_of, config=config, annotated=annotated), paths.items(), n_jobs, desc="records",
+                         verbose=verbose)
     beats = BeatSet.concat(sets)
     if verbose:
         for line in summarise_repairs(beats.repairs):
             print(f"repaired: {line}")
     return beats
+
+
+def _beats_of(item: tuple[str, str], config: BeatConfig | None, annotated: bool | None) -> BeatSet:
+    rid, path = item
+    return beats_from_record(path, config, annotated=annotated, name=rid)
 
 
 def summarise_repairs(repairs: Sequence[str]) -> list[str]:

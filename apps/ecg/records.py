@@ -23,6 +23,7 @@ import io
 import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -43,6 +44,7 @@ from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import atomic_write, read_json, write_json
+from hsickit.core.parallel import map_processes
 from hsickit.core.report import markdown_table
 from hsickit.core.runs import RunFolder, check_output_folder, fit_or_load, resumable_training, staged_folder
 from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
@@ -185,14 +187,17 @@ def record_labels(directory, records=None, task: str | None = None) -> pd.DataFr
 
 
 def load_record_set(directory, records=None, config: RecordConfig | None = None, *, labels: Sequence[str] | None = None,
-                    min_count: int = 3, labelled: bool = True, task: str | None = None, verbose: int = 1) -> RecordSet:
+                    min_count: int = 3, labelled: bool = True, task: str | None = None, n_jobs: int | None = None,
+                    verbose: int = 1) -> RecordSet:
     """Views and labels of the records in ``directory``; ``labels`` fixes the label columns (a trained model's).
 
     ``dropped_labels`` lists the labels left out: with fewer than ``min_count`` positive
     records, or (``labels`` given) carried by some of these records but not in ``labels``.
     ``labelled=False`` reads no label table (new records to predict): ``Y`` is None.
     ``task`` (PTB-XL folders only): the label task (default ``"superdiagnostic"``); records
-    without a label for it are left out and listed in ``unlabelled``.
+    without a label for it are left out and listed in ``unlabelled``. ``n_jobs``: processes
+    that read and prepare the records (:func:`hsickit.core.parallel.resolve_jobs`; None: the
+    ``hsickit`` command's ``--threads``, else 1); the views do not depend on it.
     """
     config = config or RecordConfig()
     names, paths = record_source(directory, records)
@@ -203,7 +208,7 @@ def load_record_set(directory, records=None, config: RecordConfig | None = None,
         if unlabelled:
             keep = [i for i, r in enumerate(names) if r not in set(unlabelled)]
             names, paths = [names[i] for i in keep], [paths[i] for i in keep]
-    parts = [_views(p, config) for p in tqdm(paths, desc="records", disable=not verbose)]
+    parts = map_processes(partial(_views, config=config), paths, n_jobs, desc="records", verbose=verbose)
     stack = lambda i: np.stack([p[i] for p in parts])  # noqa: E731
     repairs = [r for p in parts for r in p[5]]
     if not labelled:

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -73,15 +74,22 @@ def bandpass(
     nyq = sampling_rate / 2
     if high is not None and high >= nyq:
         high = 0.95 * nyq
+    if not (low or high):
+        return np.asarray(signal, dtype=np.float32)
+    sos = _butter_sos(order, float(low or 0), None if high is None else float(high), float(sampling_rate))
+    return sps.sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _butter_sos(order: int, low: float, high: float | None, sampling_rate: float) -> np.ndarray:
+    """The filter's second-order sections, designed once per setting (the design costs as much as filtering a 10-s record)."""
     if low and high:
         sos = sps.butter(order, [low, high], btype="bandpass", fs=sampling_rate, output="sos")
     elif low:
         sos = sps.butter(order, low, btype="highpass", fs=sampling_rate, output="sos")
-    elif high:
-        sos = sps.butter(order, high, btype="lowpass", fs=sampling_rate, output="sos")
     else:
-        return np.asarray(signal, dtype=np.float32)
-    return sps.sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1).astype(np.float32)
+        sos = sps.butter(order, high, btype="lowpass", fs=sampling_rate, output="sos")
+    return sos  # shared by every call with these settings; scipy only reads it
 
 
 def remove_baseline(signal: np.ndarray, sampling_rate: float, method: str = "median") -> np.ndarray:
@@ -115,7 +123,7 @@ def _pan_tompkins(x: np.ndarray, fs: float) -> np.ndarray:
     """QRS positions of one lead, Pan-Tompkins style, vectorised (see :func:`detect_rpeaks`); found at 100 Hz."""
     if fs > 100:  # the thresholds were chosen at 100 Hz (PTB-XL's rate): detect there, place the peaks at the full rate
         return np.round(_pan_tompkins(resample(x, fs, 100.0), 100.0) * (fs / 100.0)).astype(np.int64)
-    sos = sps.butter(2, [5.0, min(18.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    sos = _butter_sos(2, 5.0, float(min(18.0, 0.45 * fs)), float(fs))
     if x.size <= 3 * (2 * len(sos) + 1):  # sosfiltfilt's padding needs a few samples more
         return np.zeros(0, np.int64)
     f = sps.sosfiltfilt(sos, x)

@@ -6,7 +6,9 @@ and by patient-wise k-fold over both databases together (each fold's test patien
 Every model is the library's default beat model (``MultiResolutionClassifier()``: rr channel +
 hand-crafted features, two-stage boosting, 5 seeds) on the features of ``--feature-sets``: the
 default ``robust`` set and, as the baseline run side by side, the ``relative`` set that was the
-default before (its RR features take the record's median RR for the sinus rhythm).
+default before (its RR features take the record's median RR for the sinus rhythm). A robust
+model also predicts without its atrial-fibrillation rule (``af_rule=False``), scored as the
+feature set "robust, no AF rule": the rule's effect on the same fitted model.
 
 Reported per protocol: pooled gross statistics (every test beat once), 95 % intervals that draw
 whole test records (bootstrap), and the five worst records for S and for V (most misses plus
@@ -92,15 +94,25 @@ def splits(protocol: str, db: dict, k: int):
 def run(beats, feature_set, protocol, fold, train, test, seed):
     torch.set_num_threads(1)
     start = time.perf_counter()
-    clf = MultiResolutionClassifier(random_state=seed).fit(beats.records(train))
+    af_rule = feature_set != "relative"  # the rule reads the robust set's P-wave consistency
+    clf = MultiResolutionClassifier(random_state=seed, af_rule=af_rule).fit(beats.records(train))
     fit_s = time.perf_counter() - start
     tb = beats.records(test)
     t = time.perf_counter()
     pred = clf.predict(tb)
-    return {"feature_set": feature_set, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
-            "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
-            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
-            "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
+    out = {"feature_set": feature_set, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
+           "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
+           "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
+           "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
+    if af_rule:  # the same model without the rule: the baseline, side by side
+        out["pred_without_af_rule"] = "".join(np.asarray(clf.set_params(af_rule=False).predict(tb), str))
+    return out
+
+
+def with_baselines(runs: list[dict]) -> list[dict]:
+    """The runs, plus each model's predictions without the AF rule as a feature set of its own ("robust, no AF rule")."""
+    return runs + [{**r, "feature_set": f"{r['feature_set']}, no AF rule", "pred": r["pred_without_af_rule"]}
+                   for r in runs if "pred_without_af_rule" in r]
 
 
 def runs_of(records) -> list:
@@ -159,11 +171,12 @@ def main() -> None:
             write_json(out, {**meta, "runs": done})
     summary, intervals, worst, errors = [], [], {}, {}
     svdb = set(list_records(args.svdb))
+    scored = with_baselines(done)
     # k-fold's test patients of each database, next to the other direction's: what the other database's patients add
-    cells = [(fs, protocol, None) for fs, protocol in sorted({(r["feature_set"], r["protocol"]) for r in done})]
+    cells = [(fs, protocol, None) for fs, protocol in sorted({(r["feature_set"], r["protocol"]) for r in scored})]
     cells += [(fs, "kfold", db) for fs, protocol, _ in list(cells) if protocol == "kfold" for db in ("mitdb", "svdb")]
     for (fs, protocol, only) in cells:
-        parts = [r for r in done if r["feature_set"] == fs and r["protocol"] == protocol]
+        parts = [r for r in scored if r["feature_set"] == fs and r["protocol"] == protocol]
         y, p, rec = (np.concatenate(a) for a in zip(*(beats_of(r) for r in parts)))
         keep = np.isin(y, ("N", "S", "V", "F"))  # Q beats are left out of training and scoring
         if only is not None:
@@ -179,16 +192,17 @@ def main() -> None:
         worst[f"{fs} {protocol}"] = {c: worst_records(y, p, rec, c) for c in ("S", "V")}
         if only is None:
             errors.setdefault(protocol, {})[fs] = {c: record_errors(y, p, rec, c) for c in ("S", "V")}
-    new, old = (args.feature_sets.split(",") + [None])[:2]
-    per_record = {f"{protocol}, {c}": per_record_effect(e, new, old, c) for protocol, e in errors.items()
-                  if new in e and old in e for c in ("S", "V")}
+    sets = args.feature_sets.split(",")
+    pairs = [(fs, f"{fs}, no AF rule") for fs in sets] + ([tuple(sets[:2])] if len(sets) > 1 else [])
+    per_record = {f"{protocol}, {c}, {new} against {old}": per_record_effect(e, new, old, c)
+                  for new, old in pairs for protocol, e in errors.items() if new in e and old in e for c in ("S", "V")}
     print("\nPooled (gross statistics)\n" + markdown_table(summary))
     print("\n95 % intervals drawing whole test records\n" + markdown_table(intervals))
     for key, w in worst.items():
         for c in ("S", "V"):
             print(f"\nworst five records for {c}, {key}\n" + markdown_table(w[c]))
     for key, effect in per_record.items():
-        print(f"\n{new} against {old}, per record, {key}: {effect['better']} records better, {effect['worse']} worse, "
+        print(f"\nper record, {key}: {effect['better']} records better, {effect['worse']} worse, "
               f"{effect['equal']} equal; the largest changes\n" + markdown_table(effect["largest_changes"]))
     write_json(out, {**meta, "runs": done, "summary": summary, "intervals": intervals, "worst": worst, "per_record": per_record})
     print(f"wrote {out}")

@@ -277,3 +277,40 @@ def test_beats_outside_the_classes_are_left_out_of_training(beats, tmp_path):
     assert MultiResolutionClassifier.load(clf.save(tmp_path / "m")).classes == ("N", "S", "V", "F")
     with pytest.raises(HsickitError, match="none of the classes"):
         MultiResolutionClassifier(channels=(), classes=("X",)).fit(train)
+
+
+def test_af_rule_gives_the_s_probability_of_beats_in_atrial_fibrillation_to_n(beats, tmp_path):
+    from hsickit.apps.ecg.features import atrial_fibrillation
+    from hsickit.apps.ecg.fusion import in_atrial_fibrillation
+    from hsickit.core.files import read_json, write_json
+
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=(), random_state=0).fit(train)
+    assert clf.af_rule and not in_atrial_fibrillation(test).any()  # synthetic sinus rhythm, P waves that repeat
+    labels = list(test.feature_labels)
+    cols = [labels.index(c) for c in ("p_consistency", "lead2_p_consistency")]
+    features = test.features.copy()
+    features[:, cols] = 0.2  # no P wave that repeats ...
+    rr = np.random.default_rng(0).integers(60, 240, len(test))  # ... and a random rhythm: atrial fibrillation
+    af = dataclasses.replace(test, features=features, sample=np.cumsum(rr))
+    assert in_atrial_fibrillation(af).all()
+    classes = list(clf.classes_)
+    s, n = classes.index("S"), classes.index("N")
+    ruled = clf.predict_proba(af)
+    plain = clf.set_params(af_rule=False).predict_proba(af)
+    assert (ruled[:, s] == 0).all() and (plain[:, s] > 0.01).any() and "S" not in set(clf.set_params(af_rule=True).predict(af))
+    np.testing.assert_allclose(ruled[:, n], plain[:, n] + plain[:, s], atol=1e-6)
+    np.testing.assert_allclose(ruled.sum(axis=1), 1.0, atol=1e-6)
+    # a model saved before the rule existed predicts as it did
+    clf.save(tmp_path / "m")
+    meta = read_json(tmp_path / "m" / "fusion.json")
+    del meta["params"]["af_rule"]
+    write_json(tmp_path / "m" / "fusion.json", meta)
+    assert MultiResolutionClassifier.load(tmp_path / "m").af_rule is False
+    # beats without the P-wave consistency (feature_set="relative"): an error before any training
+    keep = [i for i, c in enumerate(labels) if i not in cols]
+    relative = dataclasses.replace(train, features=train.features[:, keep], feature_labels=[labels[i] for i in keep])
+    with pytest.raises(HsickitError, match="af_rule needs the P-wave consistency"):
+        MultiResolutionClassifier(channels=(), random_state=0).fit(relative)
+    with pytest.raises(HsickitError, match="one per beat"):
+        atrial_fibrillation(np.arange(10) * 300, np.zeros(9))

@@ -29,7 +29,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, Standardizer, class_weights, fit_batch_size
-from hsickit.apps.ecg.features import VENTRICULAR_LABELS
+from hsickit.apps.ecg.features import VENTRICULAR_LABELS, atrial_fibrillation
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
@@ -121,6 +121,28 @@ def tune_class_bias(proba: np.ndarray, y: np.ndarray, classes: np.ndarray, min_s
     return bias
 
 
+def _af_columns(feature_labels) -> list[int]:
+    labels = list(feature_labels)
+    cols = [labels.index(n) for n in ("p_consistency", "lead2_p_consistency") if n in labels]
+    if not cols:
+        raise HsickitError("af_rule needs the P-wave consistency among the beat features (feature_set='robust', the "
+                           f"default; these beats have {len(labels)} others); read them with BeatConfig(feature_set='robust') "
+                           "or set af_rule=False")
+    return cols
+
+
+def in_atrial_fibrillation(beats: BeatSet) -> np.ndarray:
+    """:func:`~hsickit.apps.ecg.features.atrial_fibrillation` of every beat, record by record (in R-peak order)."""
+    cols = _af_columns(beats.feature_labels)
+    out = np.zeros(len(beats), bool)
+    records = beats.record.astype(str)
+    for r in dict.fromkeys(records):
+        k = np.flatnonzero(records == r)
+        k = k[np.argsort(beats.sample[k], kind="stable")]
+        out[k] = atrial_fibrillation(beats.sample[k], beats.features[k][:, cols].max(axis=1))
+    return out
+
+
 class MultiResolutionClassifier(GroupedParams, BaseEstimator):
     """Channel networks + hand-crafted features, fused, then a downstream classifier.
 
@@ -174,6 +196,13 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
     tune_bias : with ``validation`` beats, tune per-class log-probability offsets on them to
         maximise macro F1 (:func:`tune_class_bias`). Off by default: on MIT-BIH DS1 a few
         validation records did not represent new patients well enough (benchmarks/ecg_mitdb.py).
+    af_rule : beats in atrial fibrillation or flutter (an irregular rhythm without a repeating P
+        wave, :func:`~hsickit.apps.ecg.features.atrial_fibrillation`) cannot be S: their S
+        probability goes to N (MIT-BIH labels them N). Needs the P-wave consistency of the
+        ``"robust"`` features. A model trained on SVDB, which has no AF annotated, otherwise
+        calls the irregular beats of DS1's AF records S (benchmarks/ecg_cross_database.py
+        scores every model with and without the rule). Models saved before the rule existed
+        load with it off.
     checkpoint_dir : folder where every channel network is saved once trained (and checkpointed
         every epoch while it trains); a ``fit`` interrupted and started again with the same
         settings and beats loads the networks already trained and resumes the one in progress.
@@ -189,9 +218,10 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
                  channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", hsic_params=None, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
-                 tune_bias=False, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None, verbose="auto",
-                 **renamed_params):
+                 tune_bias=False, af_rule=True, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None,
+                 verbose="auto", **renamed_params):
         self.channels = channels
+        self.af_rule = af_rule
         self.classes = classes
         self.hsic_params = hsic_params
         self.tune_bias = tune_bias
@@ -380,6 +410,8 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         benchmarks/ecg_mitdb.py).
         """
         self._check()
+        if self.af_rule:
+            _af_columns(beats.feature_labels)  # before training: the features the rule needs are there
         if not beats.labelled:
             raise HsickitError("training beats have no labels (records without annotation files); pass annotated records")
         self.left_out_ = {}
@@ -468,12 +500,18 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         return self
 
     def predict_proba(self, beats: BeatSet) -> np.ndarray:
-        """Class probabilities, including the class bias tuned on validation records."""
+        """Class probabilities, including the class bias tuned on validation records and the ``af_rule``."""
         p = self.downstream_.predict_proba(self.representation(beats))
         bias = getattr(self, "class_bias_", None)
         if bias is not None and np.any(bias):
             p = p * np.exp(bias)
             p = p / p.sum(axis=1, keepdims=True)
+        classes = [str(c) for c in self.classes_]
+        if self.af_rule and "S" in classes and "N" in classes:
+            af = in_atrial_fibrillation(beats)
+            s, n = classes.index("S"), classes.index("N")
+            p[af, n] += p[af, s]
+            p[af, s] = 0.0
         return p
 
     def predict(self, beats: BeatSet) -> np.ndarray:
@@ -531,6 +569,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
             raise HsickitError(f"{path} holds no multi-resolution model (fusion.json missing); pass a run folder written by 'hsickit ecg train'")
         meta = read_json(path / "fusion.json")
         params = cls.upgrade_params(meta["params"])  # flat beta, sigma: saved before they were grouped
+        params.setdefault("af_rule", False)  # saved before the rule existed: predict as it did
         params["channels"] = tuple(params["channels"])
         if params.get("classes") is not None:
             params["classes"] = tuple(params["classes"])

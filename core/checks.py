@@ -69,3 +69,36 @@ def check_batch_size(batch_size, name: str = "batch_size") -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not ok(batch_size):
         raise HsickitError(f"{name} {batch_size!r}: must be {what}")
     return int(batch_size)
+
+
+def check_device(device, option: str = "--device"):
+    """The torch device ``device`` names (:func:`~hsickit.core.distributed.resolve_device`: ``"auto"``
+    is CUDA when there is a GPU), or an error naming ``option`` and the fix when this machine
+    lacks it; a command calls it before it reads data.
+
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("gpu")
+    Traceback (most recent call last):
+    ...
+    hsickit.core.errors.HsickitError: --device gpu: not a torch device; use --device cpu, cuda, cuda:1 or auto (CUDA when there is a GPU)
+    """
+    import torch
+
+    from hsickit.core.distributed import resolve_device
+
+    fix = f"use {option} cpu, or {option} auto (CUDA when there is a GPU)"
+    try:
+        dev = resolve_device(device)
+    except HsickitError:  # a CUDA device on a machine (or torch build) without one
+        build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA GPU visible"
+        raise HsickitError(f"{option} {device}: this machine has no CUDA GPU ({build}); {fix}") from None
+    except (RuntimeError, ValueError, TypeError):
+        raise HsickitError(f"{option} {device}: not a torch device; use {option} cpu, cuda, cuda:1 or auto "
+                           "(CUDA when there is a GPU)") from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise HsickitError(f"{option} {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; {fix}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise HsickitError(f"{option} {device}: this machine has no Apple GPU (MPS); {fix}")
+    return dev

@@ -504,15 +504,16 @@ def resumable_training(estimator, path: str | os.PathLike, settings: dict, input
     that writes its run folder ``path`` whole at the end (:func:`staged_folder`) fits it.
 
     The checkpoints live beside ``path``, in the unfinished run ``.<name>.training``
-    (:func:`start_training_run`: the same ``settings``, ``estimator`` parameters and ``inputs``
-    resume, ``overwrite`` starts afresh), so ``path`` is never half-written. When the block
+    (:func:`start_training_run`: the same ``settings``, ``estimator`` parameters but its ``device``, and
+    ``inputs`` resume, ``overwrite`` starts afresh), so ``path`` is never half-written. When the block
     fails, the checkpoints already written stay and the same command resumes from them; when
     it succeeds, they go. ``path`` is locked (:func:`lock_run`) for the whole block.
     """
     path = Path(os.path.abspath(path))  # "." or "run/" name their folder
     home = path.parent / f".{path.name}.training"
     with run_lock(path):  # held until the run folder is written (staged_folder takes it again)
-        _, resumed = start_training_run(home, {**saved_params(estimator, leave_out=["verbose"]), **settings}, inputs,
+        # where it trains is not what it trains: a run started on a GPU resumes on the CPU (as plants' and materials' do)
+        _, resumed = start_training_run(home, {**saved_params(estimator, leave_out=["verbose", "device"]), **settings}, inputs,
                                         overwrite, app=app, command=command)
         checkpoints = home / "checkpoints"
         if resumed and verbose:

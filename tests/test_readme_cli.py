@@ -75,7 +75,7 @@ def test_a_bad_command_line_does_not_parse():
 
 
 SHARED = {  # the shared words every application's verb has
-    "train": {"--out", "--overwrite", "--seed", "--epochs", "--batch-size", "--quiet"},
+    "train": {"--out", "--overwrite", "--seed", "--epochs", "--batch-size", "--device", "--quiet"},
     "evaluate": {"run", "--out", "--quiet", "--json"},
     "predict": {"run", "--overwrite", "--quiet"},
     "finetune": {"run", "--out", "--overwrite", "--epochs", "--frozen-blocks", "--quiet"},  # a fine-tuning keeps its model's seed

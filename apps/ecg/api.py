@@ -325,12 +325,13 @@ def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None
 
 def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = None, validation_records=None, *,
                    epochs: int = 5, frozen_blocks: int = 1, lr: float = 3e-4, leads: Sequence[str] | None = None,
-                   overwrite: bool = False, verbose: int = 1) -> MultiResolutionClassifier:
+                   overwrite: bool = False, verbose: int = 1, device: str = "cpu") -> MultiResolutionClassifier:
     """Continue training a run's model on new annotated records (e.g. a hospital's; one folder or several);
     writes run folder ``out`` (a finished run there is replaced only with ``overwrite``).
 
     The first ``frozen_blocks`` blocks of every network stay fixed; the classes stay those of
-    the original model. ``leads`` replaces the model's leads for the new records.
+    the original model. ``leads`` replaces the model's leads for the new records. ``device``: where
+    the networks train (whatever device the base model trained on).
     """
     check_output_folder(out, overwrite)
     clf, config = load_run(run, leads)
@@ -344,7 +345,7 @@ def finetune_beats(run, records_dir, out, records: Sequence[str] | str | None = 
     if n_unknown and verbose:
         print(f"fine-tuning: {n_unknown} beats of classes the model does not know were left out of training")
     train = train.subset(known)
-    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
+    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr, device=device)
     data = {"n_beats_of_unknown_classes_left_out": n_unknown, "base_run": os.path.abspath(run), "records_dir": _folders_text(records_dir),
             "train_records": ",".join(train_names), "validation_records": ",".join(validation),
             "repairs": "; ".join(beats.repairs) or "none"}

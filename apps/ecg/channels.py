@@ -42,6 +42,7 @@ from torch import nn
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.features import wavelet_coefficients
 from hsickit.core.errors import HsickitError
+from hsickit.core.distributed import resolve_device
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import read_json, write_json
 from hsickit.core.params import GroupedParams, signature
@@ -163,6 +164,8 @@ class ChannelNetwork(GroupedParams, BaseEstimator):
     class_weight : None, "balanced", "sqrt" or a dict (see :func:`class_weights`).
     checkpoint_dir : folder for the network's per-epoch checkpoint while it trains (an
         interrupted ``fit`` resumes from it; see :class:`~hsickit.core.estimators.DeepClassifier`).
+    device : torch device of training ("cpu", "cuda", "cuda:1", "auto"), passed to the
+        DeepClassifier; prediction runs where the weights are (a loaded model: the CPU).
     """
 
     param_groups = {"hsic_params": {**param_defaults("hsic_params"), "sigma": 5.0, "format_epochs": 3}}
@@ -172,7 +175,7 @@ class ChannelNetwork(GroupedParams, BaseEstimator):
     @signature()
     def __init__(self, channel="beat", training="backprop", epochs=10, batch_size=256, lr=1e-3, model_params=None,
                  class_weight="sqrt", patience=3, hsic_params=None, frozen_blocks=0, warm_start=False,
-                 checkpoint_dir=None, random_state=None, verbose="auto", **renamed_params):
+                 checkpoint_dir=None, random_state=None, verbose="auto", device="cpu", **renamed_params):
         self.channel = channel
         self.training = training
         self.epochs = epochs
@@ -187,6 +190,7 @@ class ChannelNetwork(GroupedParams, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
         self.take_renamed(renamed_params)  # ChannelNetwork(beta=50): the old spelling, one release
 
     def _estimator(self, y) -> DeepClassifier:
@@ -198,7 +202,8 @@ class ChannelNetwork(GroupedParams, BaseEstimator):
             model=spec.model, model_params={**spec.model_params, **(self.model_params or {})}, training=self.training,
             epochs=self.epochs, batch_size=fit_batch_size(self.batch_size, len(y)), lr=self.lr, class_weight=class_weights(y, self.class_weight),
             patience=self.patience, hsic_params=hsic,
-            frozen_blocks=self.frozen_blocks, checkpoint_dir=self.checkpoint_dir, random_state=self.random_state, verbose=self.verbose)
+            frozen_blocks=self.frozen_blocks, checkpoint_dir=self.checkpoint_dir, random_state=self.random_state, verbose=self.verbose,
+            device=self.device)
 
     def fit(self, beats: BeatSet, validation: BeatSet | None = None) -> "ChannelNetwork":
         """Train on the labelled beats; ``validation`` (other records) drives early stopping."""
@@ -212,7 +217,8 @@ class ChannelNetwork(GroupedParams, BaseEstimator):
             self.estimator_ = self._estimator(y)
         else:
             self.estimator_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
-                                       batch_size=fit_batch_size(self.batch_size, len(y)), checkpoint_dir=self.checkpoint_dir)
+                                       batch_size=fit_batch_size(self.batch_size, len(y)), checkpoint_dir=self.checkpoint_dir,
+                                       device=self.device)
         Xv = yv = None
         if validation is not None and len(validation):
             Xv, yv = self.standardizer_(channel_input(self.channel, validation)), validation.y.astype(str)
@@ -374,7 +380,9 @@ class RecordCNN(GroupedParams, BaseEstimator):
     is saved every epoch and an interrupted ``fit`` resumes from it. (The core trainer takes
     fixed arrays; augmentation drawn anew every batch needs this loop.)
     It reads ``hsic_params`` ``beta`` and ``sigma``, and ``train_params`` ``weight_decay``
-    (AdamW's, default 1e-2).
+    (AdamW's, default 1e-2). ``device`` ("cpu", "cuda", "cuda:1", "auto") is where ``fit``
+    trains (crops are drawn on the CPU, so a seed gives the same crops on every device);
+    prediction runs where the weights are (a loaded model: the CPU).
 
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(16, 2, 200)).astype("float32"); Y = (rng.random((16, 2)) > 0.5).astype("float32")
@@ -390,7 +398,7 @@ class RecordCNN(GroupedParams, BaseEstimator):
     @signature()
     def __init__(self, model_params=None, training="backprop", epochs=30, batch_size=32, lr=3e-3, train_params=None, crop=250,
                  sampling_rate=100.0, augment=True, pos_weight="sqrt", hsic_params=None, frozen_blocks=0, warm_start=False,
-                 checkpoint_dir=None, random_state=None, verbose=0, **renamed_params):
+                 checkpoint_dir=None, random_state=None, verbose=0, device="cpu", **renamed_params):
         self.model_params = model_params
         self.training = training
         self.epochs = epochs
@@ -407,11 +415,13 @@ class RecordCNN(GroupedParams, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
         self.take_renamed(renamed_params)  # RecordCNN(beta=50): the old spelling, one release
 
     def _config(self, n: int) -> TrainConfig:
         return TrainConfig(mode=self.training, task="multilabel", epochs=self.epochs, batch_size=max(2, min(self.batch_size, n)),
-                           lr=self.lr, **config_fields(self.group("hsic_params"), {}), frozen_blocks=self.frozen_blocks, seed=self._seed_, verbose=0)
+                           lr=self.lr, **config_fields(self.group("hsic_params"), {}), frozen_blocks=self.frozen_blocks, seed=self._seed_,
+                           device=self.device, verbose=0)
 
     def _batch(self, X: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.augment:
@@ -435,12 +445,14 @@ class RecordCNN(GroupedParams, BaseEstimator):
         elif Y.shape[1] != self.n_labels_:
             raise HsickitError(f"Y has {Y.shape[1]} labels but the network was trained on {self.n_labels_}")
         config = self._config(len(X))
+        dev = resolve_device(self.device)
+        self.model_.to(dev)
         for block in self.model_.blocks[:self.frozen_blocks]:
             block.requires_grad_(False)
         params = [p for p in self.model_.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.group("train_params")["weight_decay"])
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.epochs * -(-len(X) // config.batch_size))
-        loss_fn = MultiLabelBCELoss(label_weights(Y, self.pos_weight))
+        loss_fn = MultiLabelBCELoss(label_weights(Y, self.pos_weight)).to(dev)
         Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
         has_val = X_val is not None and len(X_val) > 0
         best, best_loss, start, history = None, np.inf, 0, []
@@ -462,7 +474,7 @@ class RecordCNN(GroupedParams, BaseEstimator):
                 idx = perm[i:i + config.batch_size]
                 if len(idx) < 2:
                     continue
-                xb, yb = self._batch(Xt[idx], g), Yt[idx]
+                xb, yb = self._batch(Xt[idx], g).to(dev), Yt[idx].to(dev)
                 if self.training == "backprop":
                     loss = head = loss_fn(self.model_(xb), yb)
                 else:
@@ -477,8 +489,8 @@ class RecordCNN(GroupedParams, BaseEstimator):
             row = {"phase": "main", "epoch": epoch + 1, "train_loss": total / len(X)}
             if has_val:
                 with torch.no_grad():
-                    row["val_loss"] = float(loss_fn(torch.logit(torch.from_numpy(self.predict_proba(X_val)).clamp(1e-6, 1 - 1e-6)),
-                                                    torch.as_tensor(np.asarray(Y_val, np.float32))))
+                    p_val = torch.from_numpy(self.predict_proba(X_val)).clamp(1e-6, 1 - 1e-6).to(dev)
+                    row["val_loss"] = float(loss_fn(torch.logit(p_val), torch.as_tensor(np.asarray(Y_val, np.float32), device=dev)))
                 if row["val_loss"] < best_loss:
                     best_loss, best = row["val_loss"], {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
             history.append(row)
@@ -505,12 +517,13 @@ class RecordCNN(GroupedParams, BaseEstimator):
     def _windowed(self, X, features: bool) -> np.ndarray:
         X = torch.as_tensor(np.asarray(X, np.float32))
         self.model_.eval()
+        dev = next(self.model_.parameters()).device  # where the weights are: a loaded model's are on the CPU
         outs = []
         for i in range(0, len(X), 256):
-            w = _windows(X[i:i + 256], self.crop)  # (n, w, leads, crop)
+            w = _windows(X[i:i + 256], self.crop).to(dev)  # (n, w, leads, crop)
             flat = w.reshape(-1, *w.shape[2:])
             out = self.model_.features(flat) if features else torch.sigmoid(self.model_(flat))
-            outs.append(out.reshape(w.shape[0], w.shape[1], -1).mean(dim=1))
+            outs.append(out.reshape(w.shape[0], w.shape[1], -1).mean(dim=1).float().cpu())
         return torch.cat(outs).numpy()
 
     def predict_proba(self, X) -> np.ndarray:

@@ -76,6 +76,7 @@ def train(
     tune_bias: bool = typer.Option(False, "--tune-bias/--no-tune-bias", help="Tune per-class bias on the validation records (needs representative validation records)."),
     leads: Optional[str] = _LEADS,
     seed: int = opt.seed(),
+    device: str = opt.device("torch device of every network: cpu, cuda, cuda:1 or auto (CUDA when there is a GPU)."),
     overwrite: bool = opt.overwrite(),
     quiet: bool = opt.quiet("No progress bars."),
     as_json: bool = opt.as_json(),
@@ -90,7 +91,7 @@ def train(
                     channel_training=channel_training, epochs=epochs, channel_epochs=channel_epochs,
                     batch_size=batch_size, class_weight=class_weight, stacking=stacking,
                     holdout_fraction=holdout_fraction, tune_bias=tune_bias, leads=leads, seed=seed,
-                    overwrite=overwrite, quiet=quiet)
+                    overwrite=overwrite, quiet=quiet, device=device)
     metrics = out / "metrics.json"
     if metrics.exists():
         if task == "beats" and not as_json:
@@ -150,6 +151,7 @@ def finetune(
     lr: float = typer.Option(3e-4, help="Learning rate."),
     leads: Optional[str] = _LEADS,
     seed: int = opt.seed(),
+    device: str = opt.device("torch device of every network (whatever the model trained on): cpu, cuda, cuda:1 or auto."),
     overwrite: bool = opt.overwrite(),
     quiet: bool = opt.quiet("No progress bars."),
 ) -> None:
@@ -157,7 +159,8 @@ def finetune(
     from hsickit.apps.ecg import pipelines
 
     pipelines.finetune(run, records, out, records_list=records_list, validation_list=validation_list, epochs=epochs,
-                       frozen_blocks=frozen_blocks, lr=lr, leads=leads, seed=seed, overwrite=overwrite, quiet=quiet)
+                       frozen_blocks=frozen_blocks, lr=lr, leads=leads, seed=seed, overwrite=overwrite, quiet=quiet,
+                       device=device)
     typer.echo(f"run folder: {out}")
 
 

@@ -208,6 +208,9 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         every epoch while it trains); a ``fit`` interrupted and started again with the same
         settings and beats loads the networks already trained and resumes the one in progress.
         Not saved with the model.
+    device : torch device ("cpu", "cuda", "cuda:1", "auto") where every network (channels, and
+        a residual_mlp or mlp downstream) trains, fine-tuning included; prediction runs where the
+        weights are (a loaded model: the CPU). Models saved before it existed load with "cpu".
     """
 
     param_groups = {"hsic_params": {**param_defaults("hsic_params"), "sigma": 5.0, "format_epochs": 3}}
@@ -220,7 +223,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", hsic_params=None, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
                  tune_bias=False, af_rule=True, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None,
-                 verbose="auto", **renamed_params):
+                 verbose="auto", device="cpu", **renamed_params):
         self.channels = channels
         self.af_rule = af_rule
         self.classes = classes
@@ -245,6 +248,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
         self.take_renamed(renamed_params)  # MultiResolutionClassifier(beta=50): the old spelling, one release
 
     # ------------------------------------------------------------------------------------
@@ -306,7 +310,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         return ChannelNetwork(name, training=self.channel_training, epochs=self.channel_epochs, batch_size=self.batch_size,
                               lr=self.lr, class_weight=self.class_weight, hsic_params=self.group("hsic_params"),
                               patience=self.patience, random_state=None if self.random_state is None else self.random_state + i,
-                              verbose=self.verbose)
+                              verbose=self.verbose, device=self.device)
 
     def _fit_channel(self, net: ChannelNetwork, key: str, beats: BeatSet, stop_on: BeatSet | None) -> ChannelNetwork:
         folder = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / key
@@ -359,7 +363,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
                                   class_weight=class_weights(y, self.class_weight), patience=self.patience,
                                   hsic_params={**self.group("hsic_params"), **({} if self.training == "hsic" else {"format_epochs": 0})},
                                   frozen_blocks=self.frozen_blocks,
-                                  random_state=self.random_state, verbose=self.verbose)
+                                  random_state=self.random_state, verbose=self.verbose, device=self.device)
         if isinstance(self.downstream, str):
             est = SKLEARN_DOWNSTREAM[self.downstream](self.random_state, *self._stage_columns(n_columns))
         else:
@@ -462,7 +466,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         for name in self.channels:
             if warm:
                 net = self.channels_[name].set_params(warm_start=True, epochs=self.channel_epochs, frozen_blocks=self.frozen_blocks,
-                                                     lr=self.lr)
+                                                     lr=self.lr, device=self.device)
             else:
                 net = self._channel(name)
             # channels stop early on the held-out records (unseen by them), else on ``validation``
@@ -484,7 +488,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         warm = self.warm_start and hasattr(self, "downstream_")
         if warm and isinstance(self.downstream_, DeepClassifier):
             self.downstream_.set_params(warm_start=True, frozen_blocks=self.frozen_blocks, epochs=self.epochs, lr=self.lr,
-                                        batch_size=fit_batch_size(self.batch_size, len(y)))
+                                        batch_size=fit_batch_size(self.batch_size, len(y)), device=self.device)
         elif not warm:
             self.downstream_ = self._downstream(y, Z.shape[1])
         if isinstance(self.downstream_, DeepClassifier):

@@ -80,17 +80,19 @@ def train(records, out, *, task="beats", records_list=None, validation_list=None
           handcrafted_features=True, downstream=None, ventricular_channels="rr", training="backprop",
           channel_training="backprop", epochs=15, channel_epochs=6, batch_size=None, class_weight="balanced",
           stacking="crossfit", holdout_fraction=0.3, tune_bias=False, leads=None, seed=0, overwrite=False,
-          quiet=False) -> Path:
+          quiet=False, device="cpu") -> Path:
     """Train a beat model (``task="beats"``: AAMI classes per beat) or a record model (``"records"``: multi-label
     per record) on annotated records and write run folder ``out``; returns ``out``.
 
     ``validation_list``: records held out for early stopping and the model card (beats: 'none' for none).
     ``label_task``: the PTB-XL label task of a record model. ``channels`` / ``ventricular_channels``:
     comma-separated channel networks ('none' for none). ``batch_size`` None: the model's default.
+    ``device``: where every network trains ("cpu", "cuda", "cuda:1", "auto"; checked before any record is read).
     """
-    from hsickit.core.checks import check_options
+    from hsickit.core.checks import check_device, check_options
 
     check_options(epochs=epochs, channel_epochs=channel_epochs, holdout_fraction=holdout_fraction, batch_size=batch_size)
+    check_device(device)
     _seed(seed)
     verbose = 0 if quiet else 1
     out = Path(out)
@@ -99,7 +101,7 @@ def train(records, out, *, task="beats", records_list=None, validation_list=None
 
         train_records(_one_folder(records), out, records_list, validation_list, labels=label_task, epochs=epochs,
                       training=training, downstream=downstream, batch_size=batch_size, random_state=seed,
-                      overwrite=overwrite, verbose=verbose)
+                      overwrite=overwrite, verbose=verbose, device=device)
         return out
     if task != "beats":
         raise HsickitError(f"--task {task!r}; use 'beats' or 'records'")
@@ -116,7 +118,7 @@ def train(records, out, *, task="beats", records_list=None, validation_list=None
                 training=training, channel_training=channel_training, epochs=epochs, channel_epochs=channel_epochs,
                 class_weight=None if class_weight == "none" else class_weight, stacking=stacking,
                 holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, overwrite=overwrite,
-                verbose=verbose, **({} if batch_size is None else {"batch_size": batch_size}))
+                verbose=verbose, device=device, **({} if batch_size is None else {"batch_size": batch_size}))
     return out
 
 
@@ -150,24 +152,27 @@ def predict(run, record_or_dir, out, *, leads=None, plots=True, overwrite=False,
 
 
 def finetune(run, records, out, *, records_list=None, validation_list=None, epochs=5, frozen_blocks=1, lr=3e-4,
-             leads=None, seed=0, overwrite=False, quiet=False) -> Path:
+             leads=None, seed=0, overwrite=False, quiet=False, device="cpu") -> Path:
     """Fine-tune run ``run``'s beat or record model on your own labelled records and write run folder ``out``
-    (the first ``frozen_blocks`` blocks of every network stay fixed). Returns ``out``."""
-    from hsickit.core.checks import check_options
+    (the first ``frozen_blocks`` blocks of every network stay fixed). ``device``: where the networks train,
+    whatever device the model was trained on. Returns ``out``."""
+    from hsickit.core.checks import check_device, check_options
 
     check_options(epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
+    check_device(device)
     _seed(seed)
     verbose = 0 if quiet else 1
     if is_record_model(run):
         from hsickit.apps.ecg.records import finetune_records
 
         finetune_records(run, _one_folder(records), out, records_list, validation_list, epochs=epochs,
-                         frozen_blocks=frozen_blocks, lr=lr, overwrite=overwrite, verbose=verbose)
+                         frozen_blocks=frozen_blocks, lr=lr, overwrite=overwrite, verbose=verbose, device=device)
     else:
         from hsickit.apps.ecg.api import finetune_beats
 
         finetune_beats(run, records_text(records), out, records_list, validation_list, epochs=epochs,
-                       frozen_blocks=frozen_blocks, lr=lr, leads=_leads(leads), overwrite=overwrite, verbose=verbose)
+                       frozen_blocks=frozen_blocks, lr=lr, leads=_leads(leads), overwrite=overwrite, verbose=verbose,
+                       device=device)
     return Path(out)
 
 

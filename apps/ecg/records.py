@@ -304,6 +304,9 @@ class RecordClassifier(BaseEstimator):
         every epoch while it trains); a ``fit`` interrupted and started again with the same
         settings and records loads the networks already trained and resumes the one in progress
         (:func:`hsickit.core.runs.fit_or_load`). Not saved with the model.
+    device : torch device ("cpu", "cuda", "cuda:1", "auto") where every network (channels, the
+        CNN, an MLP downstream) trains, fine-tuning included; prediction runs where the weights
+        are (a loaded model: the CPU). Models saved before it existed load with "cpu".
 
     Attributes
     ----------
@@ -313,7 +316,7 @@ class RecordClassifier(BaseEstimator):
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
                  channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, threshold=0.5, threshold_fraction=0.2,
                  cnn_training="backprop", cnn_epochs=30, fusion="stack", vote_margin=0.05, random_state=None, checkpoint_dir=None,
-                 verbose="auto"):
+                 verbose="auto", device="cpu"):
         self.channels = channels
         self.fusion = fusion
         self.vote_margin = vote_margin
@@ -332,6 +335,7 @@ class RecordClassifier(BaseEstimator):
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
+        self.device = device
 
     def _batch_size(self, n: int) -> int:
         from hsickit.core.checks import check_batch_size
@@ -340,21 +344,22 @@ class RecordClassifier(BaseEstimator):
 
     def _continue(self, net, epochs: int, n: int):
         if isinstance(net, RecordCNN):
-            return net.set_params(warm_start=True, epochs=epochs, frozen_blocks=self.frozen_blocks, lr=self.lr)
+            return net.set_params(warm_start=True, epochs=epochs, frozen_blocks=self.frozen_blocks, lr=self.lr, device=self.device)
         return net.set_params(warm_start=True, epochs=epochs, frozen_blocks=self.frozen_blocks, lr=self.lr,
-                              batch_size=self._batch_size(n))
+                              batch_size=self._batch_size(n), device=self.device)
 
     def _view(self, rs: RecordSet, channel: str) -> np.ndarray:
         return self.scalers_[channel](rs.view(CHANNEL_VIEWS.get(channel, channel)))
 
     def _cnn(self, rate: float) -> RecordCNN:
         return RecordCNN(model_params=dict(RECORD_CHANNELS["cnn"][1]), training=self.cnn_training, epochs=self.cnn_epochs,
-                         sampling_rate=rate, random_state=self.random_state, verbose=self.verbose)
+                         sampling_rate=rate, random_state=self.random_state, verbose=self.verbose, device=self.device)
 
     def _net(self, model, params, epochs, n, training="backprop"):
         return DeepClassifier(model=model, model_params=params, training=training, epochs=epochs, lr=self.lr,
                               batch_size=self._batch_size(n), patience=None, validation_fraction=0.0,
-                              hsic_params={"format_epochs": 5 if training == "hsic" else 0}, random_state=self.random_state, verbose=self.verbose)
+                              hsic_params={"format_epochs": 5 if training == "hsic" else 0}, random_state=self.random_state, verbose=self.verbose,
+                              device=self.device)
 
     def representation(self, rs: RecordSet) -> np.ndarray:
         parts = [self.nets_[c].transform(self._view(rs, c)) for c in self.channels]
@@ -615,7 +620,7 @@ def _ptbxl_split(records_dir, records, validation_records) -> tuple[list[str], l
 def train_records(records_dir, out, records=None, validation_records=None, *, labels: str | None = None, epochs: int = 40,
                   training: str = "backprop", downstream: str | None = None, channels: Sequence[str] | None = None,
                   threshold=None, min_count: int = 3, batch_size: int | None = None, random_state=0, overwrite: bool = False,
-                  verbose: int = 1) -> dict:
+                  verbose: int = 1, device: str = "cpu") -> dict:
     """Train the record-level multi-label model; writes a run folder and returns validation metrics.
 
     A finished run already in ``out`` is replaced only with ``overwrite``.
@@ -628,7 +633,7 @@ def train_records(records_dir, out, records=None, validation_records=None, *, la
     :class:`RecordClassifier` (as does ``batch_size``, None: its default). ``channels`` None: the four views, plus the ``cnn`` channel when
     there are at least :data:`CNN_MIN_RECORDS` training records. ``threshold`` None: 0.5, or
     ``"tune"`` (chosen on an inner split of the training records) with at least that many, and
-    then ``fusion="vote"`` (see :class:`RecordClassifier`).
+    then ``fusion="vote"`` (see :class:`RecordClassifier`). ``device``: where the networks train.
     """
     check_output_folder(out, overwrite)
     ptbxl = is_ptbxl(records_dir)
@@ -655,7 +660,7 @@ def train_records(records_dir, out, records=None, validation_records=None, *, la
     downstream = downstream or ("logistic" if training == "backprop" else "mlp")
     fusion = "vote" if large and threshold == "tune" and downstream == "logistic" else "stack"
     clf = RecordClassifier(channels=channels, downstream=downstream, training=training, epochs=epochs, threshold=threshold,
-                           fusion=fusion, random_state=random_state, verbose=0,
+                           fusion=fusion, random_state=random_state, verbose=0, device=device,
                            **({} if batch_size is None else {"batch_size": batch_size}))
     with _resumable(out, overwrite, clf, config, records_dir, rs, val, {"min_count": min_count, "labels_task": task}, verbose):
         constant = [lab for lab, n in zip(clf.fit(train).labels_, train.Y.sum(axis=0)) if n == len(train)]
@@ -672,13 +677,14 @@ def train_records(records_dir, out, records=None, validation_records=None, *, la
 
 
 def finetune_records(run, records_dir, out, records=None, validation_records=None, *, epochs: int = 10, frozen_blocks: int = 1,
-                     lr: float = 3e-4, overwrite: bool = False, verbose: int = 1) -> dict:
+                     lr: float = 3e-4, overwrite: bool = False, verbose: int = 1, device: str = "cpu") -> dict:
     """Continue training a run's record model on new labelled records (e.g. a hospital's); writes run folder ``out``.
 
     The labels stay the model's: the new records' other labels are ignored (listed in the
     model card and config). A model label none (or all) of the training records carries keeps
     the base model's logistic regression (``labels_kept_from_base_model``); an MLP downstream
-    learns it as absent (present).
+    learns it as absent (present). ``device``: where the networks train (whatever device the
+    base model trained on).
     """
     check_output_folder(out, overwrite)
     clf, config = load_record_run(run)
@@ -690,7 +696,8 @@ def finetune_records(run, records_dir, out, records=None, validation_records=Non
     val = [v for v in val if v in set(rs.records)]
     ignored = rs.dropped_labels
     train = rs.subset([r for r in rs.records if r not in val])
-    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, cnn_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr)
+    clf.set_params(warm_start=True, epochs=epochs, channel_epochs=epochs, cnn_epochs=epochs, frozen_blocks=frozen_blocks, lr=lr,
+                   device=device)
     with _resumable(out, overwrite, clf, config, records_dir, rs, val, {"base_run": os.path.abspath(run)}, verbose,
                     inputs=[Path(run) / "model" / "records_model.json"]):
         clf.fit(train)

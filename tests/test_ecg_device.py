@@ -230,3 +230,14 @@ def test_train_and_finetune_pass_the_device_to_every_network(tmp_path, fitted_de
     fitted_devices.clear()
     pipelines.finetune(tmp_path / "run", records, tmp_path / "tuned", epochs=1, quiet=True, device="cpu")
     assert fitted_devices and {d for _, d in fitted_devices} == {"cpu"}, fitted_devices
+
+
+def test_train_and_finetune_take_device_cpu_by_default():
+    import typer
+
+    from hsickit.apps.ecg.cli import app
+
+    group = typer.main.get_command(app)
+    for verb in ("train", "finetune"):
+        (param,) = [p for p in group.commands[verb].params if p.name == "device"]
+        assert param.opts == ["--device"] and param.default == "cpu", (verb, param.default)

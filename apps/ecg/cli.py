@@ -76,7 +76,7 @@ def train(
     tune_bias: bool = typer.Option(False, "--tune-bias/--no-tune-bias", help="Tune per-class bias on the validation records (needs representative validation records)."),
     leads: Optional[str] = _LEADS,
     seed: int = opt.seed(),
-    device: str = opt.device("torch device of every network: cpu, cuda, cuda:1 or auto (CUDA when there is a GPU)."),
+    device: str = opt.device(help="torch device of every network: cpu, cuda, cuda:1 or auto (CUDA when there is a GPU)."),
     overwrite: bool = opt.overwrite(),
     quiet: bool = opt.quiet("No progress bars."),
     as_json: bool = opt.as_json(),
@@ -151,7 +151,7 @@ def finetune(
     lr: float = typer.Option(3e-4, help="Learning rate."),
     leads: Optional[str] = _LEADS,
     seed: int = opt.seed(),
-    device: str = opt.device("torch device of every network (whatever the model trained on): cpu, cuda, cuda:1 or auto."),
+    device: str = opt.device(help="torch device of every network (whatever the model trained on): cpu, cuda, cuda:1 or auto."),
     overwrite: bool = opt.overwrite(),
     quiet: bool = opt.quiet("No progress bars."),
 ) -> None:

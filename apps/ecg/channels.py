@@ -41,8 +41,8 @@ from torch import nn
 
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.features import wavelet_coefficients
-from hsickit.core.errors import HsickitError
 from hsickit.core.distributed import resolve_device
+from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import read_json, write_json
 from hsickit.core.params import GroupedParams, signature

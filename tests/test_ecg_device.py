@@ -170,6 +170,16 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_is_read(capsys, 
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no run folder, nothing beside it
 
 
+@no_cuda
+@pytest.mark.parametrize("app", ["plants", "materials"])
+def test_plants_and_materials_refuse_a_device_this_machine_lacks_before_reading(capsys, monkeypatch, tmp_path, app):
+    table = tmp_path / "missing.csv"  # never opened: the device is checked first
+    args = (["--taxonomy", table, "--table", table] if app == "plants" else [table]) + ["--out", tmp_path / "run", "--device", "cuda"]
+    code, err = _hsickit(capsys, monkeypatch, app, "train", *args)
+    assert code == 2 and "error: --device cuda: this machine has no CUDA GPU" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_device_name_torch_does_not_know_is_refused(capsys, monkeypatch, tmp_path):
     code, err = _hsickit(capsys, monkeypatch, "ecg", "train", "--records", tmp_path, "--out", tmp_path / "run",
                          "--device", "gpu")

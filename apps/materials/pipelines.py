@@ -261,9 +261,10 @@ def train(data, out, *, formula_col="formula", target_col="target", target_type=
                 **({"params": params} if params else {})}
     from hsickit.apps.materials.estimator import MaterialsClassifier, MaterialsRegressor
     from hsickit.core import plots
-    from hsickit.core.checks import check_options
+    from hsickit.core.checks import check_device, check_options
     from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
 
+    check_device(device)
     check_options(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, n_models=n_models,
                   inner_folds=inner_folds, validation_fraction=validation_fraction)
     check_choices(model, features, training)

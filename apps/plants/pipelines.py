@@ -253,12 +253,12 @@ def train(taxonomy, out, *, table=None, images=None, labels=None, outlines=None,
                 "encoder_preset": encoder_preset, "params": params, "thresholds": thresholds, "skip_bad_rows": skip_invalid, "seed": seed}
     from hsickit.apps.plants.classifier import TaxonomicClassifier
     from hsickit.core import plots
-    from hsickit.core.checks import check_options
+    from hsickit.core.checks import check_device, check_options
+    from hsickit.core.cli_options import apply_params
     from hsickit.core.io import check_output_folder, finish_training_run, start_training_run
     from hsickit.datasets.plants import read_taxonomy
 
-    from hsickit.core.cli_options import apply_params
-
+    check_device(device)
     check_options(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, image_size=image_size,
                   validation_fraction=validation_fraction)
     _choice("--loss", loss, ("taxonomic", "ce"))

@@ -9,8 +9,8 @@ standardise them, and train one or several (``n_models``, different seeds) core
 
 The default, ``model="auto"``, picks by the number of training rows: extremely randomised
 trees on the Ward attributes plus element fractions up to :data:`AUTO_THRESHOLD` rows, IRNet-17
-on the Ward attributes above it (``benchmarks/materials_learning_curve.py`` found no crossover up
-to the largest size it measured, which is therefore the threshold; see the README). Networks train with the modern
+on the Ward attributes above it (``benchmarks/materials_learning_curve.py``: on mp_e_form IRNet-17
+overtook the trees between 4,000 and 16,000 rows, on mp_gap it was still behind at 16,000; see the README). Networks train with the modern
 recipe by default (:data:`RECIPES`: AdamW, batch 256, linear warm-up then cosine decay, early
 stopping on a validation split carved from the training data); ``**RECIPES["paper"]`` gives the
 IRNet paper's (Adam, lr 1e-4, batch 32). The loss is L1 either way.
@@ -66,10 +66,10 @@ RECIPES = {
 }
 
 #: ``model="auto"``: tables with more training rows than this get IRNet-17, the others extra trees.
-#: benchmarks/materials_learning_curve.py (Matbench mp_e_form fold 0, 2-core CPU) found no crossover:
-#: IRNet-17 was 2 % ahead of the trees at 1,000 rows and 2 % behind at 4,000 (on mp_gap 19 % behind at
-#: 1,000; on expt_gap's 2,946 training rows 8 %), and could not be trained at 16,000 in the time; so the
-#: threshold is the largest size measured (the trees at 16,000 rows), not a measured crossover (README).
+#: benchmarks/materials_learning_curve.py (Matbench fold 0, 2-core CPU):
+#: IRNet-17 was 2 % ahead of the trees at 1,000 rows, 2 % behind at 4,000 and 11 % ahead at 16,000 on
+#: mp_e_form; on mp_gap 19 %, 22 % and 13 % behind at 1,000, 4,000 and 16,000 (on expt_gap's 2,946
+#: training rows 8 % behind). Trees up to 16,000 rows, IRNet above (README; benchmarks/README.md).
 AUTO_THRESHOLD = 16_000
 #: What ``model="auto"`` fits on each side of the threshold (with ``features="auto"``).
 AUTO_SMALL = {"model": "extra_trees", "features": "ward145+fractions118"}

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from hsickit.apps.ecg.beats import BeatConfig, load_beats
-from hsickit.apps.ecg.features import AF_DISORDER, AF_P_CONSISTENCY, rr_disorder
+from hsickit.apps.ecg.features import AF_DISORDER, AF_P_CONSISTENCY
+from hsickit.apps.ecg.fusion import af_evidence
 from hsickit.core.files import write_json
 from hsickit.core.report import markdown_table
 from hsickit.datasets.ecg import list_records, read_beat_table, record_path
@@ -39,17 +40,15 @@ AF_RHYTHMS = ("(AFIB", "(AFL")
 
 def per_beat(beats, folder):
     """Each beat's rr_disorder, best p_consistency of the two leads, and whether DS1's rhythm annotation says AF."""
-    cols = [beats.feature_labels.index(n) for n in ("p_consistency", "lead2_p_consistency")]
-    disorder, consistency, af = [], [], []
-    for r in dict.fromkeys(beats.record.astype(str)):
-        k = np.flatnonzero(beats.record.astype(str) == r)
-        k = k[np.argsort(beats.sample[k], kind="stable")]
+    disorder, consistency = af_evidence(beats)
+    af = np.zeros(len(beats), bool)
+    records = beats.record.astype(str)
+    for r in dict.fromkeys(records):
+        k = np.flatnonzero(records == r)
         table = read_beat_table(record_path(folder, r), "atr")
         rhythm = dict(zip(table["sample"].to_numpy(), table["rhythm"].astype(str).str.strip("\x00")))
-        disorder.append(rr_disorder(beats.sample[k]))
-        consistency.append(beats.features[k][:, cols].max(axis=1))
-        af.append(np.isin([rhythm.get(int(s), "") for s in beats.sample[k]], AF_RHYTHMS))
-    return np.concatenate(disorder), np.concatenate(consistency), np.concatenate(af)
+        af[k] = np.isin([rhythm.get(int(s), "") for s in beats.sample[k]], AF_RHYTHMS)
+    return disorder, consistency, af
 
 
 def main() -> None:

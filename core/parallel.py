@@ -49,19 +49,8 @@ def map_processes(func: Callable[[T], R], items: Iterable[T], n_jobs: int | None
     """
     items = list(items)
     n = resolve_jobs(n_jobs, len(items))
-    bar = tqdm(total=len(items), desc=desc, disable=not verbose)
     if n == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        out = []
-        for x in items:
-            out.append(func(x))
-            bar.update()
-        bar.close()
-        return out
+        return [func(x) for x in tqdm(items, desc=desc, disable=not verbose)]
     chunk = max(1, min(16, len(items) // (4 * n)))
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-        out = []
-        for result in pool.map(func, items, chunksize=chunk):
-            out.append(result)
-            bar.update()
-    bar.close()
-    return out
+        return list(tqdm(pool.map(func, items, chunksize=chunk), total=len(items), desc=desc, disable=not verbose))

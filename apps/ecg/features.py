@@ -185,25 +185,26 @@ AF_DISORDER = 0.12
 AF_P_CONSISTENCY = 0.6
 
 
-def atrial_fibrillation(peaks: Sequence[int], p_consistency: np.ndarray, disorder: float = AF_DISORDER,
+def atrial_fibrillation(disorder: np.ndarray, p_consistency: np.ndarray, disorder_threshold: float = AF_DISORDER,
                         p_threshold: float = AF_P_CONSISTENCY) -> np.ndarray:
     """Beats in atrial fibrillation or flutter by the textbook signs: an irregular rhythm
-    (:func:`rr_disorder` above ``disorder``) and no P wave that repeats (``p_consistency``,
-    the best of the leads' :func:`p_wave_features` consistency, below ``p_threshold``).
+    (``disorder``, each beat's :func:`rr_disorder`, above ``disorder_threshold``) and no P wave
+    that repeats (``p_consistency``, the best of the leads' :func:`p_wave_features` consistency,
+    below ``p_threshold``).
 
     A premature atrial (S) beat is not defined there: the beat models call such beats N
     (MIT-BIH labels them so). On DS1 this rule flags 99.1 % of the AF / flutter beats and
     0.89 % of the others (``benchmarks/ecg_af_rule.py``, where the thresholds were chosen).
 
     >>> import numpy as np
-    >>> af = np.cumsum(np.random.default_rng(0).uniform(150, 450, 100))
+    >>> af = rr_disorder(np.cumsum(np.random.default_rng(0).uniform(150, 450, 100)))
     >>> int(atrial_fibrillation(af, np.full(100, 0.3)).sum()), int(atrial_fibrillation(af, np.full(100, 0.9)).sum())
     (100, 0)
     """
-    p_consistency = np.asarray(p_consistency, dtype=np.float32)
-    if len(p_consistency) != len(peaks):
-        raise HsickitError(f"p_consistency has {len(p_consistency)} values for {len(peaks)} beats; give one per beat")
-    return (rr_disorder(peaks) > disorder) & (p_consistency < p_threshold)
+    disorder, p_consistency = np.asarray(disorder, np.float32), np.asarray(p_consistency, np.float32)
+    if len(p_consistency) != len(disorder):
+        raise HsickitError(f"p_consistency has {len(p_consistency)} values for {len(disorder)} beats; give one per beat")
+    return (disorder > disorder_threshold) & (p_consistency < p_threshold)
 
 
 P_WAVE_LABELS = ("p_corr_local", "p_dist_local", "p_ptp_local", "p_corr_global", "p_consistency")

@@ -29,7 +29,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, Standardizer, class_weights, fit_batch_size
-from hsickit.apps.ecg.features import VENTRICULAR_LABELS, atrial_fibrillation
+from hsickit.apps.ecg.features import VENTRICULAR_LABELS, atrial_fibrillation, rr_disorder
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
@@ -131,16 +131,22 @@ def _af_columns(feature_labels) -> list[int]:
     return cols
 
 
-def in_atrial_fibrillation(beats: BeatSet) -> np.ndarray:
-    """:func:`~hsickit.apps.ecg.features.atrial_fibrillation` of every beat, record by record (in R-peak order)."""
+def af_evidence(beats: BeatSet) -> tuple[np.ndarray, np.ndarray]:
+    """Each beat's :func:`~hsickit.apps.ecg.features.rr_disorder` (over its record, in R-peak order)
+    and its P-wave consistency (the better of the leads), in the beats' order."""
     cols = _af_columns(beats.feature_labels)
-    out = np.zeros(len(beats), bool)
+    disorder = np.zeros(len(beats), np.float32)
     records = beats.record.astype(str)
     for r in dict.fromkeys(records):
         k = np.flatnonzero(records == r)
         k = k[np.argsort(beats.sample[k], kind="stable")]
-        out[k] = atrial_fibrillation(beats.sample[k], beats.features[k][:, cols].max(axis=1))
-    return out
+        disorder[k] = rr_disorder(beats.sample[k])
+    return disorder, beats.features[:, cols].max(axis=1)
+
+
+def in_atrial_fibrillation(beats: BeatSet) -> np.ndarray:
+    """:func:`~hsickit.apps.ecg.features.atrial_fibrillation` of every beat."""
+    return atrial_fibrillation(*af_evidence(beats))
 
 
 class MultiResolutionClassifier(GroupedParams, BaseEstimator):

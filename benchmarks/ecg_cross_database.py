@@ -8,7 +8,9 @@ hand-crafted features, two-stage boosting, 5 seeds) on the features of ``--featu
 default ``robust`` set and, as the baseline run side by side, the ``relative`` set that was the
 default before (its RR features take the record's median RR for the sinus rhythm). A robust
 model also predicts without its atrial-fibrillation rule (``af_rule=False``), scored as the
-feature set "robust, no AF rule": the rule's effect on the same fitted model.
+feature set "robust, no AF rule": the rule's effect on the same fitted model. ``--variant`` fits the
+default model again with other parameters, side by side on the same splits (e.g. the per-beat
+weighting the default replaced: ``--variant 'record_balance 0={"record_balance": 0}'``).
 
 Reported per protocol: pooled gross statistics (every test beat once), 95 % intervals that draw
 whole test records (bootstrap), and the five worst records for S and for V (most misses plus
@@ -16,6 +18,8 @@ false alarms). MIT-BIH DS2 is never read (it is not in ../shared).
 
     python benchmarks/ecg_cross_database.py                       # all protocols, both feature sets
     python benchmarks/ecg_cross_database.py --protocols ds1-svdb,svdb-ds1 --feature-sets robust
+    python benchmarks/ecg_cross_database.py --feature-sets robust --variant 'record_balance 0={"record_balance": 0}' \
+        --out benchmarks/results/ecg_cross_database_record_balance.json
 
 Results go to benchmarks/results/ecg_cross_database.json, one entry per (feature set, protocol,
 fold), written as each finishes: a rerun skips the finished ones (``--fresh`` starts over).
@@ -23,6 +27,7 @@ fold), written as each finishes: a rerun skips the finished ones (``--fresh`` st
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -91,16 +96,17 @@ def splits(protocol: str, db: dict, k: int):
         raise SystemExit(f"--protocols: unknown {protocol!r}; use ds1-svdb, svdb-ds1 or kfold")
 
 
-def run(beats, feature_set, protocol, fold, train, test, seed):
+def run(beats, feature_set, variant, protocol, fold, train, test, seed):
     torch.set_num_threads(1)
     start = time.perf_counter()
     af_rule = feature_set != "relative"  # the rule reads the robust set's P-wave consistency
-    clf = MultiResolutionClassifier(random_state=seed, af_rule=af_rule).fit(beats.records(train))
+    name, params = variant
+    clf = MultiResolutionClassifier(random_state=seed, af_rule=af_rule, **params).fit(beats.records(train))
     fit_s = time.perf_counter() - start
     tb = beats.records(test)
     t = time.perf_counter()
     pred = clf.predict(tb)
-    out = {"feature_set": feature_set, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
+    out = {"feature_set": f"{feature_set}, {name}" if name else feature_set, "params": params, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
            "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
            "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
@@ -138,6 +144,9 @@ def main() -> None:
     ap.add_argument("--svdb", default=str(DATA / "svdb"))
     ap.add_argument("--protocols", default="ds1-svdb,svdb-ds1,kfold")
     ap.add_argument("--feature-sets", default="robust,relative")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                    help='also fit the default model with these parameters, side by side, scored as "FEATURE_SET, NAME" '
+                         '(e.g. \'record_balance 0={"record_balance": 0}\'); repeatable')
     ap.add_argument("--kfold", type=int, default=5, help="patient-wise folds over DS1 + SVDB")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -150,8 +159,10 @@ def main() -> None:
     done = previous.get("runs", [])
     have = {(r["feature_set"], r["protocol"], r["fold"]) for r in done}
     meta = {**{k: v for k, v in previous.items() if k.startswith("load_seconds")}, "args": vars(args)}
+    variants = [("", {})] + [(v.split("=", 1)[0], json.loads(v.split("=", 1)[1])) for v in args.variant]
     for feature_set in args.feature_sets.split(","):
-        if all((feature_set, p, fold) in have for p in args.protocols.split(",")
+        labels = {name: f"{feature_set}, {name}" if name else feature_set for name, _ in variants}
+        if all((label, p, fold) in have for label in labels.values() for p in args.protocols.split(",")
                for fold in (["0"] if p != "kfold" else [str(i) for i in range(args.kfold)])):
             continue  # every run of this feature set is in the results: only summarise
         t0 = time.perf_counter()
@@ -162,12 +173,13 @@ def main() -> None:
         meta[f"load_seconds_{feature_set}"] = round(time.perf_counter() - t0, 1)
         print(f"{feature_set}: {len(beats)} beats of {len(set(beats.record))} records read and featurised in "
               f"{meta[f'load_seconds_{feature_set}']} s", flush=True)
-        todo = [(p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold) if (feature_set, p, s[0]) not in have]
+        todo = [(v, p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold) for v in variants
+                if (labels[v[0]], p, s[0]) not in have]
         for i in range(0, len(todo), args.jobs):  # write after every batch: an interrupted run resumes
             batch = Parallel(n_jobs=args.jobs)(delayed(run)(beats, feature_set, *job, args.seed) for job in todo[i:i + args.jobs])
             done += batch
             for r in batch:
-                print(f"{feature_set} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
+                print(f"{r['feature_set']} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
             write_json(out, {**meta, "runs": done})
     summary, intervals, worst, errors = [], [], {}, {}
     svdb = set(list_records(args.svdb))
@@ -193,7 +205,8 @@ def main() -> None:
         if only is None:
             errors.setdefault(protocol, {})[fs] = {c: record_errors(y, p, rec, c) for c in ("S", "V")}
     sets = args.feature_sets.split(",")
-    pairs = [(fs, f"{fs}, no AF rule") for fs in sets] + ([tuple(sets[:2])] if len(sets) > 1 else [])
+    pairs = ([(fs, f"{fs}, no AF rule") for fs in sets] + ([tuple(sets[:2])] if len(sets) > 1 else [])
+             + [(fs, f"{fs}, {name}") for fs in sets for name, _ in variants if name])
     per_record = {f"{protocol}, {c}, {new} against {old}": per_record_effect(e, new, old, c)
                   for new, old in pairs for protocol, e in errors.items() if new in e and old in e for c in ("S", "V")}
     print("\nPooled (gross statistics)\n" + markdown_table(summary))

@@ -314,3 +314,44 @@ def test_af_rule_gives_the_s_probability_of_beats_in_atrial_fibrillation_to_n(be
         MultiResolutionClassifier(channels=(), random_state=0).fit(relative)
     with pytest.raises(HsickitError, match="one per beat"):
         atrial_fibrillation(np.zeros(10), np.zeros(9))
+
+
+def test_record_weights_count_every_record_alike_within_a_class():
+    from hsickit.apps.ecg.channels import record_weights
+
+    y = np.array(["S"] * 30 + ["S"] * 3 + ["N"] * 40 + ["N"] * 40)
+    records = np.array(["big"] * 30 + ["small"] * 3 + ["big"] * 40 + ["small"] * 40)
+    w = record_weights(y, records)
+    s_big, s_small = w[:30].sum(), w[30:33].sum()
+    assert s_big == pytest.approx(s_small) and w[y == "S"].sum() == pytest.approx(33)  # each class keeps its total
+    np.testing.assert_allclose(w[y == "N"], 1.0)  # already alike
+    np.testing.assert_allclose(record_weights(y, records, power=0), 1.0)
+    half = record_weights(y, records, power=0.5)
+    assert s_small / s_big == pytest.approx(1.0) and 1 < half[30] / half[0] < w[30] / w[0]
+
+
+def test_record_balance_reaches_the_downstream_and_old_models_load_without_it(beats, tmp_path):
+    from hsickit.apps.ecg.channels import record_weights
+    from hsickit.core.files import read_json, write_json
+
+    train, _ = beats
+    seen = {}
+
+    class Recording(VentricularFirst):
+        def fit(self, X, y, sample_weight=None):
+            seen["w"] = np.asarray(sample_weight)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    known = np.isin(train.y.astype(str), ["N", "S", "V", "F"])
+    for power in (1.0, 0.0):
+        MultiResolutionClassifier(channels=(), downstream=Recording(n_seeds=1), record_balance=power, random_state=0).fit(train)
+        expected = record_weights(train.y[known], train.record[known], power)
+        np.testing.assert_allclose(seen["w"], expected)
+    assert not np.allclose(record_weights(train.y[known], train.record[known], 1.0), 1.0)  # the synthetic records differ
+    clf = MultiResolutionClassifier(channels=(), random_state=0).fit(train)
+    assert clf.record_balance == 1.0
+    clf.save(tmp_path / "m")
+    meta = read_json(tmp_path / "m" / "fusion.json")
+    del meta["params"]["record_balance"]
+    write_json(tmp_path / "m" / "fusion.json", meta)
+    assert MultiResolutionClassifier.load(tmp_path / "m").record_balance == 0.0

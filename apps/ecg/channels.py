@@ -128,6 +128,29 @@ def class_weights(y: np.ndarray, mode: str | dict | None) -> dict | None:
     return {str(c): float(v) for c, v in zip(classes, w)}
 
 
+def record_weights(y: np.ndarray, records: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Per-beat weights under which every record counts alike within each class.
+
+    A beat of class c in record r weighs ``1 / n(r, c) ** power`` (``n``: that record's beats of
+    c), rescaled so each class keeps its total weight (its number of beats): a patient with
+    1,800 S beats no longer outweighs thirty patients with sixty each. ``power=0`` weighs every
+    beat alike.
+
+    >>> record_weights(np.array(["S", "S", "S", "S"]), np.array(["a", "a", "a", "b"])).round(2).tolist()
+    [0.67, 0.67, 0.67, 2.0]
+    """
+    y, records = np.asarray(y, dtype=str), np.asarray(records, dtype=str)
+    w = np.ones(len(y))
+    if power == 0 or len(y) == 0:
+        return w
+    _, group, counts = np.unique(np.char.add(np.char.add(records, "\x00"), y), return_inverse=True, return_counts=True)
+    w = 1.0 / counts[group].astype(float) ** power
+    for c in np.unique(y):
+        k = y == c
+        w[k] *= k.sum() / w[k].sum()
+    return w
+
+
 class Standardizer:
     """Per-feature (flat inputs) or per-lead (signals) standardisation fitted on training data."""
 

@@ -28,7 +28,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import has_fit_parameter
 
 from hsickit.apps.ecg.beats import BeatSet
-from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, Standardizer, class_weights, fit_batch_size
+from hsickit.apps.ecg.channels import CHANNELS, ChannelNetwork, Standardizer, class_weights, fit_batch_size, record_weights
 from hsickit.apps.ecg.features import VENTRICULAR_LABELS, atrial_fibrillation, rr_disorder
 from hsickit.apps.ecg.two_stage import VentricularFirst, continue_boosting
 from hsickit.core.errors import HsickitError
@@ -180,6 +180,13 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         Cholesky reported a non-PSD kernel); ``format_epochs`` to 3.
     channel_training : "backprop" or "hsic" for the channel networks.
     class_weight : None, "balanced", "sqrt" or a dict, for channels and downstream.
+    record_balance : how far a gradient-boosting downstream weighs every training record alike
+        within a class (:func:`~hsickit.apps.ecg.channels.record_weights`: a beat weighs
+        ``1 / n(record, class) ** record_balance``); 0 weighs every beat alike. SVDB holds records
+        with 1,800 and 650 S beats whose rhythms other patients do not share; weighed per beat,
+        they taught the model their own pattern. Default 1 (chosen on the cross-database
+        protocols of benchmarks/ecg_cross_database.py; figures there). Models saved before it
+        existed load with 0.
     stacking : "crossfit" (default) or "holdout". "holdout": the channels are trained on part of the training records
         and the downstream classifier on the embeddings of the other ``holdout_fraction`` of
         records, which the channels never saw — so it learns how far each channel can be
@@ -226,7 +233,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
     def __init__(self, channels: Sequence[str] = ("rr",), use_features=True,
                  downstream="ventricular_first", ventricular_channels: Sequence[str] = ("rr",), training="backprop",
                  channel_training="backprop", epochs=15,
-                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", hsic_params=None, patience=4,
+                 channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", record_balance=1.0, hsic_params=None, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
                  tune_bias=False, af_rule=True, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None,
                  verbose="auto", device="cpu", **renamed_params):
@@ -248,6 +255,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.class_weight = class_weight
+        self.record_balance = record_balance
         self.patience = patience
         self.frozen_blocks = frozen_blocks
         self.warm_start = warm_start
@@ -380,8 +388,8 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
             est.set_params(class_weight=class_weights(y, self.class_weight))
         return est
 
-    def _fit_sklearn(self, Z: np.ndarray, y: np.ndarray, warm: bool = False) -> None:
-        """Fit a scikit-learn downstream, class weighting as sample weights where it takes them.
+    def _fit_sklearn(self, Z: np.ndarray, y: np.ndarray, warm: bool = False, records: np.ndarray | None = None) -> None:
+        """Fit a scikit-learn downstream, class and record weighting as sample weights where it takes them.
 
         Fine-tuning (``warm``) a gradient-boosting downstream adds ``10 * epochs`` boosting
         iterations fitted on the new beats (:func:`~hsickit.apps.ecg.two_stage.continue_boosting`);
@@ -390,11 +398,10 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         if warm and not isinstance(self.downstream_, (HistGradientBoostingClassifier, VentricularFirst)):
             raise HsickitError(f"the downstream classifier {type(self.downstream_).__name__} cannot be fine-tuned; "
                                "train a new model on the combined records")
-        if isinstance(self.downstream_, VentricularFirst):  # it balances its stages itself
-            w = np.ones(len(y))
-        else:
+        w = np.ones(len(y)) if records is None else record_weights(y, records, self.record_balance)
+        if not isinstance(self.downstream_, VentricularFirst):  # which balances its stages itself
             weights = class_weights(y, self.class_weight) or {c: 1.0 for c in np.unique(y)}
-            w = np.array([weights[c] for c in y], dtype=float)
+            w = w * np.array([weights[c] for c in y], dtype=float)
         if warm:
             missing = [c for c in self.classes_ if c not in set(y)]
             Z = np.concatenate([Z, np.repeat(Z[:1], len(missing), axis=0)])
@@ -413,7 +420,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         return self.fit_downstream(*self.fit_channels(beats, validation))
 
     def fit_channels(self, beats: BeatSet, validation: BeatSet | None = None):
-        """Train the channel networks; return the downstream's training data ``(Z, y, Z_val, y_val)``.
+        """Train the channel networks; return the downstream's training data ``(Z, y, Z_val, y_val, records)``.
 
         ``Z`` is the representation of the beats the downstream learns from (the held-out
         records for "holdout", out-of-group for "crossfit"); :meth:`fit_downstream` takes it,
@@ -484,11 +491,13 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         Zv = yv = None
         if validation is not None and len(validation):
             Zv, yv = self.representation(validation), validation.y.astype(str)
-        return Z, fusion_beats.y.astype(str), Zv, yv
+        return Z, fusion_beats.y.astype(str), Zv, yv, fusion_beats.record.astype(str)
 
     def fit_downstream(self, Z: np.ndarray, y: np.ndarray, Z_val: np.ndarray | None = None,
-                       y_val: np.ndarray | None = None) -> "MultiResolutionClassifier":
-        """Train the downstream classifier on a representation from :meth:`fit_channels`."""
+                       y_val: np.ndarray | None = None, records: np.ndarray | None = None) -> "MultiResolutionClassifier":
+        """Train the downstream classifier on a representation from :meth:`fit_channels`.
+
+        ``records``: the record of each row of ``Z``, for ``record_balance`` (None: every row alike)."""
         y = np.asarray(y, str)
         Zv, yv = Z_val, None if y_val is None else np.asarray(y_val, str)
         warm = self.warm_start and hasattr(self, "downstream_")
@@ -503,7 +512,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
                 Zv, yv = Zv[known], yv[known]
             self.downstream_.fit(Z, y, X_val=Zv, y_val=yv)
         else:
-            self._fit_sklearn(Z, y, warm)
+            self._fit_sklearn(Z, y, warm, records)
         self.classes_ = np.asarray(self.downstream_.classes_).astype(str)
         self.class_bias_ = np.zeros(len(self.classes_))
         if self.tune_bias and yv is not None and len(yv):
@@ -581,6 +590,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         meta = read_json(path / "fusion.json")
         params = cls.upgrade_params(meta["params"])  # flat beta, sigma: saved before they were grouped
         params.setdefault("af_rule", False)  # saved before the rule existed: predict as it did
+        params.setdefault("record_balance", 0.0)  # saved before it existed: fine-tunes as it was trained
         params["channels"] = tuple(params["channels"])
         if params.get("classes") is not None:
             params["classes"] = tuple(params["classes"])

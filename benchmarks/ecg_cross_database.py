@@ -90,6 +90,7 @@ def splits(protocol: str, db: dict, k: int):
         yield "0", [r for r in records if db[r] == "svdb"], [r for r in records if db[r] == "mitdb"]
     elif protocol == "kfold":
         groups = [f"{db[r]}:{subject_of(r)}" for r in records]
+        k = k or len(set(groups))  # 0: one fold per patient (leave one patient out)
         for i, (tr, te) in enumerate(GroupKFold(n_splits=k, shuffle=True, random_state=0).split(records, groups=groups)):
             yield str(i), [records[j] for j in tr], [records[j] for j in te]
     else:
@@ -147,7 +148,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help='also fit the default model with these parameters, side by side, scored as "FEATURE_SET, NAME" '
                          '(e.g. \'record_balance 0={"record_balance": 0}\'); repeatable')
-    ap.add_argument("--kfold", type=int, default=5, help="patient-wise folds over DS1 + SVDB")
+    ap.add_argument("--kfold", type=int, default=5, help="patient-wise folds over DS1 + SVDB; 0: leave one patient out (99 fits)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", action="store_true")
@@ -162,8 +163,9 @@ def main() -> None:
     variants = [("", {})] + [(v.split("=", 1)[0], json.loads(v.split("=", 1)[1])) for v in args.variant]
     for feature_set in args.feature_sets.split(","):
         labels = {name: f"{feature_set}, {name}" if name else feature_set for name, _ in variants}
-        if all((label, p, fold) in have for label in labels.values() for p in args.protocols.split(",")
-               for fold in (["0"] if p != "kfold" else [str(i) for i in range(args.kfold)])):
+        leave_one_out = args.kfold == 0 and "kfold" in args.protocols.split(",")  # its folds are known once records are
+        if not leave_one_out and all((label, p, fold) in have for label in labels.values() for p in args.protocols.split(",")
+                                     for fold in (["0"] if p != "kfold" else [str(i) for i in range(args.kfold)])):
             continue  # every run of this feature set is in the results: only summarise
         t0 = time.perf_counter()
         parts = {name: load_beats(folder, list_records(folder)[:args.limit], BeatConfig(feature_set=feature_set), annotated=True, verbose=0)

@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     run = base / "run"
     res = runner.invoke(app, ["train", "--records", records, "--records-list", "s00,s01,s02,s03,s04", "--validation-list",
                               "s04", "--task", "beats", "--out", str(run), "--channels", "beat,rr", "--ventricular-channels", "beat", "--channel-epochs", "2",
-                              "--epochs", "4", "--quiet"])
+                              "--epochs", "4", "--param", "record_balance=0", "--quiet"])
     assert res.exit_code == 0, res.output
     return base, records, run
 
@@ -36,7 +36,7 @@ def test_train_writes_run_folder(trained):
         assert (run / name).exists(), name
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["validation_records"] == "s04" and config["model"]["channels"] == ["beat", "rr"]
-    assert config["model"]["ventricular_channels"] == ["beat"]
+    assert config["model"]["ventricular_channels"] == ["beat"] and config["model"]["record_balance"] == 0  # --param
     card = (run / "README.md").read_text()
     assert "| measured |" in card and "95 % low" not in card  # one validation record: no interval rows
 
@@ -144,6 +144,11 @@ def test_bad_input_is_one_clear_error(trained, tmp_path):
     assert res.exit_code != 0
     res = runner.invoke(app, ["train", "--records", records, "--out", str(tmp_path / "r"), "--task", "rhythm"])
     assert isinstance(res.exception, HsickitError) and "--task" in str(res.exception)
+    for extra, message in ((["--param", "no_such=1"], "MultiResolutionClassifier has no parameter 'no_such'"),
+                           (["--task", "records", "--param", "record_balance=0"], "--param sets beat-model parameters")):
+        res = runner.invoke(app, ["train", "--records", records, "--out", str(tmp_path / "p"), *extra])
+        assert isinstance(res.exception, HsickitError) and message in str(res.exception), res.output
+        assert not (tmp_path / "p").exists()  # refused before anything was read or written
 
 
 def test_a_finished_run_is_replaced_only_with_overwrite(trained, tmp_path):

@@ -74,6 +74,9 @@ def train(
     stacking: str = typer.Option("crossfit", help="holdout: the downstream learns on records the channels never saw; crossfit: on every record, scored by channels trained without it; insample."),
     holdout_fraction: float = typer.Option(0.3, help="Share of training records held out for the downstream classifier."),
     tune_bias: bool = typer.Option(False, "--tune-bias/--no-tune-bias", help="Tune per-class bias on the validation records (needs representative validation records)."),
+    param: Optional[List[str]] = opt.param("A MultiResolutionClassifier parameter of a beat model, KEY=VALUE (repeatable), "
+                                           "e.g. record_balance=0 (weigh every beat alike, not every record; default 1), "
+                                           "af_rule=false, crossfit_folds=5."),
     leads: Optional[str] = _LEADS,
     seed: int = opt.seed(),
     device: str = opt.device(help="torch device of every network: cpu, cuda, cuda:1 or auto (CUDA when there is a GPU)."),
@@ -91,7 +94,7 @@ def train(
                     channel_training=channel_training, epochs=epochs, channel_epochs=channel_epochs,
                     batch_size=batch_size, class_weight=class_weight, stacking=stacking,
                     holdout_fraction=holdout_fraction, tune_bias=tune_bias, leads=leads, seed=seed,
-                    overwrite=overwrite, quiet=quiet, device=device)
+                    overwrite=overwrite, quiet=quiet, device=device, params=opt.parse_params(param))
     metrics = out / "metrics.json"
     if metrics.exists():
         if task == "beats" and not as_json:

@@ -80,7 +80,7 @@ def train(records, out, *, task="beats", records_list=None, validation_list=None
           handcrafted_features=True, downstream=None, ventricular_channels="rr", training="backprop",
           channel_training="backprop", epochs=15, channel_epochs=6, batch_size=None, class_weight="balanced",
           stacking="crossfit", holdout_fraction=0.3, tune_bias=False, leads=None, seed=0, overwrite=False,
-          quiet=False, device="cpu") -> Path:
+          quiet=False, device="cpu", params=None) -> Path:
     """Train a beat model (``task="beats"``: AAMI classes per beat) or a record model (``"records"``: multi-label
     per record) on annotated records and write run folder ``out``; returns ``out``.
 
@@ -88,11 +88,22 @@ def train(records, out, *, task="beats", records_list=None, validation_list=None
     ``label_task``: the PTB-XL label task of a record model. ``channels`` / ``ventricular_channels``:
     comma-separated channel networks ('none' for none). ``batch_size`` None: the model's default.
     ``device``: where every network trains ("cpu", "cuda", "cuda:1", "auto"; checked before any record is read).
+    ``params``: further :class:`~hsickit.apps.ecg.fusion.MultiResolutionClassifier` parameters of a beat model
+    (``--param KEY=VALUE``), e.g. ``{"record_balance": 0}``; they take precedence over the options above.
     """
     from hsickit.core.checks import check_device, check_options
 
     check_options(epochs=epochs, channel_epochs=channel_epochs, holdout_fraction=holdout_fraction, batch_size=batch_size)
     check_device(device)
+    params = dict(params or {})
+    if params and task == "records":
+        raise HsickitError(f"--param {next(iter(params))}=...: --param sets beat-model parameters; record models "
+                           "(--task records) take the options listed by 'hsickit ecg train --help'")
+    if params:  # a wrong key is an error before any record is read
+        from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+        from hsickit.core.cli_options import apply_params
+
+        apply_params(MultiResolutionClassifier(), params)
     _seed(seed)
     verbose = 0 if quiet else 1
     out = Path(out)
@@ -112,13 +123,14 @@ def train(records, out, *, task="beats", records_list=None, validation_list=None
     from hsickit.apps.ecg.beats import BeatConfig
 
     config = BeatConfig(leads=_leads(leads)) if leads else None
+    model = dict(channels=_names(channels), use_features=handcrafted_features,
+                 downstream=downstream or "ventricular_first", ventricular_channels=_names(ventricular_channels),
+                 training=training, channel_training=channel_training, epochs=epochs, channel_epochs=channel_epochs,
+                 class_weight=None if class_weight == "none" else class_weight, stacking=stacking,
+                 holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, verbose=verbose, device=device,
+                 **({} if batch_size is None else {"batch_size": batch_size}))
     train_beats(records_text(records), out, records_list, beat_config=config, validation_records=validation_list,
-                channels=_names(channels), use_features=handcrafted_features,
-                downstream=downstream or "ventricular_first", ventricular_channels=_names(ventricular_channels),
-                training=training, channel_training=channel_training, epochs=epochs, channel_epochs=channel_epochs,
-                class_weight=None if class_weight == "none" else class_weight, stacking=stacking,
-                holdout_fraction=holdout_fraction, tune_bias=tune_bias, random_state=seed, overwrite=overwrite,
-                verbose=verbose, device=device, **({} if batch_size is None else {"batch_size": batch_size}))
+                overwrite=overwrite, **(model | params))
     return out
 
 

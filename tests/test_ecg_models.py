@@ -355,3 +355,6 @@ def test_record_balance_reaches_the_downstream_and_old_models_load_without_it(be
     del meta["params"]["record_balance"]
     write_json(tmp_path / "m" / "fusion.json", meta)
     assert MultiResolutionClassifier.load(tmp_path / "m").record_balance == 0.0
+    for bad in (-1, 2, "yes"):
+        with pytest.raises(HsickitError, match="record_balance"):
+            MultiResolutionClassifier(channels=(), record_balance=bad).fit(train)

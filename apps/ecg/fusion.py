@@ -277,6 +277,9 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
             raise HsickitError("nothing to classify from: give at least one channel or use_features=True")
         if self.classes is not None and (isinstance(self.classes, str) or not len(self.classes)):
             raise HsickitError(f"classes={self.classes!r}; give a sequence of class labels such as ('N', 'S', 'V', 'F'), or None for all")
+        if isinstance(self.record_balance, bool) or not isinstance(self.record_balance, (int, float)) or not 0 <= self.record_balance <= 1:
+            raise HsickitError(f"record_balance={self.record_balance!r}; give a number from 0 (every beat alike) "
+                               "to 1 (every record alike within a class, the default)")
 
     def _known(self, beats: BeatSet, what: str) -> BeatSet:
         """The beats of ``classes`` (all when None); the others are counted and warned about."""

@@ -97,23 +97,35 @@ def splits(protocol: str, db: dict, k: int):
         raise SystemExit(f"--protocols: unknown {protocol!r}; use ds1-svdb, svdb-ds1 or kfold")
 
 
-def run(beats, feature_set, variant, protocol, fold, train, test, seed):
+def run(beats, feature_set, label, params, protocol, fold, train, test, seed):
+    """Fit the default model (with ``params``) on ``train``, predict ``test``; scored as feature set ``label``."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     af_rule = feature_set != "relative"  # the rule reads the robust set's P-wave consistency
-    name, params = variant
-    clf = MultiResolutionClassifier(random_state=seed, af_rule=af_rule, **params).fit(beats.records(train))
+    clf = MultiResolutionClassifier(**{"random_state": seed, "af_rule": af_rule, **params}).fit(beats.records(train))
     fit_s = time.perf_counter() - start
     tb = beats.records(test)
     t = time.perf_counter()
     pred = clf.predict(tb)
-    out = {"feature_set": f"{feature_set}, {name}" if name else feature_set, "params": params, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
+    out = {"feature_set": label, "params": params, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
            "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
            "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
     if af_rule:  # the same model without the rule: the baseline, side by side
         out["pred_without_af_rule"] = "".join(np.asarray(clf.set_params(af_rule=False).predict(tb), str))
     return out
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``--variant NAME=JSON`` as (name, parameters)."""
+    name, _, params = text.partition("=")
+    try:
+        params = json.loads(params)
+    except json.JSONDecodeError:
+        params = None
+    if not name or not isinstance(params, dict):
+        raise SystemExit(f"--variant {text!r}: give NAME=JSON, e.g. 'record_balance 0={{\"record_balance\": 0}}'")
+    return name, params
 
 
 def with_baselines(runs: list[dict]) -> list[dict]:
@@ -160,7 +172,7 @@ def main() -> None:
     done = previous.get("runs", [])
     have = {(r["feature_set"], r["protocol"], r["fold"]) for r in done}
     meta = {**{k: v for k, v in previous.items() if k.startswith("load_seconds")}, "args": vars(args)}
-    variants = [("", {})] + [(v.split("=", 1)[0], json.loads(v.split("=", 1)[1])) for v in args.variant]
+    variants = [("", {})] + [parse_variant(v) for v in args.variant]
     for feature_set in args.feature_sets.split(","):
         labels = {name: f"{feature_set}, {name}" if name else feature_set for name, _ in variants}
         leave_one_out = args.kfold == 0 and "kfold" in args.protocols.split(",")  # its folds are known once records are
@@ -175,8 +187,8 @@ def main() -> None:
         meta[f"load_seconds_{feature_set}"] = round(time.perf_counter() - t0, 1)
         print(f"{feature_set}: {len(beats)} beats of {len(set(beats.record))} records read and featurised in "
               f"{meta[f'load_seconds_{feature_set}']} s", flush=True)
-        todo = [(v, p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold) for v in variants
-                if (labels[v[0]], p, s[0]) not in have]
+        todo = [(labels[name], params, p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold)
+                for name, params in variants if (labels[name], p, s[0]) not in have]
         for i in range(0, len(todo), args.jobs):  # write after every batch: an interrupted run resumes
             batch = Parallel(n_jobs=args.jobs)(delayed(run)(beats, feature_set, *job, args.seed) for job in todo[i:i + args.jobs])
             done += batch

@@ -10,7 +10,8 @@ default before (its RR features take the record's median RR for the sinus rhythm
 model also predicts without its atrial-fibrillation rule (``af_rule=False``), scored as the
 feature set "robust, no AF rule": the rule's effect on the same fitted model. ``--variant`` fits the
 default model again with other parameters, side by side on the same splits (e.g. the per-beat
-weighting the default replaced: ``--variant 'record_balance 0={"record_balance": 0}'``).
+weighting the default replaced: ``--variant 'record_balance 0={"record_balance": 0}'``); its
+``"beats"`` sets how records become beats (``--variant 'marks as annotated={"beats": {"align": null}}'``).
 
 Reported per protocol: pooled gross statistics (every test beat once), 95 % intervals that draw
 whole test records (bootstrap), and the five worst records for S and for V (most misses plus
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -116,16 +118,23 @@ def run(beats, feature_set, label, params, protocol, fold, train, test, seed):
     return out
 
 
-def parse_variant(text: str) -> tuple[str, dict]:
-    """``--variant NAME=JSON`` as (name, parameters)."""
+def parse_variant(text: str) -> tuple[str, dict, dict]:
+    """``--variant NAME=JSON`` as (name, model parameters, beat parameters); the JSON's ``"beats"``
+    holds :class:`BeatConfig` fields (how records become beats), the rest the model's."""
     name, _, params = text.partition("=")
     try:
         params = json.loads(params)
     except json.JSONDecodeError:
         params = None
-    if not name or not isinstance(params, dict):
-        raise SystemExit(f"--variant {text!r}: give NAME=JSON, e.g. 'record_balance 0={{\"record_balance\": 0}}'")
-    return name, params
+    if not name or not isinstance(params, dict) or not isinstance(params.get("beats", {}), dict):
+        raise SystemExit(f"--variant {text!r}: give NAME=JSON, e.g. 'record_balance 0={{\"record_balance\": 0}}' "
+                         f"or 'marks as annotated={{\"beats\": {{\"align\": null}}}}'")
+    beat_params = params.pop("beats", {})
+    unknown = set(beat_params) - {f.name for f in fields(BeatConfig)}
+    if unknown:
+        raise SystemExit(f"--variant {name!r}: {', '.join(sorted(unknown))} not a BeatConfig field; "
+                         f"use {', '.join(f.name for f in fields(BeatConfig))}")
+    return name, params, beat_params
 
 
 def with_baselines(runs: list[dict]) -> list[dict]:
@@ -172,25 +181,29 @@ def main() -> None:
     done = previous.get("runs", [])
     have = {(r["feature_set"], r["protocol"], r["fold"]) for r in done}
     meta = {**{k: v for k, v in previous.items() if k.startswith("load_seconds")}, "args": vars(args)}
-    variants = [("", {})] + [parse_variant(v) for v in args.variant]
+    variants = [("", {}, {})] + [parse_variant(v) for v in args.variant]
     for feature_set in args.feature_sets.split(","):
-        labels = {name: f"{feature_set}, {name}" if name else feature_set for name, _ in variants}
+        labels = {name: f"{feature_set}, {name}" if name else feature_set for name, _, _ in variants}
         leave_one_out = args.kfold == 0 and "kfold" in args.protocols.split(",")  # its folds are known once records are
         if not leave_one_out and all((label, p, fold) in have for label in labels.values() for p in args.protocols.split(",")
                                      for fold in (["0"] if p != "kfold" else [str(i) for i in range(args.kfold)])):
             continue  # every run of this feature set is in the results: only summarise
-        t0 = time.perf_counter()
-        parts = {name: load_beats(folder, list_records(folder)[:args.limit], BeatConfig(feature_set=feature_set), annotated=True, verbose=0)
-                 for name, folder in (("mitdb", args.mitdb), ("svdb", args.svdb))}
-        db = {r: name for name, b in parts.items() for r in set(b.record)}
-        beats = BeatSet.concat(list(parts.values()))
-        meta[f"load_seconds_{feature_set}"] = round(time.perf_counter() - t0, 1)
-        print(f"{feature_set}: {len(beats)} beats of {len(set(beats.record))} records read and featurised in "
-              f"{meta[f'load_seconds_{feature_set}']} s", flush=True)
-        todo = [(labels[name], params, p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold)
-                for name, params in variants if (labels[name], p, s[0]) not in have]
+        todo = []
+        for beat_key in sorted({json.dumps(b, sort_keys=True) for _, _, b in variants}):  # read once per way of cutting beats
+            t0 = time.perf_counter()
+            config = BeatConfig(**{"feature_set": feature_set, **json.loads(beat_key)})
+            parts = {name: load_beats(folder, list_records(folder)[:args.limit], config, annotated=True, verbose=0)
+                     for name, folder in (("mitdb", args.mitdb), ("svdb", args.svdb))}
+            db = {r: name for name, b in parts.items() for r in set(b.record)}
+            beats = BeatSet.concat(list(parts.values()))
+            key = f"load_seconds_{feature_set}" + ("" if beat_key == "{}" else f" {beat_key}")
+            meta[key] = round(time.perf_counter() - t0, 1)
+            print(f"{feature_set} {beat_key}: {len(beats)} beats of {len(set(beats.record))} records read and featurised in "
+                  f"{meta[key]} s", flush=True)
+            todo += [(beats, labels[name], params, p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold)
+                     for name, params, b in variants if json.dumps(b, sort_keys=True) == beat_key and (labels[name], p, s[0]) not in have]
         for i in range(0, len(todo), args.jobs):  # write after every batch: an interrupted run resumes
-            batch = Parallel(n_jobs=args.jobs)(delayed(run)(beats, feature_set, *job, args.seed) for job in todo[i:i + args.jobs])
+            batch = Parallel(n_jobs=args.jobs)(delayed(run)(job[0], feature_set, *job[1:], args.seed) for job in todo[i:i + args.jobs])
             done += batch
             for r in batch:
                 print(f"{r['feature_set']} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
@@ -220,7 +233,7 @@ def main() -> None:
             errors.setdefault(protocol, {})[fs] = {c: record_errors(y, p, rec, c) for c in ("S", "V")}
     sets = args.feature_sets.split(",")
     pairs = ([(fs, f"{fs}, no AF rule") for fs in sets] + ([tuple(sets[:2])] if len(sets) > 1 else [])
-             + [(fs, f"{fs}, {name}") for fs in sets for name, _ in variants if name])
+             + [(fs, f"{fs}, {name}") for fs in sets for name, _, _ in variants if name])
     per_record = {f"{protocol}, {c}, {new} against {old}": per_record_effect(e, new, old, c)
                   for new, old in pairs for protocol, e in errors.items() if new in e and old in e for c in ("S", "V")}
     print("\nPooled (gross statistics)\n" + markdown_table(summary))

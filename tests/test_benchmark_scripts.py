@@ -28,6 +28,16 @@ def test_ecg_benchmark_folds_partition_ds1_by_record():
         list(folds("lopo", list(DS1)))
 
 
+def test_cross_database_variants_split_model_and_beat_parameters():
+    parse = load("ecg_cross_database").parse_variant
+    assert parse('rb0={"record_balance": 0}') == ("rb0", {"record_balance": 0}, {})
+    assert parse('marks={"beats": {"align": null}, "af_rule": false}') == ("marks", {"af_rule": False}, {"align": None})
+    with pytest.raises(SystemExit, match="'alignment' not a BeatConfig field|alignment not a BeatConfig field"):
+        parse('x={"beats": {"alignment": null}}')
+    with pytest.raises(SystemExit, match="give NAME=JSON"):
+        parse("x=record_balance 0")
+
+
 def test_hsic_memory_for_the_gradient_does_not_grow_with_depth():
     """benchmarks/hsic_depth.py's count of the bytes autograd keeps for one step: HSIC flat in depth, backprop linear."""
     import numpy as np

@@ -10,7 +10,7 @@ from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
 from hsickit.apps.ecg.features import (ROBUST_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
                                       neighbour_features, rr_sequence, template_features, wavelet_coefficients)
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals, record_metrics
-from hsickit.apps.ecg.signal import bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
+from hsickit.apps.ecg.signal import align_peaks, bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
@@ -75,6 +75,37 @@ def test_pantompkins_finds_the_annotated_beats_of_real_records(record):
         c = processing.compare_annotations(np.round(ref * fs / 360).astype(int), found, int(0.15 * fs))
         c.compare()
         assert c.tp / (c.tp + c.fn) > 0.98 and c.tp / (c.tp + c.fp) > 0.98, (record, fs, c.tp, c.fp, c.fn)
+
+
+def test_align_peaks_moves_jittered_marks_to_the_same_point_of_the_qrs():
+    sig, truth, _ = synthetic_record(60, random_state=1)
+    x = bandpass(sig[:, 0], 360)
+    jitter = np.random.default_rng(0).integers(-4, 5, size=len(truth))
+    moved = align_peaks(x, truth + jitter, 360)
+    assert np.abs(moved - truth).max() <= 1 < np.abs(jitter).max()
+    assert np.array_equal(align_peaks(x, truth + jitter, 360, max_shift=0), truth + jitter)
+    assert np.array_equal(align_peaks(np.zeros(5000), np.array([1000, 2000]), 360), [1000, 2000])  # flat: stays
+    with pytest.raises(HsickitError, match="align_peaks method='peak'"):
+        align_peaks(x, truth, 360, method="peak")
+
+
+def test_beats_are_cut_at_aligned_marks_and_keep_the_annotation_samples(records, tmp_path):
+    import wfdb
+
+    rec, ann = wfdb.rdrecord(f"{records}/s00"), wfdb.rdann(f"{records}/s00", "atr")
+    shifted = ann.sample + np.where(np.array(ann.symbol) == "S", 4, 0)  # S marks 11 ms late, as in some SVDB records
+    wfdb.wrsamp("late", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=rec.p_signal, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    wfdb.wrann("late", "atr", shifted, ann.symbol, write_dir=str(tmp_path))
+    asis = beats_from_record(f"{records}/s00", BeatConfig(align=None))
+    aligned = beats_from_record(tmp_path / "late", BeatConfig())
+    unaligned = beats_from_record(tmp_path / "late", BeatConfig(align=None))
+    assert np.array_equal(aligned.sample, shifted)
+    s = aligned.y == "S"
+    assert s.any()
+    err = lambda bs: np.abs(bs.beat[s] - asis.beat[s]).mean()  # noqa: E731
+    assert err(aligned) < 0.2 * err(unaligned)
+    assert BeatConfig.from_dict({"leads": ["MLII"]}).align is None and BeatConfig().align == "template"
 
 
 def test_select_leads_aliases_and_conform_reports_resampling():

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hsickit.apps.ecg.features import BeatFeaturizer, rr_sequence
-from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
+from hsickit.apps.ecg.signal import align_peaks, conform, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.parallel import map_processes
 from hsickit.datasets.ecg import find_records, read_beat_table, read_record
@@ -58,6 +58,7 @@ class BeatConfig:
     flat_policy: str = "raise"
     dropouts: str = "mask"
     lead_fallback: str = "first"
+    align: str | None = "template"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -70,6 +71,7 @@ class BeatConfig:
         d = {k: v for k, v in d.items() if k in known}
         if "leads" in d:
             d["leads"] = tuple(d["leads"])
+        d.setdefault("align", None)  # models saved before alignment cut beats at the marks as given
         return cls(**d)
 
 
@@ -124,7 +126,10 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
 
     The model's leads are taken by name or number; a record without a named lead gives its
     first lead instead (``config.lead_fallback="first"``, reported in ``repairs``). Beat
-    annotations outside the signal are left out and reported.
+    annotations outside the signal are left out and reported. With ``config.align`` (default
+    "template") the windows, features and RR intervals are cut at the marks moved to the same
+    point of every QRS (:func:`~hsickit.apps.ecg.signal.align_peaks`); ``sample`` stays the
+    annotation's.
     """
     config = config or BeatConfig()
     path = str(path)
@@ -156,6 +161,8 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     if len(samples_orig) < 3:
         raise HsickitError(f"record {name}: only {len(samples_orig)} beats found; a record needs at least 3 beats")
     peaks = np.clip(np.round(samples_orig * fs / fs_orig).astype(np.int64), 0, x.shape[1] - 1)
+    if config.align:
+        peaks = align_peaks(x[0], peaks, fs, method=config.align)
     scale = float(np.median(np.abs(x[:, peaks]), axis=1).max()) + 1e-6
     x = x / scale
     repairs = [f"{name}: {r}" for r in sig.attrs.get("repairs", [])]

@@ -38,6 +38,13 @@ def test_cross_database_variants_split_model_and_beat_parameters():
         parse("x=record_balance 0")
 
 
+def test_detected_beats_are_matched_to_the_reference_within_the_window():
+    match = load("ecg_detected_beats").match_beats
+    y, p = match([100, 200, 300, 400], ["N", "S", "V", "N"], [103, 290, 520], ["S", "V", "V"], window=11)
+    assert y.tolist() == ["N", "S", "V", "N", "-"]  # 200 and 400 missed, 520 a false detection
+    assert p.tolist() == ["S", "-", "V", "-", "V"]
+
+
 def test_hsic_memory_for_the_gradient_does_not_grow_with_depth():
     """benchmarks/hsic_depth.py's count of the bytes autograd keeps for one step: HSIC flat in depth, backprop linear."""
     import numpy as np

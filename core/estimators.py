@@ -14,7 +14,8 @@ scikit-learn (``hsic_params__beta`` in ``get_params``, ``set_params`` and ``Grid
   (None, "cosine", "plateau", "warmup_cosine"), ``momentum`` (SGD), ``precision``
   ("float32", "bf16"), ``sync_batchnorm``.
 - ``hsic_params`` (``training="hsic"`` only): ``sigma``, ``beta``, ``estimator`` ("nocco",
-  "cka", "biased", "unbiased"), ``kernel_convention``, ``lr`` (the blocks'), ``format_epochs``,
+  "cka", "biased", "unbiased"), ``target_kernel`` ("gaussian", "rank", "multiscale": a regression
+  target's kernel), ``kernel_convention``, ``lr`` (the blocks'), ``format_epochs``,
   ``format_lr``, ``approx`` (None or "rff"), ``n_features``, ``distributed`` ("local",
   "gather"), ``recalibrate_bn``, ``probe_size``.
 

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "materials" / "matbench_v0.1_composition"
 #: HSIC variants: name -> hsic_params. The first three are the target kernels with hsickit's other HSIC defaults
 #: (NOCCO estimator, no format phase); the cka_* ones use the CKA estimator and 100 format-layer epochs at
-#: format_lr 1e-2 (SGD), settings found on an 80/20 hold-out of steels fold 0's training part (never a test fold).
+#: format_lr 1e-2 (SGD), settings found on an 80/20 hold-out of steels fold 0's training part (clean for fold 0's
+#: test fold; that training part holds the test rows of folds 1-4).
 FORMAT = {"format_epochs": 100, "format_lr": 1e-2}
 VARIANTS = {"gaussian": {"target_kernel": "gaussian"}, "rank": {"target_kernel": "rank"},
             "multiscale": {"target_kernel": "multiscale"},

@@ -120,6 +120,78 @@ def test_regression_target_kernel_is_standardised_with_the_median_width():
     assert float(expected.mean()) > 0.3
 
 
+@pytest.mark.parametrize("name", ["gaussian", "rank", "multiscale"])
+def test_regression_target_kernels_are_psd_and_unit_free(name):
+    """Every target kernel is an m x m symmetric PSD matrix with ones on the diagonal, whatever y's unit."""
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(48, 5)), dtype=torch.float32)
+    y = torch.tensor(rng.lognormal(size=48), dtype=torch.float32)
+    cfg = TrainConfig(mode="hsic", task="regression", target_kernel=name)
+    K = HSICObjective(cfg, x, y, "regression").KY
+    assert K.shape == (48, 48)
+    torch.testing.assert_close(K, K.T)
+    torch.testing.assert_close(torch.diagonal(K), torch.ones(48))
+    assert float(torch.linalg.eigvalsh(K.double()).min()) > -1e-5
+    torch.testing.assert_close(HSICObjective(cfg, x, 1000 * y + 500, "regression").KY, K, rtol=1e-4, atol=1e-5)
+    # the kernels differ: each name is its own kernel
+    if name != "gaussian":
+        assert not torch.allclose(K, HSICObjective(TrainConfig(mode="hsic", task="regression"), x, y, "regression").KY, atol=1e-3)
+    # random Fourier features of the same kernel: (m, D) features whose Gram matrix approximates it
+    rff = dataclasses.replace(cfg, hsic_approx="rff", n_features=2048, hsic_estimator="biased")
+    approx = HSICObjective(rff, x, y, "regression").KY
+    assert approx.shape == (48, 2048 * (5 if name == "multiscale" else 1))
+    assert float((approx @ approx.T - K).abs().max()) < 0.15
+
+
+def test_rank_target_kernel_sees_only_the_order_and_multiscale_is_the_mean_of_widths():
+    from hsickit.core import hsic
+    from hsickit.core.training import MULTISCALE_FACTORS
+
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.normal(size=(40, 3)), dtype=torch.float32)
+    y = torch.tensor(rng.normal(size=40), dtype=torch.float32)
+    rank = TrainConfig(mode="hsic", task="regression", target_kernel="rank")
+    K = HSICObjective(rank, x, y, "regression").KY
+    torch.testing.assert_close(HSICObjective(rank, x, torch.exp(3 * y), "regression").KY, K)  # monotone: same kernel
+    tied = y.clone()
+    tied[1] = tied[0]  # ties share their mean rank: equal targets, equal rows
+    Kt = HSICObjective(rank, x, tied, "regression").KY
+    torch.testing.assert_close(Kt[0], Kt[1])
+    ys = ((y - y.mean()) / y.std())[:, None]
+    s = hsic.median_sigma(ys)
+    expected = sum(hsic.gaussian_kernel(ys, f * s) for f in MULTISCALE_FACTORS) / len(MULTISCALE_FACTORS)
+    multi = TrainConfig(mode="hsic", task="regression", target_kernel="multiscale")
+    torch.testing.assert_close(HSICObjective(multi, x, y, "regression").KY, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_target_kernel_is_a_clear_error():
+    X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    net = create_model("mlp", in_features=3, out_features=1, hidden=(8,))
+    with pytest.raises(HsickitError, match="unknown target_kernel 'quantile'.*gaussian.*rank.*multiscale"):
+        train(net, X, X[:, :1], TrainConfig(mode="hsic", task="regression", target_kernel="quantile", verbose=0))
+    from hsickit.core.estimators import DeepRegressor
+
+    with pytest.raises(HsickitError, match="unknown target_kernel"):
+        DeepRegressor(training="hsic", epochs=1, hsic_params={"target_kernel": "Rank"}).fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("name", ["gaussian", "rank", "multiscale"])
+def test_hsic_regression_with_each_target_kernel_beats_a_constant(name):
+    """A small HSIC-trained regressor predicts y = f(X) better than y's mean, with every target kernel."""
+    from hsickit.core.estimators import DeepRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4)).astype(np.float32)
+    y = 3 * X[:, 0] + np.sin(2 * X[:, 1]) + 0.1 * rng.normal(size=400)
+    reg = DeepRegressor(model_params={"hidden": (32, 32)}, training="hsic", epochs=15, batch_size=64, lr=1e-2,
+                        hsic_params={"target_kernel": name, "format_epochs": 5}, random_state=0, verbose=0)
+    reg.fit(X[:300], y[:300])
+    assert reg.train_config_["target_kernel"] == name
+    mae = np.abs(reg.predict(X[300:]) - y[300:]).mean()
+    constant = np.abs(y[300:] - y[:300].mean()).mean()
+    assert mae < 0.5 * constant, (name, mae, constant)
+
+
 def test_hsic_training_recalibrates_batchnorm_on_the_final_weights():
     """After HSIC training every block's running statistics are the training batches' own (cumulative average)."""
     X, y = blobs(n=200)
@@ -436,7 +508,7 @@ def test_old_checkpoints_without_the_new_options_resume(tmp_path):
     net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
     train(net, X, y, TrainConfig(epochs=1, batch_size=50, verbose=0), run_dir=tmp_path)
     tensors, state = load_checkpoint(tmp_path / CHECKPOINT)
-    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm"):
+    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm", "target_kernel"):
         del state["config"][key]
     save_checkpoint(tmp_path / CHECKPOINT, tensors, state)
     h = train(net, X, y, TrainConfig(epochs=2, batch_size=50, verbose=0), run_dir=tmp_path, resume=True)

@@ -907,7 +907,10 @@ class Trainer:
                 self._make_head_optimizer()
             self.step = None  # release the main phase's DDP (and its gradient hooks on the head)
             self.head_step = self._distributed(self.model.head)
-            self.stopped, self.bad_epochs, self.best_score = False, 0, math.inf
+            if start == 0:  # a format epoch is kept only if it beats the model the main phase left (a diverged one never is)
+                entry = self.evaluate(X_val, y_val, "val")["val_loss"] if has_val else math.inf
+                self.stopped, self.bad_epochs, self.best_score = False, 0, entry if math.isfinite(entry) else math.inf
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             F_train = self.representation(X)
             for epoch in range(start, c.format_epochs):
                 if self.stopped:

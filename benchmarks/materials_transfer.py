@@ -13,7 +13,8 @@ For each target fold k (``--folds``, official Matbench folds of the target task)
   trees on the Ward 145 attributes + 118 element fractions), ``scratch`` (IRNet-17, the modern
   recipe, from random weights), ``pretrained`` (IRNet-17, modern recipe, trained on the
   pre-training set only: the zero-shot score) and ``finetuned`` (that network fine-tuned with
-  ``warm_start=True``: the same recipe as ``scratch``, same epochs, patience and time limit).
+  ``warm_start=True``: the same recipe as ``scratch``, same epochs, patience and time limit;
+  ``--finetune-lr`` another peak learning rate, a model of its own, ``finetuned_lr<value>``).
   Networks carve their 10 % early-stopping split from their own training rows; nothing is chosen
   on the test rows.
 
@@ -134,6 +135,9 @@ def main(argv=None):
     p.add_argument("--pretrain-epochs", type=int, default=0, help="Override the recipe's epochs for pre-training.")
     p.add_argument("--pretrain-time-limit", type=float, default=1200.0, help="Seconds for the pre-training fit.")
     p.add_argument("--time-limit", type=float, default=900.0, help="Seconds per scratch / fine-tuning fit.")
+    p.add_argument("--finetune-lr", type=float, default=None,
+                   help="Peak learning rate of the fine-tuning (default: the recipe's, as for scratch); measured as a "
+                        "model of its own, finetuned_lr<value>.")
     p.add_argument("--et-trees", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -169,12 +173,13 @@ def main(argv=None):
         key = f"{args.target} fold {k}"
         pre, pre_cell = None, None
         for name in args.models:
+            cell_name = name if name != "finetuned" or args.finetune_lr is None else f"finetuned_lr{args.finetune_lr:g}"
             scratch_args = network_args(args, args.time_limit)
             cs = (lc.cell_settings("extra_trees", scratch_args) if name == "extra_trees"
                   else {**lc.cell_settings("irnet17", scratch_args),
                         "pretrain_time_limit": args.pretrain_time_limit, "pretrain_epochs": args.pretrain_epochs or None})
-            if lc.done(results, args.target, name, k, cs):
-                print(f"{key} {name}: already measured, skipped", flush=True)
+            if lc.done(results, args.target, cell_name, k, cs):
+                print(f"{key} {cell_name}: already measured, skipped", flush=True)
                 continue
             if name == "extra_trees":
                 print(f"{key} extra_trees: fitting on {len(tr)} rows ...", flush=True)
@@ -227,15 +232,16 @@ def main(argv=None):
 
                     ft = copy.deepcopy(pre)  # same recipe, epochs, patience and time limit as scratch
                     ft.set_params(warm_start=True, epochs=RECIPES[args.recipe]["epochs"],
-                                  patience=RECIPES[args.recipe]["patience"], time_limit=args.time_limit)
-                    print(f"{key} finetuned: fine-tuning the pre-trained IRNet-17 on {len(tr)} rows ...", flush=True)
+                                  patience=RECIPES[args.recipe]["patience"], time_limit=args.time_limit,
+                                  lr=RECIPES[args.recipe]["lr"] if args.finetune_lr is None else args.finetune_lr)
+                    print(f"{key} {cell_name}: fine-tuning the pre-trained IRNet-17 on {len(tr)} rows ...", flush=True)
                     cell = {**fit_network(ft, X[tr], y_tr, X[te], y_te),
                             "pretrain_seconds": pre_cell.get("fit_seconds"), "pretrain_rows": pre_cell["rows"]}
-            results["cells"].append({"task": args.target, "model": name, "size": k, "fold": k, "settings": cs, **cell})
+            results["cells"].append({"task": args.target, "model": cell_name, "size": k, "fold": k, "settings": cs, **cell})
             write_json(args.out, results)
             extra = f", {cell['epochs_run']} epochs (best {cell['best_epoch']})" if "epochs_run" in cell else ""
             secs = "" if cell.get("fit_seconds") is None else f", fit {cell['fit_seconds']:.0f} s"
-            print(f"{key} {name}: test MAE {cell['mae']:.4f} {unit} on {len(te)} rows{secs}{extra}", flush=True)
+            print(f"{key} {cell_name}: test MAE {cell['mae']:.4f} {unit} on {len(te)} rows{secs}{extra}", flush=True)
 
     rows = [{"target": c["task"], "fold": c["fold"], "model": c["model"], "MAE": round(c["mae"], 4),
              "fit s": "" if c.get("fit_seconds") is None else round(c["fit_seconds"]),

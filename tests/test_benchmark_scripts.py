@@ -88,3 +88,21 @@ def test_rpeak_benchmark_reads_ludb_qrs_peaks_and_the_annotated_stretch():
     ann = wfdb.rdann(str(LUDB / "1"), "ii")
     assert fs == 500 and x.shape == (5000,) and ref.size == ann.symbol.count("N") > 5
     assert start < ref.min() / fs < ref.max() / fs < end and 0 < start and end < 10.15
+
+
+def test_materials_transfer_excludes_every_test_composition_from_pretraining():
+    """benchmarks/materials_transfer.py: no pre-training row shares a reduced composition with the
+    target's test part (also written differently: Fe4O6 is Fe2O3, FeO1.5 is Fe2O3), rows outside the
+    source's training part are never drawn, and the count of removed rows is right."""
+    bench = load("materials_transfer")
+    source = ["Fe2O3", "Fe4O6", "NaCl", "Na2Cl2", "MgO", "SiO2", "Si2O4", "KCl", "LiF"]
+    train_idx = [0, 1, 2, 3, 4, 5, 6, 7]  # LiF (row 8) is in the source's test part
+    rows, removed = bench.pretrain_rows(source, train_idx, ["FeO1.5", "ClNa", "LiF"])
+    assert removed == 4
+    assert rows.tolist() == [4, 5, 6, 7]
+    assert not set(bench.composition_keys([source[i] for i in rows])) & set(bench.composition_keys(["Fe2O3", "NaCl", "LiF"]))
+    # pymatgen's reduced_formula alone misses the non-integer spelling FeO1.5 (it stays Fe1O1.5)
+    assert bench.excluded(source, train_idx, ["FeO1.5", "ClNa", "LiF"], exact=False).sum() == 2
+    sub, removed_sub = bench.pretrain_rows(source, train_idx, ["FeO1.5", "ClNa", "LiF"], rows=2, seed=1)
+    assert removed_sub == 4 and len(sub) == 2 and set(sub.tolist()) <= {4, 5, 6, 7}
+    assert bench.pretrain_rows(source, train_idx, [])[1] == 0

@@ -148,7 +148,8 @@ def _store(path, **arrays):
     atomic_write(path, buf.getvalue())
 
 
-def _ward(compositions):
+def ward_features(compositions):
+    """The 145 Ward (2016) composition attributes of ``compositions``, float32."""
     from hsickit.apps.materials.featurizers import WardAttributes
 
     return WardAttributes().featurize_many(compositions).astype(np.float32)
@@ -171,7 +172,7 @@ def task_data(task, data_dir, cache=None):
                              rows=np.arange(1, len(formulas) + 1), frame=frame, source=str(path))
         return table, z["X"], Path(cache)
     table = load_matbench(task, data_dir)
-    X = _ward(table.compositions)
+    X = ward_features(table.compositions)
     if path is not None:
         fold = np.empty(len(table), dtype=np.int64)
         for k, (_, te) in enumerate(matbench_folds(table)):
@@ -208,7 +209,7 @@ def transfer_data(data_dir, rows, seed, cache=None):
     tr0, _ = matbench_folds(mp)[0]
     if rows:
         tr0 = np.random.default_rng(seed).choice(tr0, size=min(rows, len(tr0)), replace=False)
-    X = _ward([mp.compositions[i] for i in tr0])
+    X = ward_features([mp.compositions[i] for i in tr0])
     if path is not None:
         _store(path, X=X, y=mp.y[tr0], rows=tr0, formulas=np.asarray(mp.formulas, dtype=str)[tr0])
         print(f"stored {path}", flush=True)

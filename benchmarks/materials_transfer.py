@@ -209,7 +209,7 @@ def main(argv=None):
                         pre = MaterialsRegressor.load(folder)
                         print(f"{key}: pre-trained network loaded from {folder}", flush=True)
                     else:
-                        X_pre = mb._ward([source.compositions[i] for i in rows])
+                        X_pre = mb.ward_features([source.compositions[i] for i in rows])
                         pre = lc.make_model("irnet17", network_args(args, args.pretrain_time_limit, args.pretrain_epochs),
                                             len(rows))
                         print(f"{key}: pre-training IRNet-17 on {len(rows)} {args.source} rows ...", flush=True)

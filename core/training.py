@@ -251,19 +251,12 @@ def _kernel_input(a: torch.Tensor) -> torch.Tensor:
 
 
 def _ranks(y: torch.Tensor) -> torch.Tensor:
-    """Each column's ranks 0 .. m-1 (ties get their mean rank), in y's dtype."""
-    order = y.argsort(0)
-    ranks = torch.empty_like(y)
-    ranks.scatter_(0, order, torch.arange(len(y), dtype=y.dtype, device=y.device)[:, None].expand_as(y).contiguous())
+    """Each column's ranks 0 .. m-1 (ties share their mean rank), in y's dtype."""
     out = torch.empty_like(y)
-    for j in range(y.shape[1]):  # ties: mean rank of each distinct value
-        values, inverse = torch.unique(y[:, j], return_inverse=True)
-        if len(values) < len(y):
-            total = torch.zeros(len(values), dtype=y.dtype, device=y.device).index_add_(0, inverse, ranks[:, j])
-            count = torch.zeros(len(values), dtype=y.dtype, device=y.device).index_add_(0, inverse, torch.ones_like(ranks[:, j]))
-            out[:, j] = (total / count)[inverse]
-        else:
-            out[:, j] = ranks[:, j]
+    for j in range(y.shape[1]):
+        _, inverse, counts = torch.unique(y[:, j], return_inverse=True, return_counts=True)
+        counts = counts.to(y.dtype)
+        out[:, j] = (counts.cumsum(0) - (counts + 1) / 2)[inverse]  # the mean of a tied run's ranks
     return out
 
 

@@ -119,12 +119,12 @@ def main(argv=None):
         results["folds"].append(fold)
         # inner validation on the training part only: choose the target kernel
         inner = inner_splits(len(tr), args.inner_folds, args.seed + k)
-        for v in args.variants:
+        for v in args.variants if len(args.variants) > 1 else []:  # one variant: nothing to choose
             maes = [fit_score("hsic", v, X[tr[a]], y[tr[a]], X[tr[b]], y[tr[b]])[0] for a, b in inner]
             fold["inner"][v] = {"mae": float(np.mean(maes)), "per_split": maes}
             say(f"fold {k} inner {v}: {np.mean(maes):.4g} ({', '.join(f'{m:.4g}' for m in maes)})")
             write_json(out, results)
-        fold["chosen"] = min(args.variants, key=lambda v: fold["inner"][v]["mae"])
+        fold["chosen"] = min(args.variants, key=lambda v: fold["inner"].get(v, {"mae": 0.0})["mae"])
         # every variant and backprop on the whole training part, scored on the test fold
         for name, training, v in [("backprop", "backprop", None)] + [(f"hsic_{v}", "hsic", v) for v in args.variants]:
             mae, info = fit_score(training, v, X[tr], y[tr], X[te], y[te])

@@ -10,7 +10,7 @@ from hsickit.apps.ecg.beats import BeatConfig, beats_from_record, load_beats
 from hsickit.apps.ecg.features import (ROBUST_LABELS, BeatFeaturizer, hrv_features, qrs_features, rr_features,
                                       neighbour_features, rr_sequence, template_features, wavelet_coefficients)
 from hsickit.apps.ecg.metrics import beat_metrics, metrics_dataset, record_intervals, record_metrics
-from hsickit.apps.ecg.signal import align_peaks, bandpass, conform, detect_rpeaks, remove_baseline, resample, select_leads
+from hsickit.apps.ecg.signal import align_peaks, bandpass, drop_extra_peaks, conform, detect_rpeaks, remove_baseline, resample, select_leads
 from hsickit.apps.ecg.synthetic import synthetic_record, write_synthetic_records
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
@@ -106,6 +106,23 @@ def test_beats_are_cut_at_aligned_marks_and_keep_the_annotation_samples(records,
     err = lambda bs: np.abs(bs.beat[s] - asis.beat[s]).mean()  # noqa: E731
     assert err(aligned) < 0.2 * err(unaligned)
     assert BeatConfig.from_dict({"leads": ["MLII"]}).align is None and BeatConfig().align == "template"
+
+
+def test_drop_extra_peaks_keeps_early_beats_with_a_pause_and_drops_small_splits():
+    t = np.arange(20 * 360)
+    wave = lambda c, height: height * np.exp(-0.5 * ((t - c) / 4.0) ** 2)  # noqa: E731
+    normal = list(range(180, 20 * 360 - 180, 288))
+    early = normal[10] - 100  # an ectopic beat 100 samples early, then a compensatory pause: normal[10] is skipped
+    small_early = normal[20] - 100  # as small as a T wave, but with the pause of a real early beat
+    beats = [c for c in normal if c not in (normal[10], normal[20])] + [early, small_early]
+    extra = [normal[5] + 144, normal[15] + 100]  # small deflections halfway through one RR interval
+    sig = sum(wave(c, 1.0) for c in beats if c != small_early) + wave(small_early, 0.3) + sum(wave(c, 0.25) for c in extra)
+    peaks = np.sort(np.r_[beats, extra])
+    kept = drop_extra_peaks(sig, peaks, 360)
+    assert sorted(kept.tolist()) == sorted(beats)
+    big = sig + sum(wave(c, 0.8) for c in extra)  # the same positions, now as tall as a QRS: kept
+    assert len(drop_extra_peaks(big, peaks, 360)) == len(peaks)
+    assert BeatConfig().drop_extra_peaks and not BeatConfig.from_dict({"leads": ["MLII"]}).drop_extra_peaks
 
 
 def test_select_leads_aliases_and_conform_reports_resampling():

@@ -72,6 +72,7 @@ def write_model_card(run: RunFolder, clf: MultiResolutionClassifier, config: Bea
                   f"class bias {dict(zip(clf.classes_.tolist(), np.round(clf.class_bias_, 2).tolist()))}."),
         "Input": (f"Leads {', '.join(config.leads)} at {config.sampling_rate:g} Hz (other rates are resampled and reported), "
                   f"filter {config.filter}; second lead for the lead2_* morphology features: {config.second_lead}; beat positions from '{config.annotation}' annotations, else {config.detector} R-peak detection"
+                  f"{' less small peaks that split one RR interval' if config.drop_extra_peaks else ''}"
                   f"{', moved to the same point of every QRS (' + config.align + ')' if config.align else ''}."),
         "Training data": "\n".join(f"- {k}: {v}" for k, v in data.items()),
     }

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hsickit.apps.ecg.features import BeatFeaturizer, rr_sequence
-from hsickit.apps.ecg.signal import align_peaks, conform, detect_rpeaks, resample
+from hsickit.apps.ecg.signal import align_peaks, conform, detect_rpeaks, drop_extra_peaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.parallel import map_processes
 from hsickit.datasets.ecg import find_records, read_beat_table, read_record
@@ -59,6 +59,7 @@ class BeatConfig:
     dropouts: str = "mask"
     lead_fallback: str = "first"
     align: str | None = "template"
+    drop_extra_peaks: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -72,6 +73,7 @@ class BeatConfig:
         if "leads" in d:
             d["leads"] = tuple(d["leads"])
         d.setdefault("align", None)  # models saved before alignment cut beats at the marks as given
+        d.setdefault("drop_extra_peaks", False)  # ... and kept every detected peak
         return cls(**d)
 
 
@@ -129,7 +131,9 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     annotations outside the signal are left out and reported. With ``config.align`` (default
     "template") the windows, features and RR intervals are cut at the marks moved to the same
     point of every QRS (:func:`~hsickit.apps.ecg.signal.align_peaks`); ``sample`` stays the
-    annotation's.
+    annotation's. A record without annotations gets its beats from ``config.detector``, less the
+    small peaks that split one RR interval (``config.drop_extra_peaks``,
+    :func:`~hsickit.apps.ecg.signal.drop_extra_peaks`).
     """
     config = config or BeatConfig()
     path = str(path)
@@ -156,6 +160,8 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
             samples_orig, labels = samples_orig[inside], labels[inside]
     else:
         peaks = detect_rpeaks(x[0], fs, method=config.detector)
+        if config.drop_extra_peaks:
+            peaks = drop_extra_peaks(x[0], peaks, fs)
         samples_orig = np.round(peaks * fs_orig / fs).astype(np.int64)
         labels = np.full(len(peaks), None, dtype=object)
     if len(samples_orig) < 3:

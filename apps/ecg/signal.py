@@ -27,7 +27,7 @@ from scipy import signal as sps
 
 from hsickit.core.errors import HsickitError
 
-__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "RPEAK_METHODS", "align_peaks", "ALIGN_METHODS", "select_leads", "conform", "LEAD_ALIASES"]
+__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "RPEAK_METHODS", "align_peaks", "ALIGN_METHODS", "drop_extra_peaks", "select_leads", "conform", "LEAD_ALIASES"]
 
 #: Lead names treated as the same lead when selecting (MIT-BIH's modified lead II is lead II).
 LEAD_ALIASES: dict[str, tuple[str, ...]] = {"mlii": ("mlii", "ii", "ml2"), "ii": ("ii", "mlii")}
@@ -246,6 +246,39 @@ def align_peaks(signal: np.ndarray, peaks: np.ndarray, sampling_rate: float, met
             shifts[start:start + 4096] = offsets[np.argmax(_unit(padded[block]) @ template - prefer_still, axis=1)]
         aligned = np.clip(peaks + shifts, 0, x.size - 1)
     return aligned
+
+
+def drop_extra_peaks(signal: np.ndarray, peaks: np.ndarray, sampling_rate: float, max_height: float = 0.4,
+                     max_span: float = 1.4, half_width: float = 0.06) -> np.ndarray:
+    """Detected R peaks less the extra ones: small deflections (T waves, noise) that split one RR interval.
+
+    A peak is dropped when its peak-to-peak amplitude within ±``half_width`` s is under
+    ``max_height`` times the median of all peaks' and the RR intervals either side of it add up
+    to less than ``max_span`` median RR intervals: a real early beat (an S or V beat) is followed
+    by a pause, so its two intervals span more. Defaults were chosen on MIT-BIH DS1's gqrs
+    detections against its annotations (106 of 400 false detections dropped, 5 of 50,924 beats
+    lost; ``benchmarks/ecg_detected_beats.py`` measures the effect on other patients).
+
+    >>> t = np.arange(3600)
+    >>> wave = lambda c, height: height * np.exp(-0.5 * ((t - c) / 4.0) ** 2)
+    >>> sig = sum(wave(c, 1.0) for c in range(200, 3600, 300)) + wave(1880, 0.2)
+    >>> peaks = np.sort(np.r_[np.arange(200, 3600, 300), 1880])
+    >>> kept = drop_extra_peaks(sig, peaks, 360)
+    >>> len(peaks), len(kept), 1880 in kept
+    (13, 12, False)
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    peaks = np.asarray(peaks, dtype=np.int64)
+    if peaks.size < 3:
+        return peaks.copy()
+    h = max(1, int(round(half_width * sampling_rate)))
+    padded = np.pad(x, h, mode="edge")
+    height = np.ptp(padded[peaks[:, None] + np.arange(2 * h + 1)[None, :]], axis=1)
+    rr = np.diff(peaks)
+    span = np.full(peaks.size, np.inf)
+    span[1:-1] = (rr[:-1] + rr[1:]) / np.median(rr)
+    extra = (height < max_height * np.median(height)) & (span < max_span)
+    return peaks[~extra]
 
 
 def _unit(windows: np.ndarray) -> np.ndarray:

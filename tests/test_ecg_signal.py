@@ -87,6 +87,10 @@ def test_align_peaks_moves_jittered_marks_to_the_same_point_of_the_qrs():
     assert np.array_equal(align_peaks(np.zeros(5000), np.array([1000, 2000]), 360), [1000, 2000])  # flat: stays
     with pytest.raises(HsickitError, match="align_peaks method='peak'"):
         align_peaks(x, truth, 360, method="peak")
+    with pytest.raises(HsickitError, match=r"BeatConfig\(align='peak'\): use one of 'template', None"):
+        BeatConfig(align="peak")
+    with pytest.raises(HsickitError, match=r"BeatConfig\(detector='qrs'\)"):
+        BeatConfig(detector="qrs")
 
 
 def test_beats_are_cut_at_aligned_marks_and_keep_the_annotation_samples(records, tmp_path):

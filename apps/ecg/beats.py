@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hsickit.apps.ecg.features import BeatFeaturizer, rr_sequence
-from hsickit.apps.ecg.signal import align_peaks, conform, detect_rpeaks, drop_extra_peaks, resample
+from hsickit.apps.ecg.signal import ALIGN_METHODS, RPEAK_METHODS, align_peaks, conform, detect_rpeaks, drop_extra_peaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.parallel import map_processes
 from hsickit.datasets.ecg import find_records, read_beat_table, read_record
@@ -60,6 +60,11 @@ class BeatConfig:
     lead_fallback: str = "first"
     align: str | None = "template"
     drop_extra_peaks: bool = True
+
+    def __post_init__(self):
+        for name, value, allowed in (("align", self.align, (*ALIGN_METHODS, None)), ("detector", self.detector, RPEAK_METHODS)):
+            if value not in allowed:
+                raise HsickitError(f"BeatConfig({name}={value!r}): use one of {', '.join(map(repr, allowed))}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

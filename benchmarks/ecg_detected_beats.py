@@ -10,11 +10,13 @@ class it was given. Q reference beats are left out, as in ``ecg_cross_database.p
 the same metrics on the matched beats only (the classifier's errors without the detector's) and the
 classes the false detections were given.
 
-``--variant NAME=JSON`` trains and predicts with other :class:`BeatConfig` fields, side by side
-on the same records (e.g. ``'marks as annotated={"align": null}'``: beat windows cut at the
-annotation marks and the detector's peaks as they are, not at the same point of every QRS).
+``--variant NAME=JSON`` trains and predicts with other model parameters, and with the
+:class:`BeatConfig` fields of its ``"beats"``, side by side on the same records, as in
+``ecg_cross_database.py`` (e.g. ``'every detected peak={"beats": {"drop_extra_peaks": false}}'``:
+the detector's peaks all kept, small ones that split one RR interval included).
 
-    python benchmarks/ecg_detected_beats.py --variant 'marks as annotated={"align": null}'
+    python benchmarks/ecg_detected_beats.py --variant 'every detected peak={"beats": {"drop_extra_peaks": false}}' \
+        --out benchmarks/results/ecg_detected_beats_extra_peaks.json
 
 Results go to benchmarks/results/ecg_detected_beats.json (one entry per variant, written as each
 finishes: a rerun skips the finished ones; ``--fresh`` starts over).
@@ -22,9 +24,7 @@ finishes: a rerun skips the finished ones; ``--fresh`` starts over).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ from hsickit.apps.ecg.metrics import beat_metrics, record_intervals
 from hsickit.core.files import read_json, write_json
 from hsickit.core.report import markdown_table
 from hsickit.datasets.ecg import find_records, read_beat_table
+
+from ecg_cross_database import parse_variant  # beside this script
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "ecg"
@@ -60,27 +62,12 @@ def match_beats(ref_sample, ref_label, test_sample, test_label, window: int) -> 
             np.concatenate([pred, test_label[extra]]).astype(str))
 
 
-def parse_variant(text: str) -> tuple[str, dict]:
-    """``--variant NAME=JSON`` of :class:`BeatConfig` fields as (name, fields)."""
-    name, _, params = text.partition("=")
-    try:
-        params = json.loads(params)
-    except json.JSONDecodeError:
-        params = None
-    if not name or not isinstance(params, dict):
-        raise SystemExit(f"--variant {text!r}: give NAME=JSON, e.g. 'marks as annotated={{\"align\": null}}'")
-    unknown = set(params) - {f.name for f in fields(BeatConfig)}
-    if unknown:
-        raise SystemExit(f"--variant {name!r}: {', '.join(sorted(unknown))} not a BeatConfig field")
-    return name, params
-
-
-def run(name: str, beat_params: dict, args) -> dict:
+def run(name: str, model_params: dict, beat_params: dict, args) -> dict:
     """Train on ``args.train``'s annotations, predict ``args.test``'s detected beats, match them to its annotations."""
     config = BeatConfig(**beat_params)
     t0 = time.perf_counter()
     train = load_beats(args.train, config=config, annotated=True, verbose=0, n_jobs=args.jobs)
-    clf = MultiResolutionClassifier(random_state=args.seed).fit(train)
+    clf = MultiResolutionClassifier(**{"random_state": args.seed, **model_params}).fit(train)
     fit_s = time.perf_counter() - t0
     paths = find_records(args.test)
     if args.limit:
@@ -105,7 +92,7 @@ def run(name: str, beat_params: dict, args) -> dict:
     matched = int(both.sum())
     on_matched = beat_metrics(y[both], p[both])  # classification alone: the beats both the reference and the detector have
     false_detections = dict(zip(*np.unique(p[y == MISSED], return_counts=True)))
-    return {"variant": name, "beat_params": beat_params, "fit_seconds": round(fit_s, 1), "predict_seconds": round(predict_s, 1),
+    return {"variant": name, "model_params": model_params, "beat_params": beat_params, "fit_seconds": round(fit_s, 1), "predict_seconds": round(predict_s, 1),
             "reference_beats": ref_beats, "detected_beats": detections,
             "detection_sensitivity": round(matched / ref_beats, 4), "detection_ppv": round(matched / detections, 4),
             **{k: round(m[k], 4) for k in KEYS},
@@ -119,7 +106,8 @@ def main() -> None:
     ap.add_argument("--train", default=str(DATA / "mitdb-ds1"))
     ap.add_argument("--test", default=str(DATA / "svdb"))
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
-                    help='also train and predict with these BeatConfig fields (e.g. \'marks as annotated={"align": null}\'); repeatable')
+                    help='also train and predict with these model parameters and "beats" fields (e.g. '
+                         '\'every detected peak={"beats": {"drop_extra_peaks": false}}\'); repeatable')
     ap.add_argument("--jobs", type=int, default=2, help="processes reading records")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="test records (a quick trial; not for figures)")
@@ -129,10 +117,10 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     done = [] if args.fresh or not out.exists() else read_json(out)["runs"]
-    for name, params in [("default", {})] + [parse_variant(v) for v in args.variant]:
+    for name, model_params, beat_params in [("default", {}, {})] + [parse_variant(v) for v in args.variant]:
         if any(r["variant"] == name for r in done):
             continue
-        done.append(run(name, params, args))
+        done.append(run(name, model_params, beat_params, args))
         print(f"{name}: fit {done[-1]['fit_seconds']} s, predict {done[-1]['predict_seconds']} s", flush=True)
         write_json(out, {"args": vars(args), "runs": done})
     print(markdown_table([{k: v for k, v in r.items() if not isinstance(v, dict)} for r in done]))

@@ -42,15 +42,6 @@ MODELS = ("extra_trees", "rf") + NETWORKS
 SIGNATURE = ("fold", "test_size", "seed")
 
 
-def _matbench_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("materials_matbench", Path(__file__).with_name("materials_matbench.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def draw_rows(train_idx, test_idx, sizes, test_size, seed):
     """(training rows per size, test rows): nested training sets (the first n of one shuffle of
     `train_idx`; 0, or a size above it, is all of it) and a fixed random subset of `test_idx`
@@ -264,7 +255,7 @@ def main(argv=None):
     from hsickit.apps.materials.matbench import MATBENCH_UNITS
     from hsickit.datasets.materials import matbench_folds
 
-    mb = _matbench_module()
+    import materials_matbench as mb  # beside this script
     settings = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                    if k not in ("fresh", "plot_only")},
                 "units": {t: MATBENCH_UNITS.get(t, "") for t in args.tasks},

@@ -29,15 +29,6 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "materials_recipes.json"
 SIGNATURE = ("fold", "inner_test", "train_rows", "seed", "model")
 
 
-def _load(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def inner_split(train_idx, inner_test, train_rows, seed):
     """(inner training rows, inner test rows) of an official fold's training part: `inner_test`
     (a fraction < 1 or a number of rows) held out, at most `train_rows` of the rest (0: all)."""
@@ -74,7 +65,8 @@ def main(argv=None):
     from hsickit.core.report import markdown_table
     from hsickit.datasets.materials import matbench_folds
 
-    mb, lc = _load("materials_matbench"), _load("materials_learning_curve")
+    import materials_learning_curve as lc  # beside this script
+    import materials_matbench as mb
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings["machine"] = f"cpu, {torch.get_num_threads()} torch thread(s)"
     results = lc.load_results(args.out, settings, signature=SIGNATURE)

@@ -46,15 +46,6 @@ MODELS = ("extra_trees", "scratch", "pretrained", "finetuned")
 SIGNATURE = ("source", "pretrain_rows", "seed", "recipe")
 
 
-def _load(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def composition_keys(entries, exact=True):
     """One key per formula (string) or composition: equal keys, same composition up to scale.
 
@@ -156,7 +147,8 @@ def main(argv=None):
     from hsickit.core.report import markdown_table
     from hsickit.datasets.materials import load_matbench, matbench_folds
 
-    mb, lc = _load("materials_matbench"), _load("materials_learning_curve")
+    import materials_learning_curve as lc  # beside this script
+    import materials_matbench as mb
     settings = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "fresh"},
                 "unit": MATBENCH_UNITS.get(args.target, ""), "machine": f"cpu, {torch.get_num_threads()} torch thread(s)"}
     results = lc.load_results(args.out, settings, args.fresh, signature=SIGNATURE)

@@ -1,5 +1,6 @@
 """The fold logic of benchmarks/ecg_mitdb.py (the benchmark itself needs the real records and minutes)."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,10 @@ from hsickit.datasets.ecg_splits import DS1, DS1_VALIDATION
 
 
 def load(name):
+    """A benchmark script as a module; the scripts import each other, as they do when run from benchmarks/."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

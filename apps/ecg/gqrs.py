@@ -82,8 +82,7 @@ class GQRS(qrs.GQRS):
 
 def _fast_enough(conf, n: int) -> bool:
     """Whether :class:`GQRS` is sure to match wfdb here: the learning pass stays inside wfdb's buffer."""
-    return (conf.spm + conf.sps + 2 * conf.dt4 < conf._BUFLN and n >= 2 * conf.sps
-            and conf.smt0 == conf.smdt and conf.smt == 0)
+    return conf.spm + conf.sps + 2 * conf.dt4 < conf._BUFLN and n >= 2 * conf.sps
 
 
 def gqrs_detect(signal, sampling_rate: float, **params) -> np.ndarray:

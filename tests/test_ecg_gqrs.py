@@ -33,7 +33,7 @@ def test_gqrs_finds_wfdbs_peaks_on_real_records(name, x, rate):
     assert np.array_equal(gqrs.gqrs_detect(x, rate), wfdb_gqrs(sig=x, fs=rate))
 
 
-def test_gqrs_matches_wfdb_on_noise_short_signals_and_other_thresholds_and_falls_back_above_500_hz(monkeypatch):
+def test_gqrs_matches_wfdb_on_noise_short_signals_and_other_thresholds_and_falls_back_above_500_hz():
     sig, _, _ = synthetic_record(30, random_state=3)
     x = sig[:, 0] + np.random.default_rng(0).normal(0, 0.2, len(sig))
     for rate, params in [(360, {}), (360, {"threshold": 0.5, "hr": 120}), (128, {"RRmin": 0.2})]:
@@ -41,10 +41,19 @@ def test_gqrs_matches_wfdb_on_noise_short_signals_and_other_thresholds_and_falls
         assert np.array_equal(gqrs.gqrs_detect(y, rate, **params), wfdb_gqrs(sig=y, fs=rate, **params))
     short = x[:500]  # under two seconds: wfdb's own code
     assert np.array_equal(gqrs.gqrs_detect(short, 360), wfdb_gqrs(sig=short, fs=360))
-    used = []
-    monkeypatch.setattr(gqrs.GQRS, "_prepare", lambda self: used.append(True) or pytest.fail("fast path above 500 Hz"))
-    fast = resample(x[None], 360, 1000)[0]  # a learning minute longer than wfdb's buffer
-    assert np.array_equal(gqrs.gqrs_detect(fast, 1000), wfdb_gqrs(sig=fast, fs=1000)) and not used
+    fast = resample(x[None], 360, 1000)[0]  # a learning minute longer than wfdb's buffer: wfdb's own filters
+    assert np.array_equal(gqrs.gqrs_detect(fast, 1000), wfdb_gqrs(sig=fast, fs=1000))
+    for rate, signal, expected in [(1000, fast, False), (360, x, True), (360, short, False)]:
+        detector = gqrs.GQRS()
+        detector.detect(x=np.round(signal * 200).astype(np.int64), conf=wfdb_conf(rate), adc_zero=0)
+        assert detector.fast is expected
+
+
+def wfdb_conf(rate):
+    from wfdb.processing.qrs import GQRS
+
+    return GQRS.Conf(fs=rate, adc_gain=200.0, hr=75, RRdelta=0.2, RRmin=0.28, RRmax=2.4, QS=0.07, QT=0.35, RTmin=0.25,
+                     RTmax=0.33, QRSa=750, QRSamin=130, thresh=1.0)
 
 
 def test_detect_rpeaks_uses_it():

@@ -7,7 +7,8 @@ sample at a time in Python, most of its time. Both are linear in the signal, so
 replaces ``sm`` and ``qf``, keeping the matched filter's circular buffer, its running sum and the
 end-of-signal flag (the smoothed signal's buffer is read by ``qf`` alone, so it is not kept).
 Where that equivalence is not certain (a learning minute longer than wfdb's buffer, i.e. above
-about 500 Hz, or a signal shorter than two seconds) it runs wfdb's own code.
+about 500 Hz, or a signal shorter than two seconds) it runs wfdb's own filters (``GQRS.fast`` is
+then False).
 
 Example
 -------
@@ -19,6 +20,8 @@ Example
 True
 """
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 from wfdb.io.record import Record
@@ -54,7 +57,7 @@ class GQRS(qrs.GQRS):
         # wfdb's at() leaves the flag of the last sample it read: in sm()'s recursion, at_t - smdt - 1
         last = np.where(times > smt0, times - smdt - 1, times - smdt if smdt > 1 else times)
         self._s, self._dv, self._valid = s.tolist(), ((dv << 1) + d(dt4)).tolist(), (last <= n - 1).tolist()
-        self._mask, self._v1norm = c._BUFLN - 1, c.v1norm
+        self._mask, self._v1norm = len(self.qfv) - 1, c.v1norm  # wfdb's circular buffer, a power of 2 long
 
     def sm(self, at_t):
         """The smoothed signal at ``at_t``, as wfdb's ``sm`` leaves it (its buffer is not needed: :meth:`qf` reads the arrays)."""
@@ -74,15 +77,16 @@ class GQRS(qrs.GQRS):
         self.qfv[t & self._mask] = v0 * v0
 
     def gqrs(self, from_sample, to_sample):
-        if not hasattr(self, "_s"):
-            self._prepare()
-            self.qfv = self.qfv.tolist()  # a Python list: faster one value at a time
+        if not hasattr(self, "fast"):  # the learning pass, the first of detect()'s two
+            c = self.c
+            #: whether the filters are NumPy's: sure to match wfdb where its learning pass stays inside its buffer
+            self.fast = c.spm + c.sps + 2 * c.dt4 < len(self.qfv) and len(self.x) >= 2 * c.sps
+            if self.fast:
+                self._prepare()
+                self.qfv = self.qfv.tolist()  # a Python list: faster one value at a time
+            else:
+                self.sm, self.qf = partial(qrs.GQRS.sm, self), partial(qrs.GQRS.qf, self)
         return super().gqrs(from_sample, to_sample)
-
-
-def _fast_enough(conf, n: int) -> bool:
-    """Whether :class:`GQRS` is sure to match wfdb here: the learning pass stays inside wfdb's buffer."""
-    return conf.spm + conf.sps + 2 * conf.dt4 < conf._BUFLN and n >= 2 * conf.sps
 
 
 def gqrs_detect(signal, sampling_rate: float, **params) -> np.ndarray:
@@ -96,5 +100,4 @@ def gqrs_detect(signal, sampling_rate: float, **params) -> np.ndarray:
     settings = {"hr": 75, "RRdelta": 0.2, "RRmin": 0.28, "RRmax": 2.4, "QS": 0.07, "QT": 0.35, "RTmin": 0.25,
                 "RTmax": 0.33, "QRSa": 750, "QRSamin": 130, "threshold": 1.0, **params}
     conf = qrs.GQRS.Conf(fs=sampling_rate, adc_gain=adc_gain, thresh=settings.pop("threshold"), **settings)
-    detector = GQRS() if _fast_enough(conf, len(d_sig)) else qrs.GQRS()
-    return np.array([a.time for a in detector.detect(x=d_sig, conf=conf, adc_zero=0)])
+    return np.array([a.time for a in GQRS().detect(x=d_sig, conf=conf, adc_zero=0)])

@@ -363,9 +363,8 @@ class DeepRegressor(RegressorMixin, _DeepEstimator):
     targets, whatever ``hsic_params["target_kernel"]`` ("gaussian", "rank", "multiscale"): on
     Matbench steels IRNet-17 reached 235 / 222 / 221 MPa MAE against 106 by backprop. With
     ``hsic_params={"estimator": "cka", "format_epochs": 100, "format_lr": 0.01}`` it came within
-    20 % of backprop there: 113 MPa (1.07x). On expt_gap it did not (fold 0, 400 s per
-    training: 0.405 eV against 0.327, 1.24x; the multiscale target kernel blew up to 43 eV
-    on the test fold). Figures: benchmarks/hsic_regression.py,
+    20 % of backprop there: 113 MPa (1.07x); on expt_gap, 5 folds with each training cut at
+    400 s, 0.435 eV against 0.366 (1.19x; per fold 1.09x to 1.32x). Figures: benchmarks/hsic_regression.py,
     ``benchmarks/results/hsic_regression_*.json``. Prefer backprop for regression.
     """
 

@@ -7,8 +7,9 @@ detected beat is matched to the reference beat annotation within 150 ms
 (:func:`wfdb.processing.compare_annotations`); a reference beat with no detected beat counts as
 missed (its class not found), a detected beat with no reference beat as a false alarm of the
 class it was given. Q reference beats are left out, as in ``ecg_cross_database.py``. Reported beside:
-the same metrics on the matched beats only (the classifier's errors without the detector's) and the
-classes the false detections were given.
+the same metrics on the matched beats only (the classifier's errors without the detector's), the
+classes the false detections were given, and each record's S and V errors (misses plus false alarms),
+compared record by record between the default and each variant.
 
 ``--variant NAME=JSON`` trains and predicts with other model parameters, and with the
 :class:`BeatConfig` fields of its ``"beats"``, side by side on the same records, as in
@@ -39,7 +40,7 @@ from hsickit.core.files import read_json, write_json
 from hsickit.core.report import markdown_table
 from hsickit.datasets.ecg import find_records, read_beat_table
 
-from ecg_cross_database import parse_variant  # beside this script
+from ecg_cross_database import parse_variant, per_record_effect, record_errors  # beside this script
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "ecg"
@@ -98,6 +99,7 @@ def run(name: str, model_params: dict, beat_params: dict, args) -> dict:
             **{k: round(m[k], 4) for k in KEYS},
             "matched_beats_only": {k: round(on_matched[k], 4) for k in KEYS},
             "false_detections_called": {str(k): int(v) for k, v in false_detections.items()},
+            "record_errors": {c: record_errors(y, p, rec, c) for c in ("S", "V")},
             "intervals": {k: [round(iv[k + "_low"], 4), round(iv[k + "_high"], 4)] for k in KEYS[:5]}}
 
 
@@ -126,6 +128,14 @@ def main() -> None:
     print(markdown_table([{k: v for k, v in r.items() if not isinstance(v, dict)} for r in done]))
     print("matched beats only (detection errors left out)\n" + markdown_table([{"variant": r["variant"], **r["matched_beats_only"]} for r in done]))
     print("what the false detections were called\n" + markdown_table([{"variant": r["variant"], **r["false_detections_called"]} for r in done]))
+    for r in done[1:]:
+        if "record_errors" in r and "record_errors" in done[0]:
+            errors = {r["variant"]: r["record_errors"], "default": done[0]["record_errors"]}
+            for c in ("S", "V"):
+                effect = per_record_effect(errors, "default", r["variant"], c)
+                print(f"\nper record, {c} misses + false alarms, default against {r['variant']}: {effect['better']} records "
+                      f"better, {effect['worse']} worse, {effect['equal']} equal; the largest changes\n"
+                      + markdown_table(effect["largest_changes"]))
     print(f"wrote {out}")
 
 

@@ -550,3 +550,18 @@ def test_gpu_path_keeps_kernels_on_the_gpu(monkeypatch):
     train(net, X, y, TrainConfig(mode="hsic", device="auto", precision="bf16", epochs=2, batch_size=60, verbose=0))
     assert next(net.parameters()).device.type == "cuda"
     assert seen and all(s == ("cuda", "cuda") for s in seen)
+
+
+def test_regressors_default_to_cka_and_a_format_phase_in_hsic_mode_classifiers_do_not():
+    """REGRESSION_HSIC (benchmarks/hsic_regression.py: NOCCO without a format phase ends near a constant predictor)."""
+    from hsickit.apps.materials import MaterialsClassifier, MaterialsRegressor
+    from hsickit.core.estimators import REGRESSION_HSIC, DeepClassifier, DeepRegressor
+
+    for cls in (DeepRegressor, MaterialsRegressor):
+        assert {k: cls().group("hsic_params")[k] for k in REGRESSION_HSIC} == REGRESSION_HSIC
+        assert cls(hsic_params={"estimator": "nocco"}).get_params()["hsic_params__estimator"] == "nocco"
+    for cls in (DeepClassifier, MaterialsClassifier):
+        assert cls().group("hsic_params")["estimator"] == "nocco" and cls().group("hsic_params")["format_epochs"] == 0
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    reg = DeepRegressor(model_params={"hidden": (8,)}, training="hsic", epochs=1, random_state=0, verbose=0).fit(X, X[:, 0])
+    assert reg.train_config_["hsic_estimator"] == "cka" and reg.train_config_["format_epochs"] == 100

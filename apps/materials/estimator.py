@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from hsickit.apps.materials.featurizers import CompositionMatrix, get_featurizer
 from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
-from hsickit.core.estimators import DeepClassifier, DeepRegressor
+from hsickit.core.estimators import REGRESSION_HSIC, DeepClassifier, DeepRegressor
 from hsickit.core.files import read_json, write_json
 from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import saved_params
@@ -566,7 +566,8 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
         :mod:`hsickit.core.estimators`' (keys not given keep the recipe's). The loss is L1.
     auto_threshold : int — ``model="auto"`` fits IRNet instead of extra trees on more rows than this.
     hsic_params : dict, optional — HSIC-bottleneck settings (``sigma``, ``beta``, ``format_epochs``,
-        ``lr`` ...; the keys of :mod:`hsickit.core.estimators`).
+        ``lr`` ...; the keys of :mod:`hsickit.core.estimators`); a regression target defaults to the
+        CKA estimator and 100 format-layer epochs at lr 0.01 (``REGRESSION_HSIC``).
     frozen_blocks : int — the first k blocks stay fixed when fine-tuning (``warm_start=True``).
     warm_start : bool — ``fit`` on a fitted network fine-tunes it on the new data instead of training
         anew (``set_params(warm_start=True, frozen_blocks=k).fit(formulas, y)``; see :meth:`fit`).
@@ -587,6 +588,7 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
     """
 
     _member_cls = DeepRegressor
+    param_groups = {**_MaterialsEstimator.param_groups, "hsic_params": {**param_defaults("hsic_params"), **REGRESSION_HSIC}}
 
     def _predict_scaled(self, Xs, members=False):
         """Prediction from scaled features (with ``members``: also each tree's / model's)."""

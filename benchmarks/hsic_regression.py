@@ -125,7 +125,7 @@ def main(argv=None):
             fold["inner"][v] = {"mae": float(np.mean(maes)), "per_split": maes}
             say(f"fold {k} inner {v}: {np.mean(maes):.4g} ({', '.join(f'{m:.4g}' for m in maes)})")
             write_json(out, results)
-        fold["chosen"] = min(args.variants, key=lambda v: fold["inner"].get(v, {"mae": 0.0})["mae"])
+        fold["chosen"] = min(args.variants, key=lambda v: fold["inner"][v]["mae"]) if fold["inner"] else args.variants[0]
         # every variant and backprop on the whole training part, scored on the test fold
         for name, training, v in [("backprop", "backprop", None)] + [(f"hsic_{v}", "hsic", v) for v in args.variants]:
             mae, info = fit_score(training, v, X[tr], y[tr], X[te], y[te])

@@ -4,8 +4,8 @@
 sample at a time in Python, most of its time. Both are linear in the signal, so
 :func:`gqrs_detect` computes them for the whole signal at once and leaves wfdb's peak logic
 (learning pass, thresholds, T-wave and missed-beat search) as it is: :class:`GQRS` only
-replaces ``sm`` and ``qf``, keeping the matched filter's circular buffer, its running sum and the
-end-of-signal flag (the smoothed signal's buffer is read by ``qf`` alone, so it is not kept).
+replaces ``qf`` (and the ``sm`` it alone calls), keeping the matched filter's circular buffer, its
+running sum and the end-of-signal flag.
 Where that equivalence is not certain (a learning minute longer than wfdb's buffer, i.e. above
 about 500 Hz, or a signal shorter than two seconds) it runs wfdb's own filters (``GQRS.fast`` is
 then False).
@@ -21,6 +21,7 @@ True
 """
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import numpy as np
@@ -28,6 +29,10 @@ from wfdb.io.record import Record
 from wfdb.processing import qrs
 
 __all__ = ["gqrs_detect", "GQRS"]
+
+#: wfdb.processing.gqrs_detect's detector settings and their defaults (``threshold``, ``hr``, ``RRmin``, ...)
+DETECTOR_DEFAULTS = {name: p.default for name, p in inspect.signature(qrs.gqrs_detect).parameters.items()
+                     if name not in ("sig", "fs", "d_sig", "adc_gain", "adc_zero")}
 
 
 class GQRS(qrs.GQRS):
@@ -56,20 +61,13 @@ class GQRS(qrs.GQRS):
         dv = (((dv1 << 1) - d(c.dt2)) << 1) + dv1 - d(c.dt3)
         # wfdb's at() leaves the flag of the last sample it read: in sm()'s recursion, at_t - smdt - 1
         last = np.where(times > smt0, times - smdt - 1, times - smdt if smdt > 1 else times)
-        self._s, self._dv, self._valid = s.tolist(), ((dv << 1) + d(dt4)).tolist(), (last <= n - 1).tolist()
+        self._dv, self._valid = ((dv << 1) + d(dt4)).tolist(), (last <= n - 1).tolist()
         self._mask, self._v1norm = len(self.qfv) - 1, c.v1norm  # wfdb's circular buffer, a power of 2 long
-
-    def sm(self, at_t):
-        """The smoothed signal at ``at_t``, as wfdb's ``sm`` leaves it (its buffer is not needed: :meth:`qf` reads the arrays)."""
-        if at_t > self.c.smt:
-            self.sample_valid = self._valid[at_t + self._offset]
-            self.c.smt = at_t
-        return self._s[at_t + self._offset]
 
     def qf(self):
         t = self.t
         at_t = t + self.c.dt4
-        if at_t > self.c.smt:  # sm(at_t), inline: the one call per sample
+        if at_t > self.c.smt:  # what wfdb's sm(at_t), called by qf alone, leaves: the flag and how far it smoothed
             self.sample_valid = self._valid[at_t + self._offset]
             self.c.smt = at_t
         self.v1 += self._dv[t + self._offset]
@@ -85,7 +83,7 @@ class GQRS(qrs.GQRS):
                 self._prepare()
                 self.qfv = self.qfv.tolist()  # a Python list: faster one value at a time
             else:
-                self.sm, self.qf = partial(qrs.GQRS.sm, self), partial(qrs.GQRS.qf, self)
+                self.qf = partial(qrs.GQRS.qf, self)
         return super().gqrs(from_sample, to_sample)
 
 
@@ -97,7 +95,6 @@ def gqrs_detect(signal, sampling_rate: float, **params) -> np.ndarray:
     record = Record(p_signal=sig.reshape([-1, 1]), fmt=["24"])
     record.set_d_features(do_adc=True)
     d_sig, adc_gain = record.d_signal[:, 0], record.adc_gain[0]
-    settings = {"hr": 75, "RRdelta": 0.2, "RRmin": 0.28, "RRmax": 2.4, "QS": 0.07, "QT": 0.35, "RTmin": 0.25,
-                "RTmax": 0.33, "QRSa": 750, "QRSamin": 130, "threshold": 1.0, **params}
+    settings = {**DETECTOR_DEFAULTS, **params}
     conf = qrs.GQRS.Conf(fs=sampling_rate, adc_gain=adc_gain, thresh=settings.pop("threshold"), **settings)
     return np.array([a.time for a in GQRS().detect(x=d_sig, conf=conf, adc_zero=0)])

@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from hsickit.apps.materials.featurizers import CompositionMatrix, get_featurizer
 from hsickit.apps.materials.forest import FORESTS, ForestMember, is_forest
 from hsickit.core.errors import HsickitError
-from hsickit.core.estimators import REGRESSION_HSIC, DeepClassifier, DeepRegressor
+from hsickit.core.estimators import DeepClassifier, DeepRegressor
 from hsickit.core.files import read_json, write_json
 from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import saved_params
@@ -588,7 +588,7 @@ class MaterialsRegressor(RegressorMixin, _MaterialsEstimator):
     """
 
     _member_cls = DeepRegressor
-    param_groups = {**_MaterialsEstimator.param_groups, "hsic_params": {**param_defaults("hsic_params"), **REGRESSION_HSIC}}
+    param_groups = {**_MaterialsEstimator.param_groups, "hsic_params": DeepRegressor.param_groups["hsic_params"]}
 
     def _predict_scaled(self, Xs, members=False):
         """Prediction from scaled features (with ``members``: also each tree's / model's)."""

@@ -60,7 +60,6 @@ class BeatConfig:
     lead_fallback: str = "first"
     align: str | None = "template"
     drop_extra_peaks: bool = True
-    rr_reference_window: int | None = None
 
     def __post_init__(self):
         for name, value, allowed in (("align", self.align, (*ALIGN_METHODS, None)), ("detector", self.detector, RPEAK_METHODS)):
@@ -189,8 +188,7 @@ def beats_from_record(path: str | os.PathLike, config: BeatConfig | None = None,
     lp = np.pad(low, ((0, 0), (rb, ra)), mode="edge")
     lpk = np.clip(np.round(peaks * config.rhythm_rate / fs).astype(np.int64), 0, low.shape[1] - 1)
     rhythm = lp[:, lpk[:, None] + np.arange(ra + rb)[None, :]].transpose(1, 0, 2)
-    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set,
-                                rr_reference_window=config.rr_reference_window)
+    featurizer = BeatFeaturizer(sampling_rate=fs, before=config.before, after=config.after, feature_set=config.feature_set)
     feats = featurizer.featurize(x[0], peaks, beats=windows[:, [0, -1]] if second is not None else beat[:, :1])
     rr = rr_sequence(peaks, fs, config.rr_context)
     beats = BeatSet(beat.astype(np.float32), rhythm.astype(np.float32), rr, feats, labels,

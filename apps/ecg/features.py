@@ -116,17 +116,15 @@ ROBUST_RR_LABELS = ("rr_pre_q75", "rr_post_q75", "rr_pre_q90", "rr_post_q90", "r
 
 
 def sinus_rr_features(peaks: Sequence[int], sampling_rate: float, local_window: int = 10,
-                      window: int = 60, reference_window: int | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+                      window: int = 60) -> tuple[np.ndarray, tuple[str, ...]]:
     """RR intervals over references that survive frequent ectopy, and their labels.
 
     A premature beat shortens its RR interval, so a record's *long* intervals are its sinus
     rhythm even when most beats are ectopic, where the median is not (a record whose atrial
     tachycardia holds three beats in five has the tachycardia's RR as its median). The
-    references: the record's 75th and 90th RR percentiles (with ``reference_window``, those
-    of the ``2 * reference_window + 1`` intervals centred on the beat, so that minutes of a
-    faster rhythm are not premature against hours of a slower one), and the 90th percentile of
-    the ``2 * window + 1`` intervals centred on the beat (slow changes of rate). Previous and
-    next RR over each, and the local mean RR (``local_window`` previous intervals) over the 90th.
+    references: the record's 75th and 90th RR percentiles, and the 90th percentile of the
+    ``2 * window + 1`` intervals centred on the beat (slow changes of rate). Previous and next
+    RR over each, and the local mean RR (``local_window`` previous intervals) over the 90th.
 
     >>> rr = np.tile([0.42, 0.42, 0.8], 40)  # two premature beats in three
     >>> X, names = sinus_rr_features(np.concatenate([[0], np.cumsum(rr)]) * 360, 360)
@@ -135,16 +133,11 @@ def sinus_rr_features(peaks: Sequence[int], sampling_rate: float, local_window: 
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
-    def centred(values: np.ndarray, half: int) -> np.ndarray:
-        k = min(half, values.size - 1)
-        return sliding_window_view(np.pad(values, k, mode="reflect"), 2 * k + 1) if k > 0 else values[:, None]
-
     pre, post = _rr(np.asarray(peaks), sampling_rate)
-    if reference_window is None:
-        q75, q90 = np.percentile(pre, [75, 90])
-    else:
-        q75, q90 = np.percentile(centred(pre, reference_window), [75, 90], axis=1)
-    lq90 = np.percentile(centred(pre, window), 90, axis=1)
+    q75, q90 = np.percentile(pre, [75, 90])
+    k = min(window, pre.size - 1)
+    local = sliding_window_view(np.pad(pre, k, mode="reflect"), 2 * k + 1) if k > 0 else pre[:, None]
+    lq90 = np.percentile(local, 90, axis=1)
     csum = np.concatenate([[0.0], np.cumsum(pre)])
     idx = np.arange(pre.size)
     lo = np.maximum(0, idx - local_window + 1)
@@ -498,9 +491,6 @@ class BeatFeaturizer:
     the filtered record at ``sampling_rate``, ``(time,)`` or ``(lead, time)``, and ``peaks``
     the R-peak samples. The first lead gives every feature but the ``lead2_*`` ones, which
     come from the second lead (from the first again when the record has one lead).
-    ``rr_reference_window``: the RR percentiles of the ``rr_*_q75`` / ``rr_*_q90`` features over
-    that many intervals either side of each beat instead of the whole record
-    (:func:`sinus_rr_features`).
 
     >>> import numpy as np
     >>> fs = 360; peaks = np.arange(1, 20) * fs
@@ -511,10 +501,8 @@ class BeatFeaturizer:
     """
 
     def __init__(self, sampling_rate: float = 360.0, before: float = 0.25, after: float = 0.45, local_window: int = 10,
-                 wavelet: str = "db4", wavelet_level: int = 4, feature_set: str = "robust",
-                 rr_reference_window: int | None = None):
+                 wavelet: str = "db4", wavelet_level: int = 4, feature_set: str = "robust"):
         self.feature_set = feature_set
-        self.rr_reference_window = rr_reference_window
         self.sampling_rate = sampling_rate
         self.before = before
         self.after = after
@@ -541,8 +529,7 @@ class BeatFeaturizer:
         scale = np.median(np.abs(first[:, r_index])) + 1e-6
         wav = wavelet_coefficients(first / scale, self.wavelet, self.wavelet_level, bands=[0])
         qrs2 = qrs_features(second, self.sampling_rate, r_index)[0][:, [qrs_labels.index(n) for n in _SECOND_LEAD]]
-        sinus, sinus_labels = sinus_rr_features(peaks, self.sampling_rate, self.local_window,
-                                                  reference_window=self.rr_reference_window)
+        sinus, sinus_labels = sinus_rr_features(peaks, self.sampling_rate, self.local_window)
         if self.feature_set == "relative":
             regular = rr[:, rr_labels.index("rr_pre_centred")] >= 0.9
         else:  # not premature against the local sinus reference, which frequent ectopy does not move

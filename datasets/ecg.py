@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -60,6 +61,7 @@ __all__ = [
     "find_records",
     "records_at",
     "read_record",
+    "read_record_values",
     "record_files",
     "read_records",
     "read_beat_table",
@@ -317,6 +319,7 @@ def _check_header_text(path: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=None)
 def _formats_if_unreadable(fmt: str) -> str | None:
     """None when wfdb reads signal format ``fmt``; else the formats it reads, for the message.
 
@@ -333,6 +336,8 @@ def _formats_if_unreadable(fmt: str) -> str | None:
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """``(start, end)`` sample ranges of the True runs of a boolean array."""
+    if not mask.any():
+        return []
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
@@ -352,12 +357,63 @@ def _fill_nan_runs(x: np.ndarray, max_run: int) -> int:
 
 
 def _flat_stretches(x: np.ndarray, width: int, threshold: float) -> np.ndarray:
-    """Samples inside a window of ``width`` samples whose peak-to-peak stays below ``threshold``."""
+    """Samples inside a window of ``width`` samples whose peak-to-peak stays below ``threshold``, along the last axis
+    (of one lead ``(time,)`` or of each of several ``(lead, time)``)."""
     width |= 1  # odd, so that the window is centred on its sample
-    if width < 3 or x.size < width:
-        return np.zeros(x.size, dtype=bool)
-    span = maximum_filter1d(x, width) - minimum_filter1d(x, width)
-    return maximum_filter1d((span < threshold).astype(np.int8), width) > 0
+    if width < 3 or x.shape[-1] < width:
+        return np.zeros(x.shape, dtype=bool)
+    span = maximum_filter1d(x, width, axis=-1) - minimum_filter1d(x, width, axis=-1)
+    return maximum_filter1d((span < threshold).astype(np.int8), width, axis=-1) > 0
+
+
+def _read_format16(path: str) -> wfdb.Record | None:
+    """The record ``wfdb.rdrecord(path, physical=False)`` returns, read without wfdb's header parser; None where
+    the record is not a plain format-16 one (wfdb then reads it).
+
+    A plain record: one header of a single segment, every signal in format 16 (little-endian
+    16-bit samples, as PTB-XL, LUDB and CinC 2021 store them) in one signal file, one sample per
+    frame, no skew, a gain and a baseline (or ADC zero) given, and a signal file of exactly the
+    size the header implies. wfdb's parser looks every field's type up in a pandas table, most of
+    the time it takes to read a 10-s record; this one splits the lines with wfdb's own patterns
+    (:mod:`wfdb.io.header`) and converts the fields as wfdb does. Anything else, a malformed header
+    or a file of another size included, is left to wfdb, whose errors :func:`read_record` reports.
+    """
+    from wfdb.io.header import parse_header_content, rx_record, rx_signal
+
+    with open(path + ".hea", encoding="ascii", errors="ignore") as f:  # as wfdb.rdheader opens it
+        lines, comments = parse_header_content(f.read())
+    record = rx_record.match(lines[0]) if lines else None
+    if record is None or record["n_seg"] or not (record["n_sig"] and record["fs"] and record["sig_len"]):
+        return None
+    n_sig, sig_len = int(record["n_sig"]), int(record["sig_len"])
+    try:
+        fs = float(record["fs"])
+    except ValueError:  # "." matches wfdb's pattern
+        return None
+    signals = [rx_signal.match(line) for line in lines[1:]]
+    if n_sig == 0 or len(signals) != n_sig or any(
+            m is None or m["fmt"] != "16" or m["samps_per_frame"] not in ("", "1") or m["skew"] not in ("", "0")
+            or m["file_name"] != signals[0]["file_name"] or m["byte_offset"] != signals[0]["byte_offset"]
+            or not m["adc_gain"] or not (m["baseline"] or m["adc_zero"]) or not m["sig_name"] for m in signals):
+        return None
+    dat = Path(path).parent / signals[0]["file_name"]
+    offset = int(signals[0]["byte_offset"] or 0)
+    if not dat.is_file() or dat.stat().st_size != offset + 2 * n_sig * sig_len:
+        return None
+    optional = lambda field: [int(m[field]) if m[field] else None for m in signals]  # noqa: E731
+    try:  # a field wfdb's pattern takes but a number cannot be ("-", "."): left to wfdb
+        fields = dict(byte_offset=optional("byte_offset"), adc_res=optional("adc_res"), adc_zero=optional("adc_zero"),
+                      init_value=optional("init_value"), checksum=optional("checksum"), block_size=optional("block_size"),
+                      adc_gain=[float(m["adc_gain"]) or 200.0 for m in signals],  # wfdb: a gain of 0 means 200
+                      baseline=[int(m["baseline"] or m["adc_zero"]) for m in signals])
+    except ValueError:
+        return None
+    return wfdb.Record(
+        d_signal=np.fromfile(dat, dtype="<i2", count=n_sig * sig_len, offset=offset).reshape(sig_len, n_sig).astype(np.int64),
+        record_name=record["record_name"], n_sig=n_sig, fs=int(fs) if round(fs, 8) == float(int(fs)) else fs, sig_len=sig_len,
+        file_name=[m["file_name"] for m in signals], fmt=["16"] * n_sig, samps_per_frame=[1] * n_sig, skew=[None] * n_sig,
+        units=[m["units"] or "mV" for m in signals], sig_name=[m["sig_name"] for m in signals],
+        comments=[line.strip(" \t#") for line in comments], **fields)
 
 
 def read_record(
@@ -391,6 +447,38 @@ def read_record(
     DataArray (lead, time), float32; coords ``lead``, ``time`` (s), ``units`` (per lead);
     attrs ``fs``, ``record``, ``source``, ``provenance``, ``comments``, ``repairs``, ``dropouts``.
     """
+    signal, attrs = read_record_values(path, leads=leads, nan_policy=nan_policy, max_gap=max_gap, flat_policy=flat_policy,
+                                       flat_threshold=flat_threshold, dropouts=dropouts, min_flat=min_flat,
+                                       check_checksum=check_checksum)
+    names, units = attrs.pop("lead"), attrs.pop("units")
+    return xr.DataArray(signal, dims=("lead", "time"), name="ecg", attrs=attrs,
+                        coords={"lead": names, "time": np.arange(signal.shape[1]) / attrs["fs"], "units": ("lead", units)})
+
+
+def read_record_values(
+    path: str | os.PathLike,
+    *,
+    leads: Sequence[str] | None = None,
+    nan_policy: str = "raise",
+    max_gap: float = 0.5,
+    flat_policy: str = "raise",
+    flat_threshold: float = 1e-3,
+    dropouts: str = "raise",
+    min_flat: float = 1.0,
+    check_checksum: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """:func:`read_record`'s signal and what it knows of it, without the DataArray (what a loop over many records needs).
+
+    Parameters
+    ----------
+    path, leads, nan_policy, max_gap, flat_policy, flat_threshold, dropouts, min_flat, check_checksum :
+        as in :func:`read_record`.
+
+    Returns
+    -------
+    signal : (lead, time) float32 array in physical units.
+    info : dict of ``lead`` (names) and ``units`` (per lead), then :func:`read_record`'s attrs.
+    """
     path = str(path)
     name = _name(path)
     if nan_policy not in ("raise", "interpolate"):
@@ -402,8 +490,9 @@ def read_record(
     if not Path(path + ".hea").exists():
         raise HsickitError(f"record {name}: header {path}.hea not found; pass the record path without extension")
     multi = _check_header_text(path)
-    try:  # wfdb parses the header once here; only a failed read parses it again, to say what is wrong
-        rec = wfdb.rdrecord(path, physical=not (check_checksum and not multi), m2s=True)
+    physical = not (check_checksum and not multi)
+    try:  # wfdb parses the header once here (plain records: _read_format16); only a failed read parses it again, to say what is wrong
+        rec = (None if physical else _read_format16(path)) or wfdb.rdrecord(path, physical=physical, m2s=True)
     except Exception as exc:
         try:
             header = wfdb.rdheader(path)
@@ -446,6 +535,9 @@ def read_record(
         signal, names, units = signal[idx], [names[i] for i in idx], [units[i] for i in idx]
 
     keep, spans = [], []
+    width = int(round(min_flat * fs))
+    # every lead's flat stretches at once, unless NaN runs are filled below first (the same values as lead by lead)
+    stretches = None if np.isnan(signal).any() else _flat_stretches(signal, width, flat_threshold)
     for i, lead in enumerate(names):
         x = signal[i]
         gone = np.zeros(x.size, dtype=bool)
@@ -481,7 +573,7 @@ def read_record(
                 continue
             repairs.append(f"lead {lead}: flat (peak-to-peak {ptp:.2g}), kept")
         else:
-            flat = _flat_stretches(x, int(round(min_flat * fs)), flat_threshold)
+            flat = _flat_stretches(x, width, flat_threshold) if stretches is None else stretches[i]
             if flat.any() and dropouts == "raise":
                 start, end = _runs(flat)[0]
                 raise HsickitError(
@@ -497,24 +589,17 @@ def read_record(
     if not keep:
         raise HsickitError(f"record {name}: every lead was dropped as flat; the record has no usable signal")
     signal = signal[keep].astype(np.float32)
-    names = [names[i] for i in keep]
-    units = [units[i] for i in keep]
-    n = signal.shape[1]
-    return xr.DataArray(
-        signal,
-        dims=("lead", "time"),
-        coords={"lead": names, "time": np.arange(n) / fs, "units": ("lead", units)},
-        name="ecg",
-        attrs={
-            "fs": fs,
-            "record": name,
-            "source": os.path.abspath(path),
-            "provenance": f"wfdb {wfdb.__version__} rdrecord({path!r})",
-            "comments": "\n".join(rec.comments or []),
-            "repairs": repairs,
-            "dropouts": spans,
-        },
-    )
+    return signal, {
+        "lead": [names[i] for i in keep],
+        "units": [units[i] for i in keep],
+        "fs": fs,
+        "record": name,
+        "source": os.path.abspath(path),
+        "provenance": f"wfdb {wfdb.__version__} rdrecord({path!r})",
+        "comments": "\n".join(rec.comments or []),
+        "repairs": repairs,
+        "dropouts": spans,
+    }
 
 
 def read_records(

@@ -42,8 +42,9 @@ def test_read_record_selects_leads_by_name(tmp_path):
         read_record(path, leads=["V1"])
 
 
-def test_missing_and_truncated_dat(tmp_path):
-    path = _write(tmp_path)
+@pytest.mark.parametrize("fmt", ["212", "16"])  # format 16: read without wfdb's parser when the file is whole
+def test_missing_and_truncated_dat(tmp_path, fmt):
+    path = _write(tmp_path, fmt=fmt)
     dat = Path(path + ".dat")
     data = dat.read_bytes()
     dat.write_bytes(data[: len(data) // 2])
@@ -59,8 +60,9 @@ def test_missing_and_truncated_dat(tmp_path):
         read_record(tmp_path / "nope")
 
 
-def test_checksum_mismatch_is_header_disagreement(tmp_path):
-    path = _write(tmp_path)
+@pytest.mark.parametrize("fmt", ["212", "16"])
+def test_checksum_mismatch_is_header_disagreement(tmp_path, fmt):
+    path = _write(tmp_path, fmt=fmt)
     dat = Path(path + ".dat")
     data = bytearray(dat.read_bytes())
     data[300] ^= 0x5A  # corrupt one sample, file size unchanged
@@ -77,8 +79,10 @@ def test_checksum_mismatch_is_header_disagreement(tmp_path):
     (0, " 2 ", " 3 ", "declares 3 signals on line 1 but has 2 signal line"),
     (1, "212", "999", "line 2: signal format 999 is not one wfdb reads"),
 ])
-def test_malformed_header_field_is_named(tmp_path, line, old, new, message):
-    path = _write(tmp_path)
+@pytest.mark.parametrize("fmt", ["212", "16"])
+def test_malformed_header_field_is_named(tmp_path, line, old, new, message, fmt):
+    path = _write(tmp_path, fmt=fmt)
+    old = old.replace("212", fmt)
     header = Path(path + ".hea")
     lines = header.read_text().splitlines()
     assert old in lines[line]
@@ -237,6 +241,45 @@ def test_cinc_labels_merge_equivalent_codes(tmp_path):
     assert list(table.columns) == ["CRBBB", "LAA", "NSR"]
     assert table.loc["A1"].tolist() == [1, 0, 1] and table.loc["A2"].tolist() == [1, 1, 0]
     assert list(read_cinc_labels(tmp_path, scored_only=True).columns) == ["CRBBB", "NSR"]
+
+
+REAL_RECORDS = ["ptbxl-sample/records100/00000/00001_lr", "ptbxl-sample/records100/00000/00547_lr",
+                "ptbxl-sample/records100/00000/00999_lr", "ludb-dev/1", "ludb-dev/56", "cinc2021-sample/HR06009",
+                "cinc2021-sample/E07500", "mitdb-ds1/114"]
+
+
+@pytest.mark.parametrize("record", REAL_RECORDS)
+def test_real_records_read_as_wfdb_reads_them(record):
+    """Format-16 records (PTB-XL, LUDB, CinC 2021 with its byte offset) are read without wfdb's header parser,
+    MIT-BIH's format 212 by wfdb: both give wfdb.rdrecord's samples, names, units, rate and comments."""
+    path = SHARED / record
+    if not path.with_suffix(".hea").exists():
+        pytest.skip(f"shared record {record} absent")
+    da, ref = read_record(path, flat_policy="keep", dropouts="mask"), wfdb.rdrecord(str(path))
+    np.testing.assert_array_equal(da.values, ref.p_signal.T.astype(np.float32))
+    assert list(da.lead.values) == ref.sig_name and list(da.units.values) == ref.units
+    assert da.attrs["fs"] == float(ref.fs) and da.attrs["comments"] == "\n".join(ref.comments)
+
+
+def test_format16_records_are_read_without_wfdb_rdrecord(tmp_path, monkeypatch):
+    """The format-16 path is taken (wfdb.rdrecord is not called) and gives the values wfdb gives; any other
+    record (format 212, or a format-16 file of the wrong size) still goes to wfdb, whose error is reported."""
+    expected = read_record(_write(tmp_path, "plain", fmt="16"))
+    other = _write(tmp_path, "other", fmt="212")
+    short = _write(tmp_path, "short", fmt="16")
+    Path(short + ".dat").write_bytes(Path(short + ".dat").read_bytes()[:-2])
+
+    def no_wfdb(*args, **kwargs):
+        raise RuntimeError("wfdb.rdrecord called")
+
+    monkeypatch.setattr(wfdb, "rdrecord", no_wfdb)
+    da = read_record(tmp_path / "plain")
+    np.testing.assert_array_equal(da.values, expected.values)
+    assert da.attrs == {**expected.attrs, "source": da.attrs["source"]}
+    with pytest.raises(HsickitError, match="record other: wfdb could not read the signals.*rdrecord called"):
+        read_record(other)
+    with pytest.raises(HsickitError, match="record short: signal file .*short.dat is truncated"):
+        read_record(short)  # wfdb's failed read, then the size check names the file
 
 
 @pytest.mark.skipif(not (SHARED / "mitdb-ds1").exists(), reason="shared MIT-BIH DS1 data absent")

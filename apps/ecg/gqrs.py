@@ -5,7 +5,8 @@ sample at a time in Python, most of its time. Both are linear in the signal, so
 :func:`gqrs_detect` computes them for the whole signal at once and leaves wfdb's peak logic
 (learning pass, thresholds, T-wave and missed-beat search) as it is: :class:`GQRS` only
 replaces ``qf`` (and the ``sm`` it alone calls), keeping the matched filter's circular buffer, its
-running sum and the end-of-signal flag.
+running sum and the end-of-signal flag (and ``qfv_at`` and ``putann`` do what wfdb's do, with
+fewer look-ups and a shallow copy of each annotation).
 Where that equivalence is not certain (a learning minute longer than wfdb's buffer, i.e. above
 about 500 Hz, or a signal shorter than two seconds) it runs wfdb's own filters (``GQRS.fast`` is
 then False).
@@ -21,6 +22,7 @@ True
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from functools import partial
 
@@ -62,7 +64,7 @@ class GQRS(qrs.GQRS):
         # wfdb's at() leaves the flag of the last sample it read: in sm()'s recursion, at_t - smdt - 1
         last = np.where(times > smt0, times - smdt - 1, times - smdt if smdt > 1 else times)
         self._dv, self._valid = ((dv << 1) + d(dt4)).tolist(), (last <= n - 1).tolist()
-        self._mask, self._v1norm = len(self.qfv) - 1, c.v1norm  # wfdb's circular buffer, a power of 2 long
+        self._v1norm = c.v1norm
 
     def qf(self):
         t = self.t
@@ -74,9 +76,16 @@ class GQRS(qrs.GQRS):
         v0 = int(self.v1 / self._v1norm)
         self.qfv[t & self._mask] = v0 * v0
 
+    def qfv_at(self, t):
+        return self.qfv[t & self._mask]
+
+    def putann(self, annotation):
+        self.annotations.append(copy.copy(annotation))  # wfdb deep-copies it: two numbers and a string, at every beat
+
     def gqrs(self, from_sample, to_sample):
         if not hasattr(self, "fast"):  # the learning pass, the first of detect()'s two
             c = self.c
+            self._mask = len(self.qfv) - 1  # wfdb's circular buffer, a power of 2 long
             #: whether the filters are NumPy's: sure to match wfdb where its learning pass stays inside its buffer
             self.fast = c.spm + c.sps + 2 * c.dt4 < len(self.qfv) and len(self.x) >= 2 * c.sps
             if self.fast:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from hsickit.apps.ecg.channels import RecordCNN, Standardizer
 from hsickit.apps.ecg.features import hrv_features, wavelet_coefficients
 from hsickit.apps.ecg.metrics import record_metrics
-from hsickit.apps.ecg.signal import conform, detect_rpeaks, resample
+from hsickit.apps.ecg.signal import conform_values, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
 from hsickit.core.estimators import DeepClassifier
 from hsickit.core.files import atomic_write, read_json, write_json
@@ -48,7 +48,7 @@ from hsickit.core.parallel import map_processes
 from hsickit.core.report import markdown_table
 from hsickit.core.runs import RunFolder, check_output_folder, fit_or_load, resumable_training, staged_folder
 from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
-from hsickit.datasets.ecg import list_records, read_record, record_files, record_path, records_at
+from hsickit.datasets.ecg import list_records, read_record, read_record_values, record_files, record_path, records_at
 from hsickit.datasets.ecg_labels import read_cinc_labels, read_ludb_labels
 from hsickit.datasets.ptbxl import TASKS as PTBXL_TASKS
 from hsickit.datasets.ptbxl import is_ptbxl, ptbxl_folds, ptbxl_labels, ptbxl_record_path, ptbxl_records, read_ptbxl_database
@@ -128,13 +128,12 @@ class RecordSet:
 
 
 def _views(path: str, config: RecordConfig) -> tuple[np.ndarray, ...]:
-    da = read_record(path, flat_policy="keep", nan_policy="interpolate")
-    sig = conform(da, config.sampling_rate, leads=config.leads)
-    x = sig.values
+    x, info = conform_values(*read_record_values(path, flat_policy="keep", nan_policy="interpolate"), config.sampling_rate,
+                             leads=config.leads)  # read_record and conform, without their DataArrays
     n = int(config.duration * config.sampling_rate)
     x = x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
     fs = config.sampling_rate
-    lead = [str(v).lower() for v in sig.lead.values]
+    lead = [v.lower() for v in info["lead"]]
     k = lead.index(config.rpeak_lead.lower()) if config.rpeak_lead.lower() in lead else 0
     peaks = detect_rpeaks(x[k], fs, method=config.detector)
     b, a = int(config.beat_before * fs), int(config.beat_after * fs)
@@ -152,7 +151,7 @@ def _views(path: str, config: RecordConfig) -> tuple[np.ndarray, ...]:
         d = np.log(d / np.median(d))[: config.n_rr]
         rr[: len(d)] = d
     hrv, _ = hrv_features(peaks, fs)
-    repairs = [f"{Path(path).name}: {r}" for r in sig.attrs.get("repairs", [])]
+    repairs = [f"{Path(path).name}: {r}" for r in info["repairs"]]
     return rhythm.astype(np.float32), beat.astype(np.float32), wav.astype(np.float32), rr, hrv, repairs
 
 

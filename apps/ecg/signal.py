@@ -27,7 +27,7 @@ from scipy import signal as sps
 
 from hsickit.core.errors import HsickitError
 
-__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "RPEAK_METHODS", "align_peaks", "ALIGN_METHODS", "drop_extra_peaks", "select_leads", "conform", "LEAD_ALIASES"]
+__all__ = ["resample", "bandpass", "remove_baseline", "detect_rpeaks", "RPEAK_METHODS", "align_peaks", "ALIGN_METHODS", "drop_extra_peaks", "select_leads", "conform", "conform_values", "LEAD_ALIASES"]
 
 #: Lead names treated as the same lead when selecting (MIT-BIH's modified lead II is lead II).
 LEAD_ALIASES: dict[str, tuple[str, ...]] = {"mlii": ("mlii", "ii", "ml2"), "ii": ("ii", "mlii")}
@@ -306,16 +306,24 @@ def select_leads(signal: xr.DataArray, leads: Sequence[str | int], fallback: str
     >>> picked.lead.values.tolist(), picked.attrs["repairs"][-1]
     (['ECG1'], "lead 'MLII' not found (leads: ECG1, ECG2): used the first lead, ECG1 (choose with --leads)")
     """
+    idx, notes = _lead_indices([str(n) for n in signal.coords["lead"].values], leads, fallback, signal.attrs.get("record", "?"))
+    out = signal.isel(lead=idx)
+    if notes:
+        out.attrs = {**signal.attrs, "repairs": [*signal.attrs.get("repairs", []), *notes]}
+    return out
+
+
+def _lead_indices(names: Sequence[str], leads: Sequence[str | int], fallback: str, record: str) -> tuple[list[int], list[str]]:
+    """Positions in ``names`` of ``leads`` and the notes on leads taken in place of others (see :func:`select_leads`)."""
     if fallback not in ("raise", "first"):
         raise HsickitError(f"lead fallback={fallback!r}; use 'raise' or 'first'")
-    names = [str(n) for n in signal.coords["lead"].values]
     lower = [n.lower() for n in names]
     idx, notes = [], []
     for lead in leads:
         if isinstance(lead, (int, np.integer)) or str(lead).strip().isdigit():
             hit = int(lead)
             if hit >= len(names):
-                raise HsickitError(f"record {signal.attrs.get('record', '?')}: lead number {hit} asked for, but the record has "
+                raise HsickitError(f"record {record}: lead number {hit} asked for, but the record has "
                                    f"{len(names)} lead(s) ({', '.join(names)}), numbered from 0; choose another (--leads)")
         else:
             options = LEAD_ALIASES.get(str(lead).lower(), (str(lead).lower(),))
@@ -325,14 +333,11 @@ def select_leads(signal: xr.DataArray, leads: Sequence[str | int], fallback: str
             notes.append(f"lead {lead!r} not found (leads: {', '.join(names)}): used the first lead, {names[0]} (choose with --leads)")
         if hit is None:
             raise HsickitError(
-                f"record {signal.attrs.get('record', '?')}: lead {lead!r} not found (leads: {', '.join(names)}); "
+                f"record {record}: lead {lead!r} not found (leads: {', '.join(names)}); "
                 "choose leads the record has (--leads: names, aliases or numbers from 0)"
             )
         idx.append(hit)
-    out = signal.isel(lead=idx)
-    if notes:
-        out.attrs = {**signal.attrs, "repairs": [*signal.attrs.get("repairs", []), *notes]}
-    return out
+    return idx, notes
 
 
 def conform(
@@ -350,24 +355,51 @@ def conform(
     by ``sampling_rate / resampled_from``. ``filter``: ``"bandpass"`` (0.5-40 Hz),
     ``"baseline"`` (median baseline removal) or None. ``lead_fallback``: see :func:`select_leads`.
     """
+    names = [str(n) for n in signal.coords["lead"].values]
+    x, info = conform_values(signal.values, {**signal.attrs, "lead": names}, sampling_rate, leads=leads, filter=filter,
+                             lead_fallback=lead_fallback)
+    attrs = {k: v for k, v in info.items() if k != "lead"}
+    coords = {"lead": signal.coords["lead"].values[info["lead_index"]], "time": np.arange(x.shape[-1]) / sampling_rate}
+    if "units" in signal.coords:
+        coords["units"] = ("lead", signal.coords["units"].values[info["lead_index"]])
+    del attrs["lead_index"]
+    return xr.DataArray(x, dims=("lead", "time"), coords=coords, name=signal.name, attrs=attrs)
+
+
+def conform_values(x: np.ndarray, info: dict, sampling_rate: float, *, leads: Sequence[str] | None = None,
+                   filter: str | None = "bandpass", lead_fallback: str = "raise") -> tuple[np.ndarray, dict]:
+    """:func:`conform` on a ``(lead, time)`` array without the DataArray (what a loop over many records needs).
+
+    Parameters
+    ----------
+    x : (lead, time) signal.
+    info : its ``lead`` names and ``fs`` (and ``record``, ``repairs``, ...), as
+        :func:`hsickit.datasets.ecg.read_record_values` gives them.
+    sampling_rate, leads, filter, lead_fallback : as in :func:`conform`.
+
+    Returns
+    -------
+    x : (lead, time) float32, conformed.
+    info : ``info`` with ``lead``, ``fs`` and ``repairs`` updated, ``lead_index`` (the positions of
+        the kept leads in the input) and, after resampling, ``resampled_from``.
+    """
+    names = list(info["lead"])
+    idx = list(range(len(names)))
+    repairs = list(info.get("repairs", []))
     if leads:
-        signal = select_leads(signal, leads, fallback=lead_fallback)
-    fs = float(signal.attrs["fs"])
-    x = signal.values
-    repairs = list(signal.attrs.get("repairs", []))
-    attrs = dict(signal.attrs)
+        idx, notes = _lead_indices(names, leads, lead_fallback, info.get("record", "?"))
+        x, names, repairs = x[idx], [names[i] for i in idx], repairs + notes
+    fs = float(info["fs"])
+    out = {**info}
     if fs != sampling_rate:
         x = resample(x, fs, sampling_rate)
         repairs.append(f"resampled from {fs:g} Hz to {sampling_rate:g} Hz")
-        attrs["resampled_from"] = fs
+        out["resampled_from"] = fs
     if filter == "bandpass":
         x = bandpass(x, sampling_rate)
     elif filter == "baseline":
         x = remove_baseline(x, sampling_rate)
     elif filter is not None:
         raise HsickitError(f"filter={filter!r}; use 'bandpass', 'baseline' or None")
-    attrs.update(fs=float(sampling_rate), repairs=repairs)
-    coords = {"lead": signal.coords["lead"].values, "time": np.arange(x.shape[-1]) / sampling_rate}
-    if "units" in signal.coords:
-        coords["units"] = ("lead", signal.coords["units"].values)
-    return xr.DataArray(np.asarray(x, np.float32), dims=("lead", "time"), coords=coords, name=signal.name, attrs=attrs)
+    out.update(lead=names, lead_index=idx, fs=float(sampling_rate), repairs=repairs)
+    return np.asarray(x, np.float32), out

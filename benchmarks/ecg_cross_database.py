@@ -48,8 +48,8 @@ from hsickit.datasets.ecg_splits import subject_of
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "ecg"
-KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "sensitivity_F", "ppv_F")
-INTERVAL_KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V")
+KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "ppv_V_ec57", "sensitivity_F", "ppv_F")
+INTERVAL_KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "ppv_V_ec57")
 
 
 def worst_records(y, p, records, cls: str, n: int = 5) -> list[dict]:

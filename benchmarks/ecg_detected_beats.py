@@ -44,7 +44,7 @@ from ecg_cross_database import parse_variant, per_record_effect, record_errors  
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "ecg"
-KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "sensitivity_F", "ppv_F")
+KEYS = ("macro_f1", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V", "ppv_V_ec57", "sensitivity_F", "ppv_F")
 MISSED = "-"  # the prediction of a reference beat no detected beat matched, the reference of a false detection
 
 

@@ -314,6 +314,24 @@ def test_beat_metrics_values():
         beat_metrics(["N"], ["N", "S"])
 
 
+def test_ec57_positive_predictivity_counts_false_alarms_as_bxb_does():
+    """AAMI EC57 (PhysioNet's bxb): fusion or unclassifiable beats called V are no false V, unclassifiable beats
+    called S no false S; every other beat called V or S is, and sensitivity is unchanged."""
+    from hsickit.apps.ecg.metrics import record_intervals
+
+    y_true = ["N", "V", "F", "V", "Q", "S", "N", "Q", "S", "V"]
+    y_pred = ["N", "V", "V", "V", "V", "S", "S", "S", "V", "N"]
+    m = beat_metrics(y_true, y_pred)
+    assert m["ppv_V"] == pytest.approx(2 / 5) and m["ppv_V_ec57"] == pytest.approx(2 / 3)  # F->V and Q->V left out, S->V kept
+    assert m["ppv_S"] == pytest.approx(1 / 3) and m["ppv_S_ec57"] == pytest.approx(1 / 2)  # Q->S left out, N->S kept
+    assert m["sensitivity_V"] == pytest.approx(2 / 3)
+    # three identical records: every bootstrap draw has the pooled value
+    iv = record_intervals(y_true * 3, y_pred * 3, [r for r in "abc" for _ in y_true])
+    assert iv["ppv_V_ec57_low"] == pytest.approx(2 / 3) == iv["ppv_V_ec57_high"]
+    assert iv["ppv_S_ec57_low"] == pytest.approx(1 / 2) == iv["ppv_S_ec57_high"]
+    assert np.isnan(beat_metrics(["N", "F"], ["N", "V"])["ppv_V_ec57"])  # only a fusion beat called V: nothing to count
+
+
 def _records(hits_per_record, n_s=10, n_n=40):
     """Beats of records that each hold ``n_s`` S beats, of which ``hits`` are found, and ``n_n`` N beats."""
     y, p, r = [], [], []

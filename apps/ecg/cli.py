@@ -27,7 +27,8 @@ _LIST = typer.Option(None, "--records-list", help="Comma-separated record names 
 ALIASES = {"--features": "--handcrafted-features", "--no-features": "--no-handcrafted-features", "--labels": "--label-task"}
 
 #: The rows of the table train and evaluate print (metrics.json holds every metric and interval).
-_BEAT_ROWS = ["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in "NSVF" for m in ("sensitivity", "ppv")] + ["n_samples"]
+_BEAT_ROWS = (["accuracy", "kappa", "macro_f1"] + [f"{m}_{c}" for c in "NSVF" for m in ("sensitivity", "ppv")]
+              + ["ppv_S_ec57", "ppv_V_ec57", "n_samples"])  # +P as the AAMI EC57 standard counts it (metrics.EC57_NOT_FALSE_ALARMS)
 _RECORD_ROWS = ["macro_f1", "micro_f1", "macro_auroc", "n_samples"]
 
 
@@ -43,7 +44,7 @@ def _print_metrics(path: Path, task: str, as_json: bool) -> None:
         from hsickit.apps.ecg.metrics import NOT_A_MODEL_CLASS
 
         metrics = {k: v for k, v in metrics.items() if not (k.endswith(("_low", "_high")) and k.split("_")[1] in absent)}
-        metrics.update({f"{m}_{c}": NOT_A_MODEL_CLASS for c in absent for m in ("sensitivity", "ppv")})
+        metrics.update({k: NOT_A_MODEL_CLASS for c in absent for k in (f"sensitivity_{c}", f"ppv_{c}", f"ppv_{c}_ec57")})
     print_metrics(metrics, _RECORD_ROWS if task == "records" else _BEAT_ROWS, units, written=None if absent else str(path),
                   as_json=as_json, echo=typer.echo)
     for c in absent:

@@ -24,9 +24,15 @@ from hsickit.core.errors import HsickitError
 from hsickit.datasets.ecg import AAMI_CLASSES
 
 __all__ = ["beat_metrics", "beat_confusion", "beat_scores", "record_intervals", "record_metrics", "metrics_dataset",
-           "BEAT_METRICS", "not_model_classes", "NOT_A_MODEL_CLASS"]
+           "BEAT_METRICS", "EC57_NOT_FALSE_ALARMS", "not_model_classes", "NOT_A_MODEL_CLASS"]
 
 BEAT_METRICS = ("sensitivity", "ppv", "f1", "specificity", "support")
+
+#: Reference classes whose beats called ``c`` are not false alarms of ``c`` in the ANSI/AAMI EC57
+#: gross statistics (PhysioNet's ``bxb``: VEB +P counts N, S and unmatched beats called V, not
+#: fusion or unclassifiable ones; SVEB +P not unclassifiable ones). The published beat classifiers
+#: (de Chazal 2004 and those after it) report these; ``ppv_<c>_ec57`` is that figure.
+EC57_NOT_FALSE_ALARMS = {"V": ("F", "Q"), "S": ("Q",)}
 
 
 def beat_confusion(y_true, y_pred, classes: Sequence[str] = AAMI_CLASSES) -> np.ndarray:
@@ -42,6 +48,12 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
     a ratio with nothing to count is NaN, not 0 (Se of a class without reference beats, +P of a
     class never predicted, F1 of a class neither present nor predicted; null in metrics.json).
     macro_f1 averages the classes that occur in y_true or y_pred. Accuracy and kappa count every beat (Q included when present).
+    ``ppv_V_ec57`` and ``ppv_S_ec57``: +P as the AAMI EC57 standard counts it (:data:`EC57_NOT_FALSE_ALARMS`:
+    a fusion beat called V is no false V), the figure published beat classifiers report.
+
+    >>> m = beat_metrics(["N", "V", "F", "V"], ["N", "V", "V", "V"])
+    >>> round(m["ppv_V"], 3), m["ppv_V_ec57"]
+    (0.667, 1.0)
     """
     y_true, y_pred = np.asarray(y_true, str), np.asarray(y_pred, str)
     if y_true.shape != y_pred.shape or y_true.size == 0:
@@ -56,6 +68,9 @@ def beat_metrics(y_true, y_pred, classes: Sequence[str] = ("N", "S", "V", "F")) 
         spec = float(((y_pred != c) & neg).sum() / neg.sum()) if neg.any() else float("nan")
         out.update({f"sensitivity_{c}": float(r[i]), f"ppv_{c}": float(p[i]), f"f1_{c}": float(f[i]),
                     f"specificity_{c}": spec, f"support_{c}": int(s[i])})
+    for c, ignored in EC57_NOT_FALSE_ALARMS.items():
+        called = (y_pred == c) & ~np.isin(y_true, ignored)
+        out[f"ppv_{c}_ec57"] = float(((y_true == c) & called).sum() / called.sum()) if called.any() else float("nan")
     return out
 
 
@@ -98,7 +113,8 @@ def not_model_classes(metrics: dict, model_classes: Sequence[str], classes: Sequ
     marked = dict(metrics)
     for c in absent:
         for name in ("sensitivity", "ppv", "f1", "specificity"):
-            for key in (f"{name}_{c}", f"{name}_{c}_low", f"{name}_{c}_high"):
+            for key in (f"{name}_{c}", f"{name}_{c}_low", f"{name}_{c}_high", f"{name}_{c}_ec57", f"{name}_{c}_ec57_low",
+                        f"{name}_{c}_ec57_high"):
                 if key in marked:
                     marked[key] = float("nan")
     return marked, absent
@@ -112,7 +128,7 @@ def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S"
     beats misreads most of them (in the MIT-BIH DS1 cross-validation, records 124 and 201 hold
     most of the missed S beats). So the records are drawn with replacement ``n_resamples``
     times, every beat of a drawn record counts, and the interval of ``accuracy``, ``macro_f1``
-    and ``sensitivity_c``, ``ppv_c``, ``f1_c`` of each class is returned as keys
+    and ``sensitivity_c``, ``ppv_c``, ``f1_c`` of each class (and ``ppv_V_ec57``, ``ppv_S_ec57``) is returned as keys
     ``<metric>_low`` and ``<metric>_high``. A draw in which a ratio is undefined (no S beat
     drawn) is left out of that ratio's interval; with fewer than two records every bound is NaN.
 
@@ -126,7 +142,8 @@ def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S"
         raise HsickitError(f"y_true, y_pred and records must be non-empty and equally long (got {y_true.size}, {y_pred.size}, {records.size})")
     classes = list(classes)
     labels = sorted(set(classes) | set(y_true) | set(y_pred))
-    names = ["accuracy", "macro_f1"] + [f"{k}_{c}" for c in classes for k in ("sensitivity", "ppv", "f1")]
+    names = (["accuracy", "macro_f1"] + [f"{k}_{c}" for c in classes for k in ("sensitivity", "ppv", "f1")]
+             + [f"ppv_{c}_ec57" for c in EC57_NOT_FALSE_ALARMS if c in classes])
     groups, group = np.unique(records, return_inverse=True)
     if len(groups) < 2:
         return {f"{n}_{b}": float("nan") for n in names for b in ("low", "high")}
@@ -142,6 +159,9 @@ def record_intervals(y_true, y_pred, records, classes: Sequence[str] = ("N", "S"
         values = {"accuracy": tp.sum(1) / cm.sum((1, 2)), "macro_f1": np.nanmean(f1[:, at], axis=1)}
         for c, j in zip(classes, at):
             values.update({f"sensitivity_{c}": tp[:, j] / row[:, j], f"ppv_{c}": tp[:, j] / col[:, j], f"f1_{c}": f1[:, j]})
+            if c in EC57_NOT_FALSE_ALARMS:
+                ignored = [labels.index(k) for k in EC57_NOT_FALSE_ALARMS[c] if k in labels]
+                values[f"ppv_{c}_ec57"] = tp[:, j] / (col[:, j] - cm[:, ignored, j].sum(axis=1))
     tail = 100 * (1 - confidence_level) / 2
     out = {}
     for name in names:

@@ -10,12 +10,17 @@ records and scored on the test records; the test predictions are pooled over the
 (every record scored once, by a model that never saw it) and scored with macro / micro F1
 (threshold 0.5) and macro AUROC, for: the fused model (the default logistic downstream, and
 an MLP downstream trained by backprop or the HSIC bottleneck), each
-channel network alone, the HRV features alone (``channels=()``), and the no-skill
+channel network alone, the record features alone (``channels=()``: HRV and the median-beat
+measurements of :mod:`hsickit.apps.ecg.measurements`), the configuration before those
+measurements and the channel weight (rows ``..., before``: the 6 HRV features, the channel
+embeddings at weight 1 in the logistic downstream; same folds and seeds), and the no-skill
 reference for F1 (every label scored by its prevalence in the training records, i.e. the
 majority answer per label; its AUROC is 0.5 by definition and not computed). ``--seeds``
 repeats everything and reports the mean and the spread.
 
-    python benchmarks/ecg_records.py          # 3 seeds, about 3 minutes on 2 cores
+    python benchmarks/ecg_records.py          # 3 seeds, about 4 minutes on one core
+    python benchmarks/ecg_records.py --channel-weights 0.05,0.1,0.15,0.2,0.25,0.3,0.5,1 \
+        --out benchmarks/results/ecg_records_ludb_channel_weight.json   # the choice of RecordClassifier's channel_weight
 
 Writes benchmarks/results/ecg_records_ludb.json and prints tables.
 
@@ -25,10 +30,11 @@ PTB-XL's validation fold. Fold 9 chooses nothing: the thresholds (per label, F1-
 and the CNN's epoch are chosen on 20 % of the fold 1-8 records that the models hold out of
 their training (``RecordClassifier(threshold="tune")``), and the CNN's settings and the fusion rule
 were chosen with ``--select`` (train folds 1-7, score fold 8). Rows: the fused model (four
-channels + the CNN channel + HRV features; ``fusion="vote"``: the mean probability of the members
+channels + the CNN channel + HRV features and measurements; ``fusion="vote"``: the mean probability of the members
 within 0.05 macro AUROC of the best on the inner hold-out) with the CNN trained by backprop and by
 the HSIC bottleneck; the same networks fused by the stacked logistic downstream; each channel alone (its own network's probabilities);
-the HRV features alone; the peer baseline, a logistic regression per label on HRV + median-beat
+the HRV features and measurements alone; the same before the measurements and the channel weight
+(rows ``..., before``: the 6 HRV features; the same channel networks, loaded); the peer baseline, a logistic regression per label on HRV + median-beat
 samples (C chosen on the same inner hold-out); the no-skill reference (training prevalence).
 Metrics: macro AUROC (the field's headline), macro and micro F1, per-label AUROC, and
 95 % percentile-bootstrap intervals that draw whole fold-9 records (2000 draws). Also: the
@@ -73,20 +79,43 @@ KEYS = ("macro_f1", "micro_f1", "macro_auroc")
 
 
 
-def run_seed(rs, splits, seed: int, epochs: int, channel_epochs: int) -> dict[str, np.ndarray]:
-    """Pooled test scores of every model for one seed (rows in the order of ``rs.records``)."""
+#: the LUDB rows of the configuration before the median-beat measurements and the channel weight (same folds and seeds)
+BEFORE = ("fused (logistic), before", "HRV features alone (logistic), before")
+
+
+def _before(rs: RecordSet) -> RecordSet:
+    """The same records with the 6 HRV features alone (``RecordConfig(measurements=False)``: the first 6 columns)."""
+    old = rs.subset(rs.records)
+    old.features = old.features[:, :6]
+    return old
+
+
+def run_seed(rs, splits, seed: int, epochs: int, channel_epochs: int, channel_weights=()) -> dict[str, np.ndarray]:
+    """Pooled test scores of every model for one seed (rows in the order of ``rs.records``); ``channel_weights``:
+    also the fused logistic model at each of these channel weights (the same channel networks, loaded)."""
     scores: dict[str, np.ndarray] = {}
+    old = _before(rs)
     for train_idx, test_idx in splits:
+        if channel_weights:
+            work = Path(tempfile.mkdtemp(prefix="ludb-weights-"))
+            for w in channel_weights:
+                clf = RecordClassifier(channel_epochs=channel_epochs, channel_weight=w, random_state=seed, checkpoint_dir=work)
+                scores.setdefault(f"fused (logistic), channel weight {w:g}", np.zeros(rs.Y.shape))[test_idx] = clf.fit(
+                    rs.subset([rs.records[i] for i in train_idx])).predict_proba(rs.subset([rs.records[i] for i in test_idx]))
+            shutil.rmtree(work, ignore_errors=True)
         train, test = rs.subset([rs.records[i] for i in train_idx]), rs.subset([rs.records[i] for i in test_idx])
         fits = {"fused (logistic)": RecordClassifier(channel_epochs=channel_epochs, random_state=seed),
                 "fused (MLP, backprop)": RecordClassifier(downstream="mlp", epochs=epochs, channel_epochs=channel_epochs, random_state=seed),
                 "fused (MLP, HSIC)": RecordClassifier(downstream="mlp", training="hsic", epochs=epochs, channel_epochs=channel_epochs,
                                                       random_state=seed),
-                "HRV features alone (logistic)": RecordClassifier(channels=(), random_state=seed)}
+                "HRV + measurements alone (logistic)": RecordClassifier(channels=(), random_state=seed),
+                BEFORE[0]: RecordClassifier(channel_epochs=channel_epochs, channel_weight=1.0, random_state=seed),
+                BEFORE[1]: RecordClassifier(channels=(), random_state=seed)}
         fold = {}
         for name, clf in fits.items():
-            clf.fit(train)
-            fold[name] = clf.predict_proba(test)
+            sets = (old.subset(train.records), old.subset(test.records)) if name in BEFORE else (train, test)
+            clf.fit(sets[0])
+            fold[name] = clf.predict_proba(sets[1])
             if name == "fused (logistic)":
                 fold.update({f"channel:{c}": clf.channel_proba(test, c) for c in clf.channels})
         fold["no skill (majority per label)"] = np.repeat(train.Y.mean(axis=0, keepdims=True), len(test), axis=0)
@@ -141,7 +170,7 @@ def _task_set(data: str, views: RecordSet, task: str, min_count: int) -> RecordS
 
 def _peer_baseline(train: RecordSet, seed: int):
     """Logistic regression per label on HRV + median-beat samples; C chosen on an inner hold-out; thresholds there too."""
-    X = lambda rs: np.concatenate([rs.features, rs.beat.reshape(len(rs), -1)], axis=1)  # noqa: E731
+    X = lambda rs: np.concatenate([rs.features[:, :6], rs.beat.reshape(len(rs), -1)], axis=1)  # noqa: E731 (the 6 HRV features)
     make = lambda C: make_pipeline(StandardScaler(), OneVsRestClassifier(  # noqa: E731
         LogisticRegression(C=C, class_weight="balanced", max_iter=3000)))
     tr, va = inner_split(train.Y, 0.2, seed)
@@ -185,6 +214,12 @@ def ptbxl_task(data: str, views: RecordSet, folds: dict, task: str, seed: int, m
             stack = RecordClassifier(channels=channels, threshold="tune", random_state=seed, checkpoint_dir=ckpt).fit(train)
             scores["fused, stacked logistic (CNN backprop)"] = stack.predict_proba(test)
             thresholds["fused, stacked logistic (CNN backprop)"] = stack.thresholds()
+            # the configuration before the median-beat measurements and the channel weight, the same networks (loaded)
+            old_train, old_test = _before(train), _before(test)
+            for label, kw in (("fused, vote (CNN backprop), before", {"fusion": "vote"}),
+                              ("fused, stacked logistic (CNN backprop), before", {"channel_weight": 1.0})):
+                old = RecordClassifier(channels=channels, threshold="tune", random_state=seed, checkpoint_dir=ckpt, **kw).fit(old_train)
+                scores[label], thresholds[label] = old.predict_proba(old_test), old.thresholds()
         if cnn == "backprop":
             t, cpu = time.perf_counter(), time.process_time()
             clf.predict_proba(test)
@@ -199,7 +234,9 @@ def ptbxl_task(data: str, views: RecordSet, folds: dict, task: str, seed: int, m
               f"({timing[f'fit_fused_{cnn}_s']:.0f} s)", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     hrv = RecordClassifier(channels=(), threshold="tune", random_state=seed).fit(train)
-    scores["HRV features alone (logistic)"], thresholds["HRV features alone (logistic)"] = hrv.predict_proba(test), hrv.thresholds()
+    scores["HRV + measurements alone (logistic)"], thresholds["HRV + measurements alone (logistic)"] = hrv.predict_proba(test), hrv.thresholds()
+    hrv = RecordClassifier(channels=(), threshold="tune", random_state=seed).fit(_before(train))
+    scores[BEFORE[1]], thresholds[BEFORE[1]] = hrv.predict_proba(_before(test)), hrv.thresholds()
     peer, peer_t, C = _peer_baseline(train, seed)
     name = f"peer: logistic on HRV + median beat (C={C})"
     scores[name], thresholds[name] = peer(test), peer_t
@@ -297,6 +334,8 @@ def main() -> None:
     ap.add_argument("--min-count", type=int, default=3, help="labels with fewer positive records are left out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--detector", default="gqrs", help="R-peak detector of the record views (gqrs, the default, or pantompkins)")
+    ap.add_argument("--channel-weights", default=None,
+                    help="LUDB: also the fused logistic model at these channel weights (comma-separated; the default is 0.2)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -310,7 +349,8 @@ def main() -> None:
           f"left out (< {args.min_count} positive records): {', '.join(rs.dropped_labels) or 'none'}; {len(splits)} folds", flush=True)
     per_seed: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
-        for name, p in run_seed(rs, splits, seed, args.epochs, args.channel_epochs).items():
+        weights = [float(w) for w in args.channel_weights.split(",")] if args.channel_weights else []
+        for name, p in run_seed(rs, splits, seed, args.epochs, args.channel_epochs, weights).items():
             m = record_metrics(rs.Y, p, rs.labels)
             if name.startswith("no skill"):  # a constant score ranks nothing (pooled over folds it would rank by fold)
                 m.update({k: float("nan") for k in m if "auroc" in k})
@@ -319,8 +359,9 @@ def main() -> None:
     rows = [{"model": name, "seeds": len(ms), **{k: round(float(np.mean([m[k] for m in ms])), 3) for k in KEYS},
              **{f"{k}_sd": round(float(np.std([m[k] for m in ms])), 3) for k in KEYS}} for name, ms in per_seed.items()]
     labels = [{"label": lab, "positives": int(rs.Y[:, j].sum()),
-               **{f"{k}_{name.split(' ')[0]}": round(float(np.nanmean([m[f'{k}_{lab}'] for m in per_seed[name]])), 3)
-                  for name in ("fused (logistic)", "HRV features alone (logistic)") for k in ("f1", "auroc")}}
+               **{f"{k}_{short}": round(float(np.nanmean([m[f'{k}_{lab}'] for m in per_seed[name]])), 3)
+                  for name, short in (("fused (logistic)", "fused"), ("HRV + measurements alone (logistic)", "features"),
+                                      (BEFORE[0], "fused_before"), (BEFORE[1], "HRV_before")) for k in ("f1", "auroc")}}
               for j, lab in enumerate(rs.labels)]
     print("\nPooled test predictions, mean over seeds\n" + markdown_table(rows))
     print("\nPer label (mean over seeds)\n" + markdown_table(labels))

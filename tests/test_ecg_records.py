@@ -40,7 +40,7 @@ def ludb_like(tmp_path_factory):
 def test_record_set_views_and_labels(ludb_like):
     rs = load_record_set(ludb_like, verbose=0)
     assert rs.rhythm.shape == (10, 8, 1000) and rs.beat.shape == (10, 8, 350)
-    assert rs.wavelet.shape == (10, 40) and rs.rr.shape == (10, 16) and rs.features.shape == (10, 6)
+    assert rs.wavelet.shape == (10, 40) and rs.rr.shape == (10, 16) and rs.features.shape == (10, 10)  # HRV + measurements
     assert rs.labels == ["Extrasystolies", "Sinus rhythm"] and rs.Y[:, 0].tolist() == [0, 1] * 5
     with pytest.raises(HsickitError, match="no record labels"):
         record_labels(ludb_like / "nothing")

@@ -8,6 +8,7 @@ Python API:
   :func:`detect_rpeaks`, :func:`select_leads`;
 - features: :class:`BeatFeaturizer`, :func:`rr_features`, :func:`qrs_features`,
   :func:`template_features`, :func:`neighbour_features`, :func:`wavelet_coefficients`, :func:`hrv_features`;
+- median-beat measurements: :func:`qrs_axis`, :func:`qrs_duration`, :func:`record_measurements`;
 - models: :class:`ChannelNetwork` (beat, rhythm, wavelet, rr), :class:`MultiResolutionClassifier`
   (fusion + downstream classifier), :class:`VentricularFirst` (its default two-stage
   downstream), :class:`RecordClassifier` (multi-label records);
@@ -32,7 +33,7 @@ __all__ = [
     "BeatConfig", "BeatSet", "beats_from_record", "load_beats",
     "resample", "bandpass", "remove_baseline", "detect_rpeaks", "select_leads", "conform",
     "BeatFeaturizer", "rr_features", "rr_sequence", "qrs_features", "template_features", "neighbour_features",
-    "wavelet_coefficients", "hrv_features",
+    "wavelet_coefficients", "hrv_features", "qrs_axis", "qrs_duration", "record_measurements",
     "CHANNELS", "ChannelNetwork", "channel_input", "MultiResolutionClassifier", "VentricularFirst", "RecordClassifier",
     "beat_metrics", "beat_confusion", "record_metrics", "metrics_dataset",
     "train_beats", "evaluate_beats", "predict_beats", "finetune_beats", "load_run",
@@ -48,6 +49,7 @@ def _api() -> dict:
     from hsickit.apps.ecg.features import (BeatFeaturizer, hrv_features, neighbour_features, qrs_features, rr_features, rr_sequence,
                                           template_features, wavelet_coefficients)
     from hsickit.apps.ecg.fusion import MultiResolutionClassifier
+    from hsickit.apps.ecg.measurements import qrs_axis, qrs_duration, record_measurements
     from hsickit.apps.ecg.metrics import beat_confusion, beat_metrics, metrics_dataset, record_metrics
     from hsickit.apps.ecg.records import (RecordClassifier, evaluate_records, finetune_records, load_record_set, predict_records,
                                          train_records)

@@ -4,12 +4,15 @@ Each 10-s multi-lead record is seen by four channel networks, as the MRR paper d
 its 8-lead records — the whole record at 100 Hz (``rhythm``, conv1d), the per-lead median
 beat at full rate (``beat``, conv1d), per-lead wavelet sub-band log-energies (``wavelet``,
 MLP) and the RR-interval sequence (``rr``, MLP) — each trained alone on the multi-hot
-labels; their embeddings plus heart-rate-variability features feed a downstream
-multi-label classifier: by default one L2-regularised logistic regression per label
-(scikit-learn), or a core MLP (:class:`~hsickit.core.estimators.DeepClassifier`, backprop or
-HSIC bottleneck). On the 40 LUDB developer records (5-fold, pooled, 3 seeds;
-benchmarks/ecg_records.py) the logistic downstream scored macro F1 / macro AUROC 0.51 / 0.69
-where the MLP scored 0.41 / 0.59: 32 training records are too few for a network on top.
+labels; their embeddings plus the record features — heart-rate variability and what a
+cardiologist measures on the median beats (QRS axis and duration,
+:mod:`hsickit.apps.ecg.measurements`) — feed a downstream multi-label classifier: by default
+one L2-regularised logistic regression per label (scikit-learn) that weighs the embeddings
+down (``channel_weight``), or a core MLP (:class:`~hsickit.core.estimators.DeepClassifier`,
+backprop or HSIC bottleneck). On the 40 LUDB developer records (5-fold, pooled, 3 seeds;
+benchmarks/ecg_records.py) the logistic downstream scored macro F1 / macro AUROC 0.63 / 0.79
+(0.51 / 0.69 with the HRV features alone and the embeddings at full weight) where the MLP
+scored 0.42 / 0.62: 32 training records are too few for a network on top.
 
 Labels come from ``ludb.csv`` (LUDB) or the ``# Dx:`` header lines mapped with the
 Challenge's code tables (CinC 2021); labels with fewer than ``min_count`` positive records
@@ -39,6 +42,7 @@ from tqdm.auto import tqdm
 
 from hsickit.apps.ecg.channels import RecordCNN, Standardizer
 from hsickit.apps.ecg.features import hrv_features, wavelet_coefficients
+from hsickit.apps.ecg.measurements import MEASUREMENT_LABELS, record_measurements
 from hsickit.apps.ecg.metrics import record_metrics
 from hsickit.apps.ecg.signal import conform_values, detect_rpeaks, resample
 from hsickit.core.errors import HsickitError
@@ -80,6 +84,9 @@ class RecordConfig:
     rpeak_lead: str = "II"
     detector: str = "gqrs"  # detect_rpeaks method ("pantompkins": faster, not better on LUDB; see README)
     n_rr: int = 16
+    #: the record features get the median beats' measurements (QRS axis, its sine and cosine, QRS
+    #: duration; :func:`hsickit.apps.ecg.measurements.record_measurements`) after the 6 HRV ones
+    measurements: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,14 +95,18 @@ class RecordConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordConfig":
-        """The configuration a model was saved with; one saved without ``detector`` used gqrs.
+        """The configuration a model was saved with; one saved without ``detector`` used gqrs, one
+        saved without ``measurements`` read the 6 HRV features alone.
 
         >>> RecordConfig.from_dict({"sampling_rate": 100.0, "detector": "pantompkins"}).detector, RecordConfig().detector
         ('pantompkins', 'gqrs')
+        >>> RecordConfig.from_dict({"sampling_rate": 500.0}).measurements, RecordConfig().measurements
+        (False, True)
         """
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         d["leads"] = tuple(d.get("leads", cls.leads))
         d.setdefault("detector", "gqrs")
+        d.setdefault("measurements", False)
         return cls(**d)
 
 
@@ -107,7 +118,7 @@ class RecordSet:
     beat: np.ndarray  # (n, leads, beat window) median beat at full rate
     wavelet: np.ndarray  # (n, leads * 5) log-energy per wavelet sub-band
     rr: np.ndarray  # (n, n_rr) RR intervals / median RR (log), padded with 0
-    features: np.ndarray  # (n, 6) HRV
+    features: np.ndarray  # (n, 6) HRV, then (RecordConfig.measurements) the 4 median-beat measurements
     records: list[str]
     Y: np.ndarray | None = None  # (n, labels) 0/1
     labels: list[str] = field(default_factory=list)
@@ -151,6 +162,9 @@ def _views(path: str, config: RecordConfig) -> tuple[np.ndarray, ...]:
         d = np.log(d / np.median(d))[: config.n_rr]
         rr[: len(d)] = d
     hrv, _ = hrv_features(peaks, fs)
+    if config.measurements:
+        hrv = np.concatenate([hrv, record_measurements(beat, lead, fs, r_index=b)[0] if len(peaks)
+                              else np.zeros(len(MEASUREMENT_LABELS), np.float32)])
     repairs = [f"{Path(path).name}: {r}" for r in info["repairs"]]
     return rhythm.astype(np.float32), beat.astype(np.float32), wav.astype(np.float32), rr, hrv, repairs
 
@@ -264,16 +278,27 @@ def inner_split(Y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 class RecordClassifier(BaseEstimator):
-    """Record-level channel networks + HRV features, fused, then a multi-label downstream.
+    """Record-level channel networks + record features (HRV, median-beat measurements), fused, then a multi-label downstream.
 
     Parameters
     ----------
-    channels : names from :data:`RECORD_CHANNELS` (empty: the HRV features alone): the four
+    channels : names from :data:`RECORD_CHANNELS` (empty: the record features alone): the four
         views of the multi-resolution representation, and ``cnn``, a small xresnet1d over the
         whole record (:class:`~hsickit.apps.ecg.channels.RecordCNN`: augmented random crops,
         per-label weighted BCE) for record sets of hundreds of records.
     downstream : "logistic" (default: per label, a logistic regression with C = 0.1 and
         balanced classes on the standardised representation) or "mlp" (core MLP).
+    channel_weight : the logistic downstream's weight of the channel embeddings (``fusion="stack"``):
+        after standardisation they are multiplied by it, the record features (HRV and
+        measurements) are not. The channel networks fit their training records almost perfectly,
+        (LUDB developer records: training-record macro AUROC 0.83-0.98 per channel, 0.46-0.66 on
+        the test folds), so at weight 1 the downstream learns from their embeddings of those records
+        and leaves the features aside (on the 40 LUDB developer records, 5-fold, 3 seeds: sinus
+        bradycardia AUROC 0.51 where the HRV features alone reach 0.94). 0.2 was chosen by that
+        cross-validation (``python benchmarks/ecg_records.py --channel-weights ...``, macro AUROC at
+        0.05 / 0.1 / 0.15 / 0.2 / 0.25 / 0.3 / 0.5 / 1: 0.776 / 0.784 / 0.790 / 0.792 / 0.788 /
+        0.779 / 0.747 / 0.698; the record features alone 0.778). Models saved before it existed
+        keep their weight of 1 (it is part of the saved scaler).
     training : "backprop" or "hsic" for the "mlp" downstream.
     epochs, channel_epochs, lr, batch_size : training of the MLP downstream and the channels.
     warm_start : refit from the fitted model (fine-tuning on new records with the same labels):
@@ -289,11 +314,11 @@ class RecordClassifier(BaseEstimator):
         threshold on the held-out records (:func:`choose_thresholds`; ``fit``'s ``validation``
         records instead when given); the CNN channel keeps its epoch with the lowest loss on them.
     cnn_training, cnn_epochs : training ("backprop" or "hsic") and epochs of the ``cnn`` channel.
-    fusion : "stack" (the downstream learns from the channels' embeddings and the HRV features
+    fusion : "stack" (the downstream learns from the channels' embeddings and the record features
         of the training records) or "vote" (needs validation records: ``threshold="tune"`` or
         ``fit``'s ``validation``): the mean of the probabilities of the members whose macro AUROC
         on the validation records is within ``vote_margin`` of the best member's; members are the
-        channels and a logistic regression on the HRV features (the downstream then holds it).
+        channels and a logistic regression on the record features (the downstream then holds it).
         On PTB-XL (superdiagnostic, trained on folds 1-7, scored on fold 8:
         ``python benchmarks/ecg_records.py --dataset ptbxl --select fusion``) the stacked
         downstream fell below the CNN channel alone (macro AUROC 0.870 against 0.903), its
@@ -314,9 +339,10 @@ class RecordClassifier(BaseEstimator):
 
     def __init__(self, channels=("rhythm", "beat", "wavelet", "rr"), downstream="logistic", training="backprop", epochs=40,
                  channel_epochs=30, lr=1e-3, batch_size=16, warm_start=False, frozen_blocks=0, threshold=0.5, threshold_fraction=0.2,
-                 cnn_training="backprop", cnn_epochs=30, fusion="stack", vote_margin=0.05, random_state=None, checkpoint_dir=None,
-                 verbose="auto", device="cpu"):
+                 cnn_training="backprop", cnn_epochs=30, fusion="stack", vote_margin=0.05, channel_weight=0.2, random_state=None,
+                 checkpoint_dir=None, verbose="auto", device="cpu"):
         self.channels = channels
+        self.channel_weight = channel_weight
         self.fusion = fusion
         self.vote_margin = vote_margin
         self.threshold_fraction = threshold_fraction
@@ -418,19 +444,33 @@ class RecordClassifier(BaseEstimator):
                 raise HsickitError(f"training={self.training!r} trains a network; the logistic downstream has none: pass downstream='mlp'")
             self.downstream_ = make_pipeline(StandardScaler(), OneVsRestClassifier(
                 LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000)))
+            if self.fusion == "stack" and self.channels:
+                self._weigh_channels(self._downstream_input(rs), rs.features.shape[1])
         elif self.downstream == "mlp":
             self.downstream_ = self._net("mlp", {"hidden": (64, 64)}, self.epochs, len(rs), self.training)
         else:
             raise HsickitError(f"downstream={self.downstream!r}; use 'logistic' or 'mlp'")
         with warnings.catch_warnings():  # a label every record carries: constant, listed in train_records' model card
             warnings.filterwarnings("ignore", "Label .* is present in all training examples", UserWarning)
-            self.downstream_.fit(self._downstream_input(rs), rs.Y)
+            if self.downstream == "logistic" and self.fusion == "stack" and self.channels:  # the scaler is fitted and weighted
+                self.downstream_[-1].fit(self.downstream_[0].transform(self._downstream_input(rs)), rs.Y)
+            else:
+                self.downstream_.fit(self._downstream_input(rs), rs.Y)
         if self.fusion == "vote":
             self._choose_vote(validation)
         if tune:
             self.thresholds_ = choose_thresholds(validation.Y, self.predict_proba(validation)).tolist()
             self.threshold_records_ = list(validation.records)
         return self
+
+    def _weigh_channels(self, X: np.ndarray, n_features: int) -> None:
+        """Fit the logistic downstream's scaler on ``X`` and scale its channel-embedding columns (all but
+        the last ``n_features``) by ``channel_weight`` after standardisation (saved in the scaler itself)."""
+        if not np.isfinite(self.channel_weight) or self.channel_weight <= 0:
+            raise HsickitError(f"channel_weight={self.channel_weight!r}; give a positive number (1: the embeddings as standardised)")
+        scaler = self.downstream_[0].fit(X)
+        scaler.scale_ = scaler.scale_.copy()
+        scaler.scale_[: X.shape[1] - n_features] /= float(self.channel_weight)
 
     def _fit_net(self, channel: str, net, rs: RecordSet, validation: RecordSet | None = None):
         folder = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / channel
@@ -531,7 +571,8 @@ class RecordClassifier(BaseEstimator):
     def load(cls, path) -> "RecordClassifier":
         path = Path(path)
         meta = read_json(path / "records_model.json")
-        clf = cls(**{"downstream": "mlp", **meta["params"], "channels": tuple(meta["params"]["channels"])})  # older models: an MLP
+        # older models: an MLP downstream; saved before channel_weight, a weight of 1 (their scaler holds it)
+        clf = cls(**{"downstream": "mlp", "channel_weight": 1.0, **meta["params"], "channels": tuple(meta["params"]["channels"])})
         clf.labels_ = meta["labels"]
         clf.scalers_ = {k: Standardizer.from_state(s) for k, s in meta["scalers"].items()}
         clf.nets_ = {c: (RecordCNN if c == "cnn" else DeepClassifier).load(path / "channels" / c) for c in clf.channels}
@@ -589,13 +630,16 @@ def _write_run_into(run: RunFolder, clf: RecordClassifier, config: RecordConfig,
         for c in clf.channels:
             m = record_metrics(vs.Y, clf.channel_proba(vs, c), clf.labels_, clf.thresholds())
             rows.append({"model": f"channel:{c}", "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"], "macro_auroc": m["macro_auroc"]})
+    feats = "HRV features and median-beat measurements (QRS axis, QRS duration)" if config.measurements else "HRV features"
     head = "MLP (" + clf.training + ")" if clf.downstream == "mlp" else "logistic regression per label"
+    if clf.downstream == "logistic" and clf.fusion == "stack" and clf.channels:
+        head += f" (channel embeddings weighted {clf.channel_weight:g} against the standardised record features)"
     if clf.fusion == "vote":
         head = ("the mean probability of " + ", ".join(clf.vote_) + " (members within " + f"{clf.vote_margin}" +
                 " of the best macro AUROC on the held-out training records: " +
-                ", ".join(f"{c} {v:.3f}" for c, v in clf.vote_auroc_.items()) + "; hrv: logistic regression on the HRV features)")
+                ", ".join(f"{c} {v:.3f}" for c, v in clf.vote_auroc_.items()) + f"; hrv: logistic regression on the {feats})")
     run.write_model_card(title, {
-        "Model": f"Channels {', '.join(clf.channels)} + HRV features, fused by {head}.",
+        "Model": f"Channels {', '.join(clf.channels)} + {feats}, fused by {head}.",
         "Labels": ", ".join(clf.labels_) + labels_note,
         "Validation (records not trained on)": markdown_table(rows) if val else "no validation records",
         "Repairs": "; ".join(rs.repairs) or "none"})

@@ -439,23 +439,25 @@ class RecordClassifier(BaseEstimator):
                 self.nets_[c] = self._fit_net(c, self._cnn(rs.rhythm_rate), rs, validation)
             else:
                 self.nets_[c] = self._fit_net(c, self._net(model, params, self.channel_epochs, len(rs)), rs)
+        X = self._downstream_input(rs)
+        weighted = self.downstream == "logistic" and self.fusion == "stack" and bool(self.channels)
         if self.downstream == "logistic":
             if self.training != "backprop":
                 raise HsickitError(f"training={self.training!r} trains a network; the logistic downstream has none: pass downstream='mlp'")
             self.downstream_ = make_pipeline(StandardScaler(), OneVsRestClassifier(
                 LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000)))
-            if self.fusion == "stack" and self.channels:
-                self._weigh_channels(self._downstream_input(rs), rs.features.shape[1])
+            if weighted:
+                self._weigh_channels(X, rs.features.shape[1])
         elif self.downstream == "mlp":
             self.downstream_ = self._net("mlp", {"hidden": (64, 64)}, self.epochs, len(rs), self.training)
         else:
             raise HsickitError(f"downstream={self.downstream!r}; use 'logistic' or 'mlp'")
         with warnings.catch_warnings():  # a label every record carries: constant, listed in train_records' model card
             warnings.filterwarnings("ignore", "Label .* is present in all training examples", UserWarning)
-            if self.downstream == "logistic" and self.fusion == "stack" and self.channels:  # the scaler is fitted and weighted
-                self.downstream_[-1].fit(self.downstream_[0].transform(self._downstream_input(rs)), rs.Y)
+            if weighted:  # the scaler is already fitted and weighted: fit the regressions on its output
+                self.downstream_[-1].fit(self.downstream_[0].transform(X), rs.Y)
             else:
-                self.downstream_.fit(self._downstream_input(rs), rs.Y)
+                self.downstream_.fit(X, rs.Y)
         if self.fusion == "vote":
             self._choose_vote(validation)
         if tune:

@@ -64,8 +64,9 @@ def test_evaluate_writes_required_metrics_beside_the_run(trained):
     lines = res.stdout.splitlines()  # a short table for people and where the file is, not metrics.json
     assert lines[0].split()[:2] == ["metric", "value"] and lines[1].split()[:2] == ["accuracy", f"{m['accuracy']:.4g}"]
     assert f"written: {folder / 'metrics.json'}" in res.stdout and "{" not in res.stdout and len(lines) < 20
-    for key in ["accuracy", "kappa", "n_beats"] + [f"{k}_{c}" for c in "NSVF" for k in ("sensitivity", "ppv", "f1")]:
+    for key in ["accuracy", "kappa", "n_beats", "ppv_S_ec57", "ppv_V_ec57"] + [f"{k}_{c}" for c in "NSVF" for k in ("sensitivity", "ppv", "f1")]:
         assert key in m, key
+    assert any(line.split()[:1] == ["ppv_V_ec57"] for line in lines)  # +P as AAMI EC57 counts it, in the printed table
     assert m["n_beats"] == len(wfdb.rdann(f"{records}/s04", "atr").sample)
     assert 0.0 <= m["accuracy"] <= 1.0 and m["split"] == "evaluation"
     assert m["records"] == "s04" and m["records_dir"] == str(records)

@@ -33,7 +33,6 @@ __all__ = [
     "AF_DISORDER",
     "AF_P_CONSISTENCY",
     "sinus_rr_features",
-    "rr_onset",
     "p_wave_features",
     "ROBUST_RR_LABELS",
     "P_WAVE_LABELS",
@@ -145,40 +144,6 @@ def sinus_rr_features(peaks: Sequence[int], sampling_rate: float, local_window: 
     mean = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
     X = np.column_stack([pre / q75, post / q75, pre / q90, post / q90, mean / q90, pre / lq90, post / lq90])
     return X.astype(np.float32), ROBUST_RR_LABELS
-
-
-def rr_onset(peaks: Sequence[int], sampling_rate: float, width: int = 5, tolerance: float = 0.08) -> np.ndarray:
-    """How abruptly the heart rate changed the last time it changed abruptly: the ratio of the rate
-    level after that change to the level before it, per beat (unitless; 1 until the first change).
-
-    A paroxysmal supraventricular run starts with one premature beat: the RR level drops by a
-    third or more within a beat or two, and every beat of the run keeps that ratio (0.6). Sinus
-    tachycardia speeds up over many beats, each step small, so its beats keep the ratio of
-    the last abrupt change before it (near 1). The level is the running median (``width``
-    beats) of the mean of each beat's previous two RR intervals: an isolated premature beat
-    followed by a compensatory pause does not move it, nor does bigeminy. A change is abrupt
-    where consecutive levels differ by more than ``tolerance``; consecutive abrupt steps are
-    one change.
-
-    >>> rr = np.r_[np.full(50, 0.8), np.full(50, 0.45), np.full(50, 0.8)]  # a run at 130 beats/min
-    >>> onset = rr_onset(np.concatenate([[0], np.cumsum(rr)]) * 360, 360)
-    >>> [round(float(onset[k]), 2) for k in (30, 80, 130)]
-    [1.0, 0.56, 1.78]
-    """
-    from scipy.ndimage import median_filter
-
-    pre, _ = _rr(np.asarray(peaks), sampling_rate)
-    level = median_filter((pre + np.concatenate([pre[:1], pre[:-1]])) / 2, size=width, mode="nearest")
-    abrupt = np.abs(np.log(level[1:] / level[:-1])) > np.log1p(tolerance)
-    out = np.ones(len(pre), np.float32)
-    ratio, before = 1.0, level[0]
-    for i in range(1, len(pre)):
-        if abrupt[i - 1]:
-            if i < 2 or not abrupt[i - 2]:
-                before = level[i - 1]
-            ratio = level[i] / before
-        out[i] = ratio
-    return out
 
 
 def rr_disorder(peaks: Sequence[int], half_window: int = 30) -> np.ndarray:
@@ -509,9 +474,7 @@ _MEDIAN_RR = ("rr_pre_norm", "rr_post_norm", "rr_local_norm", "rr_pre_centred", 
 #: new ones, the boosting kept reading the median-based ones and missed the ectopic runs.
 ROBUST_LABELS = tuple(n for n in RELATIVE_LABELS if n not in _MEDIAN_RR) + ROBUST_RR_LABELS + P_WAVE_LABELS + tuple(
     f"lead2_{n}" for n in P_WAVE_LABELS) + tuple(n for n in VENTRICULAR_LABELS if n not in _MEDIAN_RR)
-#: ``feature_set="onset"``: :data:`ROBUST_LABELS` and how abruptly the rate last changed (:func:`rr_onset`).
-ONSET_LABELS = ROBUST_LABELS + ("rr_onset",)
-_FEATURE_SETS = ("robust", "onset", "relative", "all")
+_FEATURE_SETS = ("robust", "relative", "all")
 
 
 class BeatFeaturizer:
@@ -576,7 +539,7 @@ class BeatFeaturizer:
         nbr, _ = neighbour_features(first, self.sampling_rate, r_index, {name: known[name] for name in _NEIGHBOUR_VALUES})
         p1 = p_wave_features(first, self.sampling_rate, r_index, regular)[0]
         p2 = p_wave_features(second, self.sampling_rate, r_index, regular)[0]
-        X = np.concatenate([rr, qrs, wav, qrs2, templ, nbr, sinus, p1, p2, rr_onset(peaks, self.sampling_rate)[:, None]], axis=1)
+        X = np.concatenate([rr, qrs, wav, qrs2, templ, nbr, sinus, p1, p2], axis=1)
         return X[:, self._columns()]
 
     def featurize_many(self, items: Sequence[tuple[np.ndarray, Sequence[int]]]) -> list[np.ndarray]:
@@ -588,7 +551,7 @@ class BeatFeaturizer:
         n_wav = wavelet_coefficients(np.zeros((1, t)), self.wavelet, self.wavelet_level, bands=[0]).shape[1]
         _, qrs = qrs_features(np.zeros((2, t)), self.sampling_rate, int(round(self.before * self.sampling_rate)))
         return (list(RR_LABELS) + list(qrs) + [f"wavelet_a{self.wavelet_level}_{i}" for i in range(n_wav)] + list(VENTRICULAR_LABELS)
-                + list(ROBUST_RR_LABELS) + list(P_WAVE_LABELS) + [f"lead2_{n}" for n in P_WAVE_LABELS] + ["rr_onset"])
+                + list(ROBUST_RR_LABELS) + list(P_WAVE_LABELS) + [f"lead2_{n}" for n in P_WAVE_LABELS])
 
     def _columns(self) -> list[int]:
         if self.feature_set not in _FEATURE_SETS:
@@ -596,7 +559,7 @@ class BeatFeaturizer:
         labels = self._all_labels()
         if self.feature_set == "all":
             return list(range(len(labels)))
-        names = {"robust": ROBUST_LABELS, "onset": ONSET_LABELS}.get(self.feature_set, RELATIVE_LABELS + _RELATIVE_VENTRICULAR)
+        names = ROBUST_LABELS if self.feature_set == "robust" else RELATIVE_LABELS + _RELATIVE_VENTRICULAR
         return [labels.index(name) for name in names]
 
     def feature_labels(self) -> list[str]:

@@ -69,6 +69,8 @@ TASKS = ("classification", "regression", "multilabel")
 TARGET_KERNELS = ("gaussian", "rank", "multiscale")
 #: The widths of ``target_kernel="multiscale"``, as multiples of the median-heuristic width.
 MULTISCALE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: The kernels of a multi-label 0/1 target in HSIC mode (``TrainConfig.label_kernel``).
+LABEL_KERNELS = ("gaussian", "linear", "balanced")
 MODES = ("backprop", "hsic")
 CHECKPOINT = "checkpoint.safetensors"
 #: The BatchNorm layers whose running statistics :meth:`Trainer.recalibrate_batchnorm` recomputes.
@@ -96,6 +98,12 @@ class TrainConfig:
         on y's ranks within the batch, scaled to [0, 1]: robust to skewed targets and outliers)
         or "multiscale" (the mean of Gaussian kernels at 1/4, 1/2, 1, 2 and 4 times the
         median-heuristic width). Measured on Matbench (benchmarks/hsic_regression.py).
+    label_kernel : kernel of a multi-label 0/1 target in HSIC mode: "balanced" (default: the
+        linear kernel on the labels standardised within the batch, so a rare label counts as
+        much as a common one), "linear" (``Y Y^T``, the number of labels two rows share: the
+        delta kernel of classes, extended to label sets) or "gaussian" (Gaussian on the label
+        vectors, width ``sigma`` or the median heuristic; the only kernel before). Chosen on
+        PTB-XL folds 1-7 -> 8 (benchmarks/hsic_multilabel.py).
     beta : weight of nHSIC(Z, Y) against nHSIC(Z, X).
     hsic_estimator : "nocco" (the reference), "cka", "biased" or "unbiased".
     kernel_convention : "reference" (width 2 sigma^2 d) or "plain" (2 sigma^2).
@@ -135,6 +143,7 @@ class TrainConfig:
     beta: float = 100.0
     hsic_estimator: str = "nocco"
     target_kernel: str = "gaussian"
+    label_kernel: str = "balanced"
     kernel_convention: str = "plain"
     hsic_lr: float | None = None
     format_epochs: int = 0
@@ -163,6 +172,8 @@ class TrainConfig:
             raise HsickitError(f"unknown HSIC estimator {self.hsic_estimator!r}; use one of {sorted(hsic.ESTIMATORS)}")
         if self.target_kernel not in TARGET_KERNELS:
             raise HsickitError(f"unknown target_kernel {self.target_kernel!r}; use one of {TARGET_KERNELS}")
+        if self.label_kernel not in LABEL_KERNELS:
+            raise HsickitError(f"unknown label_kernel {self.label_kernel!r}; use one of {LABEL_KERNELS}")
         if self.epochs < 1 or self.batch_size < 2:
             raise HsickitError(f"epochs must be >= 1 and batch_size >= 2 (got {self.epochs}, {self.batch_size})")
         if self.lr_schedule not in (None, "cosine", "plateau", "warmup_cosine"):
@@ -185,7 +196,7 @@ class TrainConfig:
 
 #: The estimators' ``hsic_params`` keys -> the :class:`TrainConfig` field each sets (HSIC training only).
 HSIC_PARAMS = {"sigma": "sigma", "beta": "beta", "estimator": "hsic_estimator", "kernel_convention": "kernel_convention",
-               "target_kernel": "target_kernel",
+               "target_kernel": "target_kernel", "label_kernel": "label_kernel",
                "lr": "hsic_lr", "format_epochs": "format_epochs", "format_lr": "format_lr", "approx": "hsic_approx",
                "n_features": "n_features", "distributed": "distributed_hsic", "recalibrate_bn": "recalibrate_bn",
                "probe_size": "probe_size"}
@@ -278,7 +289,7 @@ class HSICObjective:
         self.config = config
         self.approx = config.hsic_approx is not None
         self.estimator = (hsic.FEATURE_ESTIMATORS if self.approx else hsic.ESTIMATORS)[config.hsic_estimator]
-        self.y_exact = task == "classification"
+        self.y_exact = task == "classification" or (task == "multilabel" and config.label_kernel != "gaussian")
         self.generator = torch.Generator(device=x.device).manual_seed(int(random_state)) if self.approx else None
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             if not torch.isfinite(x).all():
@@ -290,7 +301,7 @@ class HSICObjective:
             elif task == "regression":
                 self.KY = self.target_kernel(y.reshape(len(y), -1).to(x.dtype))
             else:
-                self.KY = self.kernel(y.reshape(len(y), -1).to(x.dtype))
+                self.KY = self.label_kernel(y.reshape(len(y), -1).to(x.dtype))
             if config.hsic_estimator == "nocco":
                 operator = hsic.nocco_features if self.approx else hsic.nocco_operator
                 self.RX, self.RY = operator(self.KX), operator(self.KY)
@@ -335,6 +346,18 @@ class HSICObjective:
                                                   orthogonal=self.config.hsic_estimator != "cka") for f in factors]
             return torch.cat(parts, -1) / len(parts) ** 0.5 if len(parts) > 1 else parts[0]
         return sum(hsic.gaussian_kernel(y, f * sigma) for f in factors) / len(factors)
+
+    def label_kernel(self, y: torch.Tensor) -> torch.Tensor:
+        """Kernel of a multi-label 0/1 target (or its features), by ``config.label_kernel``.
+
+        "linear" and "balanced" are exact with features: the (standardised) label matrix itself.
+        """
+        name = self.config.label_kernel
+        if name == "gaussian":
+            return self.kernel(y)
+        if name == "balanced" and len(y) > 1:
+            y = (y - y.mean(0)) / y.std(0).clamp_min(1e-6)
+        return y if self.approx else hsic.linear_kernel(y)
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """HSIC(Z, X) and HSIC(Z, Y) for one block's output."""

@@ -101,6 +101,26 @@ def test_multilabel_classifier():
     assert clf.predict_proba(X).shape == (300, 2)
 
 
+def test_multilabel_hsic_defaults_to_cka_and_the_balanced_label_kernel_unless_named():
+    """Chosen on PTB-XL folds 1-7 -> 8 (benchmarks/hsic_multilabel.py); multi-class keeps NOCCO."""
+    from hsickit.apps.ecg.channels import RecordCNN
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4)).astype(np.float32)
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0.5], 1).astype(int)
+    kw = dict(model_params=SMALL, training="hsic", epochs=2, random_state=0, verbose=0)
+    multi = DeepClassifier(**kw).fit(X, Y)
+    assert (multi.train_config_["hsic_estimator"], multi.train_config_["label_kernel"]) == ("cka", "balanced")
+    named = DeepClassifier(**kw, hsic_params={"estimator": "nocco", "label_kernel": "gaussian"}).fit(X, Y)
+    assert (named.train_config_["hsic_estimator"], named.train_config_["label_kernel"]) == ("nocco", "gaussian")
+    assert DeepClassifier(**kw).fit(X, Y[:, 0]).train_config_["hsic_estimator"] == "nocco"
+    cnn = RecordCNN(training="hsic", epochs=1, crop=100, model_params={"channels": (8, 8)}, random_state=0)
+    cnn.fit(rng.normal(size=(16, 2, 200)).astype(np.float32), (rng.random((16, 2)) > 0.5).astype(np.float32))
+    assert (cnn._config(16).hsic_estimator, cnn._config(16).label_kernel) == ("cka", "balanced")
+    with pytest.raises(HsickitError, match="unknown label_kernel"):
+        DeepClassifier(**{**kw, "hsic_params": {"label_kernel": "delta"}}).fit(X, Y)
+
+
 def test_class_weight_balanced():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 2))

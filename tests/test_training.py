@@ -192,6 +192,36 @@ def test_unknown_target_kernel_is_a_clear_error():
         DeepRegressor(training="hsic", epochs=1, hsic_params={"target_kernel": "Rank"}).fit(X, X[:, 0])
 
 
+def test_multilabel_label_kernels():
+    """Label sets: "linear" counts shared labels (the delta kernel of one-hot classes), "balanced" first
+    standardises each label, "gaussian" is the blocks' kernel; the feature forms are exact."""
+    from hsickit.core import hsic
+    from hsickit.core.training import LABEL_KERNELS
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(32, 4)), dtype=torch.float32)
+    y = torch.tensor(rng.random((32, 3)) < [0.6, 0.2, 0.05], dtype=torch.float32)
+    y[0, 2] = 1.0  # every label present at least once
+    kernels = {name: HSICObjective(TrainConfig(mode="hsic", task="multilabel", label_kernel=name, sigma=6.0), x, y, "multilabel").KY
+               for name in LABEL_KERNELS}
+    torch.testing.assert_close(kernels["linear"], y @ y.T)
+    onehot = torch.nn.functional.one_hot(torch.arange(32) % 3, 3).float()  # one label per row: the classes' delta kernel
+    torch.testing.assert_close(HSICObjective(TrainConfig(mode="hsic", task="multilabel", label_kernel="linear"), x, onehot,
+                                             "multilabel").KY, hsic.delta_kernel(torch.arange(32) % 3))
+    z = (y - y.mean(0)) / y.std(0)
+    torch.testing.assert_close(kernels["balanced"], z @ z.T, rtol=1e-4, atol=1e-4)
+    # the rare third label weighs as much as the common first one in the balanced kernel, far less in the linear one
+    rare, common = y[:, 2] == 1, y[:, 0] == 1
+    assert float(kernels["balanced"][rare][:, rare].mean()) > float(kernels["balanced"][common][:, common].mean())
+    torch.testing.assert_close(kernels["gaussian"], hsic.gaussian_kernel(y, 6.0))
+    for name in ("linear", "balanced"):  # random-feature mode: the label matrix itself is the exact feature map
+        cfg = TrainConfig(mode="hsic", task="multilabel", label_kernel=name, hsic_approx="rff", hsic_estimator="cka")
+        phi = HSICObjective(cfg, x, y, "multilabel").KY
+        torch.testing.assert_close(phi @ phi.T, kernels[name], rtol=1e-4, atol=1e-4)
+    with pytest.raises(HsickitError, match="unknown label_kernel 'delta'.*gaussian.*linear.*balanced"):
+        TrainConfig(mode="hsic", task="multilabel", label_kernel="delta").check()
+
+
 @pytest.mark.parametrize("name", ["gaussian", "rank", "multiscale"])
 def test_hsic_regression_with_each_target_kernel_beats_a_constant(name):
     """A small HSIC-trained regressor predicts y = f(X) better than y's mean, with every target kernel."""
@@ -525,7 +555,7 @@ def test_old_checkpoints_without_the_new_options_resume(tmp_path):
     net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
     train(net, X, y, TrainConfig(epochs=1, batch_size=50, verbose=0), run_dir=tmp_path)
     tensors, state = load_checkpoint(tmp_path / CHECKPOINT)
-    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm", "target_kernel"):
+    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm", "target_kernel", "label_kernel"):
         del state["config"][key]
     save_checkpoint(tmp_path / CHECKPOINT, tensors, state)
     h = train(net, X, y, TrainConfig(epochs=2, batch_size=50, verbose=0), run_dir=tmp_path, resume=True)

@@ -402,8 +402,11 @@ class RecordCNN(GroupedParams, BaseEstimator):
     choose the epoch (the lowest validation loss is kept). With ``checkpoint_dir`` the state
     is saved every epoch and an interrupted ``fit`` resumes from it. (The core trainer takes
     fixed arrays; augmentation drawn anew every batch needs this loop.)
-    It reads ``hsic_params`` ``beta`` and ``sigma``, and ``train_params`` ``weight_decay``
-    (AdamW's, default 1e-2). ``device`` ("cpu", "cuda", "cuda:1", "auto") is where ``fit``
+    It reads ``hsic_params`` ``beta``, ``sigma``, ``estimator`` (default "cka") and ``label_kernel``
+    (default "balanced"; :class:`~hsickit.core.training.TrainConfig`), and ``train_params`` ``weight_decay``
+    (AdamW's, default 1e-2). With those HSIC defaults, trained on PTB-XL folds 1-8, the CNN alone scored
+    macro AUROC 0.883 on fold 9 (superdiagnostic, 3 seeds) against 0.776 with NOCCO and a Gaussian label
+    kernel (the defaults before) and 0.913 by backprop (benchmarks/hsic_multilabel.py). ``device`` ("cpu", "cuda", "cuda:1", "auto") is where ``fit``
     trains (crops are drawn on the CPU, so a seed gives the same crops on every device);
     prediction runs where the weights are (a loaded model: the CPU).
 
@@ -413,8 +416,9 @@ class RecordCNN(GroupedParams, BaseEstimator):
     (16, 2)
     """
 
-    #: its own loop (AdamW, HSIC on beta and sigma) reads only these keys
-    param_groups = {"hsic_params": {"sigma": None, "beta": 100.0}, "train_params": {"weight_decay": 1e-2}}
+    #: its own loop (AdamW; HSIC on beta, sigma, the estimator and the label kernel) reads only these keys
+    param_groups = {"hsic_params": {"sigma": None, "beta": 100.0, "estimator": "cka", "label_kernel": "balanced"},
+                    "train_params": {"weight_decay": 1e-2}}
     renamed = {"beta": ("hsic_params", "beta"), "sigma": ("hsic_params", "sigma"),
                "weight_decay": ("train_params", "weight_decay")}
 

@@ -154,10 +154,41 @@ def saved_bytes(net, config, X, y) -> int:
     return state["peak"]
 
 
+def linear_probe(net, X_fit, y_fit, X_eval, y_eval, every: int) -> list[dict]:
+    """How much of the labels a linear model still reads from every ``every``-th block's output.
+
+    A logistic regression is fitted on the training rows' representation (standardised) and
+    scored on the evaluation rows. BatchNorm normalises both with the training rows' own
+    statistics, not the running ones (those an HSIC fit leaves can be far off: the README).
+    Training accuracy near 1 with evaluation accuracy at chance means the block separates the
+    rows it saw but no longer keeps which rows are alike.
+    """
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    net = copy.deepcopy(net)
+    a, b, rows = torch.as_tensor(X_fit), torch.as_tensor(X_eval), []
+    with torch.no_grad():
+        for i, block in enumerate(net.blocks, 1):
+            for m in block.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 1.0  # the running statistics become the training rows' own
+            a = block.train()(a)
+            b = block.eval()(b)
+            if i % every == 0 or i == len(net.blocks):
+                scaler = StandardScaler().fit(a.numpy())
+                clf = LogisticRegression(max_iter=500).fit(scaler.transform(a.numpy()), y_fit)
+                rows.append({"layer": i, "train_accuracy": float(clf.score(scaler.transform(a.numpy()), y_fit)),
+                             "eval_accuracy": float(np.mean(clf.predict(scaler.transform(b.numpy())) == y_eval))})
+    return rows
+
+
 def run_config(args: tuple) -> list[dict]:
     """All seeds of one (dataset, method, depth, width, activation) in this (fresh) process."""
     (dataset, method, depth, width, activation, seeds, epochs, format_epochs, batch_size, n_train, threads,
-     probe_seed, hsic_params, validation) = args
+     probe_seed, hsic_params, validation, probe_every) = args
     import numpy as np
     import torch
 
@@ -177,6 +208,7 @@ def run_config(args: tuple) -> list[dict]:
         torch.manual_seed(seed)
         init = (hsic_params or {}).get("init") if method == "hsic" else None
         net = build(method, X_tr.shape[1], int(y_tr.max()) + 1, depth, width, activation, init)
+        untrained = copy.deepcopy(net) if probe_every else None
         probe = seed == probe_seed
         config = config_for(method, epochs, format_epochs, batch_size, seed, probe, hsic_params)
         mem = saved_bytes(net, config, X_tr, y_tr)
@@ -214,6 +246,10 @@ def run_config(args: tuple) -> list[dict]:
                "grad_norm_first_epoch": [float(np.mean(g)) if g else None for g in grads],
                "saved_mb": mem / 2**20, "evaluated_on": "validation split of the training data" if validation else "test",
                "hsic_params": hsic_params if method == "hsic" else None}
+        if probe_every:
+            row["linear_probe_untrained"] = linear_probe(untrained, X_tr, y_tr, X_te, y_te, probe_every)
+            if error is None:
+                row["linear_probe"] = linear_probe(net, X_tr, y_tr, X_te, y_te, probe_every)
         if probe and history:
             row["information_plane"] = [{k: v for k, v in r.items() if k.startswith("hsic_z") or k in ("epoch", "phase")}
                                         for r in main]
@@ -355,6 +391,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--hsic-params", default="{}", help="JSON overrides of the reference HSIC settings, e.g. '{\"hsic_lr\": 0.01}'")
     ap.add_argument("--validation", type=float, default=0.0,
                     help="evaluate on this fraction of the training rows (stratified) instead of the test set: for choosing settings")
+    ap.add_argument("--linear-probe", type=int, default=0, metavar="K",
+                    help="also fit a linear probe on every K-th block's output, trained and untrained (0: off; use with --validation)")
     ap.add_argument("--quick", action="store_true", help="depths 2 and 5, width 32, 1 seed, 1 epoch, 500 rows")
     ap.add_argument("--plot", nargs="*", default=None,
                     help="only draw: accuracy vs depth from these JSON files, and the information plane at --probe-depth")
@@ -392,7 +430,7 @@ def main(argv=None) -> dict:
                     start = time.perf_counter()
                     rows = _in_child(run_config, (args.dataset, method, depth, width, activation, args.seeds, args.epochs,
                                                   args.format_epochs, args.batch_size, args.n_train, args.threads, probe_seed,
-                                                  json.loads(args.hsic_params), args.validation))
+                                                  json.loads(args.hsic_params), args.validation, args.linear_probe))
                     out["runs"].extend(rows)
                     out["summary"] = summarise(out["runs"])
                     write_json(path, out)

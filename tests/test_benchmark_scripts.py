@@ -110,3 +110,25 @@ def test_materials_transfer_excludes_every_test_composition_from_pretraining():
     sub, removed_sub = bench.pretrain_rows(source, train_idx, ["FeO1.5", "ClNa", "LiF"], rows=2, seed=1)
     assert removed_sub == 4 and len(sub) == 2 and set(sub.tolist()) <= {4, 5, 6, 7}
     assert bench.pretrain_rows(source, train_idx, [])[1] == 0
+
+
+def test_linear_probe_reads_labels_that_a_block_keeps_and_not_those_it_drops():
+    """benchmarks/hsic_depth.py's linear probe: high where the representation keeps the classes, chance where it does not."""
+    import numpy as np
+    import torch
+
+    bench = load("hsic_depth")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    X = (rng.normal(size=(300, 10)) + 3 * np.eye(10)[y]).astype(np.float32)  # the class shifts its own column
+    net = bench.build("hsic", 10, 3, 3, 16, "relu")
+    with torch.no_grad():
+        for block in net.blocks[:2]:  # identity-like blocks keep the classes
+            block.linear.weight.copy_(torch.eye(16, block.linear.in_features))
+        net.blocks[2].linear.weight.zero_()  # the last block throws everything away
+    before = [p.clone() for p in net.parameters()]
+    rows = bench.linear_probe(net, X[:200], y[:200], X[200:], y[200:], every=1)
+    assert [r["layer"] for r in rows] == [1, 2, 3]
+    assert rows[0]["eval_accuracy"] > 0.8 and rows[1]["eval_accuracy"] > 0.8
+    assert rows[2]["eval_accuracy"] < 0.6
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))  # the probe works on a copy

@@ -595,3 +595,26 @@ def test_regressors_default_to_cka_and_a_format_phase_in_hsic_mode_classifiers_d
     X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
     reg = DeepRegressor(model_params={"hidden": (8,)}, training="hsic", epochs=1, random_state=0, verbose=0).fit(X, X[:, 0])
     assert reg.train_config_["hsic_estimator"] == "cka" and reg.train_config_["format_epochs"] == 100
+
+
+def test_hsic_without_validation_rows_keeps_the_last_main_epoch_not_the_lowest_head_loss():
+    """The head's training loss in the main phase judges a representation still moving: it must not roll the
+    blocks back to an earlier epoch (deep nets were left barely trained; benchmarks/hsic_depth.py)."""
+    X, _ = blobs(n=200)
+    y = np.random.default_rng(2).integers(0, 3, 200)  # labels unrelated to X: the head's loss wanders
+    config = TrainConfig(mode="hsic", epochs=6, batch_size=50, lr=0.5, verbose=0)
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
+
+    fitted = fresh()
+    history = train(fitted, X, y, config)
+    losses = [r["train_loss"] for r in history if r["phase"] == "main"]
+    assert min(losses) < losses[-1]  # the case that used to roll back
+    stepped = fresh()  # the same batches, epoch by epoch, nothing restored
+    trainer = Trainer(stepped, config)
+    for epoch in range(config.epochs):
+        trainer.train_epoch(X, y, epoch)
+    for a, b in zip(fitted.blocks, stepped.blocks):
+        torch.testing.assert_close(a.linear.weight, b.linear.weight)

@@ -791,11 +791,6 @@ class Trainer:
     # --- early stopping and checkpoints ---------------------------------------------------
     def _track(self, row: dict) -> None:
         score = row.get("val_loss", row["train_loss"])
-        if self.config.mode == "hsic" and row["phase"] == "main" and "val_loss" not in row:
-            # the head's training loss on a representation still moving judges neither the blocks nor the
-            # head: without validation rows the main phase keeps its latest epoch (rolling every block back to
-            # the epoch of the lowest head loss left deep nets barely trained: benchmarks/hsic_depth.py)
-            score = -float(row["epoch"])
         if score < self.best_score - 1e-12:
             self.best_score, self.bad_epochs = score, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

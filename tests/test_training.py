@@ -597,9 +597,10 @@ def test_regressors_default_to_cka_and_a_format_phase_in_hsic_mode_classifiers_d
     assert reg.train_config_["hsic_estimator"] == "cka" and reg.train_config_["format_epochs"] == 100
 
 
-def test_hsic_without_validation_rows_keeps_the_last_main_epoch_not_the_lowest_head_loss():
-    """The head's training loss in the main phase judges a representation still moving: it must not roll the
-    blocks back to an earlier epoch (deep nets were left barely trained; benchmarks/hsic_depth.py)."""
+
+def test_hsic_without_validation_rows_keeps_the_main_epoch_of_the_lowest_head_loss():
+    """Without validation rows the blocks come from the main epoch whose head loss was lowest, not the last one:
+    at 100 layers on MNIST that choice is what keeps 0.605 (the last epoch: 0.100; benchmarks/hsic_depth.py)."""
     X, _ = blobs(n=200)
     y = np.random.default_rng(2).integers(0, 3, 200)  # labels unrelated to X: the head's loss wanders
     config = TrainConfig(mode="hsic", epochs=6, batch_size=50, lr=0.5, verbose=0)
@@ -609,12 +610,12 @@ def test_hsic_without_validation_rows_keeps_the_last_main_epoch_not_the_lowest_h
         return create_model("mlp", in_features=8, out_features=3, hidden=(16, 16))
 
     fitted = fresh()
-    history = train(fitted, X, y, config)
-    losses = [r["train_loss"] for r in history if r["phase"] == "main"]
-    assert min(losses) < losses[-1]  # the case that used to roll back
-    stepped = fresh()  # the same batches, epoch by epoch, nothing restored
+    losses = [r["train_loss"] for r in train(fitted, X, y, config) if r["phase"] == "main"]
+    best = int(np.argmin(losses)) + 1
+    assert best < config.epochs  # the case where the two differ
+    stepped = fresh()  # the same batches, epoch by epoch, stopped at the best epoch
     trainer = Trainer(stepped, config)
-    for epoch in range(config.epochs):
+    for epoch in range(best):
         trainer.train_epoch(X, y, epoch)
     for a, b in zip(fitted.blocks, stepped.blocks):
         torch.testing.assert_close(a.linear.weight, b.linear.weight)

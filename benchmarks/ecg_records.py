@@ -154,14 +154,14 @@ def bootstrap(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, n: int = 200
     return out
 
 
-def _ptbxl_sets(data: str, threads: int, detector: str = "gqrs") -> tuple[RecordSet, dict, float, float]:
+def ptbxl_sets(data: str, threads: int, detector: str = "gqrs") -> tuple[RecordSet, dict, float, float]:
     """Views of every record of the folder (100 Hz, no labels, R peaks by ``detector``) with the time it took."""
     t, cpu = time.perf_counter(), time.process_time()
     rs = load_record_set(data, config=RecordConfig(sampling_rate=100.0, detector=detector), labelled=False, verbose=0)
     return rs, ptbxl_folds(data, rs.records), time.perf_counter() - t, time.process_time() - cpu
 
 
-def _task_set(data: str, views: RecordSet, task: str, min_count: int) -> RecordSet:
+def task_set(data: str, views: RecordSet, task: str, min_count: int) -> RecordSet:
     table = ptbxl_labels(data, task, views.records)
     sub = views.subset(list(table.index))
     sub.Y, sub.labels = table.to_numpy().astype(np.float32), list(table.columns)
@@ -182,7 +182,7 @@ def _peer_baseline(train: RecordSet, seed: int):
 
 
 def ptbxl_task(data: str, views: RecordSet, folds: dict, task: str, seed: int, min_count: int, train_folds, eval_folds) -> dict:
-    rs = _task_set(data, views, task, min_count)
+    rs = task_set(data, views, task, min_count)
     train = rs.subset([r for r in rs.records if folds[r] in train_folds])
     keep = [j for j in range(len(rs.labels)) if train.Y[:, j].sum() >= min_count]
     dropped = [rs.labels[j] for j in range(len(rs.labels)) if j not in keep]
@@ -267,7 +267,7 @@ def ptbxl_select(data: str, views: RecordSet, folds: dict, seed: int, min_count:
     logistic downstream vs the vote) against each channel alone, with thresholds and the vote's
     members chosen on 20 % of folds 1-7 held out of training.
     """
-    rs = _task_set(data, views, "superdiagnostic", min_count)
+    rs = task_set(data, views, "superdiagnostic", min_count)
     train = rs.subset([r for r in rs.records if folds[r] <= 7])
     val = rs.subset([r for r in rs.records if folds[r] == 8])
     rows = []
@@ -296,7 +296,7 @@ def ptbxl_select(data: str, views: RecordSet, folds: dict, seed: int, min_count:
 
 
 def ptbxl_main(args) -> None:
-    views, folds, load_s, load_cpu = _ptbxl_sets(args.data, args.threads, args.detector)
+    views, folds, load_s, load_cpu = ptbxl_sets(args.data, args.threads, args.detector)
     print(f"{args.data}: {len(views)} records read in {load_s:.0f} s, {load_cpu:.0f} CPU s ({len(views) / load_cpu:.1f} records "
           "per CPU second, R-peak detection included)", flush=True)
     if args.select:

@@ -168,12 +168,14 @@ def linear_probe(net, X_fit, y_fit, X_eval, y_eval, every: int) -> list[dict]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from hsickit.core.training import BATCH_NORMS
+
     net = copy.deepcopy(net)
     a, b, rows = torch.as_tensor(X_fit), torch.as_tensor(X_eval), []
     with torch.no_grad():
         for i, block in enumerate(net.blocks, 1):
             for m in block.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                if isinstance(m, BATCH_NORMS):
                     m.momentum = 1.0  # the running statistics become the training rows' own
             a = block.train()(a)
             b = block.eval()(b)

@@ -84,8 +84,8 @@ def main(argv=None) -> dict:
     from hsickit.core.files import read_json, write_json
     from hsickit.core.report import markdown_table
 
-    views, folds, load_s, _ = B._ptbxl_sets(args.data, args.threads)
-    rs = B._task_set(args.data, views, "superdiagnostic", 3)
+    views, folds, load_s, _ = B.ptbxl_sets(args.data, args.threads)
+    rs = B.task_set(args.data, views, "superdiagnostic", 3)
     print(f"{len(rs)} records read in {load_s:.0f} s; labels {', '.join(rs.labels)}", flush=True)
     results = read_json(args.out) if args.out.exists() else {"command": " ".join(sys.argv), "fits": []}
     done = {(f["part"], f["net"], f["setting"], f["seed"]) for f in results["fits"]}

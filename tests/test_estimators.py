@@ -116,7 +116,8 @@ def test_multilabel_hsic_defaults_to_cka_and_the_balanced_label_kernel_unless_na
     assert DeepClassifier(**kw).fit(X, Y[:, 0]).train_config_["hsic_estimator"] == "nocco"
     cnn = RecordCNN(training="hsic", epochs=1, crop=100, model_params={"channels": (8, 8)}, random_state=0)
     cnn.fit(rng.normal(size=(16, 2, 200)).astype(np.float32), (rng.random((16, 2)) > 0.5).astype(np.float32))
-    assert (cnn._config(16).hsic_estimator, cnn._config(16).label_kernel) == ("cka", "balanced")
+    params = cnn.get_params()
+    assert (params["hsic_params__estimator"], params["hsic_params__label_kernel"]) == ("cka", "balanced")
     with pytest.raises(HsickitError, match="unknown label_kernel"):
         DeepClassifier(**{**kw, "hsic_params": {"label_kernel": "delta"}}).fit(X, Y)
 

@@ -555,7 +555,8 @@ def test_old_checkpoints_without_the_new_options_resume(tmp_path):
     net = create_model("mlp", in_features=8, out_features=3, hidden=(8,))
     train(net, X, y, TrainConfig(epochs=1, batch_size=50, verbose=0), run_dir=tmp_path)
     tensors, state = load_checkpoint(tmp_path / CHECKPOINT)
-    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm", "target_kernel", "label_kernel"):
+    for key in ("precision", "hsic_approx", "n_features", "distributed_hsic", "sync_batchnorm", "target_kernel", "label_kernel",
+                "keep_epoch"):
         del state["config"][key]
     save_checkpoint(tmp_path / CHECKPOINT, tensors, state)
     h = train(net, X, y, TrainConfig(epochs=2, batch_size=50, verbose=0), run_dir=tmp_path, resume=True)
@@ -619,3 +620,11 @@ def test_hsic_without_validation_rows_keeps_the_main_epoch_of_the_lowest_head_lo
         trainer.train_epoch(X, y, epoch)
     for a, b in zip(fitted.blocks, stepped.blocks):
         torch.testing.assert_close(a.linear.weight, b.linear.weight)
+    last = fresh()  # keep_epoch="last": the blocks of the final main epoch
+    train(last, X, y, dataclasses.replace(config, keep_epoch="last"))
+    for epoch in range(best, config.epochs):
+        trainer.train_epoch(X, y, epoch)
+    for a, b in zip(last.blocks, stepped.blocks):
+        torch.testing.assert_close(a.linear.weight, b.linear.weight)
+    with pytest.raises(HsickitError, match="unknown keep_epoch 'first'"):
+        train(fresh(), X, y, dataclasses.replace(config, keep_epoch="first"))

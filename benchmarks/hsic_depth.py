@@ -163,7 +163,6 @@ def linear_probe(net, X_fit, y_fit, X_eval, y_eval, every: int) -> list[dict]:
     Training accuracy near 1 with evaluation accuracy at chance means the block separates the
     rows it saw but no longer keeps which rows are alike.
     """
-    import numpy as np
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -181,9 +180,9 @@ def linear_probe(net, X_fit, y_fit, X_eval, y_eval, every: int) -> list[dict]:
             b = block.eval()(b)
             if i % every == 0 or i == len(net.blocks):
                 scaler = StandardScaler().fit(a.numpy())
-                clf = LogisticRegression(max_iter=500).fit(scaler.transform(a.numpy()), y_fit)
-                rows.append({"layer": i, "train_accuracy": float(clf.score(scaler.transform(a.numpy()), y_fit)),
-                             "eval_accuracy": float(np.mean(clf.predict(scaler.transform(b.numpy())) == y_eval))})
+                A, B = scaler.transform(a.numpy()), scaler.transform(b.numpy())
+                clf = LogisticRegression(max_iter=500).fit(A, y_fit)
+                rows.append({"layer": i, "train_accuracy": float(clf.score(A, y_fit)), "eval_accuracy": float(clf.score(B, y_eval))})
     return rows
 
 

@@ -59,11 +59,12 @@ def fit_score(net: str, setting: str, train, test, seed: int) -> float:
         def X(rs):
             return np.concatenate([rs.features, rs.beat.reshape(len(rs), -1)], axis=1)
 
-        mu, sd = X(train).mean(0), X(train).std(0) + 1e-6
+        X_train = X(train)
+        mu, sd = X_train.mean(0), X_train.std(0) + 1e-6
         model = DeepClassifier(model="mlp", model_params={"hidden": (64, 64)}, training=training, epochs=40, batch_size=64,
                                patience=None, validation_fraction=0.0, random_state=seed, verbose=0,
                                hsic_params={"format_epochs": 5, **hsic} if training == "hsic" else None)
-        model.fit(((X(train) - mu) / sd).astype(np.float32), train.Y.astype(int))
+        model.fit(((X_train - mu) / sd).astype(np.float32), train.Y.astype(int))
         proba = model.predict_proba(((X(test) - mu) / sd).astype(np.float32))
     return record_metrics(test.Y, proba, test.labels)["macro_auroc"]
 

@@ -43,7 +43,7 @@ from hsickit.apps.ecg.beats import BeatSet
 from hsickit.apps.ecg.features import wavelet_coefficients
 from hsickit.core.distributed import resolve_device
 from hsickit.core.errors import HsickitError
-from hsickit.core.estimators import DeepClassifier
+from hsickit.core.estimators import MULTILABEL_HSIC, DeepClassifier
 from hsickit.core.files import read_json, write_json
 from hsickit.core.params import GroupedParams, signature
 from hsickit.core.serialization import load_checkpoint, load_model, save_checkpoint, save_model, saved_params
@@ -417,7 +417,7 @@ class RecordCNN(GroupedParams, BaseEstimator):
     """
 
     #: its own loop (AdamW; HSIC on beta, sigma, the estimator and the label kernel) reads only these keys
-    param_groups = {"hsic_params": {"sigma": None, "beta": 100.0, "estimator": "cka", "label_kernel": "balanced"},
+    param_groups = {"hsic_params": {"sigma": None, "beta": 100.0, "label_kernel": TrainConfig.label_kernel, **MULTILABEL_HSIC},
                     "train_params": {"weight_decay": 1e-2}}
     renamed = {"beta": ("hsic_params", "beta"), "sigma": ("hsic_params", "sigma"),
                "weight_decay": ("train_params", "weight_decay")}

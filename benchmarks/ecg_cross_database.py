@@ -99,8 +99,10 @@ def splits(protocol: str, db: dict, k: int):
         raise SystemExit(f"--protocols: unknown {protocol!r}; use ds1-svdb, svdb-ds1 or kfold")
 
 
-def run(beats, feature_set, label, params, protocol, fold, train, test, seed):
-    """Fit the default model (with ``params``) on ``train``, predict ``test``; scored as feature set ``label``."""
+def run(beats, feature_set, label, params, protocol, fold, train, test, seed, s_odds=()):
+    """Fit the default model (with ``params``) on ``train``, predict ``test``; scored as feature set ``label``.
+
+    ``s_odds``: also predict with each of these ``s_odds`` (the S decision's operating point; the same fitted model)."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     af_rule = feature_set != "relative"  # the rule reads the robust set's P-wave consistency
@@ -108,11 +110,15 @@ def run(beats, feature_set, label, params, protocol, fold, train, test, seed):
     fit_s = time.perf_counter() - start
     tb = beats.records(test)
     t = time.perf_counter()
-    pred = clf.predict(tb)
+    proba = clf.predict_proba(tb)
+    pred = clf.decide(proba)
     out = {"feature_set": label, "params": params, "protocol": protocol, "fold": fold, "train_records": train, "test_records": test,
            "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
            "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
+    default = clf.s_odds
+    out["pred_s_odds"] = {f"{k:g}": "".join(clf.set_params(s_odds=k).decide(proba)) for k in s_odds}
+    clf.set_params(s_odds=default)
     if af_rule:  # the same model without the rule: the baseline, side by side
         out["pred_without_af_rule"] = "".join(np.asarray(clf.set_params(af_rule=False).predict(tb), str))
     return out
@@ -138,9 +144,12 @@ def parse_variant(text: str) -> tuple[str, dict, dict]:
 
 
 def with_baselines(runs: list[dict]) -> list[dict]:
-    """The runs, plus each model's predictions without the AF rule as a feature set of its own ("robust, no AF rule")."""
-    return runs + [{**r, "feature_set": f"{r['feature_set']}, no AF rule", "pred": r["pred_without_af_rule"]}
-                   for r in runs if "pred_without_af_rule" in r]
+    """The runs, plus each model's predictions without the AF rule as a feature set of its own ("robust, no AF rule"),
+    and with ``s_odds=k`` ("robust, S odds ×k")."""
+    return (runs + [{**r, "feature_set": f"{r['feature_set']}, no AF rule", "pred": r["pred_without_af_rule"]}
+                    for r in runs if "pred_without_af_rule" in r]
+            + [{**r, "feature_set": f"{r['feature_set']}, S odds ×{k}", "pred": pred}
+               for r in runs for k, pred in r.get("pred_s_odds", {}).items()])
 
 
 def runs_of(records) -> list:
@@ -169,6 +178,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help='also fit the default model with these parameters, side by side, scored as "FEATURE_SET, NAME" '
                          '(e.g. \'record_balance 0={"record_balance": 0}\'); repeatable')
+    ap.add_argument("--s-odds", default="", help="comma-separated numbers: also score each model with each as its s_odds "
+                    "(the S decision's operating point: S's probability is multiplied by it; the same fitted models)")
     ap.add_argument("--kfold", type=int, default=5, help="patient-wise folds over DS1 + SVDB; 0: leave one patient out (99 fits)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -181,6 +192,7 @@ def main() -> None:
     done = previous.get("runs", [])
     have = {(r["feature_set"], r["protocol"], r["fold"]) for r in done}
     meta = {**{k: v for k, v in previous.items() if k.startswith("load_seconds")}, "args": vars(args)}
+    s_odds = [float(k) for k in args.s_odds.split(",") if k.strip()]
     variants = [("", {}, {})] + [parse_variant(v) for v in args.variant]
     for feature_set in args.feature_sets.split(","):
         labels = {name: f"{feature_set}, {name}" if name else feature_set for name, _, _ in variants}
@@ -203,7 +215,7 @@ def main() -> None:
             todo += [(beats, labels[name], params, p, *s) for p in args.protocols.split(",") for s in splits(p, db, args.kfold)
                      for name, params, b in variants if json.dumps(b, sort_keys=True) == beat_key and (labels[name], p, s[0]) not in have]
         for i in range(0, len(todo), args.jobs):  # write after every batch: an interrupted run resumes
-            batch = Parallel(n_jobs=args.jobs)(delayed(run)(job[0], feature_set, *job[1:], args.seed) for job in todo[i:i + args.jobs])
+            batch = Parallel(n_jobs=args.jobs)(delayed(run)(job[0], feature_set, *job[1:], args.seed, s_odds) for job in todo[i:i + args.jobs])
             done += batch
             for r in batch:
                 print(f"{r['feature_set']} {r['protocol']} fold {r['fold']}: fit {r['fit_seconds']} s on {r['n_train_beats']} beats", flush=True)
@@ -233,7 +245,8 @@ def main() -> None:
             errors.setdefault(protocol, {})[fs] = {c: record_errors(y, p, rec, c) for c in ("S", "V")}
     sets = args.feature_sets.split(",")
     pairs = ([(fs, f"{fs}, no AF rule") for fs in sets] + ([tuple(sets[:2])] if len(sets) > 1 else [])
-             + [(fs, f"{fs}, {name}") for fs in sets for name, _, _ in variants if name])
+             + [(fs, f"{fs}, {name}") for fs in sets for name, _, _ in variants if name]
+             + [(fs, f"{fs}, S odds ×{k:g}") for fs in sets for k in s_odds])
     per_record = {f"{protocol}, {c}, {new} against {old}": per_record_effect(e, new, old, c)
                   for new, old in pairs for protocol, e in errors.items() if new in e and old in e for c in ("S", "V")}
     print("\nPooled (gross statistics)\n" + markdown_table(summary))

@@ -42,6 +42,13 @@ def test_cross_database_variants_split_model_and_beat_parameters():
         parse("x=record_balance 0")
 
 
+def test_cross_database_scores_each_s_odds_and_the_af_rule_as_feature_sets_of_their_own():
+    bench = load("ecg_cross_database")
+    run = {"feature_set": "robust", "pred": "NSV", "pred_without_af_rule": "SSV", "pred_s_odds": {"2": "SSS"}}
+    scored = {r["feature_set"]: r["pred"] for r in bench.with_baselines([run])}
+    assert scored == {"robust": "NSV", "robust, no AF rule": "SSV", "robust, S odds ×2": "SSS"}
+
+
 def test_detected_beats_are_matched_to_the_reference_within_the_window():
     match = load("ecg_detected_beats").match_beats
     y, p = match([100, 200, 300, 400], ["N", "S", "V", "N"], [103, 290, 520], ["S", "V", "V"], window=11)

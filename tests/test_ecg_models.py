@@ -358,3 +358,26 @@ def test_record_balance_reaches_the_downstream_and_old_models_load_without_it(be
     for bad in (-1, 2, "yes"):
         with pytest.raises(HsickitError, match="record_balance"):
             MultiResolutionClassifier(channels=(), record_balance=bad).fit(train)
+
+
+def test_s_odds_moves_the_s_decision_only_and_old_models_load_with_one(beats, tmp_path):
+    from hsickit.core.files import read_json, write_json
+
+    train, test = beats
+    clf = MultiResolutionClassifier(channels=(), s_odds=1.0, random_state=0).fit(train)
+    proba = clf.predict_proba(test)
+    s = list(clf.classes_).index("S")
+    assert (clf.predict(test) == clf.classes_[proba.argmax(1)]).all()
+    many = clf.set_params(s_odds=1e6).predict(test)
+    assert (many == "S").sum() > (proba.argmax(1) == s).sum() > 0
+    none, other = clf.set_params(s_odds=1e-9).predict(test), proba.argmax(1) != s
+    assert "S" not in set(none) and (none[other] == clf.classes_[proba.argmax(1)][other]).all()
+    clf.set_params(s_odds=3.0).save(tmp_path / "m")
+    assert MultiResolutionClassifier.load(tmp_path / "m").s_odds == 3.0
+    meta = read_json(tmp_path / "m" / "fusion.json")
+    del meta["params"]["s_odds"]
+    write_json(tmp_path / "m" / "fusion.json", meta)
+    assert MultiResolutionClassifier.load(tmp_path / "m").s_odds == 1.0
+    for bad in (0, -2, float("nan"), "high", True):
+        with pytest.raises(HsickitError, match="s_odds"):
+            MultiResolutionClassifier(channels=(), s_odds=bad).fit(train)

@@ -309,7 +309,7 @@ def predict_beats(run, record_or_dir, out, *, leads: Sequence[str] | None = None
             for repair in summarise_repairs(beats.repairs):
                 print(f"repaired: {repair}")
         proba = clf.predict_proba(beats)
-        pred = clf.classes_[proba.argmax(1)]
+        pred = clf.decide(proba)
         fs = wfdb.rdheader(str(path)).fs
         wfdb.wrann(path.name, "hsk", beats.sample, np.array([_AAMI_SYMBOL[p] for p in pred]), fs=fs, write_dir=str(out))
         buf = io.StringIO()

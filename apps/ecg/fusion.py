@@ -238,10 +238,11 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
                  channel_training="backprop", epochs=15,
                  channel_epochs=6, batch_size=256, lr=1e-3, class_weight="balanced", record_balance=1.0, hsic_params=None, patience=4,
                  stacking="crossfit", holdout_fraction=0.3, crossfit_folds=3, classes: Sequence[str] | None = ("N", "S", "V", "F"),
-                 tune_bias=False, af_rule=True, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None,
+                 tune_bias=False, af_rule=True, s_odds=1.0, frozen_blocks=0, warm_start=False, checkpoint_dir=None, random_state=None,
                  verbose="auto", device="cpu", **renamed_params):
         self.channels = channels
         self.af_rule = af_rule
+        self.s_odds = s_odds
         self.classes = classes
         self.hsic_params = hsic_params
         self.tune_bias = tune_bias
@@ -280,6 +281,9 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         if isinstance(self.record_balance, bool) or not isinstance(self.record_balance, (int, float)) or not 0 <= self.record_balance <= 1:
             raise HsickitError(f"record_balance={self.record_balance!r}; give a number from 0 (every beat alike) "
                                "to 1 (every record alike within a class, the default)")
+        if isinstance(self.s_odds, bool) or not isinstance(self.s_odds, (int, float)) or not 0 < self.s_odds < np.inf:
+            raise HsickitError(f"s_odds={self.s_odds!r}; give a positive number (1: the most probable class; "
+                               "above 1 more beats are called S, with more false S)")
 
     def _known(self, beats: BeatSet, what: str) -> BeatSet:
         """The beats of ``classes`` (all when None); the others are counted and warned about."""
@@ -540,8 +544,14 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
             p[af, s] = 0.0
         return p
 
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """The class of each row of :meth:`predict_proba`'s ``proba``: the most probable once S's
+        probability is multiplied by ``s_odds``."""
+        odds = np.where(self.classes_.astype(str) == "S", float(getattr(self, "s_odds", 1.0)), 1.0)
+        return self.classes_[(np.asarray(proba) * odds).argmax(1)]
+
     def predict(self, beats: BeatSet) -> np.ndarray:
-        return self.classes_[self.predict_proba(beats).argmax(1)]
+        return self.decide(self.predict_proba(beats))
 
     def _labels(self, beats: BeatSet, y) -> np.ndarray:
         if y is None:
@@ -597,6 +607,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         params = cls.upgrade_params(meta["params"])  # flat beta, sigma: saved before they were grouped
         params.setdefault("af_rule", False)  # saved before the rule existed: predict as it did
         params.setdefault("record_balance", 0.0)  # saved before it existed: fine-tunes as it was trained
+        params.setdefault("s_odds", 1.0)  # saved before it existed: predict as it did
         params["channels"] = tuple(params["channels"])
         if params.get("classes") is not None:
             params["classes"] = tuple(params["classes"])

@@ -77,7 +77,7 @@ def train(
     tune_bias: bool = typer.Option(False, "--tune-bias/--no-tune-bias", help="Tune per-class bias on the validation records (needs representative validation records)."),
     param: Optional[List[str]] = opt.param("A MultiResolutionClassifier parameter of a beat model, KEY=VALUE (repeatable), "
                                            "e.g. record_balance=0 (weigh every beat alike, not every record; default 1), "
-                                           "af_rule=false, crossfit_folds=5."),
+                                           "s_odds=1 (the most probable class; default 2 calls more beats S), af_rule=false, crossfit_folds=5."),
     leads: Optional[str] = _LEADS,
     seed: int = opt.seed(),
     device: str = opt.device(help="torch device of every network: cpu, cuda, cuda:1 or auto (CUDA when there is a GPU)."),

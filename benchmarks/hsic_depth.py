@@ -84,13 +84,11 @@ def build(method: str, n_in: int, n_out: int, depth: int, width: int, activation
     from hsickit.core.models import create_model
 
     name = "residual_mlp" if method == "irnet" else "mlp"
-    net = create_model(name, in_features=n_in, out_features=n_out, hidden=(width,) * depth)
+    # ``--hsic-params '{"init": "orthogonal"}'``: the model's init (MLPConfig.init), for the HSIC runs
+    net = create_model(name, in_features=n_in, out_features=n_out, hidden=(width,) * depth, init=init or "default")
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}[activation]
     for block in net.blocks:
         block.act = act()
-        if init == "orthogonal":  # an investigation option (``--hsic-params '{"init": "orthogonal"}'``)
-            nn.init.orthogonal_(block.linear.weight)
-            nn.init.zeros_(block.linear.bias)
     return net
 
 
@@ -374,6 +372,28 @@ def plot_information_plane(result: Path, path: Path, depth: int) -> Path:
     return path
 
 
+SWEPT = ("depths", "widths", "activations", "methods", "seeds", "fresh")
+
+
+def earlier_runs(path: Path, settings: dict, fresh: bool = False) -> list[dict]:
+    """The runs already in ``path`` that a sweep with ``settings`` does not redo, so that a second sweep under
+    the same tag (other seeds, other depths) adds to the first. Runs made with other fixed settings (epochs,
+    HSIC parameters, ...) are not mixed in: that is an error naming the file, unless ``fresh``."""
+    from hsickit.core.files import read_json
+
+    if fresh or not path.exists():
+        return []
+    old = read_json(path)
+    fixed = {k: v for k, v in settings.items() if k not in SWEPT}
+    differ = sorted(k for k, v in fixed.items() if old.get("settings", {}).get(k, v) != v)
+    if differ:
+        raise SystemExit(f"{path} holds runs made with other settings ({', '.join(differ)}); "
+                         "give another --tag, or --fresh to start that file over")
+    redo = {(m, d, w, a, s) for m in settings["methods"] for d in settings["depths"] for w in settings["widths"]
+            for a in settings["activations"] for s in settings["seeds"]}
+    return [r for r in old.get("runs", []) if (r["method"], r["depth"], r["width"], r["activation"], r["seed"]) not in redo]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="mnist", choices=["mnist", "leaf"])
@@ -389,6 +409,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--probe-depth", type=int, default=20, help="record the information plane (seed 0) at this depth")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--fresh", action="store_true", help="start the result file of this tag over (by default a sweep "
+                    "adds to the runs already there that it does not redo)")
     ap.add_argument("--hsic-params", default="{}", help="JSON overrides of the reference HSIC settings, e.g. '{\"hsic_lr\": 0.01}'")
     ap.add_argument("--validation", type=float, default=0.0,
                     help="evaluate on this fraction of the training rows (stratified) instead of the test set: for choosing settings")
@@ -422,6 +444,7 @@ def main(argv=None) -> dict:
                        "note": "2-core CPU shared with other jobs, run under nice; times are indicative"},
            "command": "python benchmarks/hsic_depth.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
            "settings": {k: v for k, v in vars(args).items() if k != "plot"}, "runs": [], "summary": []}
+    out["runs"] = earlier_runs(path, out["settings"], args.fresh)
     RESULTS.mkdir(exist_ok=True)
     for width in args.widths:
         for activation in args.activations:

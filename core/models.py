@@ -51,13 +51,18 @@ class BlockModel(nn.Module):
 
 @dataclass
 class MLPConfig:
-    """HSIC-bottleneck reference MLP: blocks ``Linear -> BatchNorm1d(affine=False) -> ReLU``."""
+    """HSIC-bottleneck reference MLP: blocks ``Linear -> BatchNorm1d(affine=False) -> ReLU``.
+
+    ``init``: the blocks' weights, ``"default"`` (PyTorch's) or ``"orthogonal"`` (orthogonal
+    weights, zero biases), which keeps a deep plain net trainable by HSIC (benchmarks/hsic_depth.py).
+    """
 
     in_features: int
     out_features: int
     hidden: tuple[int, ...] = (1024,) * 5
     batchnorm: bool = True
     dropout: float = 0.0
+    init: str = "default"
     architecture: str = "mlp"
 
 
@@ -71,6 +76,7 @@ class ResidualMLPConfig:
     residual: bool = True
     batchnorm: bool = True
     dropout: float = 0.0
+    init: str = "default"
     architecture: str = "irnet"
 
 
@@ -165,10 +171,21 @@ def _build_parallel(cfg: ParallelConfig) -> ParallelModel:
     return ParallelModel(cfg, members, nn.Linear(width, cfg.out_features))
 
 
+#: block weight initialisations of the MLPs (``init``)
+INITS = ("default", "orthogonal")
+
+
 def _build_mlp(cfg: MLPConfig | ResidualMLPConfig, affine: bool, residual: bool) -> BlockModel:
+    if cfg.init not in INITS:
+        raise HsickitError(f"init={cfg.init!r}; use one of {', '.join(INITS)}")
     widths = [cfg.in_features, *cfg.hidden]
     blocks = [Block(a, b, cfg.batchnorm, affine, residual, cfg.dropout) for a, b in zip(widths[:-1], widths[1:])]
-    return BlockModel(cfg, blocks, nn.Linear(widths[-1], cfg.out_features))
+    model = BlockModel(cfg, blocks, nn.Linear(widths[-1], cfg.out_features))
+    if cfg.init == "orthogonal":
+        for block in model.blocks:
+            nn.init.orthogonal_(block.linear.weight)
+            nn.init.zeros_(block.linear.bias)
+    return model
 
 
 def _build(cfg) -> BlockModel:

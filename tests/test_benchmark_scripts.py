@@ -139,3 +139,19 @@ def test_linear_probe_reads_labels_that_a_block_keeps_and_not_those_it_drops():
     assert rows[0]["eval_accuracy"] > 0.8 and rows[1]["eval_accuracy"] > 0.8
     assert rows[2]["eval_accuracy"] < 0.6
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))  # the probe works on a copy
+
+
+def test_hsic_depth_adds_a_second_sweep_to_the_runs_of_the_first(tmp_path):
+    from hsickit.core.files import write_json
+
+    earlier_runs = load("hsic_depth").earlier_runs
+    settings = {"dataset": "mnist", "epochs": 3, "hsic_params": "{}", "depths": [100], "widths": [256],
+                "activations": ["relu"], "methods": ["hsic"], "seeds": [0, 1], "fresh": False}
+    run = lambda seed: {"method": "hsic", "depth": 100, "width": 256, "activation": "relu", "seed": seed}  # noqa: E731
+    path = tmp_path / "hsic_depth_mnist_x.json"
+    assert earlier_runs(path, settings) == []
+    write_json(path, {"settings": settings, "runs": [run(0), run(1)]})
+    assert earlier_runs(path, {**settings, "seeds": [1, 2]}) == [run(0)]  # seed 1 is redone, seed 0 kept
+    assert earlier_runs(path, {**settings, "seeds": [1, 2]}, fresh=True) == []
+    with pytest.raises(SystemExit, match="other settings \\(epochs\\)"):
+        earlier_runs(path, {**settings, "epochs": 5})

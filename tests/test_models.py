@@ -103,3 +103,17 @@ def test_errors_name_the_fix():
         create_model("mlp", in_features=3, out_features=1, widht=3)
     with pytest.raises(HsickitError, match="needs"):
         create_model("mlp", out_features=1)
+
+
+def test_orthogonal_init_gives_orthogonal_block_weights_and_survives_a_saved_config():
+    net = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16), init="orthogonal")
+    for block in net.blocks[1:]:  # square: W Wᵀ = I
+        w = block.linear.weight.detach()
+        assert torch.allclose(w @ w.T, torch.eye(16), atol=1e-5) and not block.linear.bias.detach().any()
+    plain = create_model("mlp", in_features=8, out_features=3, hidden=(16, 16)).blocks[1].linear.weight.detach()
+    assert not torch.allclose(plain @ plain.T, torch.eye(16), atol=1e-2)
+    assert model_from_config(dataclasses.asdict(net.config)).config.init == "orthogonal"
+    old = {k: v for k, v in dataclasses.asdict(net.config).items() if k != "init"}  # saved before init existed
+    assert model_from_config(old).config.init == "default"
+    with pytest.raises(HsickitError, match="init='xavier'; use one of default, orthogonal"):
+        create_model("irnet17", in_features=8, out_features=3, init="xavier")

@@ -185,3 +185,17 @@ def test_scale_options_reach_the_trainer():
     cfg = clf.train_config_
     assert (cfg["hsic_approx"], cfg["n_features"], cfg["precision"]) == ("rff", 64, "bf16")
     assert clf.predict_proba(X).shape == (150, 3)
+
+
+def test_deep_hsic_preset_keeps_the_last_epoch_with_batchnorm_recomputed_on_an_orthogonal_net():
+    from hsickit.core.demo import DEEP_HSIC, REFERENCE_HSIC
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clf = DeepClassifier(model="mlp", model_params={"hidden": (16,) * 4, "init": "orthogonal"}, epochs=2, batch_size=64,
+                         patience=None, random_state=0, **DEEP_HSIC).fit(X, y)
+    cfg = clf.train_config_
+    assert (cfg["keep_epoch"], cfg["recalibrate_bn"], cfg["format_epochs"], cfg["format_lr"]) == ("last", True, 50, 0.05)
+    assert cfg["beta"] == REFERENCE_HSIC["hsic_params"]["beta"] and clf.model_.config.init == "orthogonal"
+    assert clf.score(X, y) > 0.7

@@ -31,8 +31,8 @@ REFERENCE_BACKPROP = dict(training="backprop", optimizer="adam", lr=1e-3)
 #: validation rows): keep the last epoch, recompute BatchNorm statistics, then train the format layer for 50
 #: epochs at lr 0.05. Use with ``model_params={"init": "orthogonal", ...}`` and more epochs than a shallow net
 #: needs: a plain 100-layer MLP (width 256) then keeps 99 % of its 5-layer accuracy on the MNIST subset (12
-#: epochs) and 98 % on the leaf features (30 epochs), where backprop is at chance; at width 1024 the leaf net
-#: still collapses.
+#: epochs) and 98 % on the leaf features (30 epochs), where backprop is at chance; at width 1024 MNIST holds
+#: too, the leaf net collapses.
 DEEP_HSIC = dict(REFERENCE_HSIC, hsic_params={**REFERENCE_HSIC["hsic_params"], "keep_epoch": "last",
                                               "recalibrate_bn": True, "format_epochs": 50, "format_lr": 0.05})
 

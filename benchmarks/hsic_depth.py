@@ -311,17 +311,21 @@ def plot(results: list[Path], path: Path) -> Path:
     from hsickit.core.files import read_json
 
     summary = []
-    for p in results:  # HSIC runs tagged recal* (BatchNorm statistics recomputed after training) or orthogonal: own lines
+    for p in results:  # HSIC runs tagged recal* (BatchNorm statistics recomputed after training), orthogonal* or
+        # keep_last_format_orthogonal* (the deep settings, more epochs: their HSIC rows only): lines of their own
         tag = read_json(p)["settings"].get("tag", "")
-        series = "_recal" if tag.startswith("recal") else "_orthogonal" if tag.startswith("orthogonal") else ""
-        summary += [{**s, "method": s["method"] + (series if s["method"] == "hsic" else "")} for s in read_json(p)["summary"]]
+        series = ("_recal" if tag.startswith("recal") else "_orthogonal" if tag.startswith("orthogonal")
+                  else "_deep" if tag.startswith("keep_last_format_orthogonal") else "")
+        summary += [{**s, "method": s["method"] + (series if s["method"] == "hsic" else "")} for s in read_json(p)["summary"]
+                    if series != "_deep" or s["method"] == "hsic"]
     panels = sorted({(s["dataset"], s["width"], s["activation"]) for s in summary})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     labels = {"hsic": "plain, HSIC + format layer", "hsic_recal": "plain, HSIC, BN statistics recomputed",
               "hsic_orthogonal": "plain, HSIC, orthogonal init + BN recomputed",
+              "hsic_deep": "plain, HSIC, DEEP_HSIC + orthogonal init, more epochs",
               "backprop": "plain, backprop", "irnet": "IRNet (skips), backprop"}
     for ax, panel in zip(axes[0], panels):
-        for method, style in zip(labels, ("o-", "D-.", "P-", "s--", "^:")):
+        for method, style in zip(labels, ("o-", "D-.", "P-", "*-", "s--", "^:")):
             pts = sorted((s["depth"], s["test_accuracy_mean"] or 0.0, s["test_accuracy_std"] or 0.0)
                          for s in summary if (s["dataset"], s["width"], s["activation"]) == panel and s["method"] == method)
             if pts:

@@ -116,9 +116,7 @@ def run(beats, feature_set, label, params, protocol, fold, train, test, seed, s_
            "n_train_beats": int(sum(np.isin(beats.record, train))), "fit_seconds": round(fit_s, 1),
            "beats_per_second": round(len(tb) / (time.perf_counter() - t)), "y": "".join(tb.y.astype(str)),
            "pred": "".join(np.asarray(pred, str)), "records": runs_of(tb.record.astype(str))}
-    default = clf.s_odds
-    out["pred_s_odds"] = {f"{k:g}": "".join(clf.set_params(s_odds=k).decide(proba)) for k in s_odds}
-    clf.set_params(s_odds=default)
+    out["pred_s_odds"] = {f"{k:g}": "".join(clf.decide(proba, s_odds=k)) for k in s_odds}
     if af_rule:  # the same model without the rule: the baseline, side by side
         out["pred_without_af_rule"] = "".join(np.asarray(clf.set_params(af_rule=False).predict(tb), str))
     return out

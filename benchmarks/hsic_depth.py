@@ -313,10 +313,11 @@ def plot(results: list[Path], path: Path) -> Path:
     summary = []
     for p in results:  # HSIC runs tagged recal* (BatchNorm statistics recomputed after training), orthogonal* or
         # keep_last_format_orthogonal* (the deep settings, more epochs: their HSIC rows only): lines of their own
-        tag = read_json(p)["settings"].get("tag", "")
+        result = read_json(p)
+        tag = result["settings"].get("tag", "")
         series = ("_recal" if tag.startswith("recal") else "_orthogonal" if tag.startswith("orthogonal")
                   else "_deep" if tag.startswith("keep_last_format_orthogonal") else "")
-        summary += [{**s, "method": s["method"] + (series if s["method"] == "hsic" else "")} for s in read_json(p)["summary"]
+        summary += [{**s, "method": s["method"] + (series if s["method"] == "hsic" else "")} for s in result["summary"]
                     if series != "_deep" or s["method"] == "hsic"]
     panels = sorted({(s["dataset"], s["width"], s["activation"]) for s in summary})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)

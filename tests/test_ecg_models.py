@@ -372,6 +372,9 @@ def test_s_odds_moves_the_s_decision_only_and_old_models_load_with_one(beats, tm
     assert (many == "S").sum() > (proba.argmax(1) == s).sum() > 0
     none, other = clf.set_params(s_odds=1e-9).predict(test), proba.argmax(1) != s
     assert "S" not in set(none) and (none[other] == clf.classes_[proba.argmax(1)][other]).all()
+    assert (clf.decide(proba, s_odds=1e6) == many).all() and clf.s_odds == 1e-9  # another operating point, model unchanged
+    with pytest.raises(HsickitError, match="s_odds=-1"):
+        clf.decide(proba, s_odds=-1)
     clf.set_params(s_odds=3.0).save(tmp_path / "m")
     assert MultiResolutionClassifier.load(tmp_path / "m").s_odds == 3.0
     meta = read_json(tmp_path / "m" / "fusion.json")

@@ -39,7 +39,7 @@ from hsickit.core.runs import fit_or_load
 from hsickit.core.serialization import load_sklearn, save_sklearn, saved_params
 from hsickit.core.training import param_defaults
 
-__all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "holdout_records", "tune_class_bias"]
+__all__ = ["MultiResolutionClassifier", "DOWNSTREAM_MODELS", "SKLEARN_DOWNSTREAM", "check_s_odds", "holdout_records", "tune_class_bias"]
 
 #: Core models the downstream classifier can be (name -> model_params).
 DOWNSTREAM_MODELS = {"residual_mlp": {"hidden": (128, 128, 128)}, "mlp": {"hidden": (128, 64)}}
@@ -52,6 +52,14 @@ SKLEARN_DOWNSTREAM = {
     "gradient_boosting": lambda seed, first, ventricular: HistGradientBoostingClassifier(max_iter=200, random_state=seed),
 }
 _TRUSTED = [f"{VentricularFirst.__module__}.{VentricularFirst.__qualname__}"]
+
+
+def check_s_odds(value) -> float:
+    """``value`` as an S odds (a positive, finite number), else an error that says what it means."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < np.inf:
+        raise HsickitError(f"s_odds={value!r}; give a positive number (1: the most probable class; "
+                           "above 1 more beats are called S, with more false S)")
+    return float(value)
 
 
 def holdout_records(beats: BeatSet, fraction: float, random_state=None, tries: int = 50) -> list[str]:
@@ -290,9 +298,7 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
         if isinstance(self.record_balance, bool) or not isinstance(self.record_balance, (int, float)) or not 0 <= self.record_balance <= 1:
             raise HsickitError(f"record_balance={self.record_balance!r}; give a number from 0 (every beat alike) "
                                "to 1 (every record alike within a class, the default)")
-        if isinstance(self.s_odds, bool) or not isinstance(self.s_odds, (int, float)) or not 0 < self.s_odds < np.inf:
-            raise HsickitError(f"s_odds={self.s_odds!r}; give a positive number (1: the most probable class; "
-                               "above 1 more beats are called S, with more false S)")
+        check_s_odds(self.s_odds)
 
     def _known(self, beats: BeatSet, what: str) -> BeatSet:
         """The beats of ``classes`` (all when None); the others are counted and warned about."""
@@ -553,11 +559,12 @@ class MultiResolutionClassifier(GroupedParams, BaseEstimator):
             p[af, s] = 0.0
         return p
 
-    def decide(self, proba: np.ndarray) -> np.ndarray:
+    def decide(self, proba: np.ndarray, s_odds: float | None = None) -> np.ndarray:
         """The class of each row of :meth:`predict_proba`'s ``proba``: the most probable once S's
-        probability is multiplied by ``s_odds``."""
-        odds = np.where(self.classes_.astype(str) == "S", float(getattr(self, "s_odds", 1.0)), 1.0)
-        return self.classes_[(np.asarray(proba) * odds).argmax(1)]
+        probability is multiplied by ``s_odds`` (None: the model's own), so that one set of
+        probabilities can be read at several operating points."""
+        odds = check_s_odds(self.s_odds if s_odds is None else s_odds)
+        return self.classes_[(np.asarray(proba) * np.where(self.classes_.astype(str) == "S", odds, 1.0)).argmax(1)]
 
     def predict(self, beats: BeatSet) -> np.ndarray:
         return self.decide(self.predict_proba(beats))
